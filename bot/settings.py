@@ -1,0 +1,117 @@
+"""Settings from the environment and `.env` (pydantic-settings).
+
+A bad value stops start-up with one line naming the setting (see `load_settings`).
+The secret key is generated on first run and kept in `data/secret_key`, so a fresh
+checkout works without any configuration and restarts keep the same key.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+PLATFORM_NAMES = ("emulator", "dingtalk", "wecom")
+
+
+class SettingsError(Exception):
+    """One clear line naming the bad setting."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str = "sqlite://data/bot.sqlite3"
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8080, ge=1, le=65535)
+    public_base_url: str = "http://127.0.0.1:8080"
+    secret_key: SecretStr | None = None
+    data_dir: Path = Path("data")
+    platforms: Annotated[tuple[str, ...], NoDecode] = ("emulator",)
+    timezone: str = "Asia/Shanghai"
+    language: Literal["zh", "en"] = "zh"
+    templates_dir: Path | None = None
+    rate_tables_dir: Path | None = None
+    doc_templates_dir: Path | None = None
+    cjk_font_path: Path | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    outbox_poll_seconds: float = Field(1.0, gt=0)
+    timer_poll_seconds: float = Field(2.0, gt=0)
+    link_ttl_hours: int = Field(72, ge=1)
+    tsa_url: str | None = None
+    seal_pkcs12_path: Path | None = None
+    seal_pkcs12_passphrase: SecretStr | None = None
+
+    @field_validator("platforms", mode="before")
+    @classmethod
+    def _split_platforms(cls, value: object) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [p.strip() for p in value.split(",") if p.strip()]
+        items = tuple(value)  # type: ignore[arg-type]
+        unknown = [p for p in items if p not in PLATFORM_NAMES]
+        if unknown:
+            raise ValueError(f"unknown platform {unknown[0]!r}; choose from {', '.join(PLATFORM_NAMES)}")
+        if not items:
+            raise ValueError("at least one platform is required")
+        return items
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_db(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in {"sqlite", "postgres", "postgresql", "asyncpg", "psycopg"}:
+            raise ValueError("must start with sqlite:// or postgres://")
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _check_base(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def secret_bytes(self) -> bytes:
+        """The application secret; generated under data_dir on first use when not configured."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]).upper() if err["loc"] else "?"
+        raise SettingsError(f"bad setting {name}: {err['msg']}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

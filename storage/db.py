@@ -1,0 +1,53 @@
+"""Database lifecycle: Tortoise config, init/close, migrations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tortoise import Tortoise
+
+MODELS = ["storage.models"]
+
+
+def tortoise_config(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite://") and not url.startswith("sqlite://:memory:"):
+        Path(url[len("sqlite://") :]).parent.mkdir(parents=True, exist_ok=True)
+    return {
+        "connections": {"default": url},
+        "apps": {
+            "models": {
+                "models": MODELS,
+                "default_connection": "default",
+                "migrations": "storage.migrations",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+def _default_url() -> str:
+    from bot.settings import get_settings
+
+    return get_settings().database_url
+
+
+# For the `tortoise` CLI (makemigrations): `tortoise -c storage.db.TORTOISE_ORM makemigrations`.
+TORTOISE_ORM = tortoise_config("sqlite://data/makemigrations.sqlite3")
+
+
+async def init_db(url: str | None = None) -> None:
+    await Tortoise.init(config=tortoise_config(url or _default_url()))
+
+
+async def close_db() -> None:
+    await Tortoise.close_connections()
+
+
+async def migrate(url: str | None = None) -> None:
+    """Apply all migrations (idempotent)."""
+    from tortoise.migrations.api import migrate as run_migrations
+
+    await run_migrations(config=tortoise_config(url or _default_url()))
+    await Tortoise.close_connections()

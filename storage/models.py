@@ -1,0 +1,229 @@
+"""Tortoise models: the only description of our tables.
+
+Migrations in `storage/migrations/` are generated from these with
+`tortoise -c storage.db.TORTOISE_ORM makemigrations` and applied by `python -m bot migrate`.
+"""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.models import Model
+
+from storage.fields import EncryptedTextField
+
+
+class Employee(Model):
+    id = fields.IntField(primary_key=True)
+    employee_id = fields.CharField(max_length=64, unique=True)
+    name = fields.CharField(max_length=128)
+    department = fields.CharField(max_length=128, default="")
+    position = fields.CharField(max_length=128, default="")
+    manager_id = fields.CharField(max_length=64, null=True, db_index=True)
+    roles = fields.CharField(max_length=256, default="")  # ';'-separated: hr, finance, it
+    city = fields.CharField(max_length=64, default="")
+    hire_date = fields.DateField(null=True)
+    contract_start = fields.DateField(null=True)
+    contract_end = fields.DateField(null=True)
+    monthly_wage = fields.DecimalField(max_digits=14, decimal_places=2, null=True)
+    dingtalk_userid = fields.CharField(max_length=128, null=True, unique=True)
+    wecom_userid = fields.CharField(max_length=128, null=True, unique=True)
+    phone = EncryptedTextField(null=True)
+    id_number = EncryptedTextField(null=True)
+    active = fields.BooleanField(default=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "employee"
+
+    @property
+    def role_set(self) -> frozenset[str]:
+        return frozenset(r for r in self.roles.split(";") if r)
+
+
+class Case(Model):
+    id = fields.CharField(max_length=32, primary_key=True)
+    employee = fields.ForeignKeyField("models.Employee", related_name="cases", on_delete=fields.RESTRICT)
+    # Set to the employee id while the case is open, NULL after: the unique index then allows
+    # one open case per employee on both SQLite and PostgreSQL without partial indexes.
+    open_key = fields.CharField(max_length=64, null=True, unique=True)
+    template_id = fields.CharField(max_length=64)
+    template_version = fields.IntField(default=1)
+    status = fields.CharField(max_length=16, default="open", db_index=True)
+    last_day = fields.DateField(null=True)
+    reason = fields.TextField(default="")
+    manager_id = fields.CharField(max_length=64, null=True)
+    handover_id = fields.CharField(max_length=64, null=True)
+    created_by = fields.CharField(max_length=64)
+    fallback_started = fields.BooleanField(default=False)
+    started_at = fields.DatetimeField()
+    closed_at = fields.DatetimeField(null=True)
+    version = fields.IntField(default=1)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "case"
+
+
+class CaseStep(Model):
+    id = fields.IntField(primary_key=True)
+    case = fields.ForeignKeyField("models.Case", related_name="steps", on_delete=fields.CASCADE)
+    step_id = fields.CharField(max_length=64)
+    position = fields.IntField()
+    status = fields.CharField(max_length=16)
+    activated_at = fields.DatetimeField(null=True)
+    viewed_at = fields.DatetimeField(null=True)
+    done_at = fields.DatetimeField(null=True)
+    done_by = fields.CharField(max_length=64, null=True)
+    outcome = fields.CharField(max_length=32, null=True)
+    data = fields.JSONField(default=dict)
+    documents_signed = fields.JSONField(default=list)
+    reminders_sent = fields.IntField(default=0)
+    rejections = fields.IntField(default=0)
+
+    class Meta:
+        table = "case_step"
+        unique_together = (("case", "step_id"),)
+
+
+class AuditEntry(Model):
+    """Append-only, hash-chained: hash = sha256(prev_hash ‖ canonical(entry))."""
+
+    id = fields.BigIntField(primary_key=True)
+    case = fields.ForeignKeyField("models.Case", related_name="audit", on_delete=fields.RESTRICT)
+    seq = fields.IntField()
+    at = fields.DatetimeField()
+    actor = fields.CharField(max_length=64, default="")
+    kind = fields.CharField(max_length=64)
+    data = fields.JSONField(default=dict)
+    prev_hash = fields.CharField(max_length=64)
+    hash = fields.CharField(max_length=64)
+
+    class Meta:
+        table = "audit_entry"
+        unique_together = (("case", "seq"),)
+
+
+class Checkpoint(Model):
+    """Ed25519 signature over an audit chain head (closes a case)."""
+
+    id = fields.IntField(primary_key=True)
+    case = fields.ForeignKeyField("models.Case", related_name="checkpoints", on_delete=fields.RESTRICT)
+    seq = fields.IntField()
+    head_hash = fields.CharField(max_length=64)
+    signature = fields.CharField(max_length=200)
+    public_key = fields.CharField(max_length=100)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "checkpoint"
+
+
+class InboxEvent(Model):
+    """Dedup of inbound events: the unique key absorbs redeliveries."""
+
+    id = fields.BigIntField(primary_key=True)
+    dedup_key = fields.CharField(max_length=255, unique=True)
+    platform = fields.CharField(max_length=16)
+    sender = fields.CharField(max_length=128, default="")
+    kind = fields.CharField(max_length=32, default="")
+    received_at = fields.DatetimeField()
+    result = fields.JSONField(default=dict)
+
+    class Meta:
+        table = "inbox"
+
+
+class OutboxMessage(Model):
+    id = fields.BigIntField(primary_key=True)
+    key = fields.CharField(max_length=255, unique=True)  # idempotency key (also the platform card id)
+    case = fields.ForeignKeyField("models.Case", related_name="outbox", null=True, on_delete=fields.RESTRICT)
+    platform = fields.CharField(max_length=16)
+    recipient = fields.CharField(max_length=64)  # employee_id
+    kind = fields.CharField(max_length=32)  # card | update | text
+    payload = fields.JSONField(default=dict)
+    status = fields.CharField(max_length=16, default="pending", db_index=True)
+    attempts = fields.IntField(default=0)
+    next_attempt_at = fields.DatetimeField(db_index=True)
+    lease_until = fields.DatetimeField(null=True)
+    claimed_by = fields.CharField(max_length=64, null=True)
+    platform_message_id = fields.CharField(max_length=255, null=True)
+    last_error = fields.TextField(null=True)
+    created_at = fields.DatetimeField()
+    sent_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "outbox"
+
+
+class Timer(Model):
+    id = fields.BigIntField(primary_key=True)
+    key = fields.CharField(max_length=255, unique=True)
+    case = fields.ForeignKeyField("models.Case", related_name="timers", on_delete=fields.RESTRICT)
+    step_id = fields.CharField(max_length=64)
+    kind = fields.CharField(max_length=16)
+    due_at = fields.DatetimeField(db_index=True)
+    status = fields.CharField(max_length=16, default="pending", db_index=True)
+    lease_until = fields.DatetimeField(null=True)
+    claimed_by = fields.CharField(max_length=64, null=True)
+    attempts = fields.IntField(default=0)
+    fired_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "timer"
+
+
+class Document(Model):
+    id = fields.IntField(primary_key=True)
+    case = fields.ForeignKeyField("models.Case", related_name="documents", on_delete=fields.RESTRICT)
+    step_id = fields.CharField(max_length=64)
+    kind = fields.CharField(max_length=64)
+    status = fields.CharField(max_length=16, default="draft")  # draft | signed | sealed | pending_tsa
+    sha256_unsigned = fields.CharField(max_length=64)
+    sha256_signed = fields.CharField(max_length=64, null=True)
+    pdf_unsigned = fields.BinaryField()
+    pdf_signed = fields.BinaryField(null=True)
+    created_at = fields.DatetimeField()
+    sealed_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "document"
+
+
+class Signature(Model):
+    id = fields.IntField(primary_key=True)
+    document = fields.ForeignKeyField("models.Document", related_name="signatures", on_delete=fields.RESTRICT)
+    case = fields.ForeignKeyField("models.Case", related_name="signatures", on_delete=fields.RESTRICT)
+    step_id = fields.CharField(max_length=64)
+    signer_id = fields.CharField(max_length=64)
+    identity_method = fields.CharField(max_length=32)
+    platform_identity = fields.CharField(max_length=128, default="")
+    doc_hash_presented = fields.CharField(max_length=64)
+    strokes = fields.BinaryField()
+    strokes_hash = fields.CharField(max_length=64)
+    image_png = fields.BinaryField()
+    image_hash = fields.CharField(max_length=64)
+    client_image_hash = fields.CharField(max_length=64, null=True)
+    server_time = fields.DatetimeField()
+    ip = fields.CharField(max_length=64)
+    user_agent = fields.TextField(default="")
+    consent_version = fields.CharField(max_length=32)
+    audit_seq = fields.IntField(null=True)
+
+    class Meta:
+        table = "signature"
+
+
+class SigningLink(Model):
+    """Single-use enforcement of signing links: the nonce is claimed once."""
+
+    nonce = fields.CharField(max_length=64, primary_key=True)
+    case = fields.ForeignKeyField("models.Case", related_name="links", on_delete=fields.RESTRICT)
+    step_id = fields.CharField(max_length=64)
+    signer_id = fields.CharField(max_length=64)
+    expires_at = fields.DatetimeField()
+    opened_at = fields.DatetimeField(null=True)
+    used_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "signing_link"
