@@ -1,0 +1,1 @@
+"""Signing: document rendering, handwriting capture, PAdES sealing, signing links."""

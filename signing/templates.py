@@ -1,0 +1,193 @@
+"""Document templates as data: loading, validation and placeholder filling.
+
+A template is a TOML file named `<kind>.toml` with one table per language. Built-in templates live in
+`signing/doc_templates/`; a company overrides one by putting a file with the same name in its extra
+directory (the whole file replaces the built-in one, so a reviewer sees one complete text).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+import unicodedata
+from collections.abc import Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+BUILTIN_DIR = Path(__file__).parent / "doc_templates"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_KIND = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+class DocumentError(ValueError):
+    """A template is missing or malformed, or the context lacks a value it needs."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Heading(_Strict):
+    type: Literal["heading"]
+    text: str
+    when: str | None = None
+
+
+class ParagraphBlock(_Strict):
+    type: Literal["paragraph"]
+    text: str
+    indent: bool = True  # first-line indent; off for salutations
+    when: str | None = None
+
+
+class LinesBlock(_Strict):
+    """A list taken from the context (e.g. the computation basis), one line per item."""
+
+    type: Literal["lines"]
+    source: str
+    numbered: bool = True
+    when: str | None = None
+
+
+class FieldsBlock(_Strict):
+    """Label/value rows, rendered as a two-column table."""
+
+    type: Literal["fields"]
+    rows: list[tuple[str, str]]
+    when: str | None = None
+
+
+class ClosingBlock(_Strict):
+    """Right-aligned lines at the end (issuer and date)."""
+
+    type: Literal["closing"]
+    lines: list[str]
+    when: str | None = None
+
+
+Block = Annotated[
+    Heading | ParagraphBlock | LinesBlock | FieldsBlock | ClosingBlock, Field(discriminator="type")
+]
+
+
+class SignatureSlot(_Strict):
+    role: str
+    label: str
+
+
+class LangText(_Strict):
+    title: str
+    blocks: list[Block]
+    signatures: list[SignatureSlot] = []
+    footer: str = ""
+
+
+class DocTemplate(_Strict):
+    kind: str
+    version: str
+    defaults: dict[str, str] = {}
+    texts: dict[str, LangText]
+    sha256: str = ""  # of the TOML bytes, so evidence can name the exact template used
+    source: str = ""
+
+
+def load_template(kind: str, *, extra_dir: Path | str | None = None) -> DocTemplate:
+    if not _KIND.match(kind):
+        raise DocumentError(f"invalid document kind {kind!r}")
+    path: Path | None = None
+    if extra_dir is not None:
+        cand = Path(extra_dir) / f"{kind}.toml"
+        if cand.is_file():
+            path = cand
+    if path is None:
+        path = BUILTIN_DIR / f"{kind}.toml"
+    if not path.is_file():
+        raise DocumentError(f"no template for document kind {kind!r}")
+    raw = path.read_bytes()
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise DocumentError(f"template {path}: {exc}") from exc
+    meta = {k: data.pop(k) for k in ("kind", "version", "defaults") if k in data}
+    try:
+        tpl = DocTemplate(
+            **meta, texts=data, sha256=hashlib.sha256(raw).hexdigest(), source=str(path)
+        )
+    except (ValidationError, TypeError) as exc:
+        raise DocumentError(f"template {path}: {exc}") from exc
+    if tpl.kind != kind:
+        raise DocumentError(f"template {path} declares kind {tpl.kind!r}, expected {kind!r}")
+    return tpl
+
+
+def builtin_kinds() -> list[str]:
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.toml"))
+
+
+def clean_text(text: str) -> str:
+    """Drop control characters (they break PDF text and layout); newlines become spaces."""
+    out = []
+    for ch in text:
+        if ch in "\r\n\t":
+            out.append(" ")
+        elif unicodedata.category(ch) in ("Cc", "Cs"):
+            continue
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def format_value(value: object, lang: str) -> str:
+    if isinstance(value, Decimal):
+        # "f" avoids scientific notation (Decimal("1E+3") would otherwise print as 1E+3).
+        return format(value, "f")
+    if isinstance(value, float):
+        raise DocumentError("floats are not accepted in documents; pass Decimal")
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise DocumentError("naive datetime in document context; pass an aware datetime")
+        local = value.astimezone(SHANGHAI)
+        if lang == "zh":
+            return f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}"
+        return f"{local:%Y-%m-%d %H:%M} (Asia/Shanghai)"
+    if isinstance(value, date):
+        return f"{value.year}年{value.month}月{value.day}日" if lang == "zh" else value.isoformat()
+    if isinstance(value, list | tuple):
+        return "；".join(format_value(v, lang) for v in value) if lang == "zh" else "; ".join(
+            format_value(v, lang) for v in value
+        )
+    return str(value)
+
+
+def truthy(context: Mapping[str, object], key: str | None) -> bool:
+    if key is None:
+        return True
+    value = context.get(key)
+    if isinstance(value, str):
+        return bool(value.strip())
+    return bool(value)
+
+
+def fill(text: str, context: Mapping[str, object], lang: str) -> str:
+    """Substitute `{name}` placeholders with plain (unescaped) text; unknown names are an error."""
+
+    def sub(m: re.Match[str]) -> str:
+        key = m.group(1)
+        if key not in context:
+            raise DocumentError(f"missing value for placeholder {{{key}}}")
+        return clean_text(format_value(context[key], lang))
+
+    return _PLACEHOLDER.sub(sub, clean_text(text))
+
+
+def merged_context(tpl: DocTemplate, context: Mapping[str, object]) -> dict[str, object]:
+    merged: dict[str, object] = dict(tpl.defaults)
+    merged.update(context)
+    return merged
