@@ -59,6 +59,10 @@ class Case(Model):
     started_at = fields.DatetimeField()
     closed_at = fields.DatetimeField(null=True)
     version = fields.IntField(default=1)
+    # The audit chain's head, updated in the same transaction as every append, so that deleting
+    # the newest entries is detected too.
+    audit_seq = fields.IntField(default=0)
+    audit_head = fields.CharField(max_length=64, default="0" * 64)
     updated_at = fields.DatetimeField(auto_now=True)
 
     class Meta:
@@ -140,6 +144,7 @@ class OutboxMessage(Model):
     case = fields.ForeignKeyField("models.Case", related_name="outbox", null=True, on_delete=fields.RESTRICT)
     platform = fields.CharField(max_length=16)
     recipient = fields.CharField(max_length=64)  # employee_id
+    step_id = fields.CharField(max_length=64, null=True)
     kind = fields.CharField(max_length=32)  # card | update | text
     payload = fields.JSONField(default=dict)
     status = fields.CharField(max_length=16, default="pending", db_index=True)

@@ -1,0 +1,86 @@
+"""The aiohttp application: one process serves every platform, the web pages and the loops."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from bot.runtime import configure
+from bot.settings import Settings
+from handlers.cases import CaseService
+from storage.db import close_db, init_db
+from workflow.templates import load_templates
+
+log = logging.getLogger("bot")
+
+SETTINGS = web.AppKey("settings", Settings)
+SERVICE = web.AppKey("service", CaseService)
+
+# Modules that add routes or background loops: each exposes `setup(app)`. Kept as data so a new
+# capability is one line here, not a change to the factory.
+EXTENSIONS: list[str] = ["bot.timers"]
+
+
+def build_service(settings: Settings) -> CaseService:
+    dirs = [settings.templates_dir] if settings.templates_dir else []
+    return CaseService(load_templates(dirs), platforms=settings.platforms)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    from storage.models import Case
+
+    await Case.filter(id="healthz").exists()  # proves the database answers
+    return web.json_response({"status": "ok"})
+
+
+def create_app(settings: Settings, *, with_db: bool = True) -> web.Application:
+    configure(settings)
+    app = web.Application(client_max_size=2 * 1024 * 1024)
+    app[SETTINGS] = settings
+    app[SERVICE] = build_service(settings)
+    app.router.add_get("/healthz", healthz)
+    if with_db:
+        async def db_ctx(app: web.Application) -> AsyncIterator[None]:
+            await init_db(settings.database_url)
+            yield
+            await close_db()
+
+        app.cleanup_ctx.append(db_ctx)
+    for name in EXTENSIONS:
+        module = __import__(name, fromlist=["setup"])
+        module.setup(app)
+    return app
+
+
+def background(name: str, loop: Callable[[web.Application], Awaitable[None]]) -> Callable[
+    [web.Application], AsyncIterator[None]
+]:
+    """A cleanup_ctx that runs `loop(app)` as a task for the app's lifetime and cancels it on exit."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(loop(app), name=name)
+        yield
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    return ctx
+
+
+async def serve(settings: Settings) -> None:
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.http_host, settings.http_port)
+    await site.start()
+    log.info("serving on http://%s:%s (platforms: %s)", settings.http_host, settings.http_port,
+             ", ".join(settings.platforms))
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

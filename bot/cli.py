@@ -1,0 +1,141 @@
+"""`python -m bot` (also the `offboard-bot` console script)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from bot.settings import SettingsError, get_settings
+
+
+def _run(coro_factory) -> int:  # type: ignore[no-untyped-def]
+    return asyncio.run(coro_factory())
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from bot.app import serve
+
+    settings = get_settings()
+    if args.migrate:
+        _cmd_migrate(args)
+    if args.demo:
+        from bot.demo import load_demo
+
+        asyncio.run(load_demo(settings))
+    asyncio.run(serve(settings))
+    return 0
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from storage.db import migrate
+
+    settings = get_settings()
+    asyncio.run(migrate(settings.database_url))
+    print(f"migrations applied to {settings.database_url.split('://', 1)[0]} database")
+    return 0
+
+
+def _cmd_directory_import(args: argparse.Namespace) -> int:
+    from bot.runtime import database
+    from storage.directory import DirectoryError, import_csv
+
+    path = Path(args.file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"error: cannot read {path}: {exc}", file=sys.stderr)
+        return 2
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rimporting {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    async def go() -> int:
+        async with database(get_settings()):
+            try:
+                report = await import_csv(text, skip_invalid=args.skip_invalid, progress=progress)
+            except DirectoryError as exc:
+                print(f"error: {path}: {exc}", file=sys.stderr)
+                return 2
+        for err in report.errors:
+            print(f"{path}: {err}", file=sys.stderr)
+        if not report.applied:
+            print(f"nothing imported: {len(report.errors)} error(s); fix them or use --skip-invalid",
+                  file=sys.stderr)
+            return 1
+        print(f"imported: {report.created} created, {report.updated} updated, {report.skipped} skipped")
+        return 0
+
+    return asyncio.run(go())
+
+
+def _cmd_cases_list(args: argparse.Namespace) -> int:
+    from bot.runtime import database
+    from handlers.queries import list_cases
+
+    settings = get_settings()
+
+    async def go() -> int:
+        async with database(settings):
+            rows = await list_cases(include_closed=args.all, tz=settings.tz)
+        if not rows:
+            print("no cases" if args.all else "no open cases")
+            return 0
+        for r in rows:
+            print("\t".join(str(x) for x in r))
+        return 0
+
+    return asyncio.run(go())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="offboard-bot", description="Offboarding bot for DingTalk and WeCom")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("serve", help="run the bot (HTTP server, platforms, outbox relay, timers)")
+    s.add_argument("--migrate", action="store_true", help="apply migrations first")
+    s.add_argument("--demo", action="store_true", help="load the demo organisation first (idempotent)")
+    s.set_defaults(func=_cmd_serve)
+
+    m = sub.add_parser("migrate", help="apply database migrations")
+    m.set_defaults(func=_cmd_migrate)
+
+    d = sub.add_parser("directory", help="employee directory")
+    dsub = d.add_subparsers(dest="directory_command", required=True, metavar="ACTION")
+    di = dsub.add_parser("import", help="import employees from CSV (upsert)")
+    di.add_argument("file", help="CSV with the header documented in the README")
+    di.add_argument("--skip-invalid", action="store_true", help="import the good rows even if some are bad")
+    di.set_defaults(func=_cmd_directory_import)
+
+    c = sub.add_parser("cases", help="offboarding cases")
+    csub = c.add_subparsers(dest="cases_command", required=True, metavar="ACTION")
+    cl = csub.add_parser("list", help="list cases (open ones, overdue first)")
+    cl.add_argument("--all", action="store_true", help="include completed and cancelled cases")
+    cl.set_defaults(func=_cmd_cases_list)
+
+    try:
+        from bot import cli_calc
+    except ImportError:  # pragma: no cover - settlement not installed
+        pass
+    else:
+        cli_calc.add_parser(sub)
+    for extra in ("cli_verify", "cli_demo"):
+        try:
+            mod = __import__(f"bot.{extra}", fromlist=["add_parser"])
+        except ImportError:
+            continue
+        mod.add_parser(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.exit(args.func(args))

@@ -1,0 +1,79 @@
+"""The per-case hash-chained audit log.
+
+Each entry's hash covers the previous entry's hash and the entry's own canonical form, so
+changing, inserting or deleting any entry breaks every hash after it. `verify_chain` names the
+first entry that does not match. Appends happen inside the caller's transaction, after the case
+row's version was bumped, which serialises writers of one case.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from storage.canonical import canonical_json, sha256_hex
+from storage.models import AuditEntry, Case
+
+GENESIS = "0" * 64
+
+
+def entry_hash(prev_hash: str, *, case_id: str, seq: int, at: datetime, actor: str, kind: str, data: Any) -> str:
+    body = canonical_json(
+        {"case": case_id, "seq": seq, "at": at.isoformat(), "actor": actor, "kind": kind, "data": data}
+    )
+    return sha256_hex(prev_hash.encode() + body)
+
+
+def _jsonable(data: dict[str, Any]) -> Any:
+    # Round-trip through canonical JSON so what we hash is exactly what the JSON column returns.
+    return json.loads(canonical_json(data))
+
+
+async def append(
+    case_id: str, *, at: datetime, actor: str, kind: str, data: dict[str, Any], using: Any = None
+) -> AuditEntry:
+    last = (
+        await AuditEntry.filter(case_id=case_id).using_db(using).order_by("-seq").first()
+    )
+    seq = 1 if last is None else last.seq + 1
+    prev = GENESIS if last is None else last.hash
+    at = at.astimezone(UTC)
+    at = at.replace(microsecond=(at.microsecond // 1000) * 1000)  # DBs keep ms or µs; hash what survives
+    clean = _jsonable(data)
+    h = entry_hash(prev, case_id=case_id, seq=seq, at=at, actor=actor, kind=kind, data=clean)
+    entry = await AuditEntry.create(
+        case_id=case_id, seq=seq, at=at, actor=actor, kind=kind, data=clean, prev_hash=prev, hash=h,
+        using_db=using,
+    )
+    await Case.filter(id=case_id).using_db(using).update(audit_seq=seq, audit_head=h)
+    return entry
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    ok: bool
+    entries: int
+    head: str
+    problem: str = ""
+
+
+async def verify_chain(case_id: str) -> ChainReport:
+    case = await Case.get(id=case_id)
+    entries = await AuditEntry.filter(case_id=case_id).order_by("seq")
+    prev = GENESIS
+    for expected_seq, e in enumerate(entries, start=1):
+        if e.seq != expected_seq:
+            return ChainReport(False, len(entries), prev, f"entry #{expected_seq} is missing (found #{e.seq})")
+        if e.prev_hash != prev:
+            return ChainReport(False, len(entries), prev, f"entry #{e.seq}: previous-hash link broken")
+        h = entry_hash(prev, case_id=case_id, seq=e.seq, at=e.at, actor=e.actor, kind=e.kind, data=e.data)
+        if h != e.hash:
+            return ChainReport(False, len(entries), prev, f"entry #{e.seq} ({e.kind}) was modified")
+        prev = e.hash
+    if len(entries) != case.audit_seq or prev != case.audit_head:
+        return ChainReport(
+            False, len(entries), prev, f"chain ends at #{len(entries)} but the case records #{case.audit_seq}"
+        )
+    return ChainReport(True, len(entries), prev)

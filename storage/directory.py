@@ -1,0 +1,180 @@
+"""Directory import from CSV: validate every row first, then upsert in one transaction.
+
+A file with any bad row imports nothing unless `skip_invalid` is set, so a typo never leaves
+half a directory behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from storage.models import Employee
+
+HEADER = (
+    "employee_id,name,department,position,manager_id,roles,city,hire_date,contract_start,"
+    "contract_end,monthly_wage,dingtalk_userid,wecom_userid,phone"
+).split(",")
+KNOWN_ROLES = frozenset({"hr", "finance", "it", "admin"})
+_ID = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+_PHONE = re.compile(r"^\+?[0-9 -]{5,20}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class DirectoryError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.field}: {self.message}"
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    applied: bool = False
+
+
+def _date(value: str) -> date | None:
+    return date.fromisoformat(value) if value else None
+
+
+def _parse_row(line: int, raw: dict[str, str]) -> tuple[dict[str, Any] | None, list[RowError]]:
+    errs: list[RowError] = []
+    v = {k: (raw.get(k) or "").strip() for k in HEADER}
+    out: dict[str, Any] = {}
+
+    def bad(name: str, msg: str) -> None:
+        errs.append(RowError(line, name, msg))
+
+    if not _ID.match(v["employee_id"]):
+        bad("employee_id", "required; letters, digits and _.@- only, at most 64")
+    if not v["name"]:
+        bad("name", "required")
+    elif len(v["name"]) > 128 or _CONTROL.search(v["name"]):
+        bad("name", "too long or contains control characters")
+    for name in ("department", "position", "city"):
+        if len(v[name]) > 128 or _CONTROL.search(v[name]):
+            bad(name, "too long or contains control characters")
+    if v["manager_id"] and not _ID.match(v["manager_id"]):
+        bad("manager_id", "not a valid employee id")
+    if v["manager_id"] and v["manager_id"] == v["employee_id"]:
+        bad("manager_id", "an employee cannot be their own manager")
+    roles = [r.strip().lower() for r in v["roles"].split(";") if r.strip()]
+    unknown = [r for r in roles if r not in KNOWN_ROLES]
+    if unknown:
+        bad("roles", f"unknown role {unknown[0]!r} (known: {', '.join(sorted(KNOWN_ROLES))})")
+    for name in ("hire_date", "contract_start", "contract_end"):
+        try:
+            out[name] = _date(v[name])
+        except ValueError:
+            bad(name, f"not a date YYYY-MM-DD: {v[name]!r}")
+    if out.get("contract_start") and out.get("contract_end") and out["contract_end"] < out["contract_start"]:
+        bad("contract_end", "before contract_start")
+    wage: Decimal | None = None
+    if v["monthly_wage"]:
+        try:
+            wage = Decimal(v["monthly_wage"].replace(",", ""))
+            if not wage.is_finite() or wage < 0 or wage.as_tuple().exponent < -2:  # type: ignore[operator]
+                raise InvalidOperation
+        except InvalidOperation:
+            bad("monthly_wage", f"not a non-negative amount with at most 2 decimals: {v['monthly_wage']!r}")
+    if v["phone"] and not _PHONE.match(v["phone"]):
+        bad("phone", "not a phone number")
+    for name in ("dingtalk_userid", "wecom_userid"):
+        if len(v[name]) > 128 or _CONTROL.search(v[name]):
+            bad(name, "too long or contains control characters")
+    if errs:
+        return None, errs
+    out.update(
+        employee_id=v["employee_id"], name=v["name"], department=v["department"], position=v["position"],
+        manager_id=v["manager_id"] or None, roles=";".join(sorted(set(roles))), city=v["city"],
+        monthly_wage=wage, dingtalk_userid=v["dingtalk_userid"] or None,
+        wecom_userid=v["wecom_userid"] or None, phone=v["phone"] or None,
+    )
+    return out, []
+
+
+def parse_csv(text: str) -> tuple[list[tuple[int, dict[str, Any]]], list[RowError]]:
+    """Parse and validate; returns good rows with their line numbers, and per-row errors."""
+    text = text.lstrip("\ufeff")  # Excel writes a BOM
+    reader = csv.DictReader(io.StringIO(text))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    missing = [h for h in HEADER if h not in header]
+    if missing:
+        raise DirectoryError(f"line 1: header is missing column(s): {', '.join(missing)}")
+    reader.fieldnames = header
+    rows: list[tuple[int, dict[str, Any]]] = []
+    errors: list[RowError] = []
+    seen: dict[tuple[str, str], int] = {}
+    for raw in reader:
+        line = reader.line_num
+        if None in raw:
+            errors.append(RowError(line, "row", "more columns than the header"))
+            continue
+        parsed, errs = _parse_row(line, raw)
+        if parsed:
+            for unique in ("employee_id", "dingtalk_userid", "wecom_userid"):
+                val = parsed[unique]
+                if val is None:
+                    continue
+                if (unique, val) in seen:
+                    errs.append(RowError(line, unique, f"duplicate of line {seen[unique, val]}"))
+                else:
+                    seen[unique, val] = line
+        if errs:
+            errors.extend(errs)
+        else:
+            rows.append((line, parsed))  # type: ignore[arg-type]
+    return rows, errors
+
+
+async def import_csv(
+    text: str, *, skip_invalid: bool = False, progress: Callable[[int, int], None] | None = None
+) -> ImportReport:
+    rows, errors = parse_csv(text)
+    report = ImportReport(errors=errors)
+    existing_ids = set(await Employee.all().values_list("employee_id", flat=True))
+    file_ids = {r["employee_id"] for _, r in rows}
+    for line, r in list(rows):
+        if r["manager_id"] and r["manager_id"] not in file_ids | existing_ids:
+            report.errors.append(RowError(line, "manager_id", f"unknown employee {r['manager_id']!r}"))
+            rows.remove((line, r))
+    report.errors.sort(key=lambda e: e.line)
+    if report.errors and not skip_invalid:
+        return report
+    report.skipped = len({e.line for e in report.errors})
+    total = len(rows)
+    async with in_transaction() as conn:
+        current = {e.employee_id: e for e in await Employee.all().using_db(conn)}
+        for i, (_, r) in enumerate(rows, start=1):
+            emp = current.get(r["employee_id"])
+            if emp is None:
+                await Employee.create(using_db=conn, **r)
+                report.created += 1
+            else:
+                for k, val in r.items():
+                    setattr(emp, k, val)
+                await emp.save(using_db=conn)
+                report.updated += 1
+            if progress and (i % 500 == 0 or i == total):
+                progress(i, total)
+    report.applied = True
+    return report
