@@ -91,7 +91,7 @@ def _p(text: str, style: ParagraphStyle) -> Paragraph:
     return Paragraph(escape(text), style)
 
 
-def _signature_image(png: bytes) -> Image:
+def signature_image(png: bytes) -> Image:
     if len(png) > MAX_SIGNATURE_PNG:
         raise DocumentError("signature image too large")
     try:
@@ -110,7 +110,7 @@ def _signature_table(text: LangText, marks: Mapping[str, SignatureMark], st: _St
     cells = []
     for slot in text.signatures:
         mark = marks.get(slot.role)
-        area: Flowable = _signature_image(mark.png) if mark else Spacer(SIG_BOX_W, SIG_BOX_H - 2 * mm)
+        area: Flowable = signature_image(mark.png) if mark else Spacer(SIG_BOX_W, SIG_BOX_H - 2 * mm)
         caption = _p(mark.caption, st.small) if mark and mark.caption else Spacer(1, 11)
         cells.append([_p(slot.label, st.cell), area, caption])
     n = len(cells)
