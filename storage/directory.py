@@ -15,6 +15,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from storage.models import Employee
@@ -112,8 +113,13 @@ def _parse_row(line: int, raw: dict[str, str]) -> tuple[dict[str, Any] | None, l
     return out, []
 
 
-def parse_csv(text: str) -> tuple[list[tuple[int, dict[str, Any]]], list[RowError]]:
-    """Parse and validate; returns good rows with their line numbers, and per-row errors."""
+def parse_csv(
+    text: str, known_ids: frozenset[str] | set[str] = frozenset()
+) -> tuple[list[tuple[int, dict[str, Any]]], list[RowError]]:
+    """Parse and validate; returns good rows with their line numbers, and per-row errors.
+
+    A manager must be in the file or among `known_ids` (the directory as it is).
+    """
     text = text.lstrip("\ufeff")  # Excel writes a BOM
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip() for h in (reader.fieldnames or [])]
@@ -121,15 +127,19 @@ def parse_csv(text: str) -> tuple[list[tuple[int, dict[str, Any]]], list[RowErro
     if missing:
         raise DirectoryError(f"line 1: header is missing column(s): {', '.join(missing)}")
     reader.fieldnames = header
+    numbered = [(reader.line_num, raw) for raw in reader]
+    managers_ok = set(known_ids) | {(raw.get("employee_id") or "").strip() for _, raw in numbered}
     rows: list[tuple[int, dict[str, Any]]] = []
     errors: list[RowError] = []
     seen: dict[tuple[str, str], int] = {}
-    for raw in reader:
-        line = reader.line_num
+    for line, raw in numbered:
         if None in raw:
             errors.append(RowError(line, "row", "more columns than the header"))
             continue
         parsed, errs = _parse_row(line, raw)
+        manager = (raw.get("manager_id") or "").strip()
+        if manager and manager not in managers_ok:
+            errs.append(RowError(line, "manager_id", f"unknown employee {manager!r}"))
         if parsed:
             for unique in ("employee_id", "dingtalk_userid", "wecom_userid"):
                 val = parsed[unique]
@@ -149,18 +159,24 @@ def parse_csv(text: str) -> tuple[list[tuple[int, dict[str, Any]]], list[RowErro
 async def import_csv(
     text: str, *, skip_invalid: bool = False, progress: Callable[[int, int], None] | None = None
 ) -> ImportReport:
-    rows, errors = parse_csv(text)
-    report = ImportReport(errors=errors)
     existing_ids = set(await Employee.all().values_list("employee_id", flat=True))
-    file_ids = {r["employee_id"] for _, r in rows}
-    for line, r in list(rows):
-        if r["manager_id"] and r["manager_id"] not in file_ids | existing_ids:
-            report.errors.append(RowError(line, "manager_id", f"unknown employee {r['manager_id']!r}"))
-            rows.remove((line, r))
-    report.errors.sort(key=lambda e: e.line)
+    rows, errors = parse_csv(text, existing_ids)
+    report = ImportReport(errors=errors)
     if report.errors and not skip_invalid:
         return report
     report.skipped = len({e.line for e in report.errors})
+    try:
+        await _upsert(rows, report, progress)
+    except IntegrityError as exc:
+        # e.g. a DingTalk/WeCom user id already held by someone not in this file
+        raise DirectoryError(f"conflicts with the existing directory, nothing imported: {exc}") from None
+    report.applied = True
+    return report
+
+
+async def _upsert(
+    rows: list[tuple[int, dict[str, Any]]], report: ImportReport, progress: Callable[[int, int], None] | None
+) -> None:
     total = len(rows)
     async with in_transaction() as conn:
         current = {e.employee_id: e for e in await Employee.all().using_db(conn)}
@@ -176,5 +192,3 @@ async def import_csv(
                 report.updated += 1
             if progress and (i % 500 == 0 or i == total):
                 progress(i, total)
-    report.applied = True
-    return report

@@ -1,10 +1,12 @@
-from tortoise import migrations
-from tortoise.migrations import operations as ops
 import functools
 from json import dumps, loads
-from storage.fields import EncryptedTextField
+
+from tortoise import fields, migrations
 from tortoise.fields.base import OnDelete
-from tortoise import fields
+from tortoise.migrations import operations as ops
+
+from storage.fields import EncryptedTextField
+
 
 class Migration(migrations.Migration):
     initial = True
