@@ -47,7 +47,8 @@ GROUNDS: dict[str, Ground] = {
     "44-expiry-renewal-refused": Ground(
         False, "合同期满，用人单位维持或提高条件续订而劳动者不同意（第四十六条第（五）项除外情形）",
         "contract expired and the employee refused renewal on the same or better terms (Art. 46(5) exception)"),
-    "44-dissolution": Ground(True, "用人单位破产、被吊销营业执照、责令关闭、撤销或提前解散（第四十四条第（四）（五）项、"
+    "44-dissolution": Ground(True,
+                             "用人单位破产、被吊销营业执照、责令关闭、撤销或提前解散（第四十四条第（四）（五）项、"
                              "第四十六条第（六）项）",
                              "employer bankrupt, licence revoked, closed or dissolved early (Arts. 44(4)(5), 46(6))"),
     "unlawful": Ground(True, "违法解除或终止（第四十八条、第八十七条）",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,8 +23,8 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from settlement.errors import SettlementError
@@ -56,11 +57,13 @@ class ItemRate(BaseModel):
     base_cap: Amount | None = None
     rounding: Rounding | None = None
 
-    @model_validator(mode="after")
-    def _floor_below_cap(self) -> ItemRate:
-        if self.base_floor is not None and self.base_cap is not None and self.base_floor > self.base_cap:
-            raise ValueError("base_floor is above base_cap")
-        return self
+    @field_validator("base_cap")
+    @classmethod
+    def _cap_above_floor(cls, cap: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        floor = info.data.get("base_floor")
+        if cap is not None and floor is not None and cap < floor:
+            raise ValueError(f"base_cap {cap} is below base_floor {floor}")
+        return cap
 
 
 class RateTable(BaseModel):
@@ -106,13 +109,21 @@ class RateTable(BaseModel):
                 raise ValueError(f"{name}: employees do not contribute ({EMPLOYER_ONLY[name]})")
         return items
 
-    @model_validator(mode="after")
-    def _ranges(self) -> RateTable:
-        if self.effective_from > self.effective_to:
-            raise ValueError("effective_from is after effective_to")
-        if self.base_floor > self.base_cap:
-            raise ValueError("base_floor is above base_cap")
-        return self
+    @field_validator("effective_to")
+    @classmethod
+    def _to_after_from(cls, value: str, info: ValidationInfo) -> str:
+        start = info.data.get("effective_from")
+        if start is not None and value < start:
+            raise ValueError(f"{value} is before effective_from {start}")
+        return value
+
+    @field_validator("base_cap")
+    @classmethod
+    def _cap_above_floor(cls, cap: Decimal, info: ValidationInfo) -> Decimal:
+        floor = info.data.get("base_floor")
+        if floor is not None and cap < floor:
+            raise ValueError(f"base_cap {cap} is below base_floor {floor}")
+        return cap
 
     @property
     def path(self) -> str | None:
@@ -184,7 +195,7 @@ class RateTables:
             by_city.setdefault(table.city, []).append(table)
         for tables in by_city.values():
             tables.sort(key=lambda t: t.effective_from)
-            for earlier, later in zip(tables, tables[1:], strict=False):
+            for earlier, later in pairwise(tables):
                 if later.effective_from <= earlier.effective_to:
                     where = f" ({earlier.path})" if earlier.path else ""
                     raise SettlementError(

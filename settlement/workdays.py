@@ -49,7 +49,9 @@ def calendars() -> dict[int, YearCalendar]:
                 day += timedelta(days=1)
         statutory = _dates(entry["statutory"], year)
         if not statutory <= off | {d for d in statutory if d.weekday() >= 5}:
-            raise SettlementError("statutory", f"a {year} statutory holiday is a working day", source=str(CALENDAR_FILE))
+            raise SettlementError(
+                "statutory", f"a {year} statutory holiday is a working day", source=str(CALENDAR_FILE)
+            )
         result[year] = YearCalendar(year, entry["source_url"], frozenset(off), _dates(entry["work"], year), statutory)
     return result
 
