@@ -1,0 +1,107 @@
+"""Personal signing-link tokens: HMAC-SHA256 over (case, step, signer, expiry, nonce), URL-safe.
+
+The token proves who it was issued to and until when; single use is enforced by the caller, who records
+the nonce in the database when the signature is accepted.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+DEFAULT_TTL = timedelta(hours=72)
+MAX_TOKEN_LEN = 1024
+_DOMAIN = b"offboard-sign-link/v1."  # keeps these MACs distinct from any other use of SECRET_KEY
+_MIN_SECRET = 16
+_MIN_NONCE = 16
+
+LinkErrorCode = Literal["tampered", "expired", "malformed"]
+
+
+class LinkError(ValueError):
+    def __init__(self, code: LinkErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code: LinkErrorCode = code
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    case_id: str
+    step_id: str
+    signer_id: str
+    expires_at: datetime
+    nonce: str
+
+
+def new_nonce() -> str:
+    return secrets.token_urlsafe(18)
+
+
+def default_expiry(now: datetime, ttl: timedelta = DEFAULT_TTL) -> datetime:
+    return now + ttl
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _mac(secret: bytes, body: str) -> bytes:
+    return hmac.new(secret, _DOMAIN + body.encode("ascii"), hashlib.sha256).digest()
+
+
+def _check_secret(secret: bytes) -> None:
+    if len(secret) < _MIN_SECRET:
+        raise ValueError(f"link secret must be at least {_MIN_SECRET} bytes")
+
+
+def make_token(secret: bytes, *, case_id: str | int, step_id: str | int, signer_id: str | int,
+               expires_at: datetime, nonce: str) -> str:
+    _check_secret(secret)
+    if expires_at.tzinfo is None:
+        raise ValueError("expires_at must be timezone-aware")
+    if len(nonce) < _MIN_NONCE:
+        raise ValueError(f"nonce must be at least {_MIN_NONCE} characters (use new_nonce())")
+    claims = {"c": str(case_id), "s": str(step_id), "u": str(signer_id),
+              "e": int(expires_at.timestamp()), "n": nonce}
+    body = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode())
+    token = f"{body}.{_b64(_mac(secret, body))}"
+    if len(token) > MAX_TOKEN_LEN:
+        raise ValueError("identifiers too long for a link token")
+    return token
+
+
+def read_token(secret: bytes, token: str, now: datetime) -> TokenClaims:
+    """Claims of a genuine, unexpired token; LinkError(code) otherwise."""
+    _check_secret(secret)
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LEN or token.count(".") != 1:
+        raise LinkError("malformed", "link token is malformed")
+    body, sig = token.split(".")
+    try:
+        given = _unb64(sig)
+        body.encode("ascii")
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raise LinkError("malformed", "link token is malformed") from None
+    if not hmac.compare_digest(given, _mac(secret, body)):
+        raise LinkError("tampered", "link token signature does not match")
+    try:
+        claims = json.loads(_unb64(body))
+        result = TokenClaims(
+            case_id=str(claims["c"]), step_id=str(claims["s"]), signer_id=str(claims["u"]),
+            expires_at=datetime.fromtimestamp(int(claims["e"]), UTC), nonce=str(claims["n"]),
+        )
+    except (binascii.Error, ValueError, KeyError, TypeError, OverflowError, OSError):
+        raise LinkError("malformed", "link token content is malformed") from None
+    if now >= result.expires_at:
+        raise LinkError("expired", "link has expired")
+    return result
