@@ -1,0 +1,250 @@
+"""Events fed to the engine. The service resolves who the actor is relative to the case
+(employee, manager, handover colleague) and which directory roles (hr, finance, it) they hold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+from workflow.model import Role, roles_of
+from workflow.plain import plain_copy
+from workflow.timeutil import dump_time, load_time, utc
+
+Action = Literal["approve", "reject", "confirm", "acknowledge", "submit", "complete"]
+TimerKind = Literal["remind", "alert", "fallback"]
+ACTIONS: frozenset[str] = frozenset(("approve", "reject", "confirm", "acknowledge", "submit", "complete"))
+TIMER_KINDS: frozenset[str] = frozenset(("remind", "alert", "fallback"))
+
+
+def _load_at(data: dict[str, Any]) -> datetime:
+    at = load_time(data["at"])
+    if at is None:
+        raise ValueError("event time 'at' is required")
+    return at
+
+
+def _normalise(event: Any) -> None:
+    object.__setattr__(event, "at", utc(event.at))
+    if hasattr(event, "actor_roles"):
+        object.__setattr__(event, "actor_roles", roles_of(event.actor_roles))
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    at: datetime
+    type: ClassVar[str] = "Start"
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "at": dump_time(self.at)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Start:
+        return cls(at=_load_at(data))
+
+
+@dataclass(frozen=True, slots=True)
+class Viewed:
+    step_id: str
+    actor_id: str
+    actor_roles: frozenset[Role]
+    at: datetime
+    type: ClassVar[str] = "Viewed"
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "step_id": self.step_id,
+            "actor_id": self.actor_id,
+            "actor_roles": sorted(self.actor_roles),
+            "at": dump_time(self.at),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Viewed:
+        return cls(data["step_id"], data["actor_id"], roles_of(data["actor_roles"]), _load_at(data))
+
+
+@dataclass(frozen=True, slots=True)
+class Act:
+    step_id: str
+    action: Action
+    actor_id: str
+    actor_roles: frozenset[Role]
+    data: dict[str, Any] = field(default_factory=dict)
+    at: datetime | None = None
+    type: ClassVar[str] = "Act"
+
+    def __post_init__(self) -> None:
+        if self.at is None:
+            raise TypeError("Act needs 'at'")
+        if self.action not in ACTIONS:
+            raise ValueError(f"unknown action {self.action!r}")
+        _normalise(self)
+        # Own a JSON-safe copy so later changes to the caller's dict cannot leak into case state.
+        object.__setattr__(self, "data", plain_copy(self.data))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "step_id": self.step_id,
+            "action": self.action,
+            "actor_id": self.actor_id,
+            "actor_roles": sorted(self.actor_roles),
+            "data": plain_copy(self.data),
+            "at": dump_time(self.at),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Act:
+        return cls(
+            step_id=data["step_id"],
+            action=data["action"],
+            actor_id=data["actor_id"],
+            actor_roles=roles_of(data["actor_roles"]),
+            data=data.get("data") or {},
+            at=_load_at(data),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentSigned:
+    step_id: str
+    document: str
+    actor_id: str
+    actor_roles: frozenset[Role]
+    at: datetime
+    type: ClassVar[str] = "DocumentSigned"
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "step_id": self.step_id,
+            "document": self.document,
+            "actor_id": self.actor_id,
+            "actor_roles": sorted(self.actor_roles),
+            "at": dump_time(self.at),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DocumentSigned:
+        return cls(
+            data["step_id"], data["document"], data["actor_id"], roles_of(data["actor_roles"]), _load_at(data)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    step_id: str
+    kind: TimerKind
+    at: datetime
+    type: ClassVar[str] = "TimerFired"
+
+    def __post_init__(self) -> None:
+        if self.kind not in TIMER_KINDS:
+            raise ValueError(f"unknown timer kind {self.kind!r}")
+        _normalise(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "step_id": self.step_id, "kind": self.kind, "at": dump_time(self.at)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TimerFired:
+        return cls(data["step_id"], data["kind"], _load_at(data))
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    actor_id: str
+    actor_roles: frozenset[Role]
+    reason: str
+    at: datetime
+    type: ClassVar[str] = "Cancel"
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "actor_id": self.actor_id,
+            "actor_roles": sorted(self.actor_roles),
+            "reason": self.reason,
+            "at": dump_time(self.at),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Cancel:
+        return cls(data["actor_id"], roles_of(data["actor_roles"]), data["reason"], _load_at(data))
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    actor_id: str
+    actor_roles: frozenset[Role]
+    at: datetime
+    type: ClassVar[str] = "Close"
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "actor_id": self.actor_id,
+            "actor_roles": sorted(self.actor_roles),
+            "at": dump_time(self.at),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Close:
+        return cls(data["actor_id"], roles_of(data["actor_roles"]), _load_at(data))
+
+
+@dataclass(frozen=True, slots=True)
+class Remind:
+    actor_id: str
+    actor_roles: frozenset[Role]
+    at: datetime
+    type: ClassVar[str] = "Remind"
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "actor_id": self.actor_id,
+            "actor_roles": sorted(self.actor_roles),
+            "at": dump_time(self.at),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Remind:
+        return cls(data["actor_id"], roles_of(data["actor_roles"]), _load_at(data))
+
+
+Event = Start | Viewed | Act | DocumentSigned | TimerFired | Cancel | Close | Remind
+PersonEvent = Viewed | Act | DocumentSigned | Cancel | Close | Remind
+
+_EVENT_TYPES: dict[str, Any] = {
+    cls.type: cls for cls in (Start, Viewed, Act, DocumentSigned, TimerFired, Cancel, Close, Remind)
+}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    """Rebuild any event from its to_dict() form (the 'type' key says which)."""
+    try:
+        cls = _EVENT_TYPES[data["type"]]
+    except KeyError as exc:
+        raise ValueError(f"unknown event type {data.get('type')!r}") from exc
+    return cls.from_dict(data)

@@ -1,0 +1,152 @@
+"""Case and step state: the engine's only memory, persisted by storage/ as JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from workflow.plain import plain_copy
+from workflow.text import Text
+from workflow.timeutil import dump_time, load_time, utc
+
+
+class Role(StrEnum):
+    EMPLOYEE = "employee"
+    MANAGER = "manager"
+    HR = "hr"
+    FINANCE = "finance"
+    IT = "it"
+    HANDOVER = "handover"
+
+
+class StepKind(StrEnum):
+    ACKNOWLEDGE = "acknowledge"
+    APPROVE = "approve"
+    CONFIRM = "confirm"
+    FORM = "form"
+    SIGN = "sign"
+    HR_TASK = "hr_task"
+
+
+ROLE_TITLES: dict[Role, Text] = {
+    Role.EMPLOYEE: Text("离职员工", "departing employee"),
+    Role.MANAGER: Text("直属上级", "manager"),
+    Role.HR: Text("人事（HR）", "HR"),
+    Role.FINANCE: Text("财务", "finance"),
+    Role.IT: Text("IT 管理员", "IT"),
+    Role.HANDOVER: Text("工作交接人", "handover colleague"),
+}
+
+StepStatus = Literal["locked", "active", "done"]
+CaseStatus = Literal["open", "completed", "cancelled"]
+
+
+def roles_of(values: Any) -> frozenset[Role]:
+    """Coerce role names (as the service or JSON delivers them) into Role members."""
+    if isinstance(values, (str, Role)):
+        raise TypeError("actor_roles must be a collection of roles, not a single string")
+    return frozenset(Role(v) for v in values)
+
+
+@dataclass(frozen=True, slots=True)
+class StepState:
+    status: StepStatus = "locked"
+    activated_at: datetime | None = None
+    viewed_at: datetime | None = None
+    done_at: datetime | None = None
+    done_by: str | None = None
+    outcome: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    documents_signed: frozenset[str] = frozenset()
+    reminders_sent: int = 0
+    rejections: int = 0
+    # Which timer kinds already fired for this step: a redelivered timer must not remind or alert twice.
+    timers_fired: frozenset[str] = frozenset()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "activated_at": dump_time(self.activated_at),
+            "viewed_at": dump_time(self.viewed_at),
+            "done_at": dump_time(self.done_at),
+            "done_by": self.done_by,
+            "outcome": self.outcome,
+            "data": plain_copy(self.data),
+            "documents_signed": sorted(self.documents_signed),
+            "reminders_sent": self.reminders_sent,
+            "rejections": self.rejections,
+            "timers_fired": sorted(self.timers_fired),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StepState:
+        status = data["status"]
+        if status not in ("locked", "active", "done"):
+            raise ValueError(f"unknown step status {status!r}")
+        return cls(
+            status=status,
+            activated_at=load_time(data.get("activated_at")),
+            viewed_at=load_time(data.get("viewed_at")),
+            done_at=load_time(data.get("done_at")),
+            done_by=data.get("done_by"),
+            outcome=data.get("outcome"),
+            data=plain_copy(data.get("data") or {}),
+            documents_signed=frozenset(data.get("documents_signed") or ()),
+            reminders_sent=int(data.get("reminders_sent", 0)),
+            rejections=int(data.get("rejections", 0)),
+            timers_fired=frozenset(data.get("timers_fired") or ()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CaseState:
+    case_id: str
+    template_id: str
+    status: CaseStatus
+    steps: dict[str, StepState]
+    fallback_started: bool
+    started_at: datetime
+    closed_at: datetime | None
+    template_version: int = 1
+
+    def step(self, step_id: str) -> StepState:
+        return self.steps[step_id]
+
+    def active_steps(self) -> tuple[str, ...]:
+        return tuple(sid for sid, st in self.steps.items() if st.status == "active")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "case_id": self.case_id,
+            "template_id": self.template_id,
+            "template_version": self.template_version,
+            "status": self.status,
+            "steps": {sid: st.to_dict() for sid, st in self.steps.items()},
+            "fallback_started": self.fallback_started,
+            "started_at": dump_time(self.started_at),
+            "closed_at": dump_time(self.closed_at),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CaseState:
+        status = data["status"]
+        if status not in ("open", "completed", "cancelled"):
+            raise ValueError(f"unknown case status {status!r}")
+        started = load_time(data["started_at"])
+        if started is None:
+            raise ValueError("started_at is required")
+        return cls(
+            case_id=str(data["case_id"]),
+            template_id=str(data["template_id"]),
+            template_version=int(data.get("template_version", 1)),
+            status=status,
+            steps={sid: StepState.from_dict(st) for sid, st in data["steps"].items()},
+            fallback_started=bool(data["fallback_started"]),
+            started_at=started,
+            closed_at=load_time(data.get("closed_at")),
+        )
+
+    def __post_init__(self) -> None:
+        utc(self.started_at)

@@ -1,0 +1,280 @@
+"""Validation of a parsed template file (pydantic for shape, then the graph rules), and compilation
+into the engine's FlowTemplate. Knows nothing about files or lines: it reports *where* in the data a
+problem is (a pydantic-style location) and the loader turns that into a line number."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from workflow.documents import DOCUMENT_KINDS
+from workflow.model import Role, StepKind
+from workflow.template import FieldSpec, FlowTemplate, Policy, StepTemplate
+from workflow.text import Text
+
+Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Hours = Annotated[float, Field(gt=0)]
+Loc = tuple[str | int, ...]
+
+
+class TemplateProblem(Exception):
+    def __init__(self, problem: str, *, loc: Loc = (), step: str | None = None, needle: str | None = None):
+        super().__init__(problem)
+        self.problem = problem
+        self.loc = loc
+        self.step = step
+        self.needle = needle  # a literal worth searching for when the key alone is ambiguous
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TextIn(_Strict):
+    zh: NonEmpty
+    en: NonEmpty
+
+    def compile(self) -> Text:
+        return Text(self.zh, self.en)
+
+
+class PolicyIn(_Strict):
+    remind_after_hours: Hours = 24
+    alert_after_hours: Hours = 72
+    fallback_after_hours: Hours = 168
+
+
+class PolicyOverrideIn(_Strict):
+    remind_after_hours: Hours | None = None
+    alert_after_hours: Hours | None = None
+    fallback_after_hours: Hours | None = None
+
+
+class FieldIn(_Strict):
+    key: Identifier
+    label: TextIn
+    type: Literal["text", "textarea", "date", "number", "file"] = "text"
+    required: bool = True
+
+
+class StepIn(_Strict):
+    id: Identifier
+    title: TextIn
+    ask: TextIn
+    why: TextIn
+    role: Role
+    kind: StepKind
+    documents: list[str] = []
+    depends_on: list[str] = []
+    deadline_hours: Hours
+    required: bool = True
+    fallback: bool = False
+    fallback_only: bool = False
+    signed_by: Role | None = None
+    fields: list[FieldIn] = []
+    replaces: list[str] = []
+    policy: PolicyOverrideIn | None = None
+
+
+class TemplateIn(_Strict):
+    id: Identifier
+    version: Annotated[int, Field(ge=1)]
+    title: TextIn
+    case_type: Identifier
+    policy: PolicyIn = PolicyIn()
+    steps: Annotated[list[StepIn], Field(min_length=1)]
+
+
+def _step_id_at(raw: dict[str, Any], loc: Loc) -> str | None:
+    if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
+        steps = raw.get("steps")
+        if isinstance(steps, list) and loc[1] < len(steps) and isinstance(steps[loc[1]], dict):
+            step_id = steps[loc[1]].get("id")
+            return step_id if isinstance(step_id, str) else f"#{loc[1] + 1}"
+    return None
+
+
+def _shape(raw: dict[str, Any]) -> TemplateIn:
+    try:
+        return TemplateIn.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        loc: Loc = tuple(err["loc"])
+        where = ".".join(str(p) for p in (loc[2:] if loc[:1] == ("steps",) and len(loc) > 1 else loc))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        elif "input" in err and err["type"] not in ("missing",):
+            msg = f"{msg} (got {err['input']!r})"
+        raise TemplateProblem(f"{where}: {msg}" if where else msg, loc=loc, step=_step_id_at(raw, loc)) from None
+
+
+def _find_cycle(steps: list[StepIn]) -> list[str] | None:
+    deps = {s.id: s.depends_on for s in steps}
+    colour: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        colour[node] = 1
+        path.append(node)
+        for nxt in deps.get(node, ()):
+            if colour.get(nxt) == 1:
+                return [*path[path.index(nxt):], nxt]
+            if colour.get(nxt) is None:
+                found = visit(nxt)
+                if found:
+                    return found
+        colour[node] = 2
+        path.pop()
+        return None
+
+    for s in steps:
+        if s.id not in colour:
+            found = visit(s.id)
+            if found:
+                return found
+    return None
+
+
+def _check_graph(t: TemplateIn) -> None:
+    ids: dict[str, int] = {}
+    for i, s in enumerate(t.steps):
+        if s.id in ids:
+            raise TemplateProblem(
+                f"duplicate step id (also step {ids[s.id] + 1})", loc=("steps", i, "id"), step=s.id, needle=s.id
+            )
+        ids[s.id] = i
+    by_id = {s.id: s for s in t.steps}
+    for i, s in enumerate(t.steps):
+        here = ("steps", i)
+        for dep in s.depends_on:
+            if dep not in ids:
+                raise TemplateProblem(
+                    f"depends_on names unknown step '{dep}'", loc=(*here, "depends_on"), step=s.id, needle=dep
+                )
+        for doc in s.documents:
+            if doc not in DOCUMENT_KINDS:
+                raise TemplateProblem(
+                    f"unknown document kind '{doc}' (known: {', '.join(DOCUMENT_KINDS)})",
+                    loc=(*here, "documents"), step=s.id, needle=doc,
+                )
+        if len(set(s.documents)) != len(s.documents):
+            raise TemplateProblem("documents lists a kind twice", loc=(*here, "documents"), step=s.id)
+        if s.kind is StepKind.SIGN and not s.documents:
+            raise TemplateProblem("a sign step must list the documents to sign", loc=(*here, "kind"), step=s.id)
+        if s.kind is StepKind.SIGN and s.fields:
+            raise TemplateProblem("a sign step cannot ask for fields", loc=(*here, "fields"), step=s.id)
+        if s.signed_by is not None and not s.documents:
+            raise TemplateProblem("signed_by needs documents to sign", loc=(*here, "signed_by"), step=s.id)
+        if s.fallback and s.fallback_only:
+            raise TemplateProblem(
+                "a step cannot both start the fallback and be part of it", loc=(*here, "fallback_only"), step=s.id
+            )
+        keys = [f.key for f in s.fields]
+        if len(set(keys)) != len(keys):
+            raise TemplateProblem("fields lists a key twice", loc=(*here, "fields"), step=s.id)
+        if s.replaces and not s.fallback_only:
+            raise TemplateProblem("only fallback_only steps may replace others", loc=(*here, "replaces"), step=s.id)
+        for target in s.replaces:
+            if target not in by_id:
+                raise TemplateProblem(
+                    f"replaces names unknown step '{target}'", loc=(*here, "replaces"), step=s.id, needle=target
+                )
+            if not by_id[target].fallback:
+                raise TemplateProblem(
+                    f"replaces step '{target}', which does not start the fallback (fallback = true)",
+                    loc=(*here, "replaces"), step=s.id, needle=target,
+                )
+    cycle = _find_cycle(t.steps)
+    if cycle:
+        first = cycle[0]
+        raise TemplateProblem(
+            "dependency cycle: " + " -> ".join(cycle),
+            loc=("steps", ids[first], "depends_on"), step=first, needle=cycle[1],
+        )
+    _check_fallback_reachability(t, ids)
+    if not any(s.required for s in t.steps):
+        raise TemplateProblem("no step is required, so a case would complete before anyone acts", loc=("steps",))
+
+
+def _check_fallback_reachability(t: TemplateIn, ids: dict[str, int]) -> None:
+    by_id = {s.id: s for s in t.steps}
+    if any(s.fallback_only for s in t.steps) and not any(s.fallback for s in t.steps):
+        first = next(s for s in t.steps if s.fallback_only)
+        raise TemplateProblem(
+            "fallback_only steps can never start: no step has fallback = true",
+            loc=("steps", ids[first.id], "fallback_only"), step=first.id,
+        )
+    # A required normal step that waits (directly or through other steps) on a fallback-only step could
+    # never complete on the normal path, so every ordinary case would hang.
+    via: dict[str, str | None] = {}
+
+    def fallback_dep(step_id: str) -> str | None:
+        if step_id in via:
+            return via[step_id]
+        via[step_id] = None
+        for dep in by_id[step_id].depends_on:
+            if by_id[dep].fallback_only:
+                via[step_id] = dep
+                break
+            if fallback_dep(dep):
+                via[step_id] = via[dep]
+                break
+        return via[step_id]
+
+    for s in t.steps:
+        if s.required and not s.fallback_only:
+            culprit = fallback_dep(s.id)
+            if culprit:
+                raise TemplateProblem(
+                    f"required step depends on fallback_only step '{culprit}', which only runs on the fallback path",
+                    loc=("steps", ids[s.id], "depends_on"), step=s.id, needle=culprit,
+                )
+
+
+def _policy(base: PolicyIn, override: PolicyOverrideIn | None) -> Policy:
+    values = base.model_dump()
+    if override is not None:
+        values.update({k: v for k, v in override.model_dump().items() if v is not None})
+    return Policy(**values)
+
+
+def compile_template(raw: dict[str, Any], source: str = "") -> FlowTemplate:
+    """Validate parsed template data; raises TemplateProblem for the first thing wrong."""
+    t = _shape(raw)
+    _check_graph(t)
+    steps = tuple(
+        StepTemplate(
+            id=s.id,
+            number=i + 1,
+            title=s.title.compile(),
+            ask=s.ask.compile(),
+            why=s.why.compile(),
+            role=s.role,
+            kind=s.kind,
+            documents=tuple(s.documents),
+            depends_on=tuple(s.depends_on),
+            deadline_hours=s.deadline_hours,
+            required=s.required,
+            fallback=s.fallback,
+            fallback_only=s.fallback_only,
+            policy=_policy(t.policy, s.policy),
+            signed_by=s.signed_by or s.role,
+            fields=tuple(FieldSpec(f.key, f.label.compile(), f.type, f.required) for f in s.fields),
+            replaces=tuple(s.replaces),
+        )
+        for i, s in enumerate(t.steps)
+    )
+    return FlowTemplate(
+        id=t.id,
+        version=t.version,
+        title=t.title.compile(),
+        case_type=t.case_type,
+        policy=_policy(t.policy, None),
+        steps=steps,
+        source=source,
+    )

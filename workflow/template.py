@@ -1,0 +1,105 @@
+"""Compiled flow templates: validated once at load, then read by the engine on every event.
+
+Lookups the engine needs per event (step by id, dependants, step number) are precomputed here so
+that applying an event never re-validates or re-scans the template.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+from workflow.model import Role, StepKind
+from workflow.text import Text
+
+FieldType = Literal["text", "textarea", "date", "number", "file"]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    remind_after_hours: float = 24
+    alert_after_hours: float = 72
+    fallback_after_hours: float = 168
+
+    def delay(self, kind: str) -> timedelta:
+        hours = {
+            "remind": self.remind_after_hours,
+            "alert": self.alert_after_hours,
+            "fallback": self.fallback_after_hours,
+        }[kind]
+        return timedelta(hours=hours)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """A piece of data the acting person must (or may) enter when completing the step."""
+
+    key: str
+    label: Text
+    type: FieldType = "text"
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class StepTemplate:
+    id: str
+    number: int  # 1-based position in the template, shown as "step n of m"
+    title: Text
+    ask: Text
+    why: Text
+    role: Role
+    kind: StepKind
+    documents: tuple[str, ...]
+    depends_on: tuple[str, ...]
+    deadline_hours: float
+    required: bool
+    fallback: bool
+    fallback_only: bool
+    policy: Policy  # template policy with this step's overrides applied
+    signed_by: Role  # who signs this step's documents (defaults to the acting role)
+    fields: tuple[FieldSpec, ...] = ()
+    replaces: tuple[str, ...] = ()  # fallback_only: steps this one stands in for once done
+
+    @property
+    def deadline(self) -> timedelta:
+        return timedelta(hours=self.deadline_hours)
+
+
+@dataclass(frozen=True, eq=False)
+class FlowTemplate:
+    id: str
+    version: int
+    title: Text
+    case_type: str
+    policy: Policy
+    steps: tuple[StepTemplate, ...]
+    source: str = ""
+    by_id: dict[str, StepTemplate] = field(init=False, repr=False)
+    dependants: dict[str, tuple[str, ...]] = field(init=False, repr=False)
+    initial: tuple[str, ...] = field(init=False, repr=False)
+    required_ids: tuple[str, ...] = field(init=False, repr=False)
+    fallback_only_ids: tuple[str, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        by_id = {s.id: s for s in self.steps}
+        dependants: dict[str, list[str]] = {s.id: [] for s in self.steps}
+        for s in self.steps:
+            for dep in s.depends_on:
+                dependants[dep].append(s.id)
+        object.__setattr__(self, "by_id", by_id)
+        object.__setattr__(self, "dependants", {k: tuple(v) for k, v in dependants.items()})
+        object.__setattr__(
+            self, "initial", tuple(s.id for s in self.steps if not s.depends_on and not s.fallback_only)
+        )
+        object.__setattr__(self, "required_ids", tuple(s.id for s in self.steps if s.required))
+        object.__setattr__(self, "fallback_only_ids", tuple(s.id for s in self.steps if s.fallback_only))
+
+    def step(self, step_id: str) -> StepTemplate:
+        return self.by_id[step_id]
+
+    def __contains__(self, step_id: object) -> bool:
+        return step_id in self.by_id
+
+    def __len__(self) -> int:
+        return len(self.steps)
