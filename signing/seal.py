@@ -25,7 +25,7 @@ from pyhanko.sign import signers
 from pyhanko.sign.fields import SigSeedSubFilter
 from pyhanko.sign.general import SigningError
 from pyhanko.sign.timestamps import HTTPTimeStamper, TimestampRequestError
-from pyhanko.sign.validation import validate_pdf_signature
+from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
@@ -132,8 +132,16 @@ def _failed(text: str, signed: bool = False) -> ValidationReport:
     return ValidationReport(signed, False, False, False, "", False, False, "", text)
 
 
-def validate_pdf(pdf: bytes, trust_root: x509.Certificate | Sequence[x509.Certificate]) -> ValidationReport:
-    """Validate the single company seal against `trust_root` (also used for the TSA chain)."""
+TrustRoots = x509.Certificate | Sequence[x509.Certificate]
+
+
+def validate_pdf(pdf: bytes, trust_root: TrustRoots) -> ValidationReport:
+    """Validate the single company seal against `trust_root` (also used for the TSA chain). Sync code only."""
+    return asyncio.run(async_validate_pdf(pdf, trust_root))
+
+
+async def async_validate_pdf(pdf: bytes, trust_root: TrustRoots) -> ValidationReport:
+    """`validate_pdf` for async callers."""
     roots = [trust_root] if isinstance(trust_root, x509.Certificate) else list(trust_root)
     try:
         sigs = PdfFileReader(BytesIO(pdf), strict=False).embedded_signatures
@@ -145,7 +153,7 @@ def validate_pdf(pdf: bytes, trust_root: x509.Certificate | Sequence[x509.Certif
         return _failed(f"expected one seal, found {len(sigs)} signatures", signed=True)
     vc = ValidationContext(trust_roots=[_a_cert(r) for r in roots], allow_fetching=False)
     try:
-        st = validate_pdf_signature(sigs[0], signer_validation_context=vc, ts_validation_context=vc)
+        st = await async_validate_pdf_signature(sigs[0], signer_validation_context=vc, ts_validation_context=vc)
     except (ValueError, KeyError, SigningError, PdfReadError) as exc:
         return _failed(f"signature could not be checked: {exc}", signed=True)
     ts = st.timestamp_validity

@@ -43,7 +43,7 @@ class StrokeError(ValueError):
 
 
 class Point(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
     x: float
     y: float
     t: float = Field(ge=0, le=MAX_T_MS)
@@ -51,7 +51,7 @@ class Point(BaseModel):
 
 
 class StrokePayload(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
     width: int = Field(ge=1, le=MAX_CANVAS)
     height: int = Field(ge=1, le=MAX_CANVAS)
     strokes: list[list[Point]]
