@@ -1,0 +1,569 @@
+"""The workflow engine: pure functions from (template, case state, event) to a decision.
+
+A Decision carries the new state and the effects the service must persist in the same transaction
+(messages, card updates, timers, one audit entry). A Refusal changes nothing and says why in both
+languages. Inputs are never mutated: the state is copied on write, step by step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from workflow import messages as msg
+from workflow.decision import Decision, Refusal, refuse
+from workflow.effects import Audit, CancelTimers, Effect, Notify, Purpose, SetTimer, UpdateStep
+from workflow.events import (
+    Act,
+    Cancel,
+    Close,
+    DocumentSigned,
+    Event,
+    Remind,
+    Start,
+    TimerFired,
+    Viewed,
+)
+from workflow.model import CaseState, Role, StepKind, StepState
+from workflow.plain import plain_copy
+from workflow.template import FlowTemplate, StepTemplate
+from workflow.text import Text
+from workflow.timeutil import dump_time, utc
+
+ALLOWED_ACTIONS: dict[StepKind, tuple[str, ...]] = {
+    StepKind.APPROVE: ("approve", "reject"),
+    StepKind.CONFIRM: ("confirm",),
+    StepKind.ACKNOWLEDGE: ("acknowledge",),
+    StepKind.FORM: ("submit",),
+    StepKind.HR_TASK: ("complete",),
+    StepKind.SIGN: (),
+}
+OUTCOMES = {
+    "approve": "approved",
+    "confirm": "confirmed",
+    "acknowledge": "acknowledged",
+    "submit": "submitted",
+    "complete": "completed",
+}
+
+
+def _roles(roles: frozenset[Role]) -> list[str]:
+    return sorted(str(r) for r in roles)
+
+
+class _Tx:
+    """Accumulates one decision: copy-on-write steps, effects in order, and what to audit."""
+
+    __slots__ = ("activated", "at", "case_fields", "completed", "effects", "state", "steps", "template")
+
+    def __init__(self, template: FlowTemplate, state: CaseState, at: datetime):
+        self.template = template
+        self.state = state
+        self.at = at
+        self.steps: dict[str, StepState] | None = None
+        self.effects: list[Effect] = []
+        self.case_fields: dict[str, Any] = {}
+        self.activated: list[str] = []
+        self.completed: list[str] = []
+
+    def get(self, step_id: str) -> StepState:
+        return (self.steps or self.state.steps)[step_id]
+
+    def put(self, step_id: str, **changes: Any) -> StepState:
+        if self.steps is None:
+            self.steps = dict(self.state.steps)
+        new = replace(self.steps[step_id], **changes)
+        self.steps[step_id] = new
+        return new
+
+    @property
+    def fallback_started(self) -> bool:
+        return self.case_fields.get("fallback_started", self.state.fallback_started)
+
+    def key(self, scope: str | None, purpose: str, n: int, role: Role) -> str:
+        return f"{self.state.case_id}:{scope or 'case'}:{purpose}:{n}:{role}"
+
+    def notify(self, role: Role, step_id: str | None, purpose: Purpose, n: int = 1) -> None:
+        self.effects.append(Notify(role, step_id, purpose, self.key(step_id, purpose, n, role)))
+
+    def activate(self, step: StepTemplate) -> None:
+        at = self.at
+        self.put(step.id, status="active", activated_at=at)
+        self.activated.append(step.id)
+        self.notify(step.role, step.id, "step")
+        if step.signed_by != step.role:
+            self.notify(step.signed_by, step.id, "step")
+        kinds = ("remind", "alert", "fallback") if step.fallback else ("remind", "alert")
+        cid = self.state.case_id
+        for kind in kinds:
+            self.effects.append(SetTimer(step.id, kind, at + step.policy.delay(kind), f"{cid}:{step.id}:{kind}"))
+
+    def finish(self, step: StepTemplate, actor_id: str, outcome: str, data: dict[str, Any] | None = None) -> None:
+        changes: dict[str, Any] = {"status": "done", "done_at": self.at, "done_by": actor_id, "outcome": outcome}
+        if data is not None:
+            changes["data"] = data
+        self.put(step.id, **changes)
+        self.completed.append(step.id)
+        self.effects.append(CancelTimers(step.id))
+        self.effects.append(UpdateStep(step.id))
+
+    def can_start(self, step: StepTemplate) -> bool:
+        if self.get(step.id).status != "locked":
+            return False
+        if step.fallback_only and not self.fallback_started:
+            return False
+        return all(self.get(dep).status == "done" for dep in step.depends_on)
+
+    def unlock(self) -> None:
+        """Activate every step the completions of this decision made ready, in template order."""
+        candidates: set[str] = set()
+        for done in self.completed:
+            candidates.update(self.template.dependants[done])
+        for step in self.template.steps:
+            if step.id in candidates and self.can_start(step):
+                self.activate(step)
+
+    def complete_case_if_done(self) -> bool:
+        if self.state.status != "open" or self.case_fields.get("status", "open") != "open":
+            return False
+        if any(self.get(sid).status != "done" for sid in self.template.required_ids):
+            return False
+        self.close_case("completed")
+        self.notify(Role.EMPLOYEE, None, "completion")
+        self.notify(Role.HR, None, "completion")
+        return True
+
+    def close_case(self, status: str) -> None:
+        self.case_fields["status"] = status
+        self.case_fields["closed_at"] = self.at
+        # Steps still open (optional ones, unused fallback steps) stop nagging and show the case as closed.
+        for step in self.template.steps:
+            if self.get(step.id).status == "active":
+                self.effects.append(CancelTimers(step.id))
+                self.effects.append(UpdateStep(step.id))
+
+    def decide(self, kind: str, data: dict[str, Any]) -> Decision:
+        new_state = self.state
+        if self.steps is not None or self.case_fields:
+            fields = dict(self.case_fields)
+            if self.steps is not None:
+                fields["steps"] = self.steps
+            new_state = replace(self.state, **fields)
+        audit = {
+            "case_id": self.state.case_id,
+            "at": dump_time(self.at),
+            **data,
+            "activated": list(self.activated),
+            "completed": list(self.completed),
+            "case_status": new_state.status,
+        }
+        self.effects.append(Audit(kind, audit))
+        return Decision(new_state, tuple(self.effects))
+
+
+def _noop(state: CaseState) -> Decision:
+    return Decision(state, ())
+
+
+def new_state(template: FlowTemplate, case_id: str, at: datetime) -> CaseState:
+    """A case with every step locked, before Start."""
+    locked = StepState()
+    return CaseState(
+        case_id=case_id,
+        template_id=template.id,
+        status="open",
+        steps={s.id: locked for s in template.steps},
+        fallback_started=False,
+        started_at=utc(at),
+        closed_at=None,
+        template_version=template.version,
+    )
+
+
+def start(template: FlowTemplate, case_id: str, at: datetime) -> Decision:
+    """Create a case and activate its first steps."""
+    decision = apply(template, new_state(template, case_id, at), Start(at))
+    if isinstance(decision, Refusal):
+        raise RuntimeError(f"a new case refused to start: {decision.message_en}")
+    return decision
+
+
+def apply(template: FlowTemplate, state: CaseState, event: Event) -> Decision | Refusal:
+    """Apply one event. Refusals change nothing; a Decision without effects is a harmless no-op."""
+    if state.template_id != template.id:
+        raise ValueError(f"case {state.case_id} uses template {state.template_id!r}, not {template.id!r}")
+    handler = _HANDLERS.get(type(event))
+    if handler is None:
+        raise TypeError(f"not a workflow event: {event!r}")
+    return handler(template, state, event)
+
+
+# --- helpers shared by the handlers -------------------------------------------------------------
+
+
+def _closed(state: CaseState) -> Refusal | None:
+    if state.status != "open":
+        return refuse("case_closed", msg.case_closed(state.status))
+    return None
+
+
+def _step(template: FlowTemplate, step_id: str) -> StepTemplate | Refusal:
+    step = template.by_id.get(step_id)
+    return step if step is not None else refuse("unknown_step", msg.unknown_step(step_id), (step_id,))
+
+
+def _wrong_role(
+    state: CaseState, step: StepTemplate | None, needed: Role, event: Any, what: str
+) -> Refusal:
+    audit = Audit(
+        "refused",
+        {
+            "case_id": state.case_id,
+            "at": dump_time(event.at),
+            "attempt": what,
+            "step_id": None if step is None else step.id,
+            "actor_id": event.actor_id,
+            "actor_roles": _roles(event.actor_roles),
+            "required_role": str(needed),
+            "code": "wrong_role",
+        },
+    )
+    return refuse("wrong_role", msg.wrong_role(step, needed), audit=audit)
+
+
+def _unsigned(step: StepTemplate, ss: StepState) -> tuple[str, ...]:
+    return tuple(d for d in step.documents if d not in ss.documents_signed)
+
+
+def _blocked(template: FlowTemplate, state: CaseState, step: StepTemplate, ss: StepState) -> Refusal | None:
+    """Why a step cannot be acted on yet (locked by dependencies, or waiting for the fallback)."""
+    if ss.status == "done":
+        return refuse("already_done", msg.already_done(step))
+    if ss.status == "active":
+        return None
+    waiting = [template.by_id[d] for d in step.depends_on if state.steps[d].status != "done"]
+    if waiting:
+        blockers = [msg.unfinished(w, _unsigned(w, state.steps[w.id])) for w in waiting]
+        docs = tuple(d for w in waiting for d in _unsigned(w, state.steps[w.id]))
+        return refuse("locked", msg.locked(step, blockers), tuple(w.id for w in waiting), missing_documents=docs)
+    return refuse("not_active", msg.not_active(step))
+
+
+def _check_fields(step: StepTemplate, data: dict[str, Any]) -> Refusal | None:
+    missing: list[str] = []
+    labels_missing: list[Text] = []
+    labels_invalid: list[Text] = []
+    for f in step.fields:
+        value = data.get(f.key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if f.required:
+                missing.append(f.key)
+                labels_missing.append(f.label)
+            continue
+        if not _valid_value(f.type, value):
+            missing.append(f.key)
+            labels_invalid.append(f.label)
+    if missing:
+        return refuse("missing_data", msg.missing_data(step, labels_missing, labels_invalid), tuple(missing))
+    return None
+
+
+def _valid_value(kind: str, value: Any) -> bool:
+    if kind == "number":
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            return False
+        try:
+            return Decimal(str(value).strip()).is_finite()
+        except InvalidOperation:
+            return False
+    if not isinstance(value, str):
+        return False
+    if kind == "date":
+        try:
+            date.fromisoformat(value.strip())
+        except ValueError:
+            return False
+    return True
+
+
+def _next_actor(step: StepTemplate, ss: StepState) -> Role:
+    """Who a reminder should reach: the signer while documents are unsigned, else the acting role."""
+    if step.signed_by != step.role and _unsigned(step, ss):
+        return step.signed_by
+    return step.role
+
+
+def missing_for_completion(template: FlowTemplate, state: CaseState) -> Refusal | None:
+    """Everything that keeps the case from completing, as an `incomplete` refusal; None if nothing."""
+    items: list[Text] = []
+    steps: list[str] = []
+    docs: list[str] = []
+    for sid in template.required_ids:
+        ss = state.steps[sid]
+        if ss.status == "done":
+            continue
+        step = template.by_id[sid]
+        unsigned = _unsigned(step, ss)
+        items.append(msg.unfinished(step, unsigned))
+        steps.append(sid)
+        docs.extend(unsigned)
+    if not items:
+        return None
+    return refuse("incomplete", msg.incomplete(items), tuple(steps), missing_documents=tuple(docs))
+
+
+def why_blocked(template: FlowTemplate, state: CaseState, step_id: str) -> Refusal | None:
+    """Why a step's buttons are disabled right now (for cards), or None if it can be acted on."""
+    closed = _closed(state)
+    if closed:
+        return closed
+    step = _step(template, step_id)
+    if isinstance(step, Refusal):
+        return step
+    return _blocked(template, state, step, state.steps[step_id])
+
+
+def deadline_of(template: FlowTemplate, state: CaseState, step_id: str) -> datetime | None:
+    ss = state.steps[step_id]
+    if ss.activated_at is None:
+        return None
+    return ss.activated_at + template.by_id[step_id].deadline
+
+
+# --- handlers ---------------------------------------------------------------------------------
+
+
+def _on_start(template: FlowTemplate, state: CaseState, event: Start) -> Decision | Refusal:
+    closed = _closed(state)
+    if closed:
+        return closed
+    if any(ss.status != "locked" for ss in state.steps.values()):
+        return refuse("already_done", msg.already_started())
+    tx = _Tx(template, state, event.at)
+    for sid in template.initial:
+        tx.activate(template.by_id[sid])
+    return tx.decide("case_started", {"template_id": template.id, "template_version": template.version})
+
+
+def _on_viewed(template: FlowTemplate, state: CaseState, event: Viewed) -> Decision | Refusal:
+    step = _step(template, event.step_id)
+    if isinstance(step, Refusal):
+        return step
+    if state.status != "open":
+        return _noop(state)  # looking at an old card is fine; it just records nothing
+    if step.role not in event.actor_roles and step.signed_by not in event.actor_roles:
+        return _wrong_role(state, step, step.role, event, "view")
+    ss = state.steps[step.id]
+    if ss.status == "locked":
+        blocked = _blocked(template, state, step, ss)
+        if blocked:
+            return blocked
+    if ss.status != "active" or ss.viewed_at is not None:
+        return _noop(state)
+    tx = _Tx(template, state, event.at)
+    tx.put(step.id, viewed_at=event.at)
+    return tx.decide("step_viewed", {"step_id": step.id, "actor_id": event.actor_id})
+
+
+def _on_act(template: FlowTemplate, state: CaseState, event: Act) -> Decision | Refusal:
+    closed = _closed(state)
+    if closed:
+        return closed
+    step = _step(template, event.step_id)
+    if isinstance(step, Refusal):
+        return step
+    if step.role not in event.actor_roles:
+        return _wrong_role(state, step, step.role, event, event.action)
+    ss = state.steps[step.id]
+    blocked = _blocked(template, state, step, ss)
+    if blocked:
+        return blocked
+    allowed = ALLOWED_ACTIONS[step.kind]
+    if event.action not in allowed:
+        return refuse("bad_action", msg.bad_action(step, event.action, allowed))
+    data = plain_copy(event.data)
+    base = {
+        "step_id": step.id,
+        "action": event.action,
+        "actor_id": event.actor_id,
+        "actor_roles": _roles(event.actor_roles),
+        "data": data,
+    }
+    if event.action == "reject":
+        reason = data.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            return refuse("reason_required", msg.reason_required(step), ("reason",))
+        tx = _Tx(template, state, event.at)
+        rejections = ss.rejections + 1
+        tx.put(step.id, status="active", outcome="rejected", rejections=rejections, data=data)
+        tx.effects.append(UpdateStep(step.id))
+        tx.notify(Role.HR, step.id, "rejected", rejections)
+        return tx.decide("step_rejected", {**base, "reason": reason.strip(), "rejections": rejections})
+    unsigned = _unsigned(step, ss)
+    if unsigned:
+        return refuse("missing_documents", msg.missing_documents(step, unsigned), unsigned, missing_documents=unsigned)
+    bad = _check_fields(step, data)
+    if bad:
+        return bad
+    tx = _Tx(template, state, event.at)
+    tx.finish(step, event.actor_id, OUTCOMES[event.action], data)
+    _replace_steps(tx, step, event.actor_id)
+    tx.unlock()
+    tx.complete_case_if_done()
+    return tx.decide("step_done", base)
+
+
+def _replace_steps(tx: _Tx, step: StepTemplate, actor_id: str) -> None:
+    """A finished fallback step (mail / newspaper) stands in for the signatures it replaces."""
+    for target_id in step.replaces:
+        if tx.get(target_id).status != "done":
+            tx.finish(tx.template.by_id[target_id], actor_id, "replaced", {"replaced_by": step.id})
+
+
+def _on_signed(template: FlowTemplate, state: CaseState, event: DocumentSigned) -> Decision | Refusal:
+    closed = _closed(state)
+    if closed:
+        return closed
+    step = _step(template, event.step_id)
+    if isinstance(step, Refusal):
+        return step
+    if step.signed_by not in event.actor_roles:
+        return _wrong_role(state, step, step.signed_by, event, f"sign {event.document}")
+    if event.document not in step.documents:
+        return refuse("bad_action", msg.foreign_document(step, event.document), (event.document,))
+    ss = state.steps[step.id]
+    blocked = _blocked(template, state, step, ss)
+    if blocked:
+        return blocked
+    if event.document in ss.documents_signed:
+        return refuse("already_done", msg.already_signed(step, event.document))
+    tx = _Tx(template, state, event.at)
+    ss = tx.put(step.id, documents_signed=ss.documents_signed | {event.document})
+    if step.kind is StepKind.SIGN and not _unsigned(step, ss):
+        tx.finish(step, event.actor_id, "signed")
+        tx.unlock()
+        tx.complete_case_if_done()
+    else:
+        tx.effects.append(UpdateStep(step.id))
+    return tx.decide(
+        "document_signed",
+        {
+            "step_id": step.id,
+            "document": event.document,
+            "actor_id": event.actor_id,
+            "actor_roles": _roles(event.actor_roles),
+        },
+    )
+
+
+def _on_timer(template: FlowTemplate, state: CaseState, event: TimerFired) -> Decision | Refusal:
+    step = _step(template, event.step_id)
+    if isinstance(step, Refusal):
+        return step
+    ss = state.steps[step.id]
+    # Stale or redelivered timers (step done, case closed, already fired) must be harmless.
+    if state.status != "open" or ss.status != "active" or event.kind in ss.timers_fired:
+        return _noop(state)
+    tx = _Tx(template, state, event.at)
+    base = {"step_id": step.id, "timer": event.kind}
+    if event.kind == "remind":
+        if ss.viewed_at is not None:
+            return _noop(state)
+        n = ss.reminders_sent + 1
+        tx.put(step.id, reminders_sent=n, timers_fired=ss.timers_fired | {"remind"})
+        tx.notify(_next_actor(step, ss), step.id, "reminder", n)
+        return tx.decide("reminder_sent", {**base, "reminders_sent": n, "trigger": "timer"})
+    if event.kind == "alert":
+        tx.put(step.id, timers_fired=ss.timers_fired | {"alert"})
+        tx.notify(Role.HR, step.id, "alert")
+        return tx.decide("hr_alerted", base)
+    if not step.fallback or state.fallback_started:
+        return _noop(state)
+    tx.put(step.id, timers_fired=ss.timers_fired | {"fallback"})
+    tx.case_fields["fallback_started"] = True
+    tx.notify(Role.HR, step.id, "fallback")
+    for sid in template.fallback_only_ids:
+        fb = template.by_id[sid]
+        if tx.can_start(fb):
+            tx.activate(fb)
+    return tx.decide("fallback_started", base)
+
+
+def _require_hr(state: CaseState, event: Cancel | Close | Remind, what: str) -> Refusal | None:
+    closed = _closed(state)
+    if closed:
+        return closed
+    if Role.HR not in event.actor_roles:
+        return _wrong_role(state, None, Role.HR, event, what)
+    return None
+
+
+def _on_cancel(template: FlowTemplate, state: CaseState, event: Cancel) -> Decision | Refusal:
+    refused = _require_hr(state, event, "cancel")
+    if refused:
+        return refused
+    reason = event.reason.strip() if isinstance(event.reason, str) else ""
+    if not reason:
+        return refuse("reason_required", msg.reason_required(None), ("reason",))
+    tx = _Tx(template, state, event.at)
+    told = [Role.EMPLOYEE, Role.HR]
+    for sid in state.active_steps():
+        role = template.by_id[sid].role
+        if role not in told:
+            told.append(role)
+    tx.close_case("cancelled")
+    for role in told:
+        tx.notify(role, None, "cancelled")
+    return tx.decide(
+        "case_cancelled", {"actor_id": event.actor_id, "actor_roles": _roles(event.actor_roles), "reason": reason}
+    )
+
+
+def _on_close(template: FlowTemplate, state: CaseState, event: Close) -> Decision | Refusal:
+    refused = _require_hr(state, event, "close")
+    if refused:
+        return refused
+    missing = missing_for_completion(template, state)
+    if missing:
+        return missing
+    tx = _Tx(template, state, event.at)
+    tx.complete_case_if_done()
+    return tx.decide("case_closed", {"actor_id": event.actor_id, "actor_roles": _roles(event.actor_roles)})
+
+
+def _on_remind(template: FlowTemplate, state: CaseState, event: Remind) -> Decision | Refusal:
+    refused = _require_hr(state, event, "remind")
+    if refused:
+        return refused
+    active = state.active_steps()
+    if not active:
+        return _noop(state)
+    tx = _Tx(template, state, event.at)
+    for sid in active:
+        ss = state.steps[sid]
+        n = ss.reminders_sent + 1
+        tx.put(sid, reminders_sent=n)
+        tx.notify(_next_actor(template.by_id[sid], ss), sid, "reminder", n)
+    return tx.decide(
+        "reminder_sent",
+        {
+            "steps": list(active),
+            "trigger": "manual",
+            "actor_id": event.actor_id,
+            "actor_roles": _roles(event.actor_roles),
+        },
+    )
+
+
+_HANDLERS: dict[type, Any] = {
+    Start: _on_start,
+    Viewed: _on_viewed,
+    Act: _on_act,
+    DocumentSigned: _on_signed,
+    TimerFired: _on_timer,
+    Cancel: _on_cancel,
+    Close: _on_close,
+    Remind: _on_remind,
+}

@@ -1,0 +1,143 @@
+"""Bilingual wording of refusals. Each message names the step (number and title) and what is missing,
+because it is shown verbatim on a disabled button or as the bot's answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from workflow.documents import document_title
+from workflow.model import ROLE_TITLES, Role
+from workflow.template import StepTemplate
+from workflow.text import Text
+
+
+def step_label(step: StepTemplate) -> Text:
+    return Text(f"第 {step.number} 步 {step.title.zh}", f"step {step.number} {step.title.en}")
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _docs_zh(kinds: Iterable[str]) -> str:
+    return "、".join(f"《{document_title(k).zh}》" for k in kinds)
+
+
+def _docs_en(kinds: Iterable[str]) -> str:
+    return ", ".join(f"the signed {document_title(k).en}" for k in kinds)
+
+
+def wrong_role(step: StepTemplate | None, needed: Role) -> Text:
+    role = ROLE_TITLES[needed]
+    if step is None:
+        return Text(f"只有{role.zh}可以执行此操作。", f"Only {role.en} can do this.")
+    label = step_label(step)
+    return Text(
+        f"您无权处理{label.zh}：此步骤由{role.zh}处理。",
+        f"You cannot act on {label.en}: it is for the {role.en}.",
+    )
+
+
+def unfinished(step: StepTemplate, missing_docs: tuple[str, ...]) -> Text:
+    """One unfinished step, naming its unsigned documents when those are what is missing."""
+    label = step_label(step)
+    if missing_docs:
+        return Text(
+            f"缺少已签署的{_docs_zh(missing_docs)}（{label.zh}）",
+            f"missing {_docs_en(missing_docs)} ({label.en})",
+        )
+    return Text(f"{label.zh} 未完成", f"{label.en} is not done")
+
+
+def locked(step: StepTemplate, blockers: list[Text]) -> Text:
+    label = step_label(step)
+    return Text(
+        f"{label.zh} 尚未开放，需先完成前序步骤：" + "；".join(b.zh for b in blockers) + "。",
+        f"{_cap(label.en)} is not open yet; first: " + "; ".join(b.en for b in blockers) + ".",
+    )
+
+
+def not_active(step: StepTemplate) -> Text:
+    label = step_label(step)
+    return Text(
+        f"{label.zh} 仅在启动补救送达流程（邮寄/登报）后开放。",
+        f"{_cap(label.en)} only opens once the fallback delivery (mail / newspaper) has started.",
+    )
+
+
+def already_done(step: StepTemplate) -> Text:
+    label = step_label(step)
+    return Text(f"{label.zh} 已完成，无需重复操作。", f"{_cap(label.en)} is already done.")
+
+
+def already_signed(step: StepTemplate, document: str) -> Text:
+    title = document_title(document)
+    return Text(
+        f"《{title.zh}》已签署（{step_label(step).zh}），无需重复签署。",
+        f"The {title.en} is already signed ({step_label(step).en}).",
+    )
+
+
+def bad_action(step: StepTemplate, action: str, allowed: tuple[str, ...]) -> Text:
+    label = step_label(step)
+    if not allowed:
+        return Text(
+            f"{label.zh} 需在签署页面签署{_docs_zh(step.documents)}完成，不能直接点击完成。",
+            f"{_cap(label.en)} is completed by signing {', '.join(document_title(d).en for d in step.documents)}"
+            " on the signing page.",
+        )
+    return Text(
+        f"{label.zh} 不支持操作“{action}”（可用：{'、'.join(allowed)}）。",
+        f"{_cap(label.en)} does not accept '{action}' (allowed: {', '.join(allowed)}).",
+    )
+
+
+def foreign_document(step: StepTemplate, document: str) -> Text:
+    title = document_title(document)
+    label = step_label(step)
+    return Text(f"{label.zh} 不需要签署《{title.zh}》。", f"{_cap(label.en)} does not take the {title.en}.")
+
+
+def missing_documents(step: StepTemplate, kinds: tuple[str, ...]) -> Text:
+    label = step_label(step)
+    return Text(
+        f"无法完成{label.zh}：缺少已签署的{_docs_zh(kinds)}。",
+        f"Cannot complete {label.en}: missing {_docs_en(kinds)}.",
+    )
+
+
+def missing_data(step: StepTemplate, missing: list[Text], invalid: list[Text]) -> Text:
+    label = step_label(step)
+    zh, en = [], []
+    if missing:
+        zh.append("请填写：" + "、".join(t.zh for t in missing))
+        en.append("please fill in: " + ", ".join(t.en for t in missing))
+    if invalid:
+        zh.append("格式不正确：" + "、".join(t.zh for t in invalid))
+        en.append("invalid: " + ", ".join(t.en for t in invalid))
+    return Text(f"无法完成{label.zh}，" + "；".join(zh) + "。", f"Cannot complete {label.en}: " + "; ".join(en) + ".")
+
+
+def reason_required(step: StepTemplate | None) -> Text:
+    if step is None:
+        return Text("撤销案件时请填写原因。", "Please give a reason for cancelling the case.")
+    label = step_label(step)
+    return Text(f"驳回{label.zh}时请填写原因。", f"Please give a reason for rejecting {label.en}.")
+
+
+def case_closed(status: str) -> Text:
+    if status == "cancelled":
+        return Text("该案件已撤销，不能再操作。", "This case was cancelled; nothing more can be done on it.")
+    return Text("该案件已完成，不能再操作。", "This case is completed; nothing more can be done on it.")
+
+
+def incomplete(items: list[Text]) -> Text:
+    return Text("无法结案：" + "；".join(i.zh for i in items), "Cannot close: " + "; ".join(i.en for i in items))
+
+
+def unknown_step(step_id: str) -> Text:
+    return Text(f"此流程中没有步骤“{step_id}”。", f"This flow has no step '{step_id}'.")
+
+
+def already_started() -> Text:
+    return Text("案件已启动。", "The case has already started.")
