@@ -1,0 +1,62 @@
+"""The inbound pipeline every platform adapter calls: Incoming -> router -> reply, after commit.
+
+`Inbound.handle` returns only when the handler's transaction has committed (or nothing needed
+committing), so an adapter that acknowledges after `handle` never acknowledges an event whose
+effect could still be lost. The outbox relay is woken after the commit, outside any transaction:
+no task is started while a Tortoise transaction is open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from bot.router import Context, Incoming, Reply, Router, standard_middlewares
+from bot.settings import Settings
+from handlers.cases import CaseService
+
+log = logging.getLogger("bot.inbound")
+
+
+def build_router() -> Router:
+    from handlers.actions import router as actions
+    from handlers.commands import router as commands
+
+    root = Router("root")
+    standard_middlewares(root)
+    root.include(commands)
+    root.include(actions)
+    return root
+
+
+class Inbound:
+    def __init__(self, router: Router, settings: Settings, service: CaseService) -> None:
+        self.router = router
+        self.settings = settings
+        self.service = service
+        self.committed = asyncio.Event()  # the outbox relay waits on this between polls
+
+    async def handle(self, incoming: Incoming) -> Reply:
+        ctx = Context(incoming=incoming, settings=self.settings, service=self.service,
+                      language=self.settings.language)
+        try:
+            reply = await self.router.dispatch(ctx)
+        except Exception:
+            # The transaction (if any) rolled back; say so plainly and let the platform redeliver.
+            log.exception("inbound %s from %s failed", incoming.dedup_key, incoming.sender)
+            return Reply(ok=False, code="error", text=ctx.t("处理失败，请稍后重试。",
+                                                            "Something went wrong; please try again."))
+        if reply.changed and not reply.duplicate:
+            self.committed.set()
+        return reply
+
+
+INBOUND = web.AppKey("inbound", Inbound)
+
+
+def setup(app: web.Application) -> None:
+    from bot.app import SERVICE, SETTINGS
+
+    app[INBOUND] = Inbound(build_router(), app[SETTINGS], app[SERVICE])

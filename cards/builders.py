@@ -1,0 +1,319 @@
+"""One builder per card purpose. Pure: a `CaseView` in, a `Card` out.
+
+Flow lock is shown, not just enforced: a button that cannot be used yet is present but disabled,
+with the reason beside it ("需先签署《离职保证书》"). The engine stays the authority — a forced
+click on a disabled button is refused there with the same facts.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from cards.model import Button, Card, FormField
+from cards.view import CaseView
+from workflow.documents import document_title
+from workflow.model import Role, StepKind
+from workflow.template import StepTemplate
+
+# What a finished step's outcome reads as on the status line ("已由 王五 于 10:32 批准").
+_OUTCOME_VERBS: dict[str, tuple[str, str]] = {
+    "approve": ("批准", "approved"), "approved": ("批准", "approved"),
+    "reject": ("驳回", "rejected"), "rejected": ("驳回", "rejected"),
+    "confirm": ("确认", "confirmed"), "confirmed": ("确认", "confirmed"),
+    "acknowledge": ("确认知悉", "acknowledged"), "acknowledged": ("确认知悉", "acknowledged"),
+    "submit": ("提交", "submitted"), "submitted": ("提交", "submitted"),
+    "complete": ("完成", "completed"), "completed": ("完成", "completed"),
+    "signed": ("签署", "signed"), "replaced": ("以替代方式完成", "completed by the fallback"),
+}
+
+_CASE_STATUS = {"open": ("进行中", "open"), "completed": ("已完成", "completed"),
+                "cancelled": ("已取消", "cancelled")}
+
+
+def _verb(view: CaseView, outcome: str | None) -> str:
+    zh, en = _OUTCOME_VERBS.get(outcome or "", ("完成", "completed"))
+    return view.t(zh, en)
+
+
+def progress(view: CaseView, step: StepTemplate) -> str:
+    return view.t(f"第 {step.number} 步 / 共 {len(view.template)} 步",
+                  f"Step {step.number} of {len(view.template)}")
+
+
+def deadline(view: CaseView, step: StepTemplate) -> str:
+    st = view.st(step.id)
+    if st.activated_at is None:
+        return "—"
+    due = st.activated_at + timedelta(hours=step.deadline_hours)
+    late = view.now > due and st.status == "active"
+    text = f"{view.local(due)}（{view.t('北京时间', 'China time')}）" if view.language == "zh" else \
+        f"{view.local(due)} (China time)"
+    return text + (view.t(" · 已逾期", " · overdue") if late else "")
+
+
+def done_line(view: CaseView, step_id: str) -> str:
+    st = view.st(step_id)
+    who = view.name(st.done_by)
+    when = view.local(st.done_at, "%H:%M") if st.done_at and view.local(st.done_at, "%Y-%m-%d") == \
+        view.local(view.now, "%Y-%m-%d") else view.local(st.done_at, "%m-%d %H:%M")
+    return view.t(f"已由 {who} 于 {when} {_verb(view, st.outcome)}",
+                  f"{_verb(view, st.outcome).capitalize()} by {who} at {when}")
+
+
+def missing_for(view: CaseView, step: StepTemplate) -> list[str]:
+    """Why `step` cannot be finished now: unfinished prerequisites and unsigned documents."""
+    out: list[str] = []
+    for dep in step.depends_on:
+        if view.st(dep).status != "done":
+            d = view.step(dep)
+            out.append(view.t(f"第 {d.number} 步「{d.title.zh}」", f"step {d.number} \"{d.title.en}\""))
+    unsigned = [doc for doc in step.documents if doc not in view.st(step.id).documents_signed]
+    for doc in unsigned:
+        title = document_title(doc)
+        out.append(view.t(f"已签署的《{title.zh}》", f"the signed {title.en}"))
+    return out
+
+
+def close_blockers(view: CaseView) -> list[str]:
+    out: list[str] = []
+    for sid in view.template.required_ids:
+        st = view.st(sid)
+        if st.status == "done":
+            continue
+        step = view.step(sid)
+        docs = [d for d in step.documents if d not in st.documents_signed]
+        label = view.t(f"第 {step.number} 步「{step.title.zh}」", f"step {step.number} \"{step.title.en}\"")
+        if docs:
+            names = "、".join(f"《{document_title(d).zh}》" for d in docs) if view.language == "zh" else \
+                ", ".join(document_title(d).en for d in docs)
+            label += view.t(f"（缺已签署的{names}）", f" (missing the signed {names})")
+        out.append(label)
+    return out
+
+
+def _sep(view: CaseView) -> str:
+    return "、" if view.language == "zh" else ", "
+
+
+def _case_fields(view: CaseView) -> list[tuple[str, str]]:
+    fields = [
+        (view.t("流程", "Case"), f"{view.case_id} · {view.template.title.get(view.language)}"),
+        (view.t("员工", "Employee"), f"{view.employee_name}（{view.employee_id}）"),
+    ]
+    if view.last_day:
+        fields.append((view.t("最后工作日", "Last working day"), view.last_day.isoformat()))
+    return fields
+
+
+def _action_buttons(view: CaseView, step: StepTemplate) -> list[Button]:
+    """Buttons for the card's holder: actions if they act on the step, a signing link if they sign."""
+    st = view.st(step.id)
+    buttons: list[Button] = []
+    unsigned = [d for d in step.documents if d not in st.documents_signed]
+    url = view.sign_urls.get(step.id)
+    if unsigned and step.signed_by in view.recipient_roles and url:
+        buttons.append(Button(label=view.t("去签署", "Sign now"), url=url, style="primary"))
+    if step.role not in view.recipient_roles or step.kind == StepKind.SIGN:
+        return buttons  # a sign step completes by itself once every document is signed
+    blockers = missing_for(view, step)
+    reason = (view.t("需先完成：", "Waiting for: ") + _sep(view).join(blockers)) if blockers else None
+    form = tuple(FormField(f.key, f.label.get(view.language), required=f.required,
+                           multiline=f.type == "textarea") for f in step.fields)
+
+    def act(label_zh: str, label_en: str, action: str, *, style: str = "primary",
+            fields: tuple[FormField, ...] = form) -> Button:
+        return Button(label=view.t(label_zh, label_en), action=action, style=style,  # type: ignore[arg-type]
+                      enabled=reason is None, reason=reason, form=fields)
+
+    if step.kind == StepKind.APPROVE:
+        return [*buttons, act("批准", "Approve", "approve"),
+                act("驳回", "Reject", "reject", style="danger",
+                    fields=(FormField("reason", view.t("驳回理由", "Reason for rejecting")),))]
+    labels = {StepKind.ACKNOWLEDGE: ("我已知悉", "I have read this", "acknowledge"),
+              StepKind.CONFIRM: ("确认", "Confirm", "confirm"), StepKind.FORM: ("提交", "Submit", "submit"),
+              StepKind.HR_TASK: ("标记完成", "Mark done", "complete")}
+    zh, en, action = labels[step.kind]
+    return [*buttons, act(zh, en, action)]
+
+
+def step_card(view: CaseView, step_id: str, *, purpose: str = "step") -> Card:
+    step = view.step(step_id)
+    st = view.st(step_id)
+    fields = _case_fields(view)
+    fields.append((view.t("办理人", "Who acts"), view.role_title(step.role)))
+    if step.documents:
+        docs = [document_title(d).get(view.language) for d in step.documents]
+        fields.append((view.t("文件", "Documents"), _sep(view).join(docs)))
+    fields.append((view.t("截止时间", "Deadline"), deadline(view, step)))
+    if step.role == Role.MANAGER and view.reason:
+        # The performance result is what the manager is asked to confirm: keep it on the card itself.
+        fields.append((view.t("绩效结果 / 原因", "Performance result / reason"), view.reason))
+    body = [f"**{view.t('需要你做什么', 'What is asked')}**", step.ask.get(view.language), "",
+            f"**{view.t('为什么', 'Why')}**", step.why.get(view.language)]
+    earlier = _earlier_answers(view, step)
+    if earlier:
+        body += ["", f"**{view.t('此前记录', 'Earlier in this case')}**", *earlier]
+    if st.status == "done":
+        status, tone = done_line(view, step_id), "done"
+        if st.outcome in ("reject", "rejected") and st.data.get("reason"):
+            body += ["", view.t(f"驳回理由：{st.data['reason']}", f"Reason: {st.data['reason']}")]
+    elif view.state.status != "open":
+        status, tone = view.t(f"流程{_CASE_STATUS[view.state.status][0]}", f"Case {view.state.status}"), "closed"
+    elif st.status == "locked":
+        status, tone = view.t("尚未开始", "Not started yet"), "info"
+    else:
+        blockers = missing_for(view, step)
+        status = (view.t("等待：", "Waiting for: ") + _sep(view).join(blockers)) if blockers else \
+            view.t("等待你操作", "Waiting for you")
+        tone = "action"
+    buttons = _action_buttons(view, step) if st.status == "active" and view.state.status == "open" else []
+    title = step.title.get(view.language)
+    summary = view.t(f"{view.employee_name} 的离职流程", f"Offboarding of {view.employee_name}")
+    if purpose == "reminder" and st.status == "active":
+        title = view.t("提醒：", "Reminder: ") + title
+        tone = "warning"
+        summary = view.t(f"此步骤已提醒 {st.reminders_sent} 次，请尽快处理",
+                         f"Reminder #{st.reminders_sent}: please act soon")
+    return Card(title=title, summary=summary, fields=tuple(fields), body="\n".join(body),
+                buttons=tuple(buttons), status=status, tone=tone, progress=progress(view, step),  # type: ignore[arg-type]
+                case_id=view.case_id, step_id=step_id, purpose=purpose, language=view.language)
+
+
+def _earlier_answers(view: CaseView, step: StepTemplate) -> list[str]:
+    """What prerequisite steps recorded (the employee's application, the performance confirmation)."""
+    lines = []
+    for dep in step.depends_on:
+        st = view.st(dep)
+        if st.status != "done":
+            continue
+        d = view.step(dep)
+        lines.append(f"- {d.title.get(view.language)}：{done_line(view, dep)}")
+        labels = {f.key: f.label.get(view.language) for f in d.fields}
+        for key, value in st.data.items():
+            if isinstance(value, (str, int)) and key in labels:
+                lines.append(f"  - {labels[key]}：{value}")
+    return lines
+
+
+def alert_card(view: CaseView, step_id: str, *, purpose: str) -> Card:
+    step = view.step(step_id)
+    st = view.st(step_id)
+    fields = [*_case_fields(view), (view.t("卡住的步骤", "Stuck step"),
+                                    f"{progress(view, step)} · {step.title.get(view.language)}"),
+              (view.t("办理人", "Who acts"), view.role_title(step.role)),
+              (view.t("开始于", "Started"), view.local(st.activated_at)),
+              (view.t("已提醒", "Reminders sent"), str(st.reminders_sent))]
+    if purpose == "fallback":
+        title = view.t("需启动备用送达方式", "Start the fallback delivery")
+        body = view.t("员工 7 天内未完成。请通过邮寄（EMS）或登报送达，并把运单号或登报扫描件记录到流程中。",
+                      "The employee has not finished within 7 days. Deliver by registered mail or a "
+                      "newspaper notice and record the tracking number or the scan in the case.")
+    else:
+        title = view.t("流程超时，请跟进", "A case is overdue")
+        body = view.t("员工超过 3 天未签署/未完成，请电话或当面联系。",
+                      "Not done within 3 days: please call or visit the employee.")
+    return Card(title=title, summary=view.t(f"{view.employee_name} 的离职流程", f"Offboarding of "
+                                             f"{view.employee_name}"),
+                fields=tuple(fields), body=body, status=done_line(view, step_id) if st.status == "done" else
+                view.t("仍在等待", "Still waiting"), tone="done" if st.status == "done" else "warning",
+                progress=progress(view, step), case_id=view.case_id, step_id=step_id, purpose=purpose,
+                language=view.language)
+
+
+def completion_card(view: CaseView) -> Card:
+    body = view.t(
+        "**离职手续已全部完成。**\n\n**你的权益**\n"
+        "- 社会保险：公司将按《离职保证书》所列金额补缴试用期社会保险，补缴完成后会通知你。\n"
+        "- 离职证明：公司将在解除劳动合同时出具离职证明（《劳动合同法》第五十条），可向 HR 领取电子版。\n"
+        "- 档案与社保关系：公司在 15 日内为你办理转移手续。\n"
+        "- 竞业限制：如你签有竞业限制协议，请按协议履行；未签署则无此义务。\n"
+        "如有疑问，请直接回复 HR。",
+        "**Your offboarding is complete.**\n\n**Your rights**\n"
+        "- Social insurance: the company back-pays the probation-period contributions listed in the "
+        "guarantee letter and tells you when done.\n"
+        "- Separation certificate: issued on termination (Labour Contract Law Art. 50); ask HR for the PDF.\n"
+        "- Your file and social-insurance account are transferred within 15 days.\n"
+        "- Non-compete: only if you signed a non-compete agreement.\n"
+        "Questions: reply to HR directly.",
+    )
+    return Card(title=view.t("离职完成 · 权益告知", "Offboarding complete · your rights"),
+                summary=view.t(f"{view.employee_name}，感谢你的付出", f"Thank you, {view.employee_name}"),
+                fields=tuple(_case_fields(view)), body=body,
+                status=view.t(f"完成于 {view.local(view.state.closed_at)}",
+                              f"Completed {view.local(view.state.closed_at)}"),
+                tone="done", case_id=view.case_id, purpose="completion", language=view.language)
+
+
+def notice_card(view: CaseView, step_id: str | None, *, purpose: str) -> Card:
+    """Cancelled case, or a rejected step sent back to HR."""
+    if purpose == "cancelled":
+        title = view.t("离职流程已取消", "Offboarding cancelled")
+        body = view.t("此流程已由 HR 取消，记录会完整保留。", "HR cancelled this case; its record is kept.")
+        if view.cancel_reason:
+            body += "\n\n" + view.t(f"原因：{view.cancel_reason}", f"Reason: {view.cancel_reason}")
+        status, tone = view.t("已取消", "Cancelled"), "closed"
+    else:
+        step = view.step(step_id) if step_id else None
+        title = view.t("步骤被驳回", "A step was rejected")
+        reason = view.st(step_id).data.get("reason", "") if step_id else ""
+        body = view.t(f"「{step.title.zh if step else ''}」被驳回。理由：{reason}",
+                      f"\"{step.title.en if step else ''}\" was rejected. Reason: {reason}")
+        status, tone = (done_line(view, step_id) if step_id else ""), "warning"
+    return Card(title=title, summary=view.t(f"{view.employee_name} 的离职流程", f"Offboarding of "
+                                             f"{view.employee_name}"),
+                fields=tuple(_case_fields(view)), body=body, status=status, tone=tone,  # type: ignore[arg-type]
+                case_id=view.case_id, step_id=step_id, purpose=purpose, language=view.language)
+
+
+def summary_card(view: CaseView) -> Card:
+    """HR's live overview of one case: every step with its state, and the close button (flow lock)."""
+    lines = []
+    for step in view.template.steps:
+        st = view.st(step.id)
+        label = f"{step.number}. {step.title.get(view.language)}（{view.role_title(step.role)}）"
+        if st.status == "done":
+            lines.append(f"- ✓ {label} — {done_line(view, step.id)}")
+        elif st.status == "active":
+            blockers = missing_for(view, step)
+            extra = (view.t(" — 等待：", " — waiting for: ") + _sep(view).join(blockers)) if blockers else ""
+            lines.append(f"- ● {label} — {view.t('进行中', 'in progress')}{extra}")
+        else:
+            blockers = missing_for(view, step)
+            why = (view.t("锁定，需先完成：", "locked until: ") + _sep(view).join(blockers)) if blockers else \
+                view.t("未开始", "not started")
+            lines.append(f"- 🔒 {label} — {why}")
+    done = sum(1 for st in view.state.steps.values() if st.status == "done")
+    blockers = close_blockers(view)
+    buttons: list[Button] = []
+    if view.state.status == "open":
+        reason = (view.t("不能结案，还缺：", "Cannot close yet; missing: ") + _sep(view).join(blockers)) \
+            if blockers else None
+        buttons.append(Button(label=view.t("结案", "Close case"), action="close", enabled=reason is None,
+                              reason=reason, style="primary"))
+        buttons.append(Button(label=view.t("催办", "Remind now"), action="remind"))
+    status_zh, status_en = _CASE_STATUS.get(view.state.status, (view.state.status, view.state.status))
+    return Card(
+        title=view.t(f"离职流程 {view.case_id}", f"Case {view.case_id}"),
+        summary=view.t(f"{view.employee_name} · {status_zh} · 已完成 {done}/{len(view.template)} 步",
+                       f"{view.employee_name} · {status_en} · {done}/{len(view.template)} steps done"),
+        fields=(*_case_fields(view), (view.t("原因", "Reason"), view.reason or "—")),
+        body="\n".join(lines), buttons=tuple(buttons),
+        status=view.t(f"状态：{status_zh}", f"Status: {status_en}"),
+        tone="done" if view.state.status == "completed" else ("closed" if view.state.status == "cancelled"
+                                                              else "info"),
+        case_id=view.case_id, purpose="summary", language=view.language,
+    )
+
+
+def build(view: CaseView, purpose: str, step_id: str | None) -> Card:
+    if purpose == "summary":
+        return summary_card(view)
+    if purpose == "completion":
+        return completion_card(view)
+    if purpose in ("cancelled", "rejected"):
+        return notice_card(view, step_id, purpose=purpose)
+    if step_id is None:
+        return summary_card(view)
+    if purpose in ("alert", "fallback"):
+        return alert_card(view, step_id, purpose=purpose)
+    return step_card(view, step_id, purpose=purpose)

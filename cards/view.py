@@ -1,0 +1,55 @@
+"""Everything a card builder may look at, gathered by the caller in one place.
+
+Builders are pure functions of a `CaseView`; the handler layer loads it from the database. That
+keeps `cards/` free of storage and lets tests build cards from plain values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from workflow.model import CaseState, Role, StepState
+from workflow.template import FlowTemplate, StepTemplate
+
+
+@dataclass(frozen=True)
+class CaseView:
+    case_id: str
+    template: FlowTemplate
+    state: CaseState
+    employee_id: str
+    employee_name: str
+    last_day: date | None
+    reason: str
+    names: dict[str, str]  # employee_id -> display name, for "已由 王五 …"
+    tz: ZoneInfo
+    language: str
+    now: datetime
+    sign_urls: dict[str, str] = field(default_factory=dict)  # step_id -> personal signing link
+    cancel_reason: str = ""
+    recipient_roles: frozenset[Role] = frozenset()  # what the card's holder is in this case
+
+    def t(self, zh: str, en: str) -> str:
+        return en if self.language == "en" else zh
+
+    def step(self, step_id: str) -> StepTemplate:
+        return self.template.step(step_id)
+
+    def st(self, step_id: str) -> StepState:
+        return self.state.steps[step_id]
+
+    def name(self, employee_id: str | None) -> str:
+        if not employee_id:
+            return "—"
+        return self.names.get(employee_id, employee_id)
+
+    def local(self, when: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+        return when.astimezone(self.tz).strftime(fmt) if when else "—"
+
+    def role_title(self, role: Role) -> str:
+        from workflow.model import ROLE_TITLES
+
+        title = ROLE_TITLES.get(role)
+        return title.get(self.language) if title else str(role)

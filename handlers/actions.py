@@ -1,0 +1,150 @@
+"""Card button taps -> workflow events.
+
+A tap names a card (its id is the outbox key it was delivered under) and an action. We check, in
+order: the card exists; it was delivered to this person (a card's buttons belong to its holder);
+the card offers that action. Then the engine decides with the actor's roles in this case; its
+refusal (wrong role, flow lock, twice) is passed on word for word and nothing changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bot.router import Context, Reply, Router
+from handlers.cardview import CardRenderer
+from handlers.cases import CaseError
+from storage.models import Case, Employee, OutboxMessage
+from workflow.events import ACTIONS, Act, Close, Remind
+from workflow.model import Role
+
+router = Router("actions")
+
+_DONE_TEXT: dict[str, tuple[str, str]] = {
+    "approve": ("已批准。", "Approved."), "reject": ("已驳回，HR 会收到通知。", "Rejected; HR is told."),
+    "confirm": ("已确认。", "Confirmed."), "acknowledge": ("已确认知悉。", "Acknowledged."),
+    "submit": ("已提交。", "Submitted."), "complete": ("已完成。", "Done."),
+    "close": ("流程已结案。", "Case closed."), "remind": ("已发送提醒。", "Reminders sent."),
+}
+
+
+def touch_summary(ctx: Context, case_id: str) -> Callable[[Any], Awaitable[None]]:
+    """The `also` for a case change: the inbox row, plus an in-place update of HR's summary cards."""
+
+    async def also(conn: Any) -> None:
+        await ctx.record(conn)
+        holders = await _summary_holders(conn, case_id)
+        if not holders:
+            return
+        version = await Case.filter(id=case_id).using_db(conn).values_list("version", flat=True)
+        for recipient, platform in holders:
+            key = f"{case_id}:summary:update:v{version[0]}:{recipient}"
+            if await OutboxMessage.filter(key=key).using_db(conn).exists():
+                continue
+            await OutboxMessage.create(
+                using_db=conn, key=key, case_id=case_id, platform=platform, recipient=recipient, step_id=None,
+                kind="update", payload={"case_id": case_id, "step_id": None, "purpose": "summary"},
+                next_attempt_at=ctx.incoming.at, created_at=ctx.incoming.at,
+            )
+
+    return also
+
+
+async def _summary_holders(conn: Any, case_id: str) -> list[tuple[str, str]]:
+    rows = await OutboxMessage.filter(case_id=case_id, kind="card", step_id=None).using_db(conn)
+    return sorted({(r.recipient, r.platform) for r in rows if (r.payload or {}).get("purpose") == "summary"})
+
+
+async def case_roles(ctx: Context, case: Case) -> frozenset[Role]:
+    actor = ctx.actor
+    if actor is None:
+        return frozenset()
+    roles: set[Role] = set()
+    if actor.id == case.employee_id:  # type: ignore[attr-defined]
+        roles.add(Role.EMPLOYEE)
+    if case.manager_id and actor.employee_id == case.manager_id:
+        roles.add(Role.MANAGER)
+    if case.handover_id and actor.employee_id == case.handover_id:
+        roles.add(Role.HANDOVER)
+    known = {str(r) for r in Role}
+    roles.update(Role(r) for r in actor.role_set if r in known)
+    return frozenset(roles)
+
+
+async def _card_and_case(ctx: Context) -> tuple[OutboxMessage, Case] | Reply:
+    row = await OutboxMessage.get_or_none(key=ctx.card_id, kind="card")
+    if row is None:
+        return ctx.refuse("unknown_card", "这张卡片已失效。", "This card is no longer valid.")
+    actor: Employee | None = ctx.actor
+    if actor is None or row.recipient != actor.employee_id:
+        return ctx.refuse("not_your_card", "这张卡片不是发给你的，不能在上面操作。",
+                          "This card was not sent to you, so you cannot act on it.")
+    case = await Case.get_or_none(id=row.case_id)  # type: ignore[attr-defined]
+    if case is None:
+        return ctx.refuse("unknown_card", "这张卡片已失效。", "This card is no longer valid.")
+    card = await CardRenderer(ctx.settings, ctx.service).card(
+        case.id, str((row.payload or {}).get("purpose", "step")), row.step_id, row.recipient,
+        language=ctx.language)
+    if card is None or card.button(ctx.action) is None:
+        return ctx.refuse("no_such_button", "此卡片上没有这个操作。", "This card has no such button.")
+    return row, case
+
+
+async def _apply(ctx: Context, case: Case, make_event: Callable[[Case, Any], Any]) -> Reply:
+    actor = ctx.actor
+    try:
+        outcome = await ctx.service.apply(case.id, make_event, actor=actor.employee_id if actor else "",
+                                          also=touch_summary(ctx, case.id))
+    except CaseError as exc:
+        return ctx.refuse(exc.code, exc.message_zh, exc.message_en)
+    if not outcome.ok:
+        r = outcome.refusal
+        missing = list(getattr(r, "missing", ()) or ())
+        return ctx.refuse(r.code, r.message_zh, r.message_en, missing=missing)  # type: ignore[union-attr]
+    zh, en = _DONE_TEXT.get(ctx.action, ("已完成。", "Done."))
+    return ctx.done(ctx.action, zh, en, changed=True, case_id=case.id)
+
+
+async def step_action(ctx: Context) -> Reply:
+    found = await _card_and_case(ctx)
+    if isinstance(found, Reply):
+        return found
+    row, case = found
+    if row.step_id is None:
+        return ctx.refuse("no_such_button", "此卡片上没有这个操作。", "This card has no such button.")
+    roles = await case_roles(ctx, case)
+    actor_id = ctx.actor.employee_id  # type: ignore[union-attr]
+    step_id, action, data, at = row.step_id, ctx.action, ctx.form, ctx.incoming.at
+    return await _apply(ctx, case, lambda c, s: Act(step_id=step_id, action=action,  # type: ignore[arg-type]
+                                                    actor_id=actor_id, actor_roles=roles, data=data, at=at))
+
+
+for _name in sorted(ACTIONS):
+    router.action(_name)(step_action)
+
+
+@router.action("close")
+async def close(ctx: Context) -> Reply:
+    found = await _card_and_case(ctx)
+    if isinstance(found, Reply):
+        return found
+    _, case = found
+    roles = await case_roles(ctx, case)
+    actor_id, at = ctx.actor.employee_id, ctx.incoming.at  # type: ignore[union-attr]
+    return await _apply(ctx, case, lambda c, s: Close(actor_id=actor_id, actor_roles=roles, at=at))
+
+
+@router.action("remind")
+async def remind(ctx: Context) -> Reply:
+    found = await _card_and_case(ctx)
+    if isinstance(found, Reply):
+        return found
+    _, case = found
+    roles = await case_roles(ctx, case)
+    actor_id, at = ctx.actor.employee_id, ctx.incoming.at  # type: ignore[union-attr]
+    return await _apply(ctx, case, lambda c, s: Remind(actor_id=actor_id, actor_roles=roles, at=at))
+
+
+@router.unknown_action
+async def unknown(ctx: Context) -> Reply:
+    return ctx.refuse("no_such_button", "此卡片上没有这个操作。", "This card has no such button.")

@@ -1,0 +1,68 @@
+"""Loads what a card shows from the database and hands it to the pure builders in `cards/`.
+
+Used by the outbox relay (render at send/update time, so a card is never staler than its
+delivery) and by the action handler (which buttons a card offers right now).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.settings import Settings
+from cards import builders
+from cards.model import Card
+from cards.view import CaseView
+from handlers.cases import CaseService, utcnow
+from handlers.links import signing_url
+from storage.models import AuditEntry, Case, Employee, OutboxMessage
+
+
+class CardRenderer:
+    def __init__(self, settings: Settings, service: CaseService) -> None:
+        self.settings = settings
+        self.service = service
+
+    async def view(self, case: Case, *, recipient: Employee | None = None, language: str | None = None,
+                   now: datetime | None = None) -> CaseView:
+        now = now or utcnow()
+        state = await self.service.load_state(case)
+        template = self.service.template(case.template_id)
+        employee = await Employee.get(id=case.employee_id)  # type: ignore[attr-defined]
+        ids = {employee.employee_id, case.created_by}
+        ids.update(st.done_by for st in state.steps.values() if st.done_by)
+        names = dict(await Employee.filter(employee_id__in=[i for i in ids if i]).values_list("employee_id", "name"))
+        sign_urls: dict[str, str] = {}
+        roles = await self.service.roles_of(case, recipient) if recipient is not None else frozenset()
+        if recipient is not None and state.status == "open":
+            for step in template.steps:
+                st = state.steps[step.id]
+                unsigned = [d for d in step.documents if d not in st.documents_signed]
+                if st.status == "active" and unsigned and step.signed_by in roles:
+                    sign_urls[step.id] = signing_url(self.settings, case.id, step.id, recipient.employee_id,
+                                                     now=now)
+        cancel_reason = ""
+        if state.status == "cancelled":
+            entry = await AuditEntry.filter(case_id=case.id, kind__contains="cancel").order_by("-seq").first()
+            cancel_reason = str((entry.data or {}).get("reason", "")) if entry else ""
+        return CaseView(
+            case_id=case.id, template=template, state=state, employee_id=employee.employee_id,
+            employee_name=employee.name, last_day=case.last_day, reason=case.reason, names=names,
+            tz=self.settings.tz, language=language or self.settings.language, now=now, sign_urls=sign_urls,
+            cancel_reason=cancel_reason, recipient_roles=frozenset(roles),
+        )
+
+    async def card(self, case_id: str, purpose: str, step_id: str | None, recipient_id: str,
+                   *, language: str | None = None) -> Card | None:
+        case = await Case.get_or_none(id=case_id)
+        if case is None:
+            return None
+        recipient = await Employee.get_or_none(employee_id=recipient_id)
+        view = await self.view(case, recipient=recipient, language=language)
+        if step_id is not None and step_id not in view.template:
+            return None
+        return builders.build(view, purpose, step_id)
+
+    async def for_outbox(self, row: OutboxMessage) -> Card | None:
+        p = row.payload or {}
+        return await self.card(str(p.get("case_id") or row.case_id), str(p.get("purpose", "step")),  # type: ignore[attr-defined]
+                               p.get("step_id", row.step_id), row.recipient)

@@ -1,0 +1,329 @@
+"""HR commands typed to the bot: /offboard (/离职), /status, /list, /remind, /cancel, /help.
+
+Every command validates all of its input before touching anything, so a refusal changes nothing;
+commands that change a case pass `ctx.record` to the service so the inbox row commits with the
+effect (a redelivered command has no second effect).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any
+
+from bot.router import Context, Reply, Router, is_hr
+from handlers.actions import case_roles, touch_summary
+from handlers.cases import CaseError
+from handlers.queries import list_cases
+from storage.models import Case, CaseStep, Employee, OutboxMessage
+from workflow.events import Cancel, Remind
+
+router = Router("commands")
+
+# Case type words -> template id. Chinese words as HR says them; English as in the docs.
+CASE_TYPES: dict[str, str] = {
+    "probation": "probation", "试用期": "probation", "试用期解除": "probation",
+    "misconduct": "misconduct", "违纪": "misconduct", "过失": "misconduct", "违纪解除": "misconduct",
+    "resignation": "resignation", "辞职": "resignation", "主动离职": "resignation", "离职": "resignation",
+    "mutual": "mutual", "协商": "mutual", "协商解除": "mutual", "协商一致": "mutual",
+}
+_HANDOVER = re.compile(r"^(?:handover|交接人|交接)[:：=](?P<who>\S+)$", re.I)
+_DATE = re.compile(r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?$")
+_MENTION = re.compile(r"^(?:@|<@)(?P<who>[^>]+)>?$")
+_CASE_ID = re.compile(r"^OB-[0-9A-Z]{6}$", re.I)
+
+USAGE_OFFBOARD = ("/离职 <员工> <类型> <最后工作日> [原因] [交接人:<员工>]\n"
+                  "  员工：工号、姓名或 @姓名；类型：试用期 / 违纪 / 辞职 / 协商；日期：2025-07-31\n"
+                  "  例：/离职 张三 试用期 2025-07-31 绩效未达标 交接人:周八",
+                  "/offboard <employee> <type> <last-day> [reason] [handover:<employee>]\n"
+                  "  employee: id, name or @name; type: probation / misconduct / resignation / mutual; "
+                  "date: 2025-07-31\n  e.g. /offboard E003 probation 2025-07-31 missed targets handover:E006")
+USAGE_STATUS = ("/状态 [员工|流程号]", "/status [employee|case]")
+USAGE_REMIND = ("/催办 <流程号|员工>", "/remind <case|employee>")
+USAGE_CANCEL = ("/取消 <流程号|员工> <原因>", "/cancel <case|employee> <reason>")
+
+
+def _usage(ctx: Context, usage: tuple[str, str], problem_zh: str, problem_en: str) -> Reply:
+    return ctx.refuse("usage", f"{problem_zh}\n用法：{usage[0]}", f"{problem_en}\nUsage: {usage[1]}")
+
+
+def parse_date(token: str) -> date | None:
+    m = _DATE.match(token)
+    if not m:
+        return None
+    try:
+        return date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    except ValueError:
+        return None
+
+
+class Lookup:
+    """Outcome of finding one employee from what HR typed."""
+
+    def __init__(self, employee: Employee | None = None, reply: Reply | None = None) -> None:
+        self.employee = employee
+        self.reply = reply
+
+
+async def find_employee(ctx: Context, token: str) -> Lookup:
+    m = _MENTION.match(token)
+    if m:
+        token = m.group("who")
+    if len(token) > 128:
+        return Lookup(reply=ctx.refuse("not_found", "找不到这个员工。", "No such employee."))
+    by_id = await Employee.get_or_none(employee_id=token, active=True)
+    if by_id is None and token.upper() != token:
+        by_id = await Employee.get_or_none(employee_id=token.upper(), active=True)
+    if by_id is not None:
+        return Lookup(by_id)
+    matches = await Employee.filter(name=token, active=True).order_by("employee_id")
+    if not matches:
+        return Lookup(reply=ctx.refuse("not_found", f"通讯录里没有「{token}」。请用工号或完整姓名。",
+                                       f"Nobody called \"{token}\" in the directory. Use the employee id or full "
+                                       "name."))
+    if len(matches) > 1:
+        options = "；".join(f"{e.employee_id} {e.name}（{e.department or '—'}）" for e in matches)
+        return Lookup(reply=ctx.refuse(
+            "ambiguous", f"有 {len(matches)} 位「{token}」，请改用工号：{options}",
+            f"{len(matches)} people are called \"{token}\"; use the employee id: {options}",
+            candidates=[e.employee_id for e in matches]))
+    return Lookup(matches[0])
+
+
+async def find_case(ctx: Context, token: str, *, open_only: bool = True) -> Case | Reply:
+    if _CASE_ID.match(token):
+        case = await Case.get_or_none(id=token.upper())
+        if case is None:
+            return ctx.refuse("unknown_case", f"找不到流程 {token}。发送 /list 查看进行中的流程。",
+                              f"No case {token}. Send /list to see open cases.")
+        return case
+    found = await find_employee(ctx, token)
+    if found.reply is not None:
+        return found.reply
+    emp = found.employee
+    qs = Case.filter(employee_id=emp.id)  # type: ignore[union-attr]
+    if open_only:
+        qs = qs.filter(status="open")
+    case = await qs.order_by("-started_at").first()
+    if case is None:
+        return ctx.refuse("no_case", f"{emp.name}（{emp.employee_id}）没有进行中的离职流程。",  # type: ignore[union-attr]
+                          f"{emp.name} ({emp.employee_id}) has no open case.")  # type: ignore[union-attr]
+    return case
+
+
+# ---- /offboard ---------------------------------------------------------------------------
+@router.command("offboard", aliases=["离职", "办理离职", "start"], usage_zh=USAGE_OFFBOARD[0],
+                usage_en=USAGE_OFFBOARD[1])
+async def offboard(ctx: Context) -> Reply:
+    tokens = ctx.args.split()
+    handover_token = None
+    rest = []
+    for tok in tokens:
+        m = _HANDOVER.match(tok)
+        if m:
+            handover_token = m.group("who")
+        else:
+            rest.append(tok)
+    if len(rest) < 3:
+        return _usage(ctx, USAGE_OFFBOARD, "缺少参数。", "Missing arguments.")
+    who, type_word, day_word, *reason_words = rest
+    template_id = CASE_TYPES.get(type_word.lower())
+    if template_id is None or template_id not in ctx.service.templates:
+        return _usage(ctx, USAGE_OFFBOARD, f"未知的离职类型「{type_word}」。",
+                      f"Unknown case type \"{type_word}\".")
+    last_day = parse_date(day_word)
+    if last_day is None:
+        return _usage(ctx, USAGE_OFFBOARD, f"「{day_word}」不是有效日期（格式 2025-07-31）。",
+                      f"\"{day_word}\" is not a valid date (use 2025-07-31).")
+    found = await find_employee(ctx, who)
+    if found.reply is not None:
+        return found.reply
+    employee = found.employee
+    assert employee is not None  # find_employee returns either an employee or a reply
+    if employee.employee_id == ctx.actor.employee_id:  # type: ignore[union-attr]
+        return ctx.refuse("self", "不能为自己发起离职流程，请由其他 HR 发起。",
+                          "You cannot start your own offboarding; ask another HR colleague.")
+    handover_id = None
+    if handover_token:
+        h = await find_employee(ctx, handover_token)
+        if h.reply is not None:
+            return h.reply
+        if h.employee.employee_id == employee.employee_id:  # type: ignore[union-attr]
+            return _usage(ctx, USAGE_OFFBOARD, "交接人不能是离职员工本人。",
+                          "The handover colleague cannot be the leaving employee.")
+        handover_id = h.employee.employee_id  # type: ignore[union-attr]
+    reason = " ".join(reason_words)[:1000]
+    hr = ctx.actor
+    assert hr is not None  # the actor middleware refused unknown senders
+
+    async def also(conn: Any) -> None:
+        await ctx.record(conn)
+        # HR's live summary card of the case, updated in place as steps move (see handlers.actions).
+        # The case row was created earlier in this same transaction; its open key finds it.
+        case = await Case.filter(open_key=employee.employee_id).using_db(conn).first()
+        if case is None:  # pragma: no cover - start_case creates it before calling us
+            raise RuntimeError("case row missing inside its own transaction")
+        await OutboxMessage.create(
+            using_db=conn, key=f"{case.id}:summary:{hr.employee_id}", case_id=case.id,
+            platform=ctx.service.platform_for(hr), recipient=hr.employee_id, step_id=None, kind="card",
+            payload={"case_id": case.id, "step_id": None, "purpose": "summary", "role": "hr"},
+            next_attempt_at=ctx.incoming.at, created_at=ctx.incoming.at,
+        )
+
+    try:
+        started = await ctx.service.start_case(
+            employee=employee, template_id=template_id, last_day=last_day, reason=reason,
+            created_by=hr.employee_id, handover_id=handover_id, at=ctx.incoming.at, also=also,
+        )
+    except CaseError as exc:
+        return ctx.refuse(exc.code, exc.message_zh, exc.message_en)
+    outcome = started.case_id
+    title = ctx.service.template(template_id).title.get(ctx.language)
+    return ctx.done("started",
+                    f"已为 {employee.name}（{employee.employee_id}）发起「{title}」流程 {outcome}，"
+                    f"最后工作日 {last_day.isoformat()}。员工和相关人员会收到卡片。",
+                    f"Started \"{title}\" case {outcome} for {employee.name} ({employee.employee_id}), "
+                    f"last working day {last_day.isoformat()}. The people involved get their cards.",
+                    changed=True, case_id=outcome)
+
+
+# ---- /status -----------------------------------------------------------------------------
+_STEP_MARK = {"done": "✓", "active": "●", "locked": "🔒"}
+
+
+@router.command("status", aliases=["状态", "查询", "进度"], usage_zh=USAGE_STATUS[0], usage_en=USAGE_STATUS[1])
+async def status(ctx: Context) -> Reply:
+    if not ctx.args:
+        return await list_open(ctx)
+    if len(ctx.args.split()) != 1:
+        return _usage(ctx, USAGE_STATUS, "只能查询一个员工或流程。", "Give one employee or case.")
+    found = await find_case(ctx, ctx.args.strip(), open_only=False)
+    if isinstance(found, Reply):
+        return found
+    case = found
+    await case.fetch_related("employee")
+    template = ctx.service.template(case.template_id)
+    steps = {s.step_id: s for s in await CaseStep.filter(case_id=case.id)}
+    names = dict(await Employee.filter(employee_id__in=[s.done_by for s in steps.values() if s.done_by])
+                 .values_list("employee_id", "name"))
+    lines = []
+    for step in template.steps:
+        row = steps.get(step.id)
+        st = row.status if row else "locked"
+        line = f"{_STEP_MARK.get(st, '?')} {step.number}. {step.title.get(ctx.language)}"
+        if row and row.done_at:
+            when = row.done_at.astimezone(ctx.settings.tz).strftime("%m-%d %H:%M")
+            line += ctx.t(f" — {names.get(row.done_by or '', row.done_by)} {when}",
+                          f" — {names.get(row.done_by or '', row.done_by)} {when}")
+        lines.append(line)
+    head_zh = {"open": "进行中", "completed": "已完成", "cancelled": "已取消"}.get(case.status, case.status)
+    return ctx.done(
+        "status",
+        f"流程 {case.id} · {case.employee.name}（{case.employee.employee_id}）· {template.title.zh} · {head_zh}\n"
+        + "\n".join(lines),
+        f"Case {case.id} · {case.employee.name} ({case.employee.employee_id}) · {template.title.en} · "
+        f"{case.status}\n" + "\n".join(lines),
+        case_id=case.id, status=case.status,
+    )
+
+
+# ---- /list -------------------------------------------------------------------------------
+@router.command("list", aliases=["列表", "全部"])
+async def list_open(ctx: Context) -> Reply:
+    if ctx.route is not None and ctx.route.name == "list" and ctx.args:
+        return _usage(ctx, ("/列表", "/list"), "/list 不需要参数。", "/list takes no arguments.")
+    deadlines = {(t.id, s.id): int(s.deadline_hours) for t in ctx.service.templates.values() for s in t.steps}
+    rows = await list_cases(tz=ctx.settings.tz, deadlines=deadlines)
+    if not rows:
+        return ctx.done("list", "目前没有进行中的离职流程。", "No open cases.", cases=[])
+    lines = []
+    for r in rows:
+        steps = ", ".join(r.current_steps) or "—"
+        flag = ctx.t("【逾期】", "[OVERDUE] ") if r.overdue else ""
+        lines.append(f"{flag}{r.case_id} {r.employee_name}（{r.employee_id}）{r.template_id} · {steps}")
+    return ctx.done("list", f"进行中的流程（{len(rows)}，逾期在前）：\n" + "\n".join(lines),
+                    f"Open cases ({len(rows)}, overdue first):\n" + "\n".join(lines),
+                    cases=[r.case_id for r in rows])
+
+
+# ---- /remind -----------------------------------------------------------------------------
+@router.command("remind", aliases=["催办", "提醒"], usage_zh=USAGE_REMIND[0], usage_en=USAGE_REMIND[1])
+async def remind(ctx: Context) -> Reply:
+    tokens = ctx.args.split()
+    if len(tokens) != 1:
+        return _usage(ctx, USAGE_REMIND, "请给出一个流程号或员工。", "Give one case or employee.")
+    found = await find_case(ctx, tokens[0])
+    if isinstance(found, Reply):
+        return found
+    case_id = found.id
+    actor = ctx.actor
+    assert actor is not None  # the actor middleware refused unknown senders
+    roles = await case_roles(ctx, found)
+    try:
+        outcome = await ctx.service.apply(
+            case_id, lambda case, state: Remind(actor_id=actor.employee_id, actor_roles=roles,
+                                                at=ctx.incoming.at),
+            actor=actor.employee_id, also=touch_summary(ctx, case_id),
+        )
+    except CaseError as exc:
+        return ctx.refuse(exc.code, exc.message_zh, exc.message_en)
+    if not outcome.ok:
+        r = outcome.refusal
+        return ctx.refuse(r.code, r.message_zh, r.message_en)  # type: ignore[union-attr]
+    return ctx.done("reminded", f"已向流程 {case_id} 当前的办理人发送提醒。",
+                    f"Reminders sent to whoever case {case_id} is waiting for.", changed=True, case_id=case_id)
+
+
+# ---- /cancel -----------------------------------------------------------------------------
+@router.command("cancel", aliases=["取消", "撤销"], usage_zh=USAGE_CANCEL[0], usage_en=USAGE_CANCEL[1])
+async def cancel(ctx: Context) -> Reply:
+    tokens = ctx.args.split(maxsplit=1)
+    if len(tokens) < 2 or not tokens[1].strip():
+        return _usage(ctx, USAGE_CANCEL, "取消必须写明原因。", "A cancellation needs a reason.")
+    found = await find_case(ctx, tokens[0])
+    if isinstance(found, Reply):
+        return found
+    actor = ctx.actor
+    assert actor is not None  # the actor middleware refused unknown senders
+    reason = tokens[1].strip()[:1000]
+    roles = await case_roles(ctx, found)
+    try:
+        outcome = await ctx.service.apply(
+            found.id, lambda case, state: Cancel(actor_id=actor.employee_id, actor_roles=roles,
+                                                 reason=reason, at=ctx.incoming.at),
+            actor=actor.employee_id, also=touch_summary(ctx, found.id),
+        )
+    except CaseError as exc:
+        return ctx.refuse(exc.code, exc.message_zh, exc.message_en)
+    if not outcome.ok:
+        r = outcome.refusal
+        return ctx.refuse(r.code, r.message_zh, r.message_en)  # type: ignore[union-attr]
+    return ctx.done("cancelled", f"流程 {found.id} 已取消（原因：{reason}）。记录和审计日志完整保留。",
+                    f"Case {found.id} cancelled (reason: {reason}). Its record and audit trail are kept.",
+                    changed=True, case_id=found.id)
+
+
+# ---- /help and everything else -----------------------------------------------------------
+HELP_HR = ("离职助手 · HR 命令\n"
+           f"{USAGE_OFFBOARD[0]}\n{USAGE_STATUS[0]}\n/列表 — 进行中的流程（逾期在前）\n{USAGE_REMIND[0]}\n"
+           f"{USAGE_CANCEL[0]}\n/帮助\n英文命令同样可用：/offboard /status /list /remind /cancel /help",
+           "Offboarding bot · HR commands\n"
+           f"{USAGE_OFFBOARD[1]}\n{USAGE_STATUS[1]}\n/list — open cases, overdue first\n{USAGE_REMIND[1]}\n"
+           f"{USAGE_CANCEL[1]}\n/help\nChinese aliases work too: /离职 /状态 /列表 /催办 /取消 /帮助")
+HELP_OTHERS = ("离职助手会把需要你处理的事项以卡片发给你，直接点卡片上的按钮即可。有疑问请联系 HR。",
+               "The offboarding bot sends you cards for whatever needs you; tap their buttons. "
+               "Questions: contact HR.")
+
+
+@router.command("help", aliases=["帮助", "?", "？"], hr_only=False)
+async def help_(ctx: Context) -> Reply:
+    text = HELP_HR if is_hr(ctx.actor) else HELP_OTHERS
+    return ctx.done("help", text[0], text[1])
+
+
+@router.unknown_command
+async def unknown(ctx: Context) -> Reply:
+    if is_hr(ctx.actor):
+        return ctx.refuse("unknown_command", f"不认识的命令「{ctx.command}」。\n{HELP_HR[0]}",
+                          f"Unknown command \"{ctx.command}\".\n{HELP_HR[1]}")
+    return ctx.refuse("unknown_command", HELP_OTHERS[0], HELP_OTHERS[1])
