@@ -105,18 +105,28 @@
 
   // ---------------------------------------------------------------- sizing (DPR, rotation, resize)
   function resize() {
-    var rect = wrap.getBoundingClientRect();
+    // The canvas fills the wrapper's padding box; the wrapper's own rect would include its border.
+    var rect = canvas.getBoundingClientRect();
     var w = rect.width, h = rect.height;
     if (w < 1 || h < 1) { return; }
-    if (cssW > 0 && cssH > 0 && (w !== cssW || h !== cssH)) {
-      // Uniform scale keeps the signature's shape and keeps every point inside the new canvas.
-      var s = Math.min(w / cssW, h / cssH);
-      for (var i = 0; i < strokes.length; i++) {
-        for (var j = 0; j < strokes[i].length; j++) {
-          strokes[i][j].x = round(strokes[i][j].x * s, 2);
-          strokes[i][j].y = round(strokes[i][j].y * s, 2);
+    if (strokes.length && (w !== cssW || h !== cssH)) {
+      // Keep coordinates as they are while the mark still fits (so rotating back and forth is lossless);
+      // shrink uniformly, keeping its shape, only when the new canvas is too small for it.
+      var maxX = 1, maxY = 1, i, j;
+      for (i = 0; i < strokes.length; i++) {
+        for (j = 0; j < strokes[i].length; j++) {
+          maxX = Math.max(maxX, strokes[i][j].x); maxY = Math.max(maxY, strokes[i][j].y);
         }
-        widths[i] = recomputeWidths(strokes[i]);
+      }
+      var s = Math.min(1, Math.floor(w) / maxX, Math.floor(h) / maxY);
+      if (s < 1) {
+        for (i = 0; i < strokes.length; i++) {
+          for (j = 0; j < strokes[i].length; j++) {
+            strokes[i][j].x = Math.floor(strokes[i][j].x * s * 100) / 100;
+            strokes[i][j].y = Math.floor(strokes[i][j].y * s * 100) / 100;
+          }
+          widths[i] = recomputeWidths(strokes[i]);
+        }
       }
     }
     cssW = w; cssH = h;
