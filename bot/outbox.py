@@ -128,19 +128,21 @@ class Relay:
     # ---- delivering -------------------------------------------------------------------------
     async def run_once(self, now: datetime | None = None) -> int:
         """Claim one batch and deliver it; returns how many rows were delivered."""
-        rows = await self.claim(now or utcnow())
+        now = now or utcnow()
+        rows = await self.claim(now)
         delivered = 0
         for row in rows:
-            delivered += await self.deliver(row)
+            delivered += await self.deliver(row, now)
         return delivered
 
-    async def deliver(self, row: OutboxMessage) -> bool:
+    async def deliver(self, row: OutboxMessage, now: datetime | None = None) -> bool:
+        now = now or utcnow()
         adapter = self.adapters[row.platform]
         try:
             if row.kind == "card":
                 message_id = await self._send_card(adapter, row)
             elif row.kind == "update":
-                message_id = await self._update_cards(adapter, row)
+                message_id = await self._update_cards(adapter, row, now)
                 if message_id is None:
                     return False
             elif row.kind == "text":
@@ -149,13 +151,13 @@ class Relay:
             else:
                 raise DeliveryError(f"unknown outbox kind {row.kind!r}", transient=False)
         except DeliveryError as exc:
-            await self._failed(row, str(exc), transient=exc.transient, retry_after=exc.retry_after)
+            await self._failed(row, now, str(exc), transient=exc.transient, retry_after=exc.retry_after)
             return False
         except Exception as exc:  # a bug in rendering must not wedge the queue; keep it visible
             log.exception("outbox %s: unexpected failure", row.key)
-            await self._failed(row, f"{type(exc).__name__}: {exc}", transient=True)
+            await self._failed(row, now, f"{type(exc).__name__}: {exc}", transient=True)
             return False
-        return await self._mark(row, status="sent", platform_message_id=message_id, sent_at=utcnow(),
+        return await self._mark(row, status="sent", platform_message_id=message_id, sent_at=now,
                                 last_error=None)
 
     async def _send_card(self, adapter: PlatformAdapter, row: OutboxMessage) -> str:
@@ -165,7 +167,7 @@ class Relay:
         await self.buckets[row.platform].take()
         return await adapter.send_card(row.recipient, card, row.key)
 
-    async def _update_cards(self, adapter: PlatformAdapter, row: OutboxMessage) -> str | None:
+    async def _update_cards(self, adapter: PlatformAdapter, row: OutboxMessage, now: datetime) -> str | None:
         holders = await OutboxMessage.filter(
             case_id=row.case_id, step_id=row.step_id, recipient=row.recipient, kind="card",  # type: ignore[attr-defined]
         ).order_by("id")
@@ -173,7 +175,7 @@ class Relay:
         if unsent:
             # The card itself is still queued; it will render current state when it goes out, but
             # this update must not overtake it (the platform has nothing to update yet).
-            await self._mark(row, status="pending", next_attempt_at=utcnow() + timedelta(seconds=1),
+            await self._mark(row, status="pending", next_attempt_at=now + timedelta(seconds=1),
                              attempts=max(0, row.attempts - 1), lease_until=None)
             return None
         updated = []
@@ -188,7 +190,7 @@ class Relay:
             updated.append(holder.platform_message_id)
         return ",".join(updated)[:255]
 
-    async def _failed(self, row: OutboxMessage, error: str, *, transient: bool,
+    async def _failed(self, row: OutboxMessage, now: datetime, error: str, *, transient: bool,
                       retry_after: float | None = None) -> None:
         if not transient:
             log.error("outbox %s failed permanently: %s", row.key, error)
@@ -197,7 +199,7 @@ class Relay:
         delay = self.retry.delay(row.attempts, self.rng, retry_after)
         log.warning("outbox %s attempt %d failed (%s); retry in %.1fs", row.key, row.attempts, error, delay)
         await self._mark(row, status="pending", last_error=error[:2000], lease_until=None,
-                         next_attempt_at=utcnow() + timedelta(seconds=delay))
+                         next_attempt_at=now + timedelta(seconds=delay))
 
     async def _mark(self, row: OutboxMessage, **changes: Any) -> bool:
         # Only while we still hold the claim: if our lease ran out and another replica took the row,

@@ -1,0 +1,71 @@
+"""A chat harness over the real pipeline: router, service, database, outbox relay, emulator adapter."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from bot.app import build_service
+from bot.inbound import Inbound, build_router
+from bot.outbox import Relay, RetryPolicy
+from bot.platforms.emulator.adapter import EmulatorAdapter, Message
+from bot.router import Incoming, Reply
+from bot.settings import Settings
+from handlers.cardview import CardRenderer
+
+_events = itertools.count(1)
+
+
+@dataclass
+class Chat:
+    settings: Settings
+    inbound: Inbound
+    relay: Relay
+    emulator: EmulatorAdapter
+    sent: list[Reply] = field(default_factory=list)
+
+    async def send(self, user: str, text: str, *, event_id: str | None = None, lang: str | None = None) -> Reply:
+        payload: dict[str, Any] = {"text": text}
+        if lang:
+            payload["lang"] = lang
+        inc = Incoming("emulator", user, "text", payload, f"emulator:{event_id or next(_events)}")
+        reply = await self.inbound.handle(inc)
+        self.sent.append(reply)
+        return reply
+
+    async def click(self, user: str, card_id: str, action: str, form: dict[str, str] | None = None, *,
+                    event_id: str | None = None) -> Reply:
+        inc = Incoming("emulator", user, "action", {"card_id": card_id, "action": action, "form": form or {}},
+                       f"emulator:{event_id or next(_events)}")
+        return await self.inbound.handle(inc)
+
+    async def deliver(self) -> int:
+        total = 0
+        while True:
+            n = await self.relay.run_once()
+            total += n
+            if n == 0:
+                return total
+
+    def cards(self, user: str) -> list[Message]:
+        return self.emulator.store.cards_of(user)
+
+    def card(self, user: str, *, step: str | None = None, purpose: str | None = None) -> Message:
+        found = [m for m in self.cards(user) if m.card is not None
+                 and (step is None or m.card.step_id == step) and (purpose is None or m.card.purpose == purpose)]
+        if not found:
+            raise LookupError(f"{user} holds no card for step={step} purpose={purpose}")
+        return found[-1]
+
+
+@pytest.fixture
+async def chat(demo_org: Settings) -> Chat:
+    service = build_service(demo_org)
+    inbound = Inbound(build_router(), demo_org, service)
+    emulator = EmulatorAdapter()
+    relay = Relay({"emulator": emulator}, CardRenderer(demo_org, service).for_outbox,
+                  retry=RetryPolicy(base=0.01, cap=0.05))
+    return Chat(demo_org, inbound, relay, emulator)
