@@ -15,7 +15,7 @@ def to_cent(value: Decimal) -> Decimal:
 
 def money(value: Decimal) -> str:
     """``Decimal('6821') -> '6,821.00'`` (HALF_UP to the cent, never float)."""
-    return f"{to_cent(value):,.2f}"
+    return f"{value.quantize(CENT, rounding=ROUND_HALF_UP):,.2f}"
 
 
 def money_plain(value: Decimal) -> str:

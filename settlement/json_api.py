@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -89,7 +90,7 @@ class _Reader:
             raise SettlementError(name, f"expected true or false, got {value!r}")
         return value
 
-    def date(self, name: str, required: bool = False):  # type: ignore[no-untyped-def]
+    def day(self, name: str, required: bool = False) -> date | None:
         value = self.raw(name, required)
         return None if value is None else parse_date(value, name)
 
@@ -142,8 +143,8 @@ def compensation_json(payload: Any, tables: RateTables | None = None) -> dict[st
             raise SettlementError("monthly_wages", "expected a list of amounts, oldest first")
         wages = [_decimal(w, f"monthly_wages[{i}]", places=2) for i, w in enumerate(wages_raw)]
     result = compensation(
-        hire_date=reader.date("hire_date", required=True),
-        last_day=reader.date("last_day", required=True),
+        hire_date=reader.day("hire_date", required=True),
+        last_day=reader.day("last_day", required=True),
         ground=reader.text("ground", required=True) or "",
         monthly_wages=wages,
         average_monthly_wage=reader.money("average_monthly_wage"),
@@ -165,8 +166,8 @@ def annual_leave_json(payload: Any, tables: RateTables | None = None) -> dict[st
     ))
     result = annual_leave_payout(
         cumulative_work_months=reader.integer("cumulative_work_months", required=True) or 0,
-        last_day=reader.date("last_day", required=True),
-        joined_this_year=reader.date("joined_this_year"),
+        last_day=reader.day("last_day", required=True),
+        joined_this_year=reader.day("joined_this_year"),
         days_taken=reader.number("days_taken") or Decimal(0),
         average_monthly_wage=reader.money("average_monthly_wage", required=True) or Decimal(0),
         declined_in_writing=bool(reader.boolean("declined_in_writing", default=False)),
@@ -178,9 +179,9 @@ def final_pay_json(payload: Any, tables: RateTables | None = None) -> dict[str, 
     reader = _Reader(payload, ("monthly_wage", "last_day", "method", "first_day"))
     result = final_month_pay(
         monthly_wage=reader.money("monthly_wage", required=True) or Decimal(0),
-        last_day=reader.date("last_day", required=True),
+        last_day=reader.day("last_day", required=True),
         method=reader.text("method") or DEFAULT_METHOD,
-        first_day=reader.date("first_day"),
+        first_day=reader.day("first_day"),
     )
     return result.to_json()
 

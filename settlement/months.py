@@ -10,6 +10,12 @@ from settlement.errors import SettlementError
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
 
+def is_month(text: object) -> bool:
+    if not isinstance(text, str) or not _MONTH.match(text):
+        return False
+    return 1 <= int(text[5:]) <= 12 and int(text[:4]) >= 1900
+
+
 def parse_month(text: object, field: str) -> str:
     """Validate ``YYYY-MM``; the zero-padded form sorts correctly as a string, so it stays a string."""
     if not isinstance(text, str):

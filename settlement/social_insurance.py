@@ -14,8 +14,8 @@ from typing import Any
 
 from settlement.basis import ROUNDING_EN, ROUNDING_MODES, ROUNDING_ZH, Basis, money, money_plain, percent
 from settlement.errors import SettlementError
-from settlement.months import parse_month
-from settlement.tables import RateTable, RateTables, Rounding, as_tables
+from settlement.months import is_month, parse_month
+from settlement.tables import ItemPlan, RateTable, RateTables, Rounding, as_tables
 
 ITEM_ZH = {
     "pension": "养老",
@@ -39,7 +39,7 @@ def apply_rounding(value: Decimal, rounding: Rounding) -> Decimal:
     return value.quantize(Decimal(rounding.unit), rounding=ROUNDING_MODES[rounding.mode])
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ItemAmount:
     item: str
     base: Decimal
@@ -62,7 +62,7 @@ class ItemAmount:
         return data
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class MonthAmount:
     month: str
     table_id: str
@@ -106,35 +106,33 @@ def _clamp(wage: Decimal, floor: Decimal, cap: Decimal) -> Decimal:
     return min(max(wage, floor), cap)
 
 
-def _base_note(table: RateTable, item: str, wage: Decimal) -> tuple[str, str]:
-    floor, cap = table.limits(item)
-    own = table.items[item].base_floor is not None or table.items[item].base_cap is not None
-    scope_zh = f"{ITEM_ZH[item]}保险" if own else ""
-    scope_en = f" {ITEM_EN[item]}" if own else ""
-    if wage < floor:
+def _base_note(table: RateTable, plan: ItemPlan, wage: Decimal, wage_text: str) -> tuple[str, str]:
+    scope_zh = f"{ITEM_ZH[plan.name]}保险" if plan.own_limits else ""
+    scope_en = f" {ITEM_EN[plan.name]}" if plan.own_limits else ""
+    if wage < plan.floor:
         return (
-            f"{table.name}{scope_zh}下限，申报工资 {money(wage)} 低于下限",
-            f"{table.name_en}{scope_en} floor; declared wage {money(wage)} is below it",
+            f"{table.name}{scope_zh}下限，申报工资 {wage_text} 低于下限",
+            f"{table.name_en}{scope_en} floor; declared wage {wage_text} is below it",
         )
-    if wage > cap:
+    if wage > plan.cap:
         return (
-            f"{table.name}{scope_zh}上限，申报工资 {money(wage)} 高于上限",
-            f"{table.name_en}{scope_en} cap; declared wage {money(wage)} is above it",
+            f"{table.name}{scope_zh}上限，申报工资 {wage_text} 高于上限",
+            f"{table.name_en}{scope_en} cap; declared wage {wage_text} is above it",
         )
+    limits = f"{money(plan.floor)}–{money(plan.cap)}"
     return (
-        f"申报工资，在{table.name}{scope_zh}上下限 {money(floor)}–{money(cap)} 之内",
-        f"declared wage, inside the {table.name_en}{scope_en} limits {money(floor)}–{money(cap)}",
+        f"申报工资，在{table.name}{scope_zh}上下限 {limits} 之内",
+        f"declared wage, inside the {table.name_en}{scope_en} limits {limits}",
     )
 
 
 def _rounded_text(raw: Decimal, rounded: Decimal, rounding: Rounding) -> tuple[str, str]:
+    shown = money(rounded)
     if raw == rounded:
-        return money(rounded), money(rounded)
+        return shown, shown
     key = (rounding.mode, rounding.unit)
-    return (
-        f"{raw.normalize():f}，{ROUNDING_ZH[key]} {money(rounded)}",
-        f"{raw.normalize():f}, {ROUNDING_EN[key]} {money(rounded)}",
-    )
+    exact = f"{raw.normalize():f}"
+    return f"{exact}，{ROUNDING_ZH[key]} {shown}", f"{exact}, {ROUNDING_EN[key]} {shown}"
 
 
 def _month_for_table(
@@ -142,38 +140,39 @@ def _month_for_table(
 ) -> tuple[Decimal, tuple[ItemAmount, ...]]:
     """One month under one table; the same wage gives the same month, so callers compute it once per table."""
     items: list[ItemAmount] = []
-    for name, rates in table.items.items():
-        floor, cap = table.limits(name)
-        base = _clamp(wage, floor, cap)
-        employer_rate = injury_rate if name == "injury" and injury_rate is not None else rates.employer_rate
-        rounding = table.rounding_for(name)
-        ee_raw = base * rates.employee_rate
+    wage_text = money(wage)
+    for plan in table.plan:
+        name = plan.name
+        base = min(max(wage, plan.floor), plan.cap)
+        employer_rate = injury_rate if name == "injury" and injury_rate is not None else plan.employer_rate
+        ee_raw = base * plan.employee_rate
         er_raw = base * employer_rate
-        employee = apply_rounding(ee_raw, rounding) + rates.employee_fixed
-        employer = apply_rounding(er_raw, rounding)
-        items.append(
-            ItemAmount(name, base, rates.employee_rate, employer_rate, rates.employee_fixed, employee, employer)
-        )
+        ee_rounded = ee_raw.quantize(plan.quantum, rounding=plan.mode)
+        employee = ee_rounded + plan.employee_fixed
+        employer = er_raw.quantize(plan.quantum, rounding=plan.mode)
+        items.append(ItemAmount(name, base, plan.employee_rate, employer_rate, plan.employee_fixed, employee, employer))
         if basis is None:
             continue
-        note_zh, note_en = _base_note(table, name, wage)
-        if rates.employee_rate or rates.employee_fixed:
-            shown_zh, shown_en = _rounded_text(ee_raw, apply_rounding(ee_raw, rounding), rounding)
+        base_text = money(base)
+        if plan.employee_rate or plan.employee_fixed:
+            note_zh, note_en = _base_note(table, plan, wage, wage_text)
+            shown_zh, shown_en = _rounded_text(ee_raw, ee_rounded, plan.rounding)
+            rate_text = percent(plan.employee_rate)
             fixed_zh = fixed_en = ""
-            if rates.employee_fixed:
-                fixed_zh = f"，另加固定 {money(rates.employee_fixed)} = {money(employee)}"
-                fixed_en = f", plus a fixed {money(rates.employee_fixed)} = {money(employee)}"
+            if plan.employee_fixed:
+                fixed, total = money(plan.employee_fixed), money(employee)
+                fixed_zh = f"，另加固定 {fixed} = {total}"
+                fixed_en = f", plus a fixed {fixed} = {total}"
             basis.add(
-                f"月缴费基数 {money(base)}（{note_zh}）× 个人{ITEM_ZH[name]} {percent(rates.employee_rate)} "
-                f"= {shown_zh}{fixed_zh}",
-                f"Monthly base {money(base)} ({note_en}) × employee {ITEM_EN[name]} "
-                f"{percent(rates.employee_rate)} = {shown_en}{fixed_en}",
+                f"月缴费基数 {base_text}（{note_zh}）× 个人{ITEM_ZH[name]} {rate_text} = {shown_zh}{fixed_zh}",
+                f"Monthly base {base_text} ({note_en}) × employee {ITEM_EN[name]} {rate_text} = {shown_en}{fixed_en}",
             )
         if employer_rate:
-            shown_zh, shown_en = _rounded_text(er_raw, employer, rounding)
+            shown_zh, shown_en = _rounded_text(er_raw, employer, plan.rounding)
+            rate_text = percent(employer_rate)
             basis.add(
-                f"月缴费基数 {money(base)} × 单位{ITEM_ZH[name]} {percent(employer_rate)} = {shown_zh}",
-                f"Monthly base {money(base)} × employer {ITEM_EN[name]} {percent(employer_rate)} = {shown_en}",
+                f"月缴费基数 {base_text} × 单位{ITEM_ZH[name]} {rate_text} = {shown_zh}",
+                f"Monthly base {base_text} × employer {ITEM_EN[name]} {rate_text} = {shown_en}",
             )
     headline = _clamp(wage, table.base_floor, table.base_cap)
     return headline, tuple(items)
@@ -182,13 +181,14 @@ def _month_for_table(
 def _check_months(months: Sequence[str]) -> list[str]:
     if isinstance(months, str) or not isinstance(months, Sequence) or not months:
         raise SettlementError("months", "expected a non-empty list of 'YYYY-MM'")
-    parsed = [parse_month(month, f"months[{index}]") for index, month in enumerate(months)]
     seen: set[str] = set()
-    for index, month in enumerate(parsed):
+    for index, month in enumerate(months):
+        if not is_month(month):
+            parse_month(month, f"months[{index}]")  # raises with the field named
         if month in seen:
             raise SettlementError(f"months[{index}]", f"{month} is listed twice")
         seen.add(month)
-    return sorted(parsed)
+    return sorted(seen)
 
 
 def _month_ranges(months: list[str]) -> str:
@@ -222,11 +222,14 @@ def backpay(
     rate_tables = as_tables(tables)
 
     basis = Basis()
+    wage_text = money(wage)
     basis.add(
-        f"申报月缴费工资 {money(wage)}；补缴月份 {_month_ranges(ordered)}，共 {len(ordered)} 个月",
-        f"Declared monthly wage {money(wage)}; unpaid months {_month_ranges_en(ordered)}, {len(ordered)} in all",
+        f"申报月缴费工资 {wage_text}；补缴月份 {_month_ranges(ordered)}，共 {len(ordered)} 个月",
+        f"Declared monthly wage {wage_text}; unpaid months {_month_ranges_en(ordered)}, {len(ordered)} in all",
     )
 
+    if city is not None:
+        city = rate_tables.resolve_city(city)
     by_table: dict[str, tuple[RateTable, list[str]]] = {}
     for month in ordered:
         table = rate_tables.lookup(month, city)
@@ -236,15 +239,14 @@ def backpay(
     employee_total = employer_total = Decimal(0)
     for table, table_months in by_table.values():
         key = (table.rounding.mode, table.rounding.unit)
+        floor_text, cap_text, checked = money(table.base_floor), money(table.base_cap), table.checked.isoformat()
         basis.add(
             f"{_month_ranges(table_months)}（{len(table_months)} 个月）适用{table.name}"
-            f"（{table.effective_from}→{table.effective_to}）：基数下限 {money(table.base_floor)}、"
-            f"上限 {money(table.base_cap)}；每项每月{ROUNDING_ZH[key]}；"
-            f"来源 {table.source_url}，核对于 {table.checked.isoformat()}",
+            f"（{table.effective_from}→{table.effective_to}）：基数下限 {floor_text}、"
+            f"上限 {cap_text}；每项每月{ROUNDING_ZH[key]}；来源 {table.source_url}，核对于 {checked}",
             f"{_month_ranges_en(table_months)} ({len(table_months)} months) fall under {table.name_en} "
-            f"({table.effective_from}→{table.effective_to}): base floor {money(table.base_floor)}, cap "
-            f"{money(table.base_cap)}; each item each month {ROUNDING_EN[key]}; "
-            f"source {table.source_url}, checked {table.checked.isoformat()}",
+            f"({table.effective_from}→{table.effective_to}): base floor {floor_text}, cap "
+            f"{cap_text}; each item each month {ROUNDING_EN[key]}; source {table.source_url}, checked {checked}",
         )
         if injury_rate is not None and "injury" in table.items:
             basis.add(
@@ -256,11 +258,10 @@ def backpay(
         employee = sum((item.employee for item in items), Decimal(0))
         employer = sum((item.employer for item in items), Decimal(0))
         count = len(table_months)
+        ee, er, ee_all, er_all = money(employee), money(employer), money(employee * count), money(employer * count)
         basis.add(
-            f"每月个人 {money(employee)}、单位 {money(employer)}；× {count} 个月 = "
-            f"个人 {money(employee * count)}、单位 {money(employer * count)}",
-            f"Per month employee {money(employee)}, employer {money(employer)}; × {count} months = "
-            f"employee {money(employee * count)}, employer {money(employer * count)}",
+            f"每月个人 {ee}、单位 {er}；× {count} 个月 = 个人 {ee_all}、单位 {er_all}",
+            f"Per month employee {ee}, employer {er}; × {count} months = employee {ee_all}, employer {er_all}",
         )
         for month in table_months:
             month_rows.append(MonthAmount(month, table.id, base, items, employee, employer))
@@ -268,9 +269,10 @@ def backpay(
         employer_total += employer * count
 
     month_rows.sort(key=lambda row: row.month)
+    ee_total, er_total = money(employee_total), money(employer_total)
     basis.add(
-        f"合计：个人部分 {money(employee_total)}，单位部分 {money(employer_total)}（各项按月取整后相加）",
-        f"Total: employee share {money(employee_total)}, employer share {money(employer_total)} "
+        f"合计：个人部分 {ee_total}，单位部分 {er_total}（各项按月取整后相加）",
+        f"Total: employee share {ee_total}, employer share {er_total} "
         f"(items rounded per month, then added)",
     )
     basis.add(

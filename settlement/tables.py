@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,6 +27,7 @@ from pydantic import (
     field_validator,
 )
 
+from settlement.basis import ROUNDING_MODES
 from settlement.errors import SettlementError
 from settlement.months import parse_month
 
@@ -142,6 +143,32 @@ class RateTable(BaseModel):
     def rounding_for(self, item: str) -> Rounding:
         return self.items[item].rounding or self.rounding
 
+    @cached_property
+    def plan(self) -> tuple[ItemPlan, ...]:
+        """Per-item parameters resolved once (limits, rounding), since every month of a back-payment reuses them."""
+        plans = []
+        for name, rates in self.items.items():
+            floor, cap = self.limits(name)
+            rounding = self.rounding_for(name)
+            own = rates.base_floor is not None or rates.base_cap is not None
+            plans.append(ItemPlan(name, floor, cap, rates.employee_rate, rates.employer_rate, rates.employee_fixed,
+                                  rounding, Decimal(rounding.unit), ROUNDING_MODES[rounding.mode], own))
+        return tuple(plans)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemPlan:
+    name: str
+    floor: Decimal
+    cap: Decimal
+    employee_rate: Decimal
+    employer_rate: Decimal
+    employee_fixed: Decimal
+    rounding: Rounding
+    quantum: Decimal
+    mode: str
+    own_limits: bool
+
 
 def _first_error(exc: ValidationError) -> tuple[str, str]:
     error = exc.errors()[0]
@@ -217,8 +244,10 @@ class RateTables:
 
     def resolve_city(self, city: str) -> str:
         """Accept the slug ('beijing'), any letter case, or the Chinese name ('北京')."""
-        wanted = city.strip().lower()
         by_city: dict[str, tuple[RateTable, ...]] = self._by_city  # type: ignore[attr-defined]
+        if city in by_city:
+            return city
+        wanted = city.strip().lower()
         for slug, tables in by_city.items():
             if wanted == slug or any(wanted == t.city_zh for t in tables):
                 return slug
