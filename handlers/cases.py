@@ -23,7 +23,8 @@ from storage import audit
 from storage.models import Case, CaseStep, Employee, OutboxMessage, Timer
 from workflow import effects as fx
 from workflow import engine
-from workflow.model import CaseState, FlowTemplate, Role, StepState
+from workflow.model import CaseState, Role, StepState
+from workflow.template import FlowTemplate
 
 Also = Callable[[Any], Awaitable[None]]
 _ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: typed by HR from a phone
@@ -97,14 +98,13 @@ class CaseService:
     async def roles_of(self, case: Case, actor: Employee) -> frozenset[Role]:
         roles: set[Role] = set()
         if actor.id == case.employee_id:  # type: ignore[attr-defined]
-            roles.add(Role.employee)
+            roles.add(Role.EMPLOYEE)
         if case.manager_id and actor.employee_id == case.manager_id:
-            roles.add(Role.manager)
+            roles.add(Role.MANAGER)
         if case.handover_id and actor.employee_id == case.handover_id:
-            roles.add(Role.handover)
-        for r in actor.role_set:
-            if r in Role.__members__:
-                roles.add(Role(r))
+            roles.add(Role.HANDOVER)
+        known = {r.value for r in Role}
+        roles.update(Role(r) for r in actor.role_set if r in known)
         return frozenset(roles)
 
     # ---- writing -------------------------------------------------------------------------
@@ -250,14 +250,14 @@ class CaseService:
 
     async def recipients(self, conn: Any, case: Case, role: Role) -> list[Employee]:
         ids: list[str] = []
-        if role == Role.employee:
+        if role == Role.EMPLOYEE:
             emp = await Employee.get(id=case.employee_id).using_db(conn)  # type: ignore[attr-defined]
             return [emp]
-        if role == Role.manager and case.manager_id:
+        if role == Role.MANAGER and case.manager_id:
             ids = [case.manager_id]
-        elif role == Role.handover and case.handover_id:
+        elif role == Role.HANDOVER and case.handover_id:
             ids = [case.handover_id]
-        elif role in (Role.finance, Role.it):
+        elif role in (Role.FINANCE, Role.IT):
             people = await Employee.filter(active=True, roles__contains=str(role)).using_db(conn)
             found = [p for p in people if str(role) in p.role_set]
             if found:
