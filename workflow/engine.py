@@ -7,7 +7,6 @@ languages. Inputs are never mutated: the state is copied on write, step by step.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -74,7 +73,7 @@ class _Tx:
     def put(self, step_id: str, **changes: Any) -> StepState:
         if self.steps is None:
             self.steps = dict(self.state.steps)
-        new = replace(self.steps[step_id], **changes)
+        new = self.steps[step_id].evolve(**changes)
         self.steps[step_id] = new
         return new
 
@@ -150,7 +149,7 @@ class _Tx:
             fields = dict(self.case_fields)
             if self.steps is not None:
                 fields["steps"] = self.steps
-            new_state = replace(self.state, **fields)
+            new_state = self.state.evolve(**fields)
         audit = {
             "case_id": self.state.case_id,
             "at": dump_time(self.at),

@@ -65,6 +65,23 @@ class StepState:
     # Which timer kinds already fired for this step: a redelivered timer must not remind or alert twice.
     timers_fired: frozenset[str] = frozenset()
 
+    def evolve(self, **changes: Any) -> StepState:
+        """Copy with some fields changed; the engine's hot path (dataclasses.replace is 3x slower)."""
+        get = changes.get
+        return StepState(
+            get("status", self.status),
+            get("activated_at", self.activated_at),
+            get("viewed_at", self.viewed_at),
+            get("done_at", self.done_at),
+            get("done_by", self.done_by),
+            get("outcome", self.outcome),
+            get("data", self.data),
+            get("documents_signed", self.documents_signed),
+            get("reminders_sent", self.reminders_sent),
+            get("rejections", self.rejections),
+            get("timers_fired", self.timers_fired),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "status": self.status,
@@ -110,6 +127,19 @@ class CaseState:
     started_at: datetime
     closed_at: datetime | None
     template_version: int = 1
+
+    def evolve(self, **changes: Any) -> CaseState:
+        get = changes.get
+        return CaseState(
+            self.case_id,
+            self.template_id,
+            get("status", self.status),
+            get("steps", self.steps),
+            get("fallback_started", self.fallback_started),
+            self.started_at,
+            get("closed_at", self.closed_at),
+            self.template_version,
+        )
 
     def step(self, step_id: str) -> StepState:
         return self.steps[step_id]

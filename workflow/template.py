@@ -23,12 +23,13 @@ class Policy:
     fallback_after_hours: float = 168
 
     def delay(self, kind: str) -> timedelta:
-        hours = {
-            "remind": self.remind_after_hours,
-            "alert": self.alert_after_hours,
-            "fallback": self.fallback_after_hours,
-        }[kind]
-        return timedelta(hours=hours)
+        if kind == "remind":
+            return timedelta(hours=self.remind_after_hours)
+        if kind == "alert":
+            return timedelta(hours=self.alert_after_hours)
+        if kind == "fallback":
+            return timedelta(hours=self.fallback_after_hours)
+        raise ValueError(f"unknown timer kind {kind!r}")
 
 
 @dataclass(frozen=True, slots=True)
