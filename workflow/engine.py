@@ -81,10 +81,10 @@ class _Tx:
     def fallback_started(self) -> bool:
         return self.case_fields.get("fallback_started", self.state.fallback_started)
 
-    def key(self, scope: str | None, purpose: str, n: int, role: Role) -> str:
+    def key(self, scope: str | None, purpose: str, n: int | str, role: Role) -> str:
         return f"{self.state.case_id}:{scope or 'case'}:{purpose}:{n}:{role}"
 
-    def notify(self, role: Role, step_id: str | None, purpose: Purpose, n: int = 1) -> None:
+    def notify(self, role: Role, step_id: str | None, purpose: Purpose, n: int | str = 1) -> None:
         self.effects.append(Notify(role, step_id, purpose, self.key(step_id, purpose, n, role)))
 
     def activate(self, step: StepTemplate) -> None:
@@ -472,7 +472,8 @@ def _on_timer(template: FlowTemplate, state: CaseState, event: TimerFired) -> De
             return _noop(state)
         n = ss.reminders_sent + 1
         tx.put(step.id, reminders_sent=n, timers_fired=ss.timers_fired | {"remind"})
-        tx.notify(_next_actor(step, ss), step.id, "reminder", n)
+        # A fixed key: even if a store forgets timers_fired, a redelivered timer cannot send twice.
+        tx.notify(_next_actor(step, ss), step.id, "reminder", "timer")
         return tx.decide("reminder_sent", {**base, "reminders_sent": n, "trigger": "timer"})
     if event.kind == "alert":
         tx.put(step.id, timers_fired=ss.timers_fired | {"alert"})
