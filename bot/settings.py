@@ -7,6 +7,7 @@ checkout works without any configuration and restarts keep the same key.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from functools import lru_cache
@@ -47,6 +48,22 @@ class Settings(BaseSettings):
     tsa_url: str | None = None
     seal_pkcs12_path: Path | None = None
     seal_pkcs12_passphrase: SecretStr | None = None
+    # Printed in documents as the issuing company and as the addressee of the guarantee letter.
+    company_name: str = "本公司"
+    # Proxies whose X-Forwarded-For we believe (comma list of IPs or CIDR networks); empty: none.
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
+    signing_sweep_seconds: float = Field(30.0, gt=0)
+    # Signing-page identity confirmation (OAuth). Base URLs are settings so tests can point them at fakes.
+    dingtalk_client_id: str = ""
+    dingtalk_client_secret: SecretStr | None = None
+    dingtalk_api_base: str = "https://api.dingtalk.com"
+    dingtalk_oapi_base: str = "https://oapi.dingtalk.com"
+    dingtalk_login_url: str = "https://login.dingtalk.com/oauth2/auth"
+    wecom_corp_id: str = ""
+    wecom_agent_id: str = ""
+    wecom_secret: SecretStr | None = None
+    wecom_api_base: str = "https://qyapi.weixin.qq.com"
+    wecom_oauth_url: str = "https://open.weixin.qq.com/connect/oauth2/authorize"
 
     @field_validator("platforms", mode="before")
     @classmethod
@@ -59,6 +76,19 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown platform {unknown[0]!r}; choose from {', '.join(PLATFORM_NAMES)}")
         if not items:
             raise ValueError("at least one platform is required")
+        return items
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [p.strip() for p in value.split(",") if p.strip()]
+        items = tuple(str(v) for v in value)  # type: ignore[union-attr]
+        for item in items:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or network: {item!r}") from None
         return items
 
     @field_validator("timezone")

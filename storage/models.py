@@ -188,6 +188,10 @@ class Document(Model):
     sha256_signed = fields.CharField(max_length=64, null=True)
     pdf_unsigned = fields.BinaryField()
     pdf_signed = fields.BinaryField(null=True)
+    # The filled-in values the draft was rendered from (already formatted as text), so the signed
+    # version is rendered from exactly what the signer saw even if the directory changes meanwhile.
+    context = fields.JSONField(default=dict)
+    lang = fields.CharField(max_length=8, default="zh")
     created_at = fields.DatetimeField()
     sealed_at = fields.DatetimeField(null=True)
 

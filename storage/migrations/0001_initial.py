@@ -126,6 +126,8 @@ class Migration(migrations.Migration):
                 ('sha256_signed', fields.CharField(null=True, max_length=64)),
                 ('pdf_unsigned', fields.BinaryField()),
                 ('pdf_signed', fields.BinaryField(null=True)),
+                ('context', fields.JSONField(default=dict, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('lang', fields.CharField(default='zh', max_length=8)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
                 ('sealed_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
             ],
