@@ -69,6 +69,9 @@ class CaseService:
     def __init__(self, templates: dict[str, FlowTemplate], platforms: Sequence[str] = ("emulator",)) -> None:
         self.templates = templates
         self.platforms = tuple(platforms)
+        # Run inside the transaction that completes or cancels a case, after every other write of it
+        # (signing/ adds the Ed25519 checkpoint over the final audit head here).
+        self.on_closed: list[Callable[[Any, str], Awaitable[None]]] = []
 
     # ---- reading -------------------------------------------------------------------------
     def template(self, template_id: str) -> FlowTemplate:
@@ -200,6 +203,9 @@ class CaseService:
             await self._apply_effects(conn, case, result.effects, at, actor=actor)
             if also:
                 await also(conn)
+            if state.status == "open" and new.status != "open":
+                for hook in self.on_closed:
+                    await hook(conn, case.id)
             return Outcome(case_id=case.id, decision=result)
 
     async def _bump(self, conn: Any, case: Case, changes: dict[str, Any]) -> None:
