@@ -21,7 +21,9 @@ SERVICE = web.AppKey("service", CaseService)
 
 # Modules that add routes or background loops: each exposes `setup(app)`. Kept as data so a new
 # capability is one line here, not a change to the factory.
-EXTENSIONS: list[str] = ["bot.timers", "bot.inbound", "bot.outbox", "bot.platforms.emulator"]
+EXTENSIONS: list[str] = [
+    "bot.timers", "bot.inbound", "bot.outbox", "bot.platforms.emulator", "handlers.signing_web",
+]
 
 
 def build_service(settings: Settings) -> CaseService:

@@ -1,0 +1,367 @@
+"""From database rows to sealed PDFs: document context, drafts, the signed render, completion page and seal.
+
+Order after a signature commits: render the signed version (handwritten image in its slot) → append the
+completion page (evidence incl. the audit position) → seal once (PAdES B-B, or B-T with a TSA). The draft's
+filled-in values are stored with it, so the signed version is rendered from exactly what the signer saw.
+A crash after the commit leaves the document "signed" and a TSA outage leaves it "pending_tsa"; `sweep`
+(run by a background loop) finishes both later and never downgrades B-T to B-B.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from bot.settings import Settings
+from settlement.errors import SettlementError
+from settlement.social_insurance import backpay
+from signing.canonical import canonical_json, sha256_hex
+from signing.completion import completion_page
+from signing.documents import SignatureMark, render_document, render_signed
+from signing.keys import KeyMaterial, load_or_create_keys
+from signing.merge import append_pages
+from signing.seal import SealError, TsaUnavailable, async_seal_pdf
+from signing.templates import DocumentError, format_value, load_template
+from storage.models import AuditEntry, Case, CaseStep, Checkpoint, Document, Employee, Signature
+from workflow.documents import document_title
+
+log = logging.getLogger("signing")
+
+MISSING = "（未提供）"
+# Which signature slot a signer fills, by their role on the step (templates name slots this way).
+SLOT_FOR_ROLE = {"employee": "employee", "handover": "receiver"}
+HANDOVER_ITEMS = ["工作文件与资料", "在办事项与客户/项目联系人", "办公设备与物品", "系统账号与权限"]
+LEGAL_BASIS = {
+    "probation": "《中华人民共和国劳动合同法》第三十九条第一项（在试用期间被证明不符合录用条件）",
+    "misconduct": "《中华人民共和国劳动合同法》第三十九条",
+}
+
+
+class PipelineError(RuntimeError):
+    """A document cannot be produced (missing template, directory data or rate table); message is for HR."""
+
+
+# ---------------------------------------------------------------- keys
+
+_keys: dict[tuple[str, str], KeyMaterial] = {}
+
+
+def keys_for(settings: Settings) -> KeyMaterial:
+    """The company key material for these settings, loaded (or generated) once per process."""
+    cache_key = (str(Path(settings.data_dir).resolve()), str(settings.seal_pkcs12_path or ""))
+    km = _keys.get(cache_key)
+    if km is None:
+        passphrase = (settings.seal_pkcs12_passphrase.get_secret_value()
+                      if settings.seal_pkcs12_passphrase else None)
+        km = load_or_create_keys(settings.data_dir, pkcs12_path=settings.seal_pkcs12_path,
+                                 pkcs12_passphrase=passphrase, organization=settings.company_name)
+        _keys[cache_key] = km
+    return km
+
+
+# ---------------------------------------------------------------- context
+
+def _months_between(start: date, end: date) -> list[str]:
+    out: list[str] = []
+    y, m = start.year, start.month
+    while (y, m) <= (end.year, end.month):
+        out.append(f"{y:04d}-{m:02d}")
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return out
+
+
+def _month_zh(month: str) -> str:
+    y, m = month.split("-")
+    return f"{int(y)}年{int(m)}月"
+
+
+def _step_value(steps: list[CaseStep], key: str) -> Any:
+    for st in steps:
+        if isinstance(st.data, dict) and key in st.data:
+            return st.data[key]
+    return None
+
+
+def backpay_context(emp: Employee, last_day: date | None, unpaid: object, *,
+                    rate_tables_dir: Path | None = None) -> dict[str, object]:
+    """backpay_period, backpay_amount and basis_lines for the guarantee letter.
+
+    The months are the probation months from the hire date to the last day; when HR entered the number
+    of unpaid months, the first that many (the months before the employer registered the employee).
+    """
+    if emp.hire_date is None or last_day is None:
+        raise PipelineError("员工入职日期或最后工作日未登记，无法计算社保补缴金额")
+    if emp.monthly_wage is None:
+        raise PipelineError("员工月工资未登记，无法计算社保补缴金额")
+    months = _months_between(emp.hire_date, last_day)
+    if unpaid is not None and str(unpaid).strip() != "":
+        try:
+            n = int(Decimal(str(unpaid).strip()))
+        except ArithmeticError as exc:
+            raise PipelineError(f"未缴社保月数无效：{unpaid}") from exc
+        months = months[: max(n, 0)]
+    if not months:
+        return {"backpay_period": "无", "backpay_amount": Decimal("0.00"),
+                "basis_lines": ["试用期社会保险已足额缴纳，无需补缴。"]}
+    tables = None
+    if rate_tables_dir is not None:
+        from settlement.tables import load_tables
+
+        tables = load_tables(rate_tables_dir)
+    try:
+        result = backpay(months, Decimal(emp.monthly_wage), city=emp.city or None, tables=tables)
+    except SettlementError as exc:
+        raise PipelineError(f"社保补缴金额无法计算：{exc}") from exc
+    period = _month_zh(months[0]) if len(months) == 1 else f"{_month_zh(months[0])}至{_month_zh(months[-1])}"
+    lines = list(result.basis)
+    lines.append(f"本保证书所列补缴金额为个人缴费部分；单位缴费部分 {format_value(result.employer_total, 'zh')} 元"
+                 "由公司另行承担。")
+    return {"backpay_period": period, "backpay_amount": result.employee_total, "basis_lines": lines}
+
+
+def _years_of_service(start: date | None, end: date | None) -> str:
+    if start is None or end is None or end < start:
+        return MISSING
+    months = (end.year - start.year) * 12 + end.month - start.month + (1 if end.day >= start.day else 0)
+    years, rest = divmod(max(months, 0), 12)
+    if years and rest:
+        return f"{years}年{rest}个月"
+    return f"{years}年" if years else f"{rest}个月"
+
+
+async def build_context(case: Case, kind: str, settings: Settings, *, now: datetime) -> dict[str, object]:
+    """Every value the bundled templates use, from the case, its employee and the steps' data."""
+    emp = await Employee.get(id=case.employee_id)  # type: ignore[attr-defined]
+    steps = await CaseStep.filter(case_id=case.id).order_by("position")
+    today = now.astimezone(settings.tz).date()
+    last_day = case.last_day
+    hr = await Employee.get_or_none(employee_id=case.created_by)
+    receiver = await Employee.get_or_none(employee_id=case.handover_id) if case.handover_id else None
+    term_end = emp.contract_end
+    contract_term = MISSING
+    if emp.contract_start is not None:
+        end_text = format_value(term_end, "zh") if term_end else "无固定期限"
+        contract_term = f"{format_value(emp.contract_start, 'zh')}至{end_text}"
+    ctx: dict[str, object] = {
+        "company_name": settings.company_name,
+        "employee_name": emp.name,
+        "id_number": emp.id_number or MISSING,
+        "department": emp.department or MISSING,
+        "position": emp.position or MISSING,
+        "termination_date": last_day or today,
+        "contract_start": emp.contract_start or MISSING,
+        "contract_term": contract_term,
+        "years_of_service": _years_of_service(emp.hire_date, last_day or today),
+        "reason": case.reason or MISSING,
+        "legal_basis": LEGAL_BASIS.get(case.template_id, "《中华人民共和国劳动合同法》相关规定"),
+        "handover_deadline": last_day or today,
+        "notice_date": today,
+        "issue_date": today,
+        "handover_date": today,
+        "receiver_name": receiver.name if receiver else MISSING,
+        "items": _step_value(steps, "items") or HANDOVER_ITEMS,
+        "contact": f"{hr.name}（人事）" if hr else "人力资源部",
+        "certificate_note": "本单位将在办结工作交接时向你出具离职证明，你可通过本系统或向人力资源部领取。",
+    }
+    if kind in ("guarantee_letter", "rights_notice"):
+        bp = backpay_context(emp, last_day, _step_value(steps, "unpaid_months"),
+                             rate_tables_dir=settings.rate_tables_dir)
+        ctx.update(bp)
+        amount = format_value(bp["backpay_amount"], "zh")
+        ctx["social_insurance_lines"] = [
+            f"试用期未缴社会保险个人部分 {amount} 元由本单位补缴（期间：{bp['backpay_period']}），"
+            "计算依据见离职保证书。",
+            "补缴完成后，你可以通过当地社会保险经办机构或其官方应用查询缴费记录。",
+        ]
+    return ctx
+
+
+def freeze_context(ctx: Mapping[str, object], lang: str) -> dict[str, Any]:
+    """Values as the text the template prints, so a stored context re-renders identically (JSON-safe)."""
+    out: dict[str, Any] = {}
+    for key, value in ctx.items():
+        if isinstance(value, list | tuple):
+            out[key] = [format_value(v, lang) for v in value]
+        else:
+            out[key] = format_value(value, lang)
+    return out
+
+
+# ---------------------------------------------------------------- drafts
+
+async def ensure_draft(case: Case, step_id: str, kind: str, settings: Settings, *, now: datetime) -> Document:
+    """The unsigned document for this step, rendered and stored on first use and reused afterwards."""
+    existing = await Document.filter(case_id=case.id, step_id=step_id, kind=kind).order_by("id").first()
+    if existing is not None:
+        return existing
+    lang = settings.language
+    try:
+        tpl = load_template(kind, extra_dir=settings.doc_templates_dir)
+        values = freeze_context(await build_context(case, kind, settings, now=now), lang)
+        pdf = await asyncio.to_thread(render_document, kind, values, lang=lang,
+                                      extra_dir=settings.doc_templates_dir, font_path=_font(settings))
+    except DocumentError as exc:
+        raise PipelineError(f"文件无法生成：{exc}") from exc
+    doc = await Document.create(
+        case_id=case.id, step_id=step_id, kind=kind, status="draft", sha256_unsigned=sha256_hex(pdf),
+        pdf_unsigned=pdf, context={"values": values, "template_sha256": tpl.sha256, "template_version": tpl.version},
+        lang=lang, created_at=now,
+    )
+    # Two first opens at once may both render; keep the oldest so every page shows one hash.
+    first = await Document.filter(case_id=case.id, step_id=step_id, kind=kind).order_by("id").first()
+    if first is not None and first.id != doc.id:
+        await doc.delete()
+        return first
+    return doc
+
+
+def _font(settings: Settings) -> str | None:
+    return str(settings.cjk_font_path) if settings.cjk_font_path else None
+
+
+# ---------------------------------------------------------------- signed render + seal
+
+def seal_level(settings: Settings) -> str:
+    return "PAdES B-T" if settings.tsa_url else "PAdES B-B"
+
+
+async def signers_evidence(doc: Document, settings: Settings) -> list[dict[str, object]]:
+    sigs = await Signature.filter(document_id=doc.id).order_by("id")
+    out: list[dict[str, object]] = []
+    case = await Case.get(id=doc.case_id)  # type: ignore[attr-defined]
+    for s in sigs:
+        entry = await AuditEntry.get_or_none(case_id=case.id, seq=s.audit_seq)
+        emp = await Employee.get_or_none(employee_id=s.signer_id)
+        out.append({
+            "signer_name": f"{emp.name if emp else s.signer_id}（{s.signer_id}）",
+            "identity_method": s.identity_method,
+            "platform_identity": s.platform_identity,
+            "signed_at": s.server_time,
+            "ip": s.ip,
+            "user_agent": s.user_agent,
+            "strokes_sha256": s.strokes_hash,
+            "image_sha256": s.image_hash,
+            "consent_version": s.consent_version,
+            "audit_seq": s.audit_seq,
+            "audit_entry_hash": entry.hash if entry else "?",
+            "signature_png": bytes(s.image_png),
+        })
+    return out
+
+
+async def assemble_signed(doc: Document, settings: Settings, keys: KeyMaterial) -> bytes:
+    """The complete PDF before the seal: signed render + completion page."""
+    sigs = await Signature.filter(document_id=doc.id).order_by("id")
+    if not sigs:
+        raise PipelineError(f"document {doc.id} has no signature")
+    tpl = load_template(doc.kind, extra_dir=settings.doc_templates_dir)
+    text = tpl.texts.get(doc.lang) or next(iter(tpl.texts.values()))
+    slots = {s.role for s in text.signatures}
+    marks: list[SignatureMark] = []
+    for s in sigs:
+        role = SLOT_FOR_ROLE.get(await _signer_role(doc, s), "employee")
+        if role in slots and all(m.role != role for m in marks):
+            local = s.server_time.astimezone(settings.tz)
+            marks.append(SignatureMark(role, bytes(s.image_png), f"{local:%Y-%m-%d %H:%M}"))
+    values = dict((doc.context or {}).get("values") or {})
+    font = _font(settings)
+    if marks:
+        body = await asyncio.to_thread(render_signed, doc.kind, values, marks, lang=doc.lang,
+                                       extra_dir=settings.doc_templates_dir, font_path=font)
+    else:
+        # The template has no slot for this signer (e.g. an acknowledged notice): the handwritten image
+        # is shown on the completion page only.
+        body = bytes(doc.pdf_unsigned)
+    evidence: dict[str, object] = {
+        "document_title": document_title(doc.kind).get("zh"),
+        "document_kind": doc.kind,
+        "document_sha256": doc.sha256_unsigned,
+        "case_id": doc.case_id,  # type: ignore[attr-defined]
+        "root_fingerprint": keys.root_fingerprint(),
+        "seal_level": seal_level(settings),
+        "signers": await signers_evidence(doc, settings),
+    }
+    page = await asyncio.to_thread(completion_page, evidence, font_path=font)
+    return await asyncio.to_thread(append_pages, body, page)
+
+
+async def _signer_role(doc: Document, sig: Signature) -> str:
+    case = await Case.get(id=doc.case_id)  # type: ignore[attr-defined]
+    emp = await Employee.get_or_none(employee_id=sig.signer_id)
+    if emp is not None and emp.id == case.employee_id:  # type: ignore[attr-defined]
+        return "employee"
+    if case.handover_id and sig.signer_id == case.handover_id:
+        return "handover"
+    return "other"
+
+
+async def seal_document(doc_id: int, settings: Settings, keys: KeyMaterial | None = None, *,
+                        now: datetime | None = None) -> str:
+    """Seal a signed document once; returns its status afterwards (sealed, pending_tsa, or unchanged)."""
+    doc = await Document.get_or_none(id=doc_id)
+    if doc is None or doc.status not in ("signed", "pending_tsa"):
+        return doc.status if doc else "missing"
+    keys = keys or keys_for(settings)
+    pdf = await assemble_signed(doc, settings, keys)
+    title = document_title(doc.kind).get("zh")
+    try:
+        sealed = await async_seal_pdf(pdf, keys, reason=f"{title} 签署完成（{doc.case_id}）",  # type: ignore[attr-defined]
+                                      location=settings.company_name, tsa_url=settings.tsa_url)
+    except TsaUnavailable as exc:
+        log.warning("document %s: %s; will retry (never sealed without the timestamp)", doc.id, exc)
+        await Document.filter(id=doc.id, status="signed").update(status="pending_tsa")
+        return "pending_tsa"
+    except SealError:
+        log.exception("document %s could not be sealed", doc.id)
+        raise
+    now = now or datetime.now(UTC)
+    # Compare-and-set: if the sweep and the request both sealed, only the first result is kept.
+    n = await Document.filter(id=doc.id, status__in=["signed", "pending_tsa"]).update(
+        status="sealed", pdf_signed=sealed, sha256_signed=sha256_hex(sealed), sealed_at=now,
+    )
+    return "sealed" if n == 1 else (await Document.get(id=doc.id)).status
+
+
+async def sweep(settings: Settings, keys: KeyMaterial | None = None) -> dict[int, str]:
+    """Seal every document left signed (crash after commit) or pending a timestamp; {id: new status}."""
+    results: dict[int, str] = {}
+    ids = await Document.filter(status__in=["signed", "pending_tsa"]).order_by("id").values_list("id", flat=True)
+    for doc_id in ids:
+        try:
+            results[int(doc_id)] = await seal_document(int(doc_id), settings, keys)  # type: ignore[call-overload]
+        except (SealError, PipelineError, DocumentError) as exc:
+            log.error("sweep: document %s: %s", doc_id, exc)
+            results[int(doc_id)] = "error"  # type: ignore[call-overload]
+    return results
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def checkpoint_message(case_id: str, seq: int, head_hash: str) -> bytes:
+    return canonical_json({"case": case_id, "seq": seq, "head": head_hash, "v": 1})
+
+
+def public_key_b64(keys: KeyMaterial) -> str:
+    raw = keys.checkpoint_key.public_key().public_bytes(serialization.Encoding.Raw,
+                                                        serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode("ascii")
+
+
+async def write_checkpoint(case_id: str, keys: KeyMaterial, *, using: Any = None,
+                           now: datetime | None = None) -> Checkpoint:
+    """An Ed25519 signature over the case's current audit head (call inside the closing transaction)."""
+    case = await Case.get(id=case_id).using_db(using)
+    sig = keys.checkpoint_key.sign(checkpoint_message(case.id, case.audit_seq, case.audit_head))
+    return await Checkpoint.create(
+        using_db=using, case_id=case.id, seq=case.audit_seq, head_hash=case.audit_head,
+        signature=base64.b64encode(sig).decode("ascii"), public_key=public_key_b64(keys),
+        created_at=now or datetime.now(UTC),
+    )
