@@ -112,3 +112,29 @@ async def flow(demo_org: Settings) -> AsyncIterator[Flow]:
     app = make_app(demo_org, service)
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         yield Flow(demo_org, service, case_id, client)
+
+
+async def sign_step(flow: Flow, step: str = "guarantee", signer: str = EMPLOYEE) -> dict[str, Any]:
+    """Open the link for `step` and sign it as a phone would; returns the JSON answer."""
+    import re
+
+    token = flow.token(step, signer)
+    status, page = await flow.open(token)
+    assert status == 200, page
+    found = re.search(r'\?h=([0-9a-f]{64})"', page)
+    assert found, page
+    status, body = await flow.post(token, {"token": token, "consent": True, "consent_version": "2025-01",
+                                           "strokes": signature_strokes()}, h=found.group(1))
+    assert status == 200, body
+    return body
+
+
+async def complete_case(flow: Flow) -> None:
+    """Sign every document and finish every step of the probation case after hr_check."""
+    await sign_step(flow, "guarantee")
+    await sign_step(flow, "handover")
+    await act(flow.service, flow.case_id, "handover", "confirm", HANDOVER, {Role.HANDOVER})
+    await act(flow.service, flow.case_id, "backpay", "confirm", FINANCE, {Role.FINANCE},
+              {"payment_reference": "PAY-2025-0001"})
+    await sign_step(flow, "rights_notice")
+    await act(flow.service, flow.case_id, "rights_notice", "acknowledge", EMPLOYEE, {Role.EMPLOYEE})

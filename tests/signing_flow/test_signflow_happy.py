@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 from pathlib import Path
@@ -42,8 +43,8 @@ async def test_open_sign_and_seal(flow: Flow, tmp_path: Path) -> None:
     assert report.bottom_line, report.text
     pdf = tmp_path / "signed.pdf"
     pdf.write_bytes(bytes(doc.pdf_signed))
-    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True,
-                          check=True).stdout
+    text = (await asyncio.to_thread(subprocess.run, ["pdftotext", "-layout", str(pdf), "-"],
+                                    capture_output=True, text=True, check=True)).stdout
     assert "1,438.42" in text or "1438.42" in text, text
     assert entry.hash in text.replace("\n", "").replace(" ", "")
     step = await CaseStep.get(case_id=flow.case_id, step_id="guarantee")
