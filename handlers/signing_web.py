@@ -315,9 +315,15 @@ async def page_image(request: web.Request) -> web.StreamResponse:
 async def _read_json(request: web.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise Refused(413, "too_large", "提交的数据过大。")
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise Refused(413, "too_large", "提交的数据过大。")
+    # Read in chunks with a running cap: a chunked body has no Content-Length to check up front.
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(65536):
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise Refused(413, "too_large", "提交的数据过大。")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):
