@@ -15,6 +15,7 @@ that won. Handlers that change nothing get their row written after them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -32,6 +33,8 @@ log = logging.getLogger("bot.router")
 
 Kind = Literal["text", "action"]
 HR_ROLES = frozenset({"hr", "admin"})
+PENDING_POLLS = 40
+PENDING_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -231,9 +234,8 @@ async def _nothing(ctx: Context) -> Reply:
 # ---- the standard middlewares ------------------------------------------------------------
 async def dedup_middleware(ctx: Context, nxt: Handler) -> Reply:
     key = ctx.incoming.dedup_key
-    seen = await InboxEvent.get_or_none(dedup_key=key)
-    if seen is not None:
-        return Reply.from_json(seen.result or {}, duplicate=True)
+    if await InboxEvent.filter(dedup_key=key).exists():
+        return await _stored(key, ctx)
     try:
         reply = await nxt(ctx)
     except IntegrityError:
@@ -256,10 +258,19 @@ async def dedup_middleware(ctx: Context, nxt: Handler) -> Reply:
 
 
 async def _stored(key: str, ctx: Context) -> Reply:
-    row = await InboxEvent.get_or_none(dedup_key=key)
-    if row is None:  # pragma: no cover - the unique index said it exists
-        return ctx.refuse("retry", "请稍后重试。", "Please try again.")
-    return Reply.from_json(row.result or {}, duplicate=True)
+    """The first delivery's answer. Its row commits with the effect but gets the answer text just
+    after, so a duplicate arriving in between waits briefly for it."""
+    for _ in range(PENDING_POLLS):
+        row = await InboxEvent.get_or_none(dedup_key=key)
+        if row is None:  # pragma: no cover - the unique index said it exists
+            break
+        result = row.result or {}
+        if result.get("code") != "pending":
+            return Reply.from_json(result, duplicate=True)
+        await asyncio.sleep(PENDING_POLL_SECONDS)
+    # The first delivery committed its effect but died before recording its answer.
+    return Reply(ok=True, code="duplicate", text=ctx.t("这条消息已处理过。", "This message was already handled."),
+                 duplicate=True)
 
 
 _PLATFORM_ID_FIELD = {"dingtalk": "dingtalk_userid", "wecom": "wecom_userid"}

@@ -1,0 +1,226 @@
+"""Inbound throughput: events/s and p50/p99 latency through the full path, and a bare handler for a ratio.
+
+Full path = the emulator's JSON API over loopback HTTP -> router (dedup lookup, actor, HR check)
+-> `/offboard` handler -> one transaction (case, steps, audit, outbox rows, timers, inbox row)
+-> commit -> HTTP answer. The server is the real application (`python -m bot serve`, outbox relay
+and timers running) in its own process, so the load generator does not share its CPU time slice
+with the server's event loop. The bare server parses the same JSON and answers; nothing else.
+
+    .venv/bin/python bench/inbound.py [--events 2000] [--clients 50] [--pg URL]
+
+PostgreSQL runs against a database named `bench` (created when absent; its public schema is
+reset), never against `test`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+TARGET_SQLITE_EPS = 500
+TARGET_RATIO = 0.30
+
+BARE_SERVER = """
+import sys
+from aiohttp import web
+
+async def handle(request):
+    data = await request.json()
+    return web.json_response({"ok": True, "user": data.get("user")})
+
+app = web.Application()
+app.router.add_post("/emulator/api/send", handle)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def directory_csv(n: int) -> str:
+    lines = ["employee_id,name,department,position,manager_id,roles,city,hire_date,contract_start,contract_end,"
+             "monthly_wage,dingtalk_userid,wecom_userid,phone",
+             "H001,人事甲,人力资源部,HRBP,,hr,beijing,2019-03-01,2019-03-01,,18000.00,,,",
+             "M001,经理乙,销售部,总监,,,beijing,2018-03-01,2018-03-01,,30000.00,,,"]
+    lines += [f"B{i:05d},员工{i},销售部,销售代表,M001,,beijing,2025-05-06,2025-05-06,2028-05-05,5000.00,,,"
+              for i in range(n)]
+    return "\n".join(lines) + "\n"
+
+
+def prepare(env: dict[str, str], n: int, workdir: Path) -> None:
+    csv = workdir / "org.csv"
+    csv.write_text(directory_csv(n), encoding="utf-8")
+    for args in (["migrate"], ["directory", "import", str(csv)]):
+        subprocess.run([PY, "-m", "bot", *args], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+
+
+def reset_pg(url: str) -> str:
+    """Create database `bench` beside the given one when absent and empty its public schema."""
+    import asyncpg
+
+    base, _, _ = url.rpartition("/")
+    bench_url = f"{base}/bench"
+
+    async def go() -> None:
+        admin = await asyncpg.connect(f"{base}/postgres")
+        try:
+            if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = 'bench'"):
+                await admin.execute("CREATE DATABASE bench")
+        finally:
+            await admin.close()
+        conn = await asyncpg.connect(bench_url)
+        try:
+            await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+    return bench_url
+
+
+async def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(300):
+            if proc.poll() is not None:
+                raise RuntimeError("server exited during start-up")
+            try:
+                async with http.get(url) as r:
+                    if r.status < 500:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"server at {url} did not come up")
+
+
+async def load(base: str, bodies: list[dict[str, str]], clients: int) -> tuple[float, list[float], int]:
+    queue: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+    for b in bodies:
+        queue.put_nowait(b)
+    latencies: list[float] = []
+    failures = 0
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        async def client() -> None:
+            nonlocal failures
+            while True:
+                try:
+                    body = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                t0 = time.perf_counter()
+                async with http.post(f"{base}/emulator/api/send", json=body) as r:
+                    data = await r.json()
+                latencies.append(time.perf_counter() - t0)
+                if r.status != 200 or not data.get("ok"):
+                    failures += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        elapsed = time.perf_counter() - start
+    return elapsed, latencies, failures
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] * 1000
+
+
+def offboard_bodies(n: int) -> list[dict[str, str]]:
+    return [{"user": "H001", "text": f"/offboard B{i:05d} probation 2025-08-31", "event_id": f"bench-{i}"}
+            for i in range(n)]
+
+
+def run_server(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def report(label: str, elapsed: float, lat: list[float], failures: int) -> float:
+    eps = len(lat) / elapsed
+    print(f"{label:<34} {eps:8.0f} events/s   p50 {pct(lat, 50):7.1f} ms   p99 {pct(lat, 99):7.1f} ms"
+          f"   failures {failures}")
+    return eps
+
+
+def bench_full(label: str, db_url: str, n: int, clients: int, workdir: Path) -> float:
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": db_url, "HTTP_PORT": str(port), "PLATFORMS": "emulator",
+           "DATA_DIR": str(workdir / "data"), "LOG_LEVEL": "WARNING", "SECRET_KEY": "bench-secret-0123456789abcdef"}
+    prepare(env, n, workdir)
+    proc = run_server([PY, "-m", "bot", "serve"], env)
+    try:
+        asyncio.run(wait_up(f"http://127.0.0.1:{port}/healthz", proc))
+        elapsed, lat, failures = asyncio.run(load(f"http://127.0.0.1:{port}", offboard_bodies(n), clients))
+    finally:
+        stop(proc)
+    return report(label, elapsed, lat, failures)
+
+
+def bench_bare(n: int, clients: int, workdir: Path) -> float:
+    port = free_port()
+    script = workdir / "bare.py"
+    script.write_text(BARE_SERVER)
+    proc = run_server([PY, str(script), str(port)], dict(os.environ))
+    try:
+        asyncio.run(wait_up(f"http://127.0.0.1:{port}/", proc))
+        elapsed, lat, failures = asyncio.run(load(f"http://127.0.0.1:{port}", offboard_bodies(n), clients))
+    finally:
+        stop(proc)
+    return report("bare aiohttp handler", elapsed, lat, failures)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=2000)
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--pg", default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/test"),
+                    help="any URL on the PostgreSQL server; the bench uses database 'bench' beside it")
+    ap.add_argument("--no-pg", action="store_true")
+    args = ap.parse_args()
+    print(f"inbound path: {args.events} /offboard events, {args.clients} concurrent clients, loopback HTTP")
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "sqlite").mkdir()
+        results["sqlite"] = bench_full("full path, SQLite", f"sqlite://{work}/sqlite/bench.sqlite3",
+                                       args.events, args.clients, work / "sqlite")
+        if not args.no_pg:
+            try:
+                url = reset_pg(args.pg)
+            except Exception as exc:  # no server: say so, keep the SQLite figures
+                print(f"PostgreSQL skipped: {exc}")
+            else:
+                (work / "pg").mkdir()
+                results["pg"] = bench_full("full path, PostgreSQL", url, args.events, args.clients, work / "pg")
+        bare = bench_bare(args.events, args.clients, work)
+    for name, eps in results.items():
+        print(f"ratio full/bare ({name}): {eps / bare:.2f}  (target >= {TARGET_RATIO:.2f})")
+    met = "met" if results["sqlite"] >= TARGET_SQLITE_EPS else "NOT met"
+    print(f"SQLite target >= {TARGET_SQLITE_EPS} events/s: {met}")
+
+
+if __name__ == "__main__":
+    main()
