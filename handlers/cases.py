@@ -17,10 +17,11 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from storage import audit
-from storage.models import Case, CaseStep, Employee, OutboxMessage, Timer
+from storage.models import AuditEntry, Case, CaseStep, Employee, OutboxMessage, Timer
 from workflow import effects as fx
 from workflow import engine
 from workflow.model import CaseState, Role, StepState
@@ -89,7 +90,7 @@ class CaseService:
                 status=r.status, activated_at=r.activated_at, viewed_at=r.viewed_at, done_at=r.done_at,
                 done_by=r.done_by, outcome=r.outcome, data=dict(r.data or {}),
                 documents_signed=frozenset(r.documents_signed or ()), reminders_sent=r.reminders_sent,
-                rejections=r.rejections,
+                rejections=r.rejections, timers_fired=frozenset(r.timers_fired or ()),
             )
             for r in rows
         }
@@ -119,23 +120,24 @@ class CaseService:
         template = self.template(template_id)
         case_id = new_case_id()
         decision = engine.start(template, case_id, at)
+        opened = fx.Audit("case_opened", {
+            "employee": employee.employee_id, "template": template.id, "version": template.version,
+            "last_day": last_day.isoformat() if last_day else None, "reason": reason,
+        })
         try:
             async with in_transaction() as conn:
                 case = await Case.create(
                     using_db=conn, id=case_id, employee_id=employee.id, open_key=employee.employee_id,
                     template_id=template.id, template_version=template.version, status="open",
                     last_day=last_day, reason=reason, manager_id=employee.manager_id,
-                    handover_id=handover_id, created_by=created_by, started_at=at,
+                    handover_id=handover_id, created_by=created_by, started_at=at, version=0,
                 )
-                for pos, step in enumerate(template.steps):
-                    st = decision.state.steps[step.id]
-                    await CaseStep.create(using_db=conn, case_id=case_id, step_id=step.id, position=pos,
-                                          **_step_columns(st))
-                await audit.append(case_id, at=at, actor=created_by, kind="case_opened", using=conn, data={
-                    "employee": employee.employee_id, "template": template.id, "version": template.version,
-                    "last_day": last_day.isoformat() if last_day else None, "reason": reason,
-                })
-                await self._apply_effects(conn, case, decision.effects, at, actor=created_by)
+                await CaseStep.bulk_create([
+                    CaseStep(case_id=case_id, step_id=step.id, position=pos,
+                             **_step_columns(decision.state.steps[step.id]))
+                    for pos, step in enumerate(template.steps)
+                ], using_db=conn)
+                await self._write(conn, case, (opened, *decision.effects), at, actor=created_by, changes={})
                 if also:
                     await also(conn)
         except IntegrityError:
@@ -176,9 +178,7 @@ class CaseService:
             at = getattr(event, "at", None) or utcnow()
             if isinstance(result, engine.Refusal):
                 if result.audit is not None:
-                    await self._bump(conn, case, {})
-                    await audit.append(case.id, at=at, actor=actor, kind=result.audit.kind,
-                                       data=result.audit.data, using=conn)
+                    await self._write(conn, case, (result.audit,), at, actor=actor, changes={})
                 if also:
                     await also(conn)
                 return Outcome(case_id=case.id, refusal=result)
@@ -192,15 +192,12 @@ class CaseService:
                 changes["fallback_started"] = new.fallback_started
             if new.closed_at != state.closed_at:
                 changes["closed_at"] = new.closed_at
-            await self._bump(conn, case, changes)
+            await self._write(conn, case, result.effects, at, actor=actor, changes=changes)
             for step_id, st in new.steps.items():
                 if state.steps.get(step_id) != st:
                     await CaseStep.filter(case_id=case.id, step_id=step_id).using_db(conn).update(
                         **_step_columns(st)
                     )
-            for k, v in changes.items():
-                setattr(case, k, v)
-            await self._apply_effects(conn, case, result.effects, at, actor=actor)
             if also:
                 await also(conn)
             if state.status == "open" and new.status != "open":
@@ -208,71 +205,101 @@ class CaseService:
                     await hook(conn, case.id)
             return Outcome(case_id=case.id, decision=result)
 
-    async def _bump(self, conn: Any, case: Case, changes: dict[str, Any]) -> None:
+    # ---- effects -> rows -----------------------------------------------------------------
+    async def _write(
+        self, conn: Any, case: Case, effects: Sequence[Any], at: datetime, *, actor: str, changes: dict[str, Any]
+    ) -> None:
+        """Persist one decision: the version compare-and-set first (it serialises writers of this
+        case and carries the new audit head), then audit entries, outbox and timer rows in bulk."""
+        entries = audit.build_entries(case.id, case.audit_seq, case.audit_head, [
+            (at, actor, e.kind, e.data) for e in effects if isinstance(e, fx.Audit)
+        ])
+        if entries:
+            changes = {**changes, "audit_seq": entries[-1].seq, "audit_head": entries[-1].hash}
         n = await Case.filter(id=case.id, version=case.version).using_db(conn).update(
             version=case.version + 1, **changes
         )
         if n != 1:
             raise VersionConflict(case.id)
         case.version += 1
+        for k, v in changes.items():
+            setattr(case, k, v)
+        if entries:
+            await AuditEntry.bulk_create(entries, using_db=conn)
 
-    # ---- effects -> rows -----------------------------------------------------------------
-    async def _apply_effects(
-        self, conn: Any, case: Case, effects: Sequence[Any], at: datetime, *, actor: str
-    ) -> None:
-        for effect in effects:
-            if isinstance(effect, fx.Audit):
-                await audit.append(case.id, at=at, actor=actor, kind=effect.kind, data=effect.data, using=conn)
-            elif isinstance(effect, fx.Notify):
-                for emp in await self.recipients(conn, case, effect.role):
-                    await _insert_outbox(conn, OutboxMessage(
-                        key=f"{effect.key}:{emp.employee_id}", case_id=case.id, platform=self.platform_for(emp),
-                        recipient=emp.employee_id, step_id=effect.step_id, kind="card",
-                        payload={"case_id": case.id, "step_id": effect.step_id, "purpose": effect.purpose,
-                                 "role": str(effect.role)},
+        notify = [e for e in effects if isinstance(e, fx.Notify)]
+        updates = [e.step_id for e in effects if isinstance(e, fx.UpdateStep)]
+        outbox: list[OutboxMessage] = []
+        if notify:
+            people = await self._recipients(conn, case, {e.role for e in notify})
+            for e in notify:
+                for emp in people[e.role]:
+                    outbox.append(OutboxMessage(
+                        key=f"{e.key}:{emp.employee_id}", case_id=case.id, platform=self.platform_for(emp),
+                        recipient=emp.employee_id, step_id=e.step_id, kind="card",
+                        payload={"case_id": case.id, "step_id": e.step_id, "purpose": e.purpose, "role": str(e.role)},
                         next_attempt_at=at, created_at=at,
                     ))
-            elif isinstance(effect, fx.UpdateStep):
-                holders = await OutboxMessage.filter(
-                    case_id=case.id, step_id=effect.step_id, kind="card"
-                ).using_db(conn).values_list("recipient", "platform")
-                for recipient, platform in sorted(set(holders)):
-                    await _insert_outbox(conn, OutboxMessage(
-                        key=f"{case.id}:{effect.step_id}:update:v{case.version}:{recipient}", case_id=case.id,
-                        platform=platform, recipient=recipient, step_id=effect.step_id, kind="update",
-                        payload={"case_id": case.id, "step_id": effect.step_id}, next_attempt_at=at,
-                        created_at=at,
-                    ))
-            elif isinstance(effect, fx.SetTimer):
-                if not await Timer.filter(key=effect.key).using_db(conn).exists():
-                    await Timer.create(using_db=conn, key=effect.key, case_id=case.id, step_id=effect.step_id,
-                                       kind=effect.kind, due_at=effect.due_at)
-            elif isinstance(effect, fx.CancelTimers):
-                await Timer.filter(case_id=case.id, step_id=effect.step_id, status="pending").using_db(
-                    conn
-                ).update(status="cancelled")
-            else:  # pragma: no cover - a new effect type must be handled here
-                raise TypeError(f"unhandled effect {effect!r}")
+        if updates:
+            holders = await OutboxMessage.filter(case_id=case.id, step_id__in=updates, kind="card").using_db(
+                conn
+            ).values_list("step_id", "recipient", "platform")
+            for step_id, recipient, platform in sorted(set(holders)):
+                outbox.append(OutboxMessage(
+                    key=f"{case.id}:{step_id}:update:v{case.version}:{recipient}", case_id=case.id,
+                    platform=platform, recipient=recipient, step_id=step_id, kind="update",
+                    payload={"case_id": case.id, "step_id": step_id}, next_attempt_at=at, created_at=at,
+                ))
+        if outbox:
+            # The key is unique: a replayed effect cannot queue a second message.
+            await OutboxMessage.bulk_create(outbox, ignore_conflicts=True, using_db=conn)
+        cancel = [e.step_id for e in effects if isinstance(e, fx.CancelTimers)]
+        if cancel:
+            await Timer.filter(case_id=case.id, step_id__in=cancel, status="pending").using_db(conn).update(
+                status="cancelled"
+            )
+        timers = [Timer(key=e.key, case_id=case.id, step_id=e.step_id, kind=e.kind, due_at=e.due_at)
+                  for e in effects if isinstance(e, fx.SetTimer)]
+        if timers:
+            await Timer.bulk_create(timers, ignore_conflicts=True, using_db=conn)
+        for e in effects:
+            if not isinstance(e, (fx.Audit, fx.Notify, fx.UpdateStep, fx.CancelTimers, fx.SetTimer)):
+                raise TypeError(f"unhandled effect {e!r}")  # a new effect type must be handled here
+
+    async def _recipients(self, conn: Any, case: Case, roles: set[Role]) -> dict[Role, list[Employee]]:
+        """Who holds each role for this case, in one query. Nobody holding a role (no manager on
+        file, no finance person) falls back to the HR who opened the case, so no step waits on no one."""
+        wanted: dict[Role, list[str]] = {}
+        for role in roles:
+            if role == Role.MANAGER and case.manager_id:
+                wanted[role] = [case.manager_id]
+            elif role == Role.HANDOVER and case.handover_id:
+                wanted[role] = [case.handover_id]
+            elif role == Role.HR:
+                wanted[role] = [case.created_by]
+        directory_roles = [r for r in roles if r in (Role.FINANCE, Role.IT)]
+        q = Q(id=case.employee_id) | Q(  # type: ignore[attr-defined]
+            employee_id__in=[i for ids in wanted.values() for i in ids] + [case.created_by]
+        )
+        for r in directory_roles:
+            q = q | Q(active=True, roles__contains=str(r))
+        people = await Employee.filter(q).using_db(conn)
+        by_id = {p.employee_id: p for p in people}
+        out: dict[Role, list[Employee]] = {}
+        for role in roles:
+            if role == Role.EMPLOYEE:
+                found = [p for p in people if p.id == case.employee_id]  # type: ignore[attr-defined]
+            elif role in directory_roles:
+                found = sorted((p for p in people if str(role) in p.role_set), key=lambda p: p.employee_id)
+            else:
+                found = [by_id[i] for i in wanted.get(role, []) if i in by_id]
+            if not found and case.created_by in by_id:
+                found = [by_id[case.created_by]]
+            out[role] = found
+        return out
 
     async def recipients(self, conn: Any, case: Case, role: Role) -> list[Employee]:
-        ids: list[str] = []
-        if role == Role.EMPLOYEE:
-            emp = await Employee.get(id=case.employee_id).using_db(conn)  # type: ignore[attr-defined]
-            return [emp]
-        if role == Role.MANAGER and case.manager_id:
-            ids = [case.manager_id]
-        elif role == Role.HANDOVER and case.handover_id:
-            ids = [case.handover_id]
-        elif role in (Role.FINANCE, Role.IT):
-            people = await Employee.filter(active=True, roles__contains=str(role)).using_db(conn)
-            found = [p for p in people if str(role) in p.role_set]
-            if found:
-                return found
-        if not ids:
-            # Nobody holds the role for this case: HR who opened it acts in their place,
-            # so the step never silently waits on no one.
-            ids = [case.created_by]
-        return list(await Employee.filter(employee_id__in=ids).using_db(conn))
+        return (await self._recipients(conn, case, {role}))[role]
 
     def platform_for(self, emp: Employee) -> str:
         for p in self.platforms:
@@ -283,16 +310,10 @@ class CaseService:
         return self.platforms[0]
 
 
-async def _insert_outbox(conn: Any, msg: OutboxMessage) -> None:
-    # Idempotency: the key is unique, so a replayed effect cannot queue a second message.
-    if not await OutboxMessage.filter(key=msg.key).using_db(conn).exists():
-        await msg.save(using_db=conn)
-
-
 def _step_columns(st: StepState) -> dict[str, Any]:
     return {
         "status": st.status, "activated_at": st.activated_at, "viewed_at": st.viewed_at, "done_at": st.done_at,
         "done_by": st.done_by, "outcome": st.outcome, "data": dict(st.data),
         "documents_signed": sorted(st.documents_signed), "reminders_sent": st.reminders_sent,
-        "rejections": st.rejections,
+        "rejections": st.rejections, "timers_fired": sorted(st.timers_fired),
     }

@@ -31,6 +31,30 @@ def _jsonable(data: dict[str, Any]) -> Any:
     return json.loads(canonical_json(data))
 
 
+def build_entries(
+    case_id: str, head_seq: int, head_hash: str, items: list[tuple[datetime, str, str, dict[str, Any]]]
+) -> list[AuditEntry]:
+    """Chain `items` (at, actor, kind, data) after the head; the caller saves them and moves the
+    case's audit_seq/audit_head in its own version-checked UPDATE (one round trip for the lot)."""
+    out = []
+    seq, prev = head_seq, head_hash
+    for at, actor, kind, data in items:
+        seq += 1
+        at = _ms(at)
+        clean = _jsonable(data)
+        h = entry_hash(prev, case_id=case_id, seq=seq, at=at, actor=actor, kind=kind, data=clean)
+        out.append(AuditEntry(case_id=case_id, seq=seq, at=at, actor=actor, kind=kind, data=clean, prev_hash=prev,
+                              hash=h))
+        prev = h
+    return out
+
+
+def _ms(at: datetime) -> datetime:
+    # Databases keep ms or µs; hash exactly what survives the round trip.
+    at = at.astimezone(UTC)
+    return at.replace(microsecond=(at.microsecond // 1000) * 1000)
+
+
 async def append(
     case_id: str, *, at: datetime, actor: str, kind: str, data: dict[str, Any], using: Any = None
 ) -> AuditEntry:
@@ -39,8 +63,7 @@ async def append(
     )
     seq = 1 if last is None else last.seq + 1
     prev = GENESIS if last is None else last.hash
-    at = at.astimezone(UTC)
-    at = at.replace(microsecond=(at.microsecond // 1000) * 1000)  # DBs keep ms or µs; hash what survives
+    at = _ms(at)
     clean = _jsonable(data)
     h = entry_hash(prev, case_id=case_id, seq=seq, at=at, actor=actor, kind=kind, data=clean)
     entry = await AuditEntry.create(

@@ -84,6 +84,7 @@ class CaseStep(Model):
     documents_signed = fields.JSONField(default=list)
     reminders_sent = fields.IntField(default=0)
     rejections = fields.IntField(default=0)
+    timers_fired = fields.JSONField(default=list)
 
     class Meta:
         table = "case_step"

@@ -1,12 +1,10 @@
+from tortoise import migrations
+from tortoise.migrations import operations as ops
 import functools
 from json import dumps, loads
-
-from tortoise import fields, migrations
-from tortoise.fields.base import OnDelete
-from tortoise.migrations import operations as ops
-
 from storage.fields import EncryptedTextField
-
+from tortoise.fields.base import OnDelete
+from tortoise import fields
 
 class Migration(migrations.Migration):
     initial = True
@@ -96,6 +94,7 @@ class Migration(migrations.Migration):
                 ('documents_signed', fields.JSONField(default=list, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
                 ('reminders_sent', fields.IntField(default=0)),
                 ('rejections', fields.IntField(default=0)),
+                ('timers_fired', fields.JSONField(default=list, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
             ],
             options={'table': 'case_step', 'app': 'models', 'unique_together': (('case', 'step_id'),), 'pk_attr': 'id'},
             bases=['Model'],
