@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tortoise import Tortoise, connections
+from tortoise.backends.base.executor import EXECUTOR_CACHE
 
 from bot.app import build_service
 from bot.settings import load_settings
@@ -70,6 +71,9 @@ def bench_pure(n_cases: int) -> float:
 
 async def bench_db(url: str, n_cases: int) -> float:
     data = Path(tempfile.mkdtemp(prefix="bench-"))
+    # Tortoise caches each model's INSERT text per connection name, across re-inits; a second
+    # backend in the same process would otherwise get the first one's placeholders.
+    EXECUTOR_CACHE.clear()
     settings = load_settings(database_url=url, data_dir=data, secret_key="bench-secret-0123456789abcdef",
                              _env_file=None)
     if url.startswith("postgres"):

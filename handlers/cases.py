@@ -17,17 +17,21 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from storage import audit
-from storage.models import AuditEntry, Case, CaseStep, Employee, OutboxMessage, Timer
+from storage import audit, hotpath
+from storage.hotpath import Recipient
+from storage.models import AuditEntry, Case, CaseStep, Employee
 from workflow import effects as fx
 from workflow import engine
 from workflow.model import CaseState, Role, StepState
 from workflow.template import FlowTemplate
 
 Also = Callable[[Any], Awaitable[None]]
+_CASE_COLUMNS = (
+    "id", "employee_id", "open_key", "template_id", "template_version", "status", "last_day", "reason", "manager_id",
+    "handover_id", "created_by", "fallback_started", "started_at", "closed_at", "version", "audit_seq", "audit_head",
+)
 _ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: typed by HR from a phone
 
 
@@ -85,19 +89,7 @@ class CaseService:
 
     async def load_state(self, case: Case, conn: Any = None) -> CaseState:
         rows = await CaseStep.filter(case_id=case.id).using_db(conn).order_by("position")
-        steps = {
-            r.step_id: StepState(
-                status=r.status, activated_at=r.activated_at, viewed_at=r.viewed_at, done_at=r.done_at,
-                done_by=r.done_by, outcome=r.outcome, data=dict(r.data or {}),
-                documents_signed=frozenset(r.documents_signed or ()), reminders_sent=r.reminders_sent,
-                rejections=r.rejections, timers_fired=frozenset(r.timers_fired or ()),
-            )
-            for r in rows
-        }
-        return CaseState(
-            case_id=case.id, template_id=case.template_id, status=case.status, steps=steps,
-            fallback_started=case.fallback_started, started_at=case.started_at, closed_at=case.closed_at,
-        )
+        return _state(case, [{c: getattr(r, c) for c in _STEP_READ} for r in rows])
 
     async def roles_of(self, case: Case, actor: Employee) -> frozenset[Role]:
         roles: set[Role] = set()
@@ -124,20 +116,29 @@ class CaseService:
             "employee": employee.employee_id, "template": template.id, "version": template.version,
             "last_day": last_day.isoformat() if last_day else None, "reason": reason,
         })
+        case = Case(
+            id=case_id, employee_id=employee.id, open_key=employee.employee_id, template_id=template.id,
+            template_version=template.version, status="open", last_day=last_day, reason=reason,
+            manager_id=employee.manager_id, handover_id=handover_id, created_by=created_by,
+            fallback_started=False, started_at=at, closed_at=None, version=0, audit_seq=0, audit_head=audit.GENESIS,
+        )
         try:
             async with in_transaction() as conn:
-                case = await Case.create(
-                    using_db=conn, id=case_id, employee_id=employee.id, open_key=employee.employee_id,
-                    template_id=template.id, template_version=template.version, status="open",
-                    last_day=last_day, reason=reason, manager_id=employee.manager_id,
-                    handover_id=handover_id, created_by=created_by, started_at=at, version=0,
-                )
-                await CaseStep.bulk_create([
-                    CaseStep(case_id=case_id, step_id=step.id, position=pos,
-                             **_step_columns(decision.state.steps[step.id]))
+                # The row is inserted already at its first version with its audit head, so a new
+                # case needs no compare-and-set: the unique id and open key serialise creators.
+                entries, changes = self._chain(case, (opened, *decision.effects), at, actor=created_by, changes={})
+                case.version = 1
+                for k, v in changes.items():
+                    setattr(case, k, v)
+                await hotpath.insert_rows(conn, Case, [{
+                    **{c: getattr(case, c) for c in _CASE_COLUMNS}, "updated_at": utcnow(),
+                }])
+                await hotpath.insert_rows(conn, CaseStep, [
+                    {"case_id": case_id, "step_id": step.id, "position": pos,
+                     **_step_columns(decision.state.steps[step.id])}
                     for pos, step in enumerate(template.steps)
-                ], using_db=conn)
-                await self._write(conn, case, (opened, *decision.effects), at, actor=created_by, changes={})
+                ])
+                await self._rows(conn, case, (opened, *decision.effects), entries, at)
                 if also:
                     await also(conn)
         except IntegrityError:
@@ -168,10 +169,11 @@ class CaseService:
         self, case_id: str, make_event: Callable[[Case, CaseState], Any], *, actor: str, also: Also | None
     ) -> Outcome:
         async with in_transaction() as conn:
-            case = await Case.get_or_none(id=case_id).using_db(conn)
-            if case is None:
+            loaded = await hotpath.load_case(conn, case_id)
+            if loaded is None:
                 raise CaseError("unknown_case", f"找不到流程 {case_id}", f"no case {case_id}")
-            state = await self.load_state(case, conn)
+            case, rows = loaded
+            state = _state(case, rows)
             event = make_event(case, state)
             template = self.template(case.template_id)
             result = engine.apply(template, state, event)
@@ -193,11 +195,9 @@ class CaseService:
             if new.closed_at != state.closed_at:
                 changes["closed_at"] = new.closed_at
             await self._write(conn, case, result.effects, at, actor=actor, changes=changes)
-            for step_id, st in new.steps.items():
-                if state.steps.get(step_id) != st:
-                    await CaseStep.filter(case_id=case.id, step_id=step_id).using_db(conn).update(
-                        **_step_columns(st)
-                    )
+            await hotpath.update_steps(conn, case.id, {
+                step_id: _step_columns(st) for step_id, st in new.steps.items() if state.steps.get(step_id) != st
+            })
             if also:
                 await also(conn)
             if state.status == "open" and new.status != "open":
@@ -206,67 +206,70 @@ class CaseService:
             return Outcome(case_id=case.id, decision=result)
 
     # ---- effects -> rows -----------------------------------------------------------------
-    async def _write(
-        self, conn: Any, case: Case, effects: Sequence[Any], at: datetime, *, actor: str, changes: dict[str, Any]
-    ) -> None:
-        """Persist one decision: the version compare-and-set first (it serialises writers of this
-        case and carries the new audit head), then audit entries, outbox and timer rows in bulk."""
+    def _chain(
+        self, case: Case, effects: Sequence[Any], at: datetime, *, actor: str, changes: dict[str, Any]
+    ) -> tuple[list[AuditEntry], dict[str, Any]]:
+        """The audit entries of a decision, chained after the case's head, and the case columns
+        that move with them."""
         entries = audit.build_entries(case.id, case.audit_seq, case.audit_head, [
             (at, actor, e.kind, e.data) for e in effects if isinstance(e, fx.Audit)
         ])
         if entries:
             changes = {**changes, "audit_seq": entries[-1].seq, "audit_head": entries[-1].hash}
-        n = await Case.filter(id=case.id, version=case.version).using_db(conn).update(
-            version=case.version + 1, **changes
-        )
-        if n != 1:
+        return entries, changes
+
+    async def _write(
+        self, conn: Any, case: Case, effects: Sequence[Any], at: datetime, *, actor: str, changes: dict[str, Any]
+    ) -> None:
+        """Persist one decision: the version compare-and-set first (it serialises writers of this
+        case and carries the new audit head), then audit entries, outbox and timer rows in bulk."""
+        entries, changes = self._chain(case, effects, at, actor=actor, changes=changes)
+        if not await hotpath.bump_version(conn, case.id, case.version, changes):
             raise VersionConflict(case.id)
         case.version += 1
         for k, v in changes.items():
             setattr(case, k, v)
-        if entries:
-            await AuditEntry.bulk_create(entries, using_db=conn)
+        await self._rows(conn, case, effects, entries, at)
 
+    async def _rows(
+        self, conn: Any, case: Case, effects: Sequence[Any], entries: Sequence[AuditEntry], at: datetime
+    ) -> None:
+        await hotpath.insert_audit(conn, entries)
         notify = [e for e in effects if isinstance(e, fx.Notify)]
         updates = [e.step_id for e in effects if isinstance(e, fx.UpdateStep)]
-        outbox: list[OutboxMessage] = []
+        outbox: list[dict[str, Any]] = []
         if notify:
             people = await self._recipients(conn, case, {e.role for e in notify})
             for e in notify:
                 for emp in people[e.role]:
-                    outbox.append(OutboxMessage(
-                        key=f"{e.key}:{emp.employee_id}", case_id=case.id, platform=self.platform_for(emp),
-                        recipient=emp.employee_id, step_id=e.step_id, kind="card",
-                        payload={"case_id": case.id, "step_id": e.step_id, "purpose": e.purpose, "role": str(e.role)},
-                        next_attempt_at=at, created_at=at,
-                    ))
+                    outbox.append({
+                        "key": f"{e.key}:{emp.employee_id}", "case_id": case.id, "platform": self.platform_for(emp),
+                        "recipient": emp.employee_id, "step_id": e.step_id, "kind": "card",
+                        "payload": {"case_id": case.id, "step_id": e.step_id, "purpose": e.purpose,
+                                    "role": str(e.role)},
+                        "next_attempt_at": at, "created_at": at,
+                    })
         if updates:
-            holders = await OutboxMessage.filter(case_id=case.id, step_id__in=updates, kind="card").using_db(
-                conn
-            ).values_list("step_id", "recipient", "platform")
-            for step_id, recipient, platform in sorted(set(holders)):
-                outbox.append(OutboxMessage(
-                    key=f"{case.id}:{step_id}:update:v{case.version}:{recipient}", case_id=case.id,
-                    platform=platform, recipient=recipient, step_id=step_id, kind="update",
-                    payload={"case_id": case.id, "step_id": step_id}, next_attempt_at=at, created_at=at,
-                ))
-        if outbox:
-            # The key is unique: a replayed effect cannot queue a second message.
-            await OutboxMessage.bulk_create(outbox, ignore_conflicts=True, using_db=conn)
+            for step_id, recipient, platform in await hotpath.card_holders(conn, case.id, updates):
+                outbox.append({
+                    "key": f"{case.id}:{step_id}:update:v{case.version}:{recipient}", "case_id": case.id,
+                    "platform": platform, "recipient": recipient, "step_id": step_id, "kind": "update",
+                    "payload": {"case_id": case.id, "step_id": step_id}, "next_attempt_at": at, "created_at": at,
+                })
+        # The key is unique: a replayed effect cannot queue a second message.
+        await hotpath.insert_outbox(conn, outbox)
         cancel = [e.step_id for e in effects if isinstance(e, fx.CancelTimers)]
         if cancel:
-            await Timer.filter(case_id=case.id, step_id__in=cancel, status="pending").using_db(conn).update(
-                status="cancelled"
-            )
-        timers = [Timer(key=e.key, case_id=case.id, step_id=e.step_id, kind=e.kind, due_at=e.due_at)
-                  for e in effects if isinstance(e, fx.SetTimer)]
-        if timers:
-            await Timer.bulk_create(timers, ignore_conflicts=True, using_db=conn)
+            await hotpath.cancel_timers(conn, case.id, cancel)
+        await hotpath.insert_timers(conn, [
+            {"key": e.key, "case_id": case.id, "step_id": e.step_id, "kind": e.kind, "due_at": e.due_at}
+            for e in effects if isinstance(e, fx.SetTimer)
+        ])
         for e in effects:
             if not isinstance(e, (fx.Audit, fx.Notify, fx.UpdateStep, fx.CancelTimers, fx.SetTimer)):
                 raise TypeError(f"unhandled effect {e!r}")  # a new effect type must be handled here
 
-    async def _recipients(self, conn: Any, case: Case, roles: set[Role]) -> dict[Role, list[Employee]]:
+    async def _recipients(self, conn: Any, case: Case, roles: set[Role]) -> dict[Role, list[Recipient]]:
         """Who holds each role for this case, in one query. Nobody holding a role (no manager on
         file, no finance person) falls back to the HR who opened the case, so no step waits on no one."""
         wanted: dict[Role, list[str]] = {}
@@ -278,14 +281,13 @@ class CaseService:
             elif role == Role.HR:
                 wanted[role] = [case.created_by]
         directory_roles = [r for r in roles if r in (Role.FINANCE, Role.IT)]
-        q = Q(id=case.employee_id) | Q(  # type: ignore[attr-defined]
-            employee_id__in=[i for ids in wanted.values() for i in ids] + [case.created_by]
+        people = await hotpath.people(
+            conn, pk=case.employee_id,  # type: ignore[attr-defined]
+            employee_ids=sorted({i for ids in wanted.values() for i in ids} | {case.created_by}),
+            role_words=[str(r) for r in directory_roles],
         )
-        for r in directory_roles:
-            q = q | Q(active=True, roles__contains=str(r))
-        people = await Employee.filter(q).using_db(conn)
         by_id = {p.employee_id: p for p in people}
-        out: dict[Role, list[Employee]] = {}
+        out: dict[Role, list[Recipient]] = {}
         for role in roles:
             if role == Role.EMPLOYEE:
                 found = [p for p in people if p.id == case.employee_id]  # type: ignore[attr-defined]
@@ -298,16 +300,36 @@ class CaseService:
             out[role] = found
         return out
 
-    async def recipients(self, conn: Any, case: Case, role: Role) -> list[Employee]:
+    async def recipients(self, conn: Any, case: Case, role: Role) -> list[Recipient]:
         return (await self._recipients(conn, case, {role}))[role]
 
-    def platform_for(self, emp: Employee) -> str:
+    def platform_for(self, emp: Employee | Recipient) -> str:
         for p in self.platforms:
             if p == "emulator" or (p == "dingtalk" and emp.dingtalk_userid) or (
                 p == "wecom" and emp.wecom_userid
             ):
                 return p
         return self.platforms[0]
+
+
+_STEP_READ = ("step_id", "status", "activated_at", "viewed_at", "done_at", "done_by", "outcome", "data",
+              "documents_signed", "reminders_sent", "rejections", "timers_fired")
+
+
+def _state(case: Case, rows: Sequence[dict[str, Any]]) -> CaseState:
+    steps = {
+        r["step_id"]: StepState(
+            status=r["status"], activated_at=r["activated_at"], viewed_at=r["viewed_at"], done_at=r["done_at"],
+            done_by=r["done_by"], outcome=r["outcome"], data=dict(r["data"] or {}),
+            documents_signed=frozenset(r["documents_signed"] or ()), reminders_sent=r["reminders_sent"],
+            rejections=r["rejections"], timers_fired=frozenset(r["timers_fired"] or ()),
+        )
+        for r in rows
+    }
+    return CaseState(
+        case_id=case.id, template_id=case.template_id, status=case.status, steps=steps,
+        fallback_started=case.fallback_started, started_at=case.started_at, closed_at=case.closed_at,
+    )
 
 
 def _step_columns(st: StepState) -> dict[str, Any]:

@@ -1,0 +1,251 @@
+"""Hand-written SQL for the statements every workflow event runs.
+
+Building these through the ORM cost far more Python time than the database spent on them (query
+building, copying and filter resolution per call), so the per-event statements are written once
+here, with `?` placeholders translated to `$n` for PostgreSQL. Values go through the model fields'
+own `to_db_value` / `to_python_value`, so rows written here read back through the ORM exactly as
+rows it wrote itself (JSON as text, datetimes as the driver adapts them), and vice versa.
+
+All functions take the connection of the caller's `in_transaction()`; none opens one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from tortoise.models import Model
+
+from storage.models import AuditEntry, Case, CaseStep, InboxEvent, OutboxMessage, Timer
+
+_PLACEHOLDER = re.compile(r"\?")
+
+
+def is_postgres(conn: Any) -> bool:
+    return conn.capabilities.dialect == "postgres"
+
+
+@cache
+def _numbered(sql: str) -> str:
+    counter = iter(range(1, 1_000_000))
+    return _PLACEHOLDER.sub(lambda _m: f"${next(counter)}", sql)
+
+
+def _sql(conn: Any, sql: str) -> str:
+    return _numbered(sql) if is_postgres(conn) else sql
+
+
+async def query(conn: Any, sql: str, values: Sequence[Any] = ()) -> tuple[int, Sequence[Any]]:
+    """Run one statement; returns (rows affected or returned, rows)."""
+    return await conn.execute_query(_sql(conn, sql), list(values))
+
+
+async def many(conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """One statement for many parameter rows: a single driver call (one thread hop on SQLite, a
+    pipelined batch on asyncpg)."""
+    if rows:
+        await conn.execute_many(_sql(conn, sql), [list(r) for r in rows])
+
+
+# ---- column lists, derived from the models so they cannot drift ---------------------------
+@cache
+def _columns(model: type[Model]) -> tuple[str, ...]:
+    return tuple(model._meta.fields_db_projection[f] for f in model._meta.db_fields)
+
+
+@cache
+def _fields_by_column(model: type[Model]) -> dict[str, Any]:
+    meta = model._meta
+    return {meta.fields_db_projection[f]: meta.fields_map[f] for f in meta.db_fields}
+
+
+def _quote(name: str) -> str:
+    return f'"{name}"'
+
+
+def _to_db(model: type[Model], column: str, value: Any) -> Any:
+    return _fields_by_column(model)[column].to_db_value(value, model)
+
+
+@cache
+def _insert_sql(model: type[Model], columns: tuple[str, ...], ignore_conflicts: bool) -> str:
+    table = _quote(model._meta.db_table)
+    cols = ", ".join(_quote(c) for c in columns)
+    marks = ", ".join("?" for _ in columns)
+    tail = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
+    return f"INSERT INTO {table} ({cols}) VALUES ({marks}){tail}"
+
+
+async def insert_rows(
+    conn: Any, model: type[Model], rows: Sequence[dict[str, Any]], *, ignore_conflicts: bool = False
+) -> None:
+    """Insert plain rows (column -> python value); every row must name the same columns."""
+    if not rows:
+        return
+    columns = tuple(rows[0])
+    sql = _insert_sql(model, columns, ignore_conflicts)
+    params = [[_to_db(model, c, r[c]) for c in columns] for r in rows]
+    if len(params) == 1:
+        await query(conn, sql, params[0])
+    else:
+        await many(conn, sql, params)
+
+
+# ---- the case and its steps ----------------------------------------------------------------
+@cache
+def _load_sql() -> str:
+    case_cols = ", ".join(f"c.{_quote(c)}" for c in _columns(Case))
+    step_cols = ", ".join(f"s.{_quote(c)} AS {_quote('s_' + c)}" for c in _columns(CaseStep))
+    return (f'SELECT {case_cols}, {step_cols} FROM "case" c LEFT JOIN "case_step" s ON s."case_id" = c."id" '
+            'WHERE c."id" = ? ORDER BY s."position"')
+
+
+_STEP_DATETIMES = ("activated_at", "viewed_at", "done_at")
+_STEP_JSON = ("data", "documents_signed", "timers_fired")
+_STEP_PLAIN = ("step_id", "position", "status", "done_by", "outcome", "reminders_sent", "rejections")
+
+
+async def load_case(conn: Any, case_id: str) -> tuple[Case, list[dict[str, Any]]] | None:
+    """The case row and its steps (by position, as column -> python value) in one round trip.
+    Steps are read as plain values: building a model instance per step cost more than the query."""
+    _, rows = await query(conn, _load_sql(), [case_id])
+    if not rows:
+        return None
+    first = dict(rows[0])
+    case = Case._init_from_db(**{c: first[c] for c in _columns(Case)})
+    steps: list[dict[str, Any]] = []
+    for row in rows:
+        r = dict(row)
+        if r["s_id"] is None:
+            continue
+        step = {c: r["s_" + c] for c in _STEP_PLAIN}
+        step.update((c, _datetime(r["s_" + c])) for c in _STEP_DATETIMES)
+        step.update((c, _json(r["s_" + c])) for c in _STEP_JSON)
+        steps.append(step)
+    return case, steps
+
+
+async def bump_version(conn: Any, case_id: str, version: int, changes: dict[str, Any]) -> bool:
+    """The compare-and-set: move the case to version+1 (with `changes`) only if it is still at
+    `version`. False means another writer got there first."""
+    names = sorted(changes)
+    sets = ", ".join(["\"version\" = ?", *(f"{_quote(n)} = ?" for n in names)])
+    values = [version + 1, *(_to_db(Case, n, changes[n]) for n in names), case_id, version]
+    n, _ = await query(conn, f'UPDATE "case" SET {sets} WHERE "id" = ? AND "version" = ?', values)
+    return n == 1
+
+
+@cache
+def _step_update_sql(columns: tuple[str, ...]) -> str:
+    sets = ", ".join(f"{_quote(c)} = ?" for c in columns)
+    return f'UPDATE "case_step" SET {sets} WHERE "case_id" = ? AND "step_id" = ?'
+
+
+async def update_steps(conn: Any, case_id: str, steps: dict[str, dict[str, Any]]) -> None:
+    """Rewrite the given steps (step_id -> column values; all with the same columns)."""
+    if not steps:
+        return
+    columns = tuple(next(iter(steps.values())))
+    rows = [[*(_to_db(CaseStep, c, cols[c]) for c in columns), case_id, step_id] for step_id, cols in steps.items()]
+    sql = _step_update_sql(columns)
+    if len(rows) == 1:
+        await query(conn, sql, rows[0])
+    else:
+        await many(conn, sql, rows)
+
+
+# ---- audit, outbox, timers, inbox ----------------------------------------------------------
+async def insert_audit(conn: Any, entries: Iterable[AuditEntry]) -> None:
+    await insert_rows(conn, AuditEntry, [
+        {"case_id": e.case_id, "seq": e.seq, "at": e.at, "actor": e.actor, "kind": e.kind,  # type: ignore[attr-defined]
+         "data": e.data, "prev_hash": e.prev_hash, "hash": e.hash}
+        for e in entries
+    ])
+
+
+async def insert_outbox(conn: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Outbox rows (key, case_id, platform, recipient, step_id, kind, payload, next_attempt_at,
+    created_at); the unique key makes a replayed effect a no-op."""
+    await insert_rows(conn, OutboxMessage, [
+        {"status": "pending", "attempts": 0, **r} for r in rows
+    ], ignore_conflicts=True)
+
+
+async def card_holders(conn: Any, case_id: str, step_ids: Sequence[str]) -> list[tuple[str, str, str]]:
+    marks = ", ".join("?" for _ in step_ids)
+    _, rows = await query(
+        conn, f'SELECT DISTINCT "step_id", "recipient", "platform" FROM "outbox" WHERE "case_id" = ? '
+        f'AND "kind" = \'card\' AND "step_id" IN ({marks})', [case_id, *step_ids],
+    )
+    return sorted((r[0], r[1], r[2]) for r in rows)
+
+
+async def cancel_timers(conn: Any, case_id: str, step_ids: Sequence[str]) -> None:
+    marks = ", ".join("?" for _ in step_ids)
+    await query(conn, f'UPDATE "timer" SET "status" = \'cancelled\' WHERE "case_id" = ? AND "status" = '
+                f'\'pending\' AND "step_id" IN ({marks})', [case_id, *step_ids])
+
+
+async def insert_timers(conn: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Timer rows (key, case_id, step_id, kind, due_at); an existing key is kept."""
+    await insert_rows(conn, Timer, [{"status": "pending", "attempts": 0, **r} for r in rows],
+                      ignore_conflicts=True)
+
+
+async def insert_inbox(conn: Any, *, dedup_key: str, platform: str, sender: str, kind: str, received_at: Any,
+                       result: dict[str, Any]) -> None:
+    """The inbox row; a duplicate key raises IntegrityError (that is the dedup)."""
+    await insert_rows(conn, InboxEvent, [{
+        "dedup_key": dedup_key, "platform": platform, "sender": sender, "kind": kind,
+        "received_at": received_at, "result": result,
+    }])
+
+
+# ---- people a decision notifies ------------------------------------------------------------
+@dataclass(frozen=True)
+class Recipient:
+    """The directory columns a notification needs (the encrypted ones are never read here)."""
+
+    id: int
+    employee_id: str
+    roles: str
+    dingtalk_userid: str | None
+    wecom_userid: str | None
+
+    @property
+    def role_set(self) -> frozenset[str]:
+        return frozenset(r for r in self.roles.split(";") if r)
+
+
+async def people(conn: Any, *, pk: int, employee_ids: Sequence[str], role_words: Sequence[str]) -> list[Recipient]:
+    """Employees by primary key, by employee id, or active ones whose roles mention a word."""
+    where = ['"id" = ?']
+    values: list[Any] = [pk]
+    if employee_ids:
+        where.append(f'"employee_id" IN ({", ".join("?" for _ in employee_ids)})')
+        values += employee_ids
+    for word in role_words:
+        where.append('("active" = ? AND "roles" LIKE ?)')
+        values += [True, f"%{word}%"]
+    _, rows = await query(
+        conn, 'SELECT "id", "employee_id", "roles", "dingtalk_userid", "wecom_userid" FROM "employee" WHERE '
+        + " OR ".join(where), values,
+    )
+    return [Recipient(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+
+# ---- reading step rows without building model instances -----------------------------------
+def _datetime(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value.astimezone(UTC) if value is not None else None
+    parsed = datetime.fromisoformat(value)
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
