@@ -1,0 +1,76 @@
+"""The run contract: migrate, demo organisation, `cases list`, `/healthz`, `--help` everywhere."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PG_URL
+
+
+def _env(tmp_path: Path, url: str) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "DATABASE_URL": url, "DATA_DIR": str(tmp_path / "data"), "LOG_LEVEL": "WARNING"}
+
+
+def _run(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bot", *args], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("args", [[], ["serve"], ["migrate"], ["directory", "import"], ["cases", "list"],
+                                  ["calc", "compensation"], ["verify"]])
+def test_help_on_every_command(tmp_path: Path, args: list[str]) -> None:
+    r = _run(_env(tmp_path, "sqlite://x.sqlite3"), *args, "--help", cwd=tmp_path)
+    assert r.returncode == 0 and "usage:" in r.stdout
+
+
+@pytest.mark.skipif(bool(PG_URL), reason="uses its own SQLite file; the PostgreSQL suite covers the service")
+def test_serve_demo_healthz_and_cases_list(tmp_path: Path) -> None:
+    env = _env(tmp_path, f"sqlite://{tmp_path}/bot.sqlite3")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env["HTTP_PORT"] = str(port)
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--migrate", "--demo"], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        body = ""
+        for _ in range(150):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+                    body = resp.read().decode()
+                    break
+            except OSError:
+                time.sleep(0.2)
+        assert '"ok"' in body
+        listed = _run(env, "cases", "list", cwd=tmp_path)
+        assert listed.returncode == 0
+        lines = [ln for ln in listed.stdout.splitlines() if ln.startswith("OB-")]
+        assert len(lines) == 1 and "E003" in lines[0] and "张三" in lines[0] and "application" in lines[0]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    # Restarting with --demo again does not start a second case.
+    proc = subprocess.run([sys.executable, "-m", "bot", "migrate"], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0
+
+
+async def test_demo_is_idempotent_and_goes_through_the_router(db) -> None:
+    from bot.demo import load_demo
+    from storage.db import init_db
+    from storage.models import Case, OutboxMessage
+
+    await load_demo(db)
+    await load_demo(db)
+    await init_db(db.database_url)  # load_demo closed the connection it opened
+    cases = await Case.all()
+    assert len(cases) == 1 and cases[0].handover_id == "E006"
+    recipients = set(await OutboxMessage.filter(case_id=cases[0].id).values_list("recipient", flat=True))
+    assert {"E001", "E003"} <= recipients  # HR summary card and the employee's first step
