@@ -75,7 +75,13 @@ def background(name: str, loop: Callable[[web.Application], Awaitable[None]]) ->
 
 
 async def serve(settings: Settings) -> None:
+    from bot.outbox import ADAPTERS
+
     app = create_app(settings)
+    missing = [p for p in settings.platforms if p not in app.get(ADAPTERS, {})]
+    if missing:
+        # Their messages wait in the outbox (nothing is lost) until an adapter for them runs.
+        log.warning("no adapter yet for platform(s) %s: their cards stay queued in the outbox", ", ".join(missing))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port)
