@@ -30,6 +30,9 @@ class CaseView:
     sign_urls: dict[str, str] = field(default_factory=dict)  # step_id -> personal signing link
     cancel_reason: str = ""
     recipient_roles: frozenset[Role] = frozenset()  # what the card's holder is in this case
+    # The social-insurance back-pay the employee signs for, with how it was computed (settlement/):
+    # (amount text, basis lines), or an explanation of why it cannot be computed yet.
+    backpay: tuple[str, tuple[str, ...]] | None = None
 
     def t(self, zh: str, en: str) -> str:
         return en if self.language == "en" else zh

@@ -14,7 +14,10 @@ from cards.model import Card
 from cards.view import CaseView
 from handlers.cases import CaseService, utcnow
 from handlers.links import signing_url
+from signing.templates import format_value
 from storage.models import AuditEntry, Case, Employee, OutboxMessage
+from workflow.model import CaseState
+from workflow.template import FlowTemplate
 
 
 class CardRenderer:
@@ -44,12 +47,30 @@ class CardRenderer:
         if state.status == "cancelled":
             entry = await AuditEntry.filter(case_id=case.id, kind__contains="cancel").order_by("-seq").first()
             cancel_reason = str((entry.data or {}).get("reason", "")) if entry else ""
+        backpay = await self._backpay(case, template, state, now) if recipient is not None else None
         return CaseView(
             case_id=case.id, template=template, state=state, employee_id=employee.employee_id,
             employee_name=employee.name, last_day=case.last_day, reason=case.reason, names=names,
             tz=self.settings.tz, language=language or self.settings.language, now=now, sign_urls=sign_urls,
-            cancel_reason=cancel_reason, recipient_roles=frozenset(roles),
+            cancel_reason=cancel_reason, recipient_roles=frozenset(roles), backpay=backpay,
         )
+
+    async def _backpay(self, case: Case, template: FlowTemplate, state: CaseState,
+                       now: datetime) -> tuple[str, tuple[str, ...]] | None:
+        """The amount and basis the guarantee letter will state, once HR's check has recorded the
+        unpaid months: the same computation the letter uses, so the card and the PDF agree."""
+        from signing.pipeline import PipelineError, build_context
+
+        wanted = [s for s in template.steps if "guarantee_letter" in s.documents or s.id == "backpay"]
+        if not wanted or all(state.steps[s.id].status == "locked" for s in wanted):
+            return None
+        try:
+            ctx = await build_context(case, "guarantee_letter", self.settings, now=now)
+        except PipelineError as exc:
+            return (str(exc), ())
+        amount = ctx["backpay_amount"]
+        return (f"{format_value(amount, 'zh')} 元（{ctx['backpay_period']}）",
+                tuple(str(x) for x in ctx.get("basis_lines", ())))
 
     async def card(self, case_id: str, purpose: str, step_id: str | None, recipient_id: str,
                    *, language: str | None = None) -> Card | None:

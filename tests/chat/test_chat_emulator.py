@@ -171,6 +171,10 @@ async def test_case_b_in_the_browser(server: str) -> None:
             # to the signing page; the back-payment stays locked and HR cannot close the case.
             sign = emp.locator(".card", has_text="签署离职保证书")
             await sign.get_by_text("等待：已签署的《离职保证书》").wait_for()
+            # The amount the employee signs for is on the card, with how it was computed: the
+            # 5,000 wage is below Beijing's floor, so the base is 6,821.00 (not 5000 × 10.5%).
+            await sign.get_by_text("1,438.42").first.wait_for()
+            await sign.get_by_text("6,821.00").first.wait_for()
             link = sign.locator("a", has_text="去签署")
             assert (await link.get_attribute("href") or "").startswith(f"{server}/sign/")
             await summary.get_by_text("🔒 6. 财务确认社保补缴").wait_for()
