@@ -27,7 +27,8 @@ from tortoise.exceptions import IntegrityError
 
 from bot.settings import Settings
 from handlers.cases import CaseService
-from storage.models import Employee, InboxEvent
+from storage import hotpath
+from storage.models import Employee
 
 log = logging.getLogger("bot.router")
 
@@ -112,8 +113,8 @@ class Context:
 
     async def record(self, conn: Any) -> None:
         """Write the inbox row in the caller's transaction (pass as the service's `also`)."""
-        await InboxEvent.create(
-            using_db=conn, dedup_key=self.incoming.dedup_key, platform=self.incoming.platform,
+        await hotpath.insert_inbox(
+            conn, dedup_key=self.incoming.dedup_key, platform=self.incoming.platform,
             sender=self.incoming.sender[:128], kind=self.incoming.kind, received_at=self.incoming.at,
             result={"ok": True, "code": "pending", "text": ""},
         )
@@ -234,7 +235,7 @@ async def _nothing(ctx: Context) -> Reply:
 # ---- the standard middlewares ------------------------------------------------------------
 async def dedup_middleware(ctx: Context, nxt: Handler) -> Reply:
     key = ctx.incoming.dedup_key
-    if await InboxEvent.filter(dedup_key=key).exists():
+    if await hotpath.inbox_result(hotpath.default_conn(), key) is not None:
         return await _stored(key, ctx)
     try:
         reply = await nxt(ctx)
@@ -243,12 +244,13 @@ async def dedup_middleware(ctx: Context, nxt: Handler) -> Reply:
         # same event, so it rolled back; the winner's answer is the answer.
         return await _stored(key, ctx)
     if ctx.recorded:
-        await InboxEvent.filter(dedup_key=key).update(result=reply.to_json())
+        await hotpath.set_inbox_result(hotpath.default_conn(), key, reply.to_json())
         return reply
     try:
-        await InboxEvent.create(
-            dedup_key=key, platform=ctx.incoming.platform, sender=ctx.incoming.sender[:128],
-            kind=ctx.incoming.kind, received_at=ctx.incoming.at, result=reply.to_json(),
+        await hotpath.insert_inbox(
+            hotpath.default_conn(), dedup_key=key, platform=ctx.incoming.platform,
+            sender=ctx.incoming.sender[:128], kind=ctx.incoming.kind, received_at=ctx.incoming.at,
+            result=reply.to_json(),
         )
     except IntegrityError:
         # A concurrent delivery committed first; its effect (if any) is the one that counts, and a
@@ -261,10 +263,9 @@ async def _stored(key: str, ctx: Context) -> Reply:
     """The first delivery's answer. Its row commits with the effect but gets the answer text just
     after, so a duplicate arriving in between waits briefly for it."""
     for _ in range(PENDING_POLLS):
-        row = await InboxEvent.get_or_none(dedup_key=key)
-        if row is None:  # pragma: no cover - the unique index said it exists
+        result = await hotpath.inbox_result(hotpath.default_conn(), key)
+        if result is None:  # pragma: no cover - the unique index said it exists
             break
-        result = row.result or {}
         if result.get("code") != "pending":
             return Reply.from_json(result, duplicate=True)
         await asyncio.sleep(PENDING_POLL_SECONDS)
@@ -278,7 +279,7 @@ _PLATFORM_ID_FIELD = {"dingtalk": "dingtalk_userid", "wecom": "wecom_userid"}
 
 async def resolve_sender(platform: str, sender: str) -> Employee | None:
     column = _PLATFORM_ID_FIELD.get(platform, "employee_id")
-    return await Employee.get_or_none(**{column: sender}, active=True)
+    return await hotpath.active_employee(hotpath.default_conn(), column, sender)
 
 
 async def actor_middleware(ctx: Context, nxt: Handler) -> Reply:

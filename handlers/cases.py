@@ -107,10 +107,12 @@ class CaseService:
     async def start_case(
         self, *, employee: Employee, template_id: str, last_day: date | None, reason: str, created_by: str,
         handover_id: str | None = None, at: datetime | None = None, also: Also | None = None,
+        case_id: str | None = None,
     ) -> Outcome:
+        """Open a case; `case_id` lets a caller that writes rows of the case in `also` name it first."""
         at = at or utcnow()
         template = self.template(template_id)
-        case_id = new_case_id()
+        case_id = case_id or new_case_id()
         decision = engine.start(template, case_id, at)
         opened = fx.Audit("case_opened", {
             "employee": employee.employee_id, "template": template.id, "version": template.version,

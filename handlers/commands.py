@@ -13,9 +13,10 @@ from typing import Any
 
 from bot.router import Context, Reply, Router, is_hr
 from handlers.actions import case_roles, touch_summary
-from handlers.cases import CaseError
+from handlers.cases import CaseError, new_case_id
 from handlers.queries import list_cases
-from storage.models import Case, CaseStep, Employee, OutboxMessage
+from storage import hotpath
+from storage.models import Case, CaseStep, Employee
 from workflow.events import Cancel, Remind
 
 router = Router("commands")
@@ -71,9 +72,10 @@ async def find_employee(ctx: Context, token: str) -> Lookup:
         token = m.group("who")
     if len(token) > 128:
         return Lookup(reply=ctx.refuse("not_found", "找不到这个员工。", "No such employee."))
-    by_id = await Employee.get_or_none(employee_id=token, active=True)
+    conn = hotpath.default_conn()
+    by_id = await hotpath.active_employee(conn, "employee_id", token)
     if by_id is None and token.upper() != token:
-        by_id = await Employee.get_or_none(employee_id=token.upper(), active=True)
+        by_id = await hotpath.active_employee(conn, "employee_id", token.upper())
     if by_id is not None:
         return Lookup(by_id)
     matches = await Employee.filter(name=token, active=True).order_by("employee_id")
@@ -156,24 +158,22 @@ async def offboard(ctx: Context) -> Reply:
     hr = ctx.actor
     assert hr is not None  # the actor middleware refused unknown senders
 
+    case_id = new_case_id()
+
     async def also(conn: Any) -> None:
         await ctx.record(conn)
         # HR's live summary card of the case, updated in place as steps move (see handlers.actions).
-        # The case row was created earlier in this same transaction; its open key finds it.
-        case = await Case.filter(open_key=employee.employee_id).using_db(conn).first()
-        if case is None:  # pragma: no cover - start_case creates it before calling us
-            raise RuntimeError("case row missing inside its own transaction")
-        await OutboxMessage.create(
-            using_db=conn, key=f"{case.id}:summary:{hr.employee_id}", case_id=case.id,
-            platform=ctx.service.platform_for(hr), recipient=hr.employee_id, step_id=None, kind="card",
-            payload={"case_id": case.id, "step_id": None, "purpose": "summary", "role": "hr"},
-            next_attempt_at=ctx.incoming.at, created_at=ctx.incoming.at,
-        )
+        await hotpath.insert_outbox(conn, [{
+            "key": f"{case_id}:summary:{hr.employee_id}", "case_id": case_id,
+            "platform": ctx.service.platform_for(hr), "recipient": hr.employee_id, "step_id": None, "kind": "card",
+            "payload": {"case_id": case_id, "step_id": None, "purpose": "summary", "role": "hr"},
+            "next_attempt_at": ctx.incoming.at, "created_at": ctx.incoming.at,
+        }])
 
     try:
         started = await ctx.service.start_case(
             employee=employee, template_id=template_id, last_day=last_day, reason=reason,
-            created_by=hr.employee_id, handover_id=handover_id, at=ctx.incoming.at, also=also,
+            created_by=hr.employee_id, handover_id=handover_id, at=ctx.incoming.at, also=also, case_id=case_id,
         )
     except CaseError as exc:
         return ctx.refuse(exc.code, exc.message_zh, exc.message_en)

@@ -19,9 +19,10 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
+from tortoise import connections
 from tortoise.models import Model
 
-from storage.models import AuditEntry, Case, CaseStep, InboxEvent, OutboxMessage, Timer
+from storage.models import AuditEntry, Case, CaseStep, Employee, InboxEvent, OutboxMessage, Timer
 
 _PLACEHOLDER = re.compile(r"\?")
 
@@ -249,3 +250,39 @@ def _datetime(value: Any) -> datetime | None:
 
 def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+# ---- inbound: dedup and directory look-ups ------------------------------------------------
+_EMPLOYEE_KEYS = frozenset({"employee_id", "dingtalk_userid", "wecom_userid"})
+
+
+def default_conn() -> Any:
+    return connections.get("default")
+
+
+async def active_employee(conn: Any, column: str, value: str) -> Employee | None:
+    """The active employee whose `column` (employee id or a platform user id) equals `value`."""
+    if column not in _EMPLOYEE_KEYS:
+        raise ValueError(f"not a unique employee key: {column}")
+    cols = _columns(Employee)
+    _, rows = await query(
+        conn, f'SELECT {", ".join(_quote(c) for c in cols)} FROM "employee" WHERE {_quote(column)} = ? '
+        'AND "active" = ?', [value, True],
+    )
+    if not rows:
+        return None
+    row = dict(rows[0])
+    return Employee._init_from_db(**{c: row[c] for c in cols})
+
+
+async def inbox_result(conn: Any, dedup_key: str) -> dict[str, Any] | None:
+    """The stored answer of an inbound event, or None when the key is new."""
+    _, rows = await query(conn, 'SELECT "result" FROM "inbox" WHERE "dedup_key" = ?', [dedup_key])
+    if not rows:
+        return None
+    return _json(rows[0][0]) or {}
+
+
+async def set_inbox_result(conn: Any, dedup_key: str, result: dict[str, Any]) -> None:
+    await query(conn, 'UPDATE "inbox" SET "result" = ? WHERE "dedup_key" = ?',
+                [_to_db(InboxEvent, "result", result), dedup_key])
