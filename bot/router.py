@@ -94,6 +94,10 @@ class Context:
     command: str = ""  # the word typed, e.g. "离职"
     args: str = ""
     recorded: bool = False  # the inbox row was written inside the handler's transaction
+    # The answer a handler expects to give if its transaction commits; `record` stores it with the
+    # row, which spares the answer's own UPDATE after the commit when the handler does give it.
+    expected: Reply | None = None
+    recorded_answer: dict[str, Any] | None = None
 
     def t(self, zh: str, en: str) -> str:
         return en if self.language == "en" else zh
@@ -113,12 +117,14 @@ class Context:
 
     async def record(self, conn: Any) -> None:
         """Write the inbox row in the caller's transaction (pass as the service's `also`)."""
+        answer = self.expected.to_json() if self.expected else {"ok": True, "code": "pending", "text": ""}
         await hotpath.insert_inbox(
             conn, dedup_key=self.incoming.dedup_key, platform=self.incoming.platform,
             sender=self.incoming.sender[:128], kind=self.incoming.kind, received_at=self.incoming.at,
-            result={"ok": True, "code": "pending", "text": ""},
+            result=answer,
         )
         self.recorded = True
+        self.recorded_answer = answer
 
     def refuse(self, code: str, zh: str, en: str, **data: Any) -> Reply:
         return Reply(ok=False, code=code, text=self.t(zh, en), data=data)
@@ -244,7 +250,9 @@ async def dedup_middleware(ctx: Context, nxt: Handler) -> Reply:
         # same event, so it rolled back; the winner's answer is the answer.
         return await _stored(key, ctx)
     if ctx.recorded:
-        await hotpath.set_inbox_result(hotpath.default_conn(), key, reply.to_json())
+        answer = reply.to_json()
+        if answer != ctx.recorded_answer:
+            await hotpath.set_inbox_result(hotpath.default_conn(), key, answer)
         return reply
     try:
         await hotpath.insert_inbox(

@@ -107,9 +107,11 @@ class CaseService:
     async def start_case(
         self, *, employee: Employee, template_id: str, last_day: date | None, reason: str, created_by: str,
         handover_id: str | None = None, at: datetime | None = None, also: Also | None = None,
-        case_id: str | None = None,
+        case_id: str | None = None, known: Sequence[Employee] = (), extra_outbox: Sequence[dict[str, Any]] = (),
     ) -> Outcome:
-        """Open a case; `case_id` lets a caller that writes rows of the case in `also` name it first."""
+        """Open a case. `case_id` lets a caller name the case before it exists (for rows of its own);
+        `known` are directory rows the caller has just read (the HR actor), so notifying them needs no
+        second read; `extra_outbox` rows are queued with the case's own messages in one statement."""
         at = at or utcnow()
         template = self.template(template_id)
         case_id = case_id or new_case_id()
@@ -140,7 +142,8 @@ class CaseService:
                      **_step_columns(decision.state.steps[step.id])}
                     for pos, step in enumerate(template.steps)
                 ])
-                await self._rows(conn, case, (opened, *decision.effects), entries, at)
+                await self._rows(conn, case, (opened, *decision.effects), entries, at, known=(employee, *known),
+                                 extra_outbox=extra_outbox)
                 if also:
                     await also(conn)
         except IntegrityError:
@@ -234,14 +237,15 @@ class CaseService:
         await self._rows(conn, case, effects, entries, at)
 
     async def _rows(
-        self, conn: Any, case: Case, effects: Sequence[Any], entries: Sequence[AuditEntry], at: datetime
+        self, conn: Any, case: Case, effects: Sequence[Any], entries: Sequence[AuditEntry], at: datetime, *,
+        known: Sequence[Employee | Recipient] = (), extra_outbox: Sequence[dict[str, Any]] = (),
     ) -> None:
         await hotpath.insert_audit(conn, entries)
         notify = [e for e in effects if isinstance(e, fx.Notify)]
         updates = [e.step_id for e in effects if isinstance(e, fx.UpdateStep)]
-        outbox: list[dict[str, Any]] = []
+        outbox: list[dict[str, Any]] = list(extra_outbox)
         if notify:
-            people = await self._recipients(conn, case, {e.role for e in notify})
+            people = await self._recipients(conn, case, {e.role for e in notify}, known)
             for e in notify:
                 for emp in people[e.role]:
                     outbox.append({
@@ -271,9 +275,12 @@ class CaseService:
             if not isinstance(e, (fx.Audit, fx.Notify, fx.UpdateStep, fx.CancelTimers, fx.SetTimer)):
                 raise TypeError(f"unhandled effect {e!r}")  # a new effect type must be handled here
 
-    async def _recipients(self, conn: Any, case: Case, roles: set[Role]) -> dict[Role, list[Recipient]]:
-        """Who holds each role for this case, in one query. Nobody holding a role (no manager on
-        file, no finance person) falls back to the HR who opened the case, so no step waits on no one."""
+    async def _recipients(
+        self, conn: Any, case: Case, roles: set[Role], known: Sequence[Employee | Recipient] = ()
+    ) -> dict[Role, list[Employee | Recipient]]:
+        """Who holds each role for this case, in one query (none when `known` already holds everyone
+        asked for). Nobody holding a role (no manager on file, no finance person) falls back to the HR
+        who opened the case, so no step waits on no one."""
         wanted: dict[Role, list[str]] = {}
         for role in roles:
             if role == Role.MANAGER and case.manager_id:
@@ -283,13 +290,20 @@ class CaseService:
             elif role == Role.HR:
                 wanted[role] = [case.created_by]
         directory_roles = [r for r in roles if r in (Role.FINANCE, Role.IT)]
-        people = await hotpath.people(
-            conn, pk=case.employee_id,  # type: ignore[attr-defined]
-            employee_ids=sorted({i for ids in wanted.values() for i in ids} | {case.created_by}),
-            role_words=[str(r) for r in directory_roles],
-        )
+        ids = {i for ids in wanted.values() for i in ids} | {case.created_by}
+        have = {p.employee_id for p in known}
+        people: Sequence[Employee | Recipient]
+        if not directory_roles and ids <= have and (
+            Role.EMPLOYEE not in roles or any(p.id == case.employee_id for p in known)  # type: ignore[attr-defined]
+        ):
+            people = [p for p in known if p.employee_id in ids or p.id == case.employee_id]  # type: ignore[attr-defined]
+        else:
+            people = await hotpath.people(
+                conn, pk=case.employee_id, employee_ids=sorted(ids),  # type: ignore[attr-defined]
+                role_words=[str(r) for r in directory_roles],
+            )
         by_id = {p.employee_id: p for p in people}
-        out: dict[Role, list[Recipient]] = {}
+        out: dict[Role, list[Employee | Recipient]] = {}
         for role in roles:
             if role == Role.EMPLOYEE:
                 found = [p for p in people if p.id == case.employee_id]  # type: ignore[attr-defined]
@@ -302,7 +316,7 @@ class CaseService:
             out[role] = found
         return out
 
-    async def recipients(self, conn: Any, case: Case, role: Role) -> list[Recipient]:
+    async def recipients(self, conn: Any, case: Case, role: Role) -> list[Employee | Recipient]:
         return (await self._recipients(conn, case, {role}))[role]
 
     def platform_for(self, emp: Employee | Recipient) -> str:

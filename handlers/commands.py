@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Any
 
 from bot.router import Context, Reply, Router, is_hr
 from handlers.actions import case_roles, touch_summary
@@ -160,31 +159,32 @@ async def offboard(ctx: Context) -> Reply:
 
     case_id = new_case_id()
 
-    async def also(conn: Any) -> None:
-        await ctx.record(conn)
-        # HR's live summary card of the case, updated in place as steps move (see handlers.actions).
-        await hotpath.insert_outbox(conn, [{
-            "key": f"{case_id}:summary:{hr.employee_id}", "case_id": case_id,
-            "platform": ctx.service.platform_for(hr), "recipient": hr.employee_id, "step_id": None, "kind": "card",
-            "payload": {"case_id": case_id, "step_id": None, "purpose": "summary", "role": "hr"},
-            "next_attempt_at": ctx.incoming.at, "created_at": ctx.incoming.at,
-        }])
-
+    # HR's live summary card of the case, updated in place as steps move (see handlers.actions).
+    summary = {
+        "key": f"{case_id}:summary:{hr.employee_id}", "case_id": case_id,
+        "platform": ctx.service.platform_for(hr), "recipient": hr.employee_id, "step_id": None, "kind": "card",
+        "payload": {"case_id": case_id, "step_id": None, "purpose": "summary", "role": "hr"},
+        "next_attempt_at": ctx.incoming.at, "created_at": ctx.incoming.at,
+    }
+    title = ctx.service.template(template_id).title.get(ctx.language)
+    # Known before the transaction, so the inbox row commits with it (see Context.expected).
+    ctx.expected = ctx.done(
+        "started",
+        f"已为 {employee.name}（{employee.employee_id}）发起「{title}」流程 {case_id}，"
+        f"最后工作日 {last_day.isoformat()}。员工和相关人员会收到卡片。",
+        f"Started \"{title}\" case {case_id} for {employee.name} ({employee.employee_id}), "
+        f"last working day {last_day.isoformat()}. The people involved get their cards.",
+        changed=True, case_id=case_id,
+    )
     try:
-        started = await ctx.service.start_case(
+        await ctx.service.start_case(
             employee=employee, template_id=template_id, last_day=last_day, reason=reason,
-            created_by=hr.employee_id, handover_id=handover_id, at=ctx.incoming.at, also=also, case_id=case_id,
+            created_by=hr.employee_id, handover_id=handover_id, at=ctx.incoming.at, also=ctx.record,
+            case_id=case_id, known=(hr,), extra_outbox=(summary,),
         )
     except CaseError as exc:
         return ctx.refuse(exc.code, exc.message_zh, exc.message_en)
-    outcome = started.case_id
-    title = ctx.service.template(template_id).title.get(ctx.language)
-    return ctx.done("started",
-                    f"已为 {employee.name}（{employee.employee_id}）发起「{title}」流程 {outcome}，"
-                    f"最后工作日 {last_day.isoformat()}。员工和相关人员会收到卡片。",
-                    f"Started \"{title}\" case {outcome} for {employee.name} ({employee.employee_id}), "
-                    f"last working day {last_day.isoformat()}. The people involved get their cards.",
-                    changed=True, case_id=outcome)
+    return ctx.expected
 
 
 # ---- /status -----------------------------------------------------------------------------
