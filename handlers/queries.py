@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from handlers.cases import utcnow
 from storage.models import Case, CaseStep
+from workflow.template import FlowTemplate
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,11 @@ class CaseRow:
             self.case_id, self.employee_id, self.employee_name, self.template_id, self.status,
             ",".join(self.current_steps) or "-", waited, "OVERDUE" if self.overdue else "",
         )
+
+
+def deadlines_of(templates: Mapping[str, FlowTemplate]) -> dict[tuple[str, str], int]:
+    """(template, step) -> deadline hours, for `list_cases`."""
+    return {(t.id, s.id): int(s.deadline_hours) for t in templates.values() for s in t.steps}
 
 
 async def list_cases(

@@ -74,3 +74,25 @@ async def test_demo_is_idempotent_and_goes_through_the_router(db) -> None:
     assert len(cases) == 1 and cases[0].handover_id == "E006"
     recipients = set(await OutboxMessage.filter(case_id=cases[0].id).values_list("recipient", flat=True))
     assert {"E001", "E003"} <= recipients  # HR summary card and the employee's first step
+
+
+async def test_list_cases_overdue_first(db) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from bot.app import build_service
+    from handlers.queries import deadlines_of, list_cases
+    from storage.directory import import_csv
+    from storage.models import Employee
+    from tests.conftest import DEMO_CSV
+
+    assert (await import_csv(DEMO_CSV.read_text(encoding="utf-8"))).applied
+    svc = build_service(db)
+    t0 = datetime(2025, 7, 1, tzinfo=UTC)
+    recent = await svc.start_case(employee=await Employee.get(employee_id="E007"), template_id="resignation",
+                                  last_day=None, reason="", created_by="E001", at=t0 + timedelta(hours=20))
+    old = await svc.start_case(employee=await Employee.get(employee_id="E003"), template_id="probation",
+                               last_day=None, reason="", created_by="E001", at=t0)
+    rows = await list_cases(deadlines=deadlines_of(svc.templates), now=t0 + timedelta(hours=30))
+    assert [r.case_id for r in rows] == [old.case_id, recent.case_id]
+    assert rows[0].overdue and not rows[1].overdue  # application's deadline is 24 h
+    assert "OVERDUE" in list(rows[0])
