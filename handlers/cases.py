@@ -134,16 +134,18 @@ class CaseService:
                 case.version = 1
                 for k, v in changes.items():
                     setattr(case, k, v)
-                await hotpath.insert_rows(conn, Case, [{
+                writes = hotpath.Batch()
+                await hotpath.insert_rows(writes, Case, [{
                     **{c: getattr(case, c) for c in _CASE_COLUMNS}, "updated_at": utcnow(),
                 }])
-                await hotpath.insert_rows(conn, CaseStep, [
+                await hotpath.insert_rows(writes, CaseStep, [
                     {"case_id": case_id, "step_id": step.id, "position": pos,
                      **_step_columns(decision.state.steps[step.id])}
                     for pos, step in enumerate(template.steps)
                 ])
-                await self._rows(conn, case, (opened, *decision.effects), entries, at, known=(employee, *known),
-                                 extra_outbox=extra_outbox)
+                await self._rows(conn, writes, case, (opened, *decision.effects), entries, at,
+                                 known=(employee, *known), extra_outbox=extra_outbox)
+                await writes.flush(conn)
                 if also:
                     await also(conn)
         except IntegrityError:
@@ -199,8 +201,7 @@ class CaseService:
                 changes["fallback_started"] = new.fallback_started
             if new.closed_at != state.closed_at:
                 changes["closed_at"] = new.closed_at
-            await self._write(conn, case, result.effects, at, actor=actor, changes=changes)
-            await hotpath.update_steps(conn, case.id, {
+            await self._write(conn, case, result.effects, at, actor=actor, changes=changes, steps={
                 step_id: _step_columns(st) for step_id, st in new.steps.items() if state.steps.get(step_id) != st
             })
             if also:
@@ -224,23 +225,34 @@ class CaseService:
         return entries, changes
 
     async def _write(
-        self, conn: Any, case: Case, effects: Sequence[Any], at: datetime, *, actor: str, changes: dict[str, Any]
+        self, conn: Any, case: Case, effects: Sequence[Any], at: datetime, *, actor: str, changes: dict[str, Any],
+        steps: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         """Persist one decision: the version compare-and-set first (it serialises writers of this
-        case and carries the new audit head), then audit entries, outbox and timer rows in bulk."""
+        case and carries the new audit head), then audit entries, outbox and timer rows and the
+        changed steps, all sent to the database together. The reads the rows need (recipients,
+        card holders) run before; anything they could race with bumps the version, so the
+        compare-and-set still catches it."""
         entries, changes = self._chain(case, effects, at, actor=actor, changes=changes)
-        if not await hotpath.bump_version(conn, case.id, case.version, changes):
+        writes = hotpath.Batch()
+        await hotpath.bump_version(writes, case.id, case.version, changes)
+        new_version = case.version + 1
+        await self._rows(conn, writes, case, effects, entries, at, version=new_version)
+        await hotpath.update_steps(writes, case.id, steps or {})
+        if not await writes.flush(conn):
             raise VersionConflict(case.id)
-        case.version += 1
+        case.version = new_version
         for k, v in changes.items():
             setattr(case, k, v)
-        await self._rows(conn, case, effects, entries, at)
 
     async def _rows(
-        self, conn: Any, case: Case, effects: Sequence[Any], entries: Sequence[AuditEntry], at: datetime, *,
-        known: Sequence[Employee | Recipient] = (), extra_outbox: Sequence[dict[str, Any]] = (),
+        self, conn: Any, writes: hotpath.Batch, case: Case, effects: Sequence[Any], entries: Sequence[AuditEntry],
+        at: datetime, *, version: int | None = None, known: Sequence[Employee | Recipient] = (),
+        extra_outbox: Sequence[dict[str, Any]] = (),
     ) -> None:
-        await hotpath.insert_audit(conn, entries)
+        """Queue a decision's rows on `writes`, reading (on `conn`) only what they depend on."""
+        version = case.version if version is None else version
+        await hotpath.insert_audit(writes, entries)
         notify = [e for e in effects if isinstance(e, fx.Notify)]
         updates = [e.step_id for e in effects if isinstance(e, fx.UpdateStep)]
         outbox: list[dict[str, Any]] = list(extra_outbox)
@@ -258,16 +270,16 @@ class CaseService:
         if updates:
             for step_id, recipient, platform in await hotpath.card_holders(conn, case.id, updates):
                 outbox.append({
-                    "key": f"{case.id}:{step_id}:update:v{case.version}:{recipient}", "case_id": case.id,
+                    "key": f"{case.id}:{step_id}:update:v{version}:{recipient}", "case_id": case.id,
                     "platform": platform, "recipient": recipient, "step_id": step_id, "kind": "update",
                     "payload": {"case_id": case.id, "step_id": step_id}, "next_attempt_at": at, "created_at": at,
                 })
         # The key is unique: a replayed effect cannot queue a second message.
-        await hotpath.insert_outbox(conn, outbox)
+        await hotpath.insert_outbox(writes, outbox)
         cancel = [e.step_id for e in effects if isinstance(e, fx.CancelTimers)]
         if cancel:
-            await hotpath.cancel_timers(conn, case.id, cancel)
-        await hotpath.insert_timers(conn, [
+            await hotpath.cancel_timers(writes, case.id, cancel)
+        await hotpath.insert_timers(writes, [
             {"key": e.key, "case_id": case.id, "step_id": e.step_id, "kind": e.kind, "due_at": e.due_at}
             for e in effects if isinstance(e, fx.SetTimer)
         ])

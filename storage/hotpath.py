@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from functools import cache
 from typing import Any
 
 from tortoise import connections
+from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.models import Model
 
 from storage.models import AuditEntry, Case, CaseStep, Employee, InboxEvent, OutboxMessage, Timer
@@ -53,6 +55,70 @@ async def many(conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         await conn.execute_many(_sql(conn, sql), [list(r) for r in rows])
 
 
+class Batch:
+    """Writes queued in order and sent together by `flush`.
+
+    On SQLite every statement is a hop to the connection's worker thread, and the transaction
+    holds the connection's only lock meanwhile; a batch is one hop for all its statements. On
+    PostgreSQL the statements simply run in order. A statement added with `exactly_one` is the
+    compare-and-set: when it changes no row, nothing after it runs and `flush` returns False (the
+    caller raises, which rolls the transaction back).
+    """
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, list[list[Any]], bool]] = []
+
+    def add(self, sql: str, rows: Sequence[Sequence[Any]], *, exactly_one: bool = False) -> None:
+        if rows:
+            self.items.append((sql, [list(r) for r in rows], exactly_one))
+
+    async def flush(self, conn: Any) -> bool:
+        items, self.items = self.items, []
+        if not items:
+            return True
+        raw = getattr(conn, "_connection", None)
+        if not is_postgres(conn) and hasattr(raw, "_execute") and hasattr(raw, "_conn"):
+            try:
+                return bool(await raw._execute(_run_sqlite, raw._conn, items))
+            except sqlite3.IntegrityError as exc:
+                raise IntegrityError(exc) from exc
+            except sqlite3.OperationalError as exc:
+                raise OperationalError(exc) from exc
+        for sql, rows, exactly_one in items:
+            if len(rows) == 1:
+                n, _ = await query(conn, sql, rows[0])
+                if exactly_one and n != 1:
+                    return False
+            else:
+                await many(conn, sql, rows)
+        return True
+
+
+def _run_sqlite(db: sqlite3.Connection, items: list[tuple[str, list[list[Any]], bool]]) -> bool:
+    # Runs on aiosqlite's worker thread, inside the caller's open transaction.
+    for sql, rows, exactly_one in items:
+        cursor = db.execute(sql, rows[0]) if len(rows) == 1 else db.executemany(sql, rows)
+        if exactly_one and cursor.rowcount != 1:
+            return False
+    return True
+
+
+Target = Any  # a transaction's connection (runs now) or a Batch (queued)
+
+
+async def _write(target: Target, sql: str, rows: Sequence[Sequence[Any]], *, exactly_one: bool = False) -> bool:
+    if isinstance(target, Batch):
+        target.add(sql, rows, exactly_one=exactly_one)
+        return True
+    if not rows:
+        return True
+    if len(rows) == 1:
+        n, _ = await query(target, sql, rows[0])
+        return n == 1 or not exactly_one
+    await many(target, sql, rows)
+    return True
+
+
 # ---- column lists, derived from the models so they cannot drift ---------------------------
 @cache
 def _columns(model: type[Model]) -> tuple[str, ...]:
@@ -83,18 +149,14 @@ def _insert_sql(model: type[Model], columns: tuple[str, ...], ignore_conflicts: 
 
 
 async def insert_rows(
-    conn: Any, model: type[Model], rows: Sequence[dict[str, Any]], *, ignore_conflicts: bool = False
+    target: Target, model: type[Model], rows: Sequence[dict[str, Any]], *, ignore_conflicts: bool = False
 ) -> None:
     """Insert plain rows (column -> python value); every row must name the same columns."""
     if not rows:
         return
     columns = tuple(rows[0])
     sql = _insert_sql(model, columns, ignore_conflicts)
-    params = [[_to_db(model, c, r[c]) for c in columns] for r in rows]
-    if len(params) == 1:
-        await query(conn, sql, params[0])
-    else:
-        await many(conn, sql, params)
+    await _write(target, sql, [[_to_db(model, c, r[c]) for c in columns] for r in rows])
 
 
 # ---- the case and its steps ----------------------------------------------------------------
@@ -131,14 +193,14 @@ async def load_case(conn: Any, case_id: str) -> tuple[Case, list[dict[str, Any]]
     return case, steps
 
 
-async def bump_version(conn: Any, case_id: str, version: int, changes: dict[str, Any]) -> bool:
+async def bump_version(target: Target, case_id: str, version: int, changes: dict[str, Any]) -> bool:
     """The compare-and-set: move the case to version+1 (with `changes`) only if it is still at
-    `version`. False means another writer got there first."""
+    `version`. False means another writer got there first (queued in a Batch: its flush says so)."""
     names = sorted(changes)
     sets = ", ".join(["\"version\" = ?", *(f"{_quote(n)} = ?" for n in names)])
     values = [version + 1, *(_to_db(Case, n, changes[n]) for n in names), case_id, version]
-    n, _ = await query(conn, f'UPDATE "case" SET {sets} WHERE "id" = ? AND "version" = ?', values)
-    return n == 1
+    return await _write(target, f'UPDATE "case" SET {sets} WHERE "id" = ? AND "version" = ?', [values],
+                        exactly_one=True)
 
 
 @cache
@@ -147,32 +209,28 @@ def _step_update_sql(columns: tuple[str, ...]) -> str:
     return f'UPDATE "case_step" SET {sets} WHERE "case_id" = ? AND "step_id" = ?'
 
 
-async def update_steps(conn: Any, case_id: str, steps: dict[str, dict[str, Any]]) -> None:
+async def update_steps(target: Target, case_id: str, steps: dict[str, dict[str, Any]]) -> None:
     """Rewrite the given steps (step_id -> column values; all with the same columns)."""
     if not steps:
         return
     columns = tuple(next(iter(steps.values())))
     rows = [[*(_to_db(CaseStep, c, cols[c]) for c in columns), case_id, step_id] for step_id, cols in steps.items()]
-    sql = _step_update_sql(columns)
-    if len(rows) == 1:
-        await query(conn, sql, rows[0])
-    else:
-        await many(conn, sql, rows)
+    await _write(target, _step_update_sql(columns), rows)
 
 
 # ---- audit, outbox, timers, inbox ----------------------------------------------------------
-async def insert_audit(conn: Any, entries: Iterable[AuditEntry]) -> None:
-    await insert_rows(conn, AuditEntry, [
+async def insert_audit(target: Target, entries: Iterable[AuditEntry]) -> None:
+    await insert_rows(target, AuditEntry, [
         {"case_id": e.case_id, "seq": e.seq, "at": e.at, "actor": e.actor, "kind": e.kind,  # type: ignore[attr-defined]
          "data": e.data, "prev_hash": e.prev_hash, "hash": e.hash}
         for e in entries
     ])
 
 
-async def insert_outbox(conn: Any, rows: Sequence[dict[str, Any]]) -> None:
+async def insert_outbox(target: Target, rows: Sequence[dict[str, Any]]) -> None:
     """Outbox rows (key, case_id, platform, recipient, step_id, kind, payload, next_attempt_at,
     created_at); the unique key makes a replayed effect a no-op."""
-    await insert_rows(conn, OutboxMessage, [
+    await insert_rows(target, OutboxMessage, [
         {"status": "pending", "attempts": 0, **r} for r in rows
     ], ignore_conflicts=True)
 
@@ -186,15 +244,15 @@ async def card_holders(conn: Any, case_id: str, step_ids: Sequence[str]) -> list
     return sorted((r[0], r[1], r[2]) for r in rows)
 
 
-async def cancel_timers(conn: Any, case_id: str, step_ids: Sequence[str]) -> None:
+async def cancel_timers(target: Target, case_id: str, step_ids: Sequence[str]) -> None:
     marks = ", ".join("?" for _ in step_ids)
-    await query(conn, f'UPDATE "timer" SET "status" = \'cancelled\' WHERE "case_id" = ? AND "status" = '
-                f'\'pending\' AND "step_id" IN ({marks})', [case_id, *step_ids])
+    await _write(target, f'UPDATE "timer" SET "status" = \'cancelled\' WHERE "case_id" = ? AND "status" = '
+                 f'\'pending\' AND "step_id" IN ({marks})', [[case_id, *step_ids]])
 
 
-async def insert_timers(conn: Any, rows: Sequence[dict[str, Any]]) -> None:
+async def insert_timers(target: Target, rows: Sequence[dict[str, Any]]) -> None:
     """Timer rows (key, case_id, step_id, kind, due_at); an existing key is kept."""
-    await insert_rows(conn, Timer, [{"status": "pending", "attempts": 0, **r} for r in rows],
+    await insert_rows(target, Timer, [{"status": "pending", "attempts": 0, **r} for r in rows],
                       ignore_conflicts=True)
 
 
