@@ -14,14 +14,14 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from tortoise import connections
-from tortoise.exceptions import IntegrityError, OperationalError
+from tortoise import connections, fields
+from tortoise.exceptions import IntegrityError, OperationalError, ValidationError
 from tortoise.models import Model
 
 from storage.models import AuditEntry, Case, CaseStep, Employee, InboxEvent, OutboxMessage, Timer
@@ -136,7 +136,49 @@ def _quote(name: str) -> str:
 
 
 def _to_db(model: type[Model], column: str, value: Any) -> Any:
-    return _fields_by_column(model)[column].to_db_value(value, model)
+    return _converter(model, column)(value)
+
+
+_PLAIN_FIELDS = (fields.CharField, fields.TextField, fields.IntField, fields.BigIntField, fields.BooleanField)
+
+
+@cache
+def _converter(model: type[Model], column: str) -> Callable[[Any], Any]:
+    """The field's own `to_db_value`, with its common cases inlined: it dominated the CPU time of
+    a write. Anything unusual (None, a str for a JSON column, a naive datetime) takes the field's
+    path, so its checks and conversions still apply."""
+    field = _fields_by_column(model)[column]
+
+    def general(value: Any) -> Any:
+        return field.to_db_value(value, model)
+
+    if isinstance(field, fields.JSONField):
+        encoder = field.encoder
+
+        def json_value(value: Any) -> Any:
+            return encoder(value) if isinstance(value, (dict, list)) else general(value)
+
+        return json_value
+    if isinstance(field, fields.DatetimeField) and not (field.auto_now or field.auto_now_add):
+        def datetime_value(value: Any) -> Any:
+            return value if isinstance(value, datetime) and value.tzinfo is not None else general(value)
+
+        return datetime_value
+    if type(field) in _PLAIN_FIELDS:
+        kind, validators = field.field_type, tuple(field.validators)
+
+        def plain_value(value: Any) -> Any:
+            if type(value) is not kind:
+                return general(value)
+            try:
+                for check in validators:
+                    check(value)
+            except ValidationError:
+                return general(value)  # raises it again, naming the field
+            return value
+
+        return plain_value
+    return general
 
 
 @cache
