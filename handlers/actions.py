@@ -56,19 +56,7 @@ async def _summary_holders(conn: Any, case_id: str) -> list[tuple[str, str]]:
 
 
 async def case_roles(ctx: Context, case: Case) -> frozenset[Role]:
-    actor = ctx.actor
-    if actor is None:
-        return frozenset()
-    roles: set[Role] = set()
-    if actor.id == case.employee_id:  # type: ignore[attr-defined]
-        roles.add(Role.EMPLOYEE)
-    if case.manager_id and actor.employee_id == case.manager_id:
-        roles.add(Role.MANAGER)
-    if case.handover_id and actor.employee_id == case.handover_id:
-        roles.add(Role.HANDOVER)
-    known = {str(r) for r in Role}
-    roles.update(Role(r) for r in actor.role_set if r in known)
-    return frozenset(roles)
+    return frozenset() if ctx.actor is None else await ctx.service.roles_of(case, ctx.actor)
 
 
 async def _card_and_case(ctx: Context) -> tuple[OutboxMessage, Case] | Reply:
@@ -123,26 +111,24 @@ for _name in sorted(ACTIONS):
     router.action(_name)(step_action)
 
 
-@router.action("close")
-async def close(ctx: Context) -> Reply:
+async def _hr_case_event(ctx: Context, event: type[Close] | type[Remind]) -> Reply:
     found = await _card_and_case(ctx)
     if isinstance(found, Reply):
         return found
     _, case = found
     roles = await case_roles(ctx, case)
     actor_id, at = ctx.actor.employee_id, ctx.incoming.at  # type: ignore[union-attr]
-    return await _apply(ctx, case, lambda c, s: Close(actor_id=actor_id, actor_roles=roles, at=at))
+    return await _apply(ctx, case, lambda c, s: event(actor_id=actor_id, actor_roles=roles, at=at))
+
+
+@router.action("close")
+async def close(ctx: Context) -> Reply:
+    return await _hr_case_event(ctx, Close)
 
 
 @router.action("remind")
 async def remind(ctx: Context) -> Reply:
-    found = await _card_and_case(ctx)
-    if isinstance(found, Reply):
-        return found
-    _, case = found
-    roles = await case_roles(ctx, case)
-    actor_id, at = ctx.actor.employee_id, ctx.incoming.at  # type: ignore[union-attr]
-    return await _apply(ctx, case, lambda c, s: Remind(actor_id=actor_id, actor_roles=roles, at=at))
+    return await _hr_case_event(ctx, Remind)
 
 
 @router.unknown_action
