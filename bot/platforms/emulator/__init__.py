@@ -98,10 +98,12 @@ async def send(request: web.Request) -> web.Response:
     text = data.get("text")
     if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT:
         return _bad(f"'text' is required (at most {MAX_TEXT} characters)")
+    store = request.app[EMULATOR].store
     if not data.get("event_id"):
-        request.app[EMULATOR].store.text(data["user"], data["user"], text)
-    elif not any(m.card_id == f"in:{data['event_id']}" for m in request.app[EMULATOR].store.history(data["user"])):
-        request.app[EMULATOR].store.text(data["user"], data["user"], text).card_id = f"in:{data['event_id']}"
+        store.text(data["user"], data["user"], text)
+    elif f"in:{data['event_id']}" not in store.inbound_ids:  # a redelivered send shows once
+        store.inbound_ids.add(f"in:{data['event_id']}")
+        store.text(data["user"], data["user"], text).card_id = f"in:{data['event_id']}"
     return await _dispatch(request, data, "text", {"text": text})
 
 

@@ -59,6 +59,7 @@ def card_json(msg: Message) -> dict[str, Any]:
 class EmulatorStore:
     messages: dict[str, list[Message]] = field(default_factory=dict)
     cards: dict[str, Message] = field(default_factory=dict)  # card_id -> the message holding it
+    inbound_ids: set[str] = field(default_factory=set)  # event ids of typed lines already shown
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))  # type: ignore[type-arg]
     _seq: itertools.count = field(default_factory=lambda: itertools.count(1))  # type: ignore[type-arg]
 
