@@ -328,9 +328,6 @@ class CaseService:
             out[role] = found
         return out
 
-    async def recipients(self, conn: Any, case: Case, role: Role) -> list[Employee | Recipient]:
-        return (await self._recipients(conn, case, {role}))[role]
-
     def platform_for(self, emp: Employee | Recipient) -> str:
         for p in self.platforms:
             if p == "emulator" or (p == "dingtalk" and emp.dingtalk_userid) or (
