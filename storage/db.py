@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from tortoise import Tortoise
+from tortoise.backends.base.config_generator import expand_db_url
 
 MODELS = ["storage.models"]
 
@@ -17,8 +18,14 @@ def tortoise_config(url: str) -> dict[str, Any]:
             # WAL + NORMAL: a committed transaction survives a process crash; only an OS crash or
             # power loss may drop the last commits. FULL costs an fsync per event (~10 ms here).
             url += ("&" if "?" in url else "?") + "synchronous=NORMAL"
+    connection: str | dict[str, Any] = url
+    if url.startswith("sqlite://"):
+        # Same client and settings as Tortoise's own SQLite backend, statements run inline
+        # (storage/sqlite_inline.py says why).
+        connection = expand_db_url(url)
+        connection["engine"] = "storage.sqlite_inline"
     return {
-        "connections": {"default": url},
+        "connections": {"default": connection},
         "apps": {
             "models": {
                 "models": MODELS,
