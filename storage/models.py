@@ -148,9 +148,9 @@ class OutboxMessage(Model):
     step_id = fields.CharField(max_length=64, null=True)
     kind = fields.CharField(max_length=32)  # card | update | text
     payload = fields.JSONField(default=dict)
-    status = fields.CharField(max_length=16, default="pending", db_index=True)
+    status = fields.CharField(max_length=16, default="pending")
     attempts = fields.IntField(default=0)
-    next_attempt_at = fields.DatetimeField(db_index=True)
+    next_attempt_at = fields.DatetimeField()
     lease_until = fields.DatetimeField(null=True)
     claimed_by = fields.CharField(max_length=64, null=True)
     platform_message_id = fields.CharField(max_length=255, null=True)
@@ -160,6 +160,9 @@ class OutboxMessage(Model):
 
     class Meta:
         table = "outbox"
+        # (case, step): the card holders a step update re-renders, read on every event; a scan
+        # of the whole queue there grew with it. (status, due): the relay's claim query.
+        indexes = (("case_id", "step_id"), ("status", "next_attempt_at"))
 
 
 class Timer(Model):
@@ -168,8 +171,8 @@ class Timer(Model):
     case = fields.ForeignKeyField("models.Case", related_name="timers", on_delete=fields.RESTRICT)
     step_id = fields.CharField(max_length=64)
     kind = fields.CharField(max_length=16)
-    due_at = fields.DatetimeField(db_index=True)
-    status = fields.CharField(max_length=16, default="pending", db_index=True)
+    due_at = fields.DatetimeField()
+    status = fields.CharField(max_length=16, default="pending")
     lease_until = fields.DatetimeField(null=True)
     claimed_by = fields.CharField(max_length=64, null=True)
     attempts = fields.IntField(default=0)
@@ -177,6 +180,8 @@ class Timer(Model):
 
     class Meta:
         table = "timer"
+        # (case, step): cancelling a step's timers on every event; (status, due): the runner's claim.
+        indexes = (("case_id", "step_id"), ("status", "due_at"))
 
 
 class Document(Model):

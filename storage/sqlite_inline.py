@@ -13,18 +13,26 @@ Waiting on another process's write lock (`python -m bot directory import` beside
 must not stall the loop, so SQLite's own busy wait is kept short and the rest of the wait is an
 `asyncio.sleep` between attempts. Transactions begin IMMEDIATE: the write lock is taken up front,
 so a statement inside a transaction never meets a lock it would have to wait for.
+
+Checkpoints (copying the WAL back into the database file, with its fsync) are the one slow, disk-
+bound part of a commit; left automatic they would stall the loop every thousand pages. The
+connection turns them off and a `Checkpointer` thread, on a connection of its own, runs passive
+checkpoints every second instead: they never block a writer, and the fsync happens off the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from tortoise.backends.sqlite.client import SqliteClient
 
+log = logging.getLogger("storage.sqlite")
 BUSY_TIMEOUT_SECONDS = 5.0  # total wait for another process's write lock, as sqlite3's default
 _INLINE_BUSY_SECONDS = 0.002  # the part of it SQLite may spend blocking the loop per attempt
 
@@ -138,14 +146,58 @@ class InlineConnection:
         return self._conn.in_transaction
 
 
+class Checkpointer:
+    """Passive WAL checkpoints on a thread and connection of their own, every `interval` seconds."""
+
+    def __init__(self, path: str, interval: float = 1.0) -> None:
+        self.path = path
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"sqlite-checkpoint:{path}", daemon=True)
+        self.checkpoints = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=0)
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    self.checkpoints += 1
+                except sqlite3.OperationalError as exc:  # another checkpoint running: next time
+                    log.debug("checkpoint skipped: %s", exc)
+        finally:
+            conn.close()
+
+
 class InlineSqliteClient(SqliteClient):
+    checkpointer: Checkpointer | None = None
+
     async def create_connection(self, with_db: bool) -> None:
         if not self._connection:
             self._connection = InlineConnection(self.filename)  # type: ignore[assignment]
             for pragma, value in self.pragmas.items():
                 cursor = await self._connection.execute(f"PRAGMA {pragma}={value}")
                 await cursor.close()
+            mode = (await self._connection.execute_fetchall("PRAGMA journal_mode"))[0][0]
+            if str(mode).lower() == "wal":
+                await self._connection.execute("PRAGMA wal_autocheckpoint=0")
+                self.checkpointer = Checkpointer(self.filename)
+                self.checkpointer.start()
             await self._post_connect()
+
+    async def close(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
+            self.checkpointer = None
+        await super().close()  # the last connection to close checkpoints what is left
 
 
 client_class = InlineSqliteClient

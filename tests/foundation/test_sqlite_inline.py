@@ -87,3 +87,24 @@ async def test_failed_transaction_rolls_back_everything(db: Settings) -> None:
             raise RuntimeError("boom")
     assert not await Employee.filter(employee_id="X4").exists()
     assert connections.get("default")._connection.in_transaction is False
+
+
+async def test_checkpoints_run_off_the_loop(db: Settings) -> None:
+    client = connections.get("default")
+    assert (await client.execute_query("PRAGMA wal_autocheckpoint"))[1][0][0] == 0
+    assert client.checkpointer is not None
+    await Employee.create(employee_id="X5", name="己")
+    # The main database file (read without its WAL) gets the row once the checkpointer has run.
+    main_file = sqlite3.connect(f"file:{_path(db)}?immutable=1", uri=True)
+    try:
+        for _ in range(60):
+            if main_file.execute("SELECT count(*) FROM employee WHERE employee_id = 'X5'").fetchone()[0]:
+                break
+            await asyncio.sleep(0.1)
+            main_file.close()
+            main_file = sqlite3.connect(f"file:{_path(db)}?immutable=1", uri=True)
+        else:
+            raise AssertionError("the row never reached the main database file")
+    finally:
+        main_file.close()
+    assert client.checkpointer.checkpoints >= 1
