@@ -3,13 +3,16 @@
 load case (version) -> pure engine decides -> case/step rows, audit entry, outbox rows and
 timer rows written -> version bumped with a compare-and-set -> commit. A lost race (another
 writer bumped the version first) re-runs the whole thing on fresh state; the engine is pure, so
-re-running is safe. Callers may add their own writes to the same transaction (`also`), which
+re-running is safe. The case as this process last committed it is kept (`handlers/casecache.py`),
+so the usual event reads nothing before it decides; the compare-and-set is what makes that safe.
+Callers may add their own writes to the same transaction (`also`), which
 is how the inbox row of an inbound event and the claim of a fired timer commit atomically with
 the effect they cause.
 """
 
 from __future__ import annotations
 
+import copy
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +22,7 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from handlers.casecache import CaseCache, Holder, Snapshot
 from storage import audit, hotpath
 from storage.hotpath import Recipient
 from storage.models import AuditEntry, Case, CaseStep, Employee
@@ -77,6 +81,7 @@ class CaseService:
         # Run inside the transaction that completes or cancels a case, after every other write of it
         # (signing/ adds the Ed25519 checkpoint over the final audit head here).
         self.on_closed: list[Callable[[Any, str], Awaitable[None]]] = []
+        self.cache = CaseCache()
 
     # ---- reading -------------------------------------------------------------------------
     def template(self, template_id: str) -> FlowTemplate:
@@ -88,6 +93,9 @@ class CaseService:
             ) from None
 
     async def load_state(self, case: Case, conn: Any = None) -> CaseState:
+        snap = self.cache.get(case.id)
+        if snap is not None and snap.stamp == (case.version, case.audit_seq):
+            return snap.state
         rows = await CaseStep.filter(case_id=case.id).using_db(conn).order_by("position")
         return _state(case, [{c: getattr(r, c) for c in _STEP_READ} for r in rows])
 
@@ -143,8 +151,8 @@ class CaseService:
                      **_step_columns(decision.state.steps[step.id])}
                     for pos, step in enumerate(template.steps)
                 ])
-                await self._rows(conn, writes, case, (opened, *decision.effects), entries, at,
-                                 known=(employee, *known), extra_outbox=extra_outbox)
+                cards = await self._rows(conn, writes, case, (opened, *decision.effects), entries, at,
+                                         holders=frozenset(), known=(employee, *known), extra_outbox=extra_outbox)
                 await writes.flush(conn)
                 if also:
                     await also(conn)
@@ -155,6 +163,7 @@ class CaseService:
                     f"{employee.name} already has an open case",
                 ) from None
             raise
+        self.cache.put(Snapshot(case, decision.state, cards))
         return Outcome(case_id=case_id, decision=decision)
 
     async def apply(
@@ -175,41 +184,60 @@ class CaseService:
     async def _apply_once(
         self, case_id: str, make_event: Callable[[Case, CaseState], Any], *, actor: str, also: Also | None
     ) -> Outcome:
-        async with in_transaction() as conn:
-            loaded = await hotpath.load_case(conn, case_id)
-            if loaded is None:
-                raise CaseError("unknown_case", f"找不到流程 {case_id}", f"no case {case_id}")
-            case, rows = loaded
-            state = _state(case, rows)
-            event = make_event(case, state)
-            template = self.template(case.template_id)
-            result = engine.apply(template, state, event)
-            at = getattr(event, "at", None) or utcnow()
-            if isinstance(result, engine.Refusal):
-                if result.audit is not None:
-                    await self._write(conn, case, (result.audit,), at, actor=actor, changes={})
-                if also:
-                    await also(conn)
-                return Outcome(case_id=case.id, refusal=result)
-            new = result.state
-            changes: dict[str, Any] = {}
-            if new.status != state.status:
-                changes["status"] = new.status
-                if new.status != "open":
-                    changes["open_key"] = None
-            if new.fallback_started != state.fallback_started:
-                changes["fallback_started"] = new.fallback_started
-            if new.closed_at != state.closed_at:
-                changes["closed_at"] = new.closed_at
-            await self._write(conn, case, result.effects, at, actor=actor, changes=changes, steps={
-                step_id: _step_columns(st) for step_id, st in new.steps.items() if state.steps.get(step_id) != st
-            })
-            if also:
-                await also(conn)
-            if state.status == "open" and new.status != "open":
-                for hook in self.on_closed:
-                    await hook(conn, case.id)
-            return Outcome(case_id=case.id, decision=result)
+        snap = self.cache.get(case_id)
+        try:
+            async with in_transaction() as conn:
+                fresh = snap is None
+                if snap is None:
+                    snap = await self._read(conn, case_id)
+                case, state = snap.case, snap.state
+                event = make_event(case, state)
+                template = self.template(case.template_id)
+                result = engine.apply(template, state, event)
+                at = getattr(event, "at", None) or utcnow()
+                if isinstance(result, engine.Refusal):
+                    # A refusal may write nothing, so no compare-and-set would catch a snapshot
+                    # that another writer has moved past: check it before refusing on its word.
+                    if not fresh and await hotpath.case_stamp(conn, case_id) != snap.stamp:
+                        raise VersionConflict(case_id)
+                    if result.audit is not None:
+                        snap = await self._write(conn, snap, state, (result.audit,), at, actor=actor, changes={})
+                    if also:
+                        await also(conn)
+                    outcome = Outcome(case_id=case.id, refusal=result)
+                else:
+                    new = result.state
+                    changes: dict[str, Any] = {}
+                    if new.status != state.status:
+                        changes["status"] = new.status
+                        if new.status != "open":
+                            changes["open_key"] = None
+                    if new.fallback_started != state.fallback_started:
+                        changes["fallback_started"] = new.fallback_started
+                    if new.closed_at != state.closed_at:
+                        changes["closed_at"] = new.closed_at
+                    moved = {step_id: _step_columns(st) for step_id, st in new.steps.items()
+                             if state.steps.get(step_id) != st}
+                    snap = await self._write(conn, snap, new, result.effects, at, actor=actor, changes=changes,
+                                             steps=moved)
+                    if also:
+                        await also(conn)
+                    if state.status == "open" and new.status != "open":
+                        for hook in self.on_closed:
+                            await hook(conn, case.id)
+                    outcome = Outcome(case_id=case.id, decision=result)
+        except BaseException:
+            self.cache.drop(case_id)
+            raise
+        self.cache.put(snap)
+        return outcome
+
+    async def _read(self, conn: Any, case_id: str) -> Snapshot:
+        loaded = await hotpath.load_case(conn, case_id)
+        if loaded is None:
+            raise CaseError("unknown_case", f"找不到流程 {case_id}", f"no case {case_id}")
+        case, rows = loaded
+        return Snapshot(case, _state(case, rows), None)
 
     # ---- effects -> rows -----------------------------------------------------------------
     def _chain(
@@ -225,32 +253,40 @@ class CaseService:
         return entries, changes
 
     async def _write(
-        self, conn: Any, case: Case, effects: Sequence[Any], at: datetime, *, actor: str, changes: dict[str, Any],
-        steps: dict[str, dict[str, Any]] | None = None,
-    ) -> None:
-        """Persist one decision: the version compare-and-set first (it serialises writers of this
-        case and carries the new audit head), then audit entries, outbox and timer rows and the
-        changed steps, all sent to the database together. The reads the rows need (recipients,
-        card holders) run before; anything they could race with bumps the version, so the
-        compare-and-set still catches it."""
+        self, conn: Any, snap: Snapshot, new_state: CaseState, effects: Sequence[Any], at: datetime, *, actor: str,
+        changes: dict[str, Any], steps: dict[str, dict[str, Any]] | None = None,
+    ) -> Snapshot:
+        """Persist one decision and return the snapshot it leads to: the compare-and-set first (it
+        serialises writers of this case and carries the new audit head), then audit entries,
+        outbox and timer rows and the changed steps, all sent to the database together. The reads
+        the rows need (recipients, card holders) run before; anything they could race with bumps
+        the version, so the compare-and-set still catches it."""
+        case = snap.case
         entries, changes = self._chain(case, effects, at, actor=actor, changes=changes)
+        holders = snap.holders
+        if holders is None and any(isinstance(e, fx.UpdateStep) for e in effects):
+            holders = frozenset(await hotpath.card_holders(conn, case.id))
         writes = hotpath.Batch()
-        await hotpath.bump_version(writes, case.id, case.version, changes)
+        await hotpath.bump_version(writes, case.id, case.version, case.audit_seq, changes)
         new_version = case.version + 1
-        await self._rows(conn, writes, case, effects, entries, at, version=new_version)
+        cards = await self._rows(conn, writes, case, effects, entries, at, version=new_version, holders=holders)
         await hotpath.update_steps(writes, case.id, steps or {})
         if not await writes.flush(conn):
             raise VersionConflict(case.id)
-        case.version = new_version
+        moved = copy.copy(case)  # the snapshot's own case stays as it was (others may hold it)
+        moved.version = new_version
         for k, v in changes.items():
-            setattr(case, k, v)
+            setattr(moved, k, v)
+        return Snapshot(moved, new_state, None if holders is None else holders | cards)
 
     async def _rows(
         self, conn: Any, writes: hotpath.Batch, case: Case, effects: Sequence[Any], entries: Sequence[AuditEntry],
-        at: datetime, *, version: int | None = None, known: Sequence[Employee | Recipient] = (),
-        extra_outbox: Sequence[dict[str, Any]] = (),
-    ) -> None:
-        """Queue a decision's rows on `writes`, reading (on `conn`) only what they depend on."""
+        at: datetime, *, holders: frozenset[Holder] | None, version: int | None = None,
+        known: Sequence[Employee | Recipient] = (), extra_outbox: Sequence[dict[str, Any]] = (),
+    ) -> frozenset[Holder]:
+        """Queue a decision's rows on `writes`, reading (on `conn`) only what they depend on;
+        returns the step cards it queues. `holders` are the step cards already out (needed when
+        the decision updates steps)."""
         version = case.version if version is None else version
         await hotpath.insert_audit(writes, entries)
         notify = [e for e in effects if isinstance(e, fx.Notify)]
@@ -268,7 +304,8 @@ class CaseService:
                         "next_attempt_at": at, "created_at": at,
                     })
         if updates:
-            for step_id, recipient, platform in await hotpath.card_holders(conn, case.id, updates):
+            wanted = set(updates)
+            for step_id, recipient, platform in sorted(h for h in holders or () if h[0] in wanted):
                 outbox.append({
                     "key": f"{case.id}:{step_id}:update:v{version}:{recipient}", "case_id": case.id,
                     "platform": platform, "recipient": recipient, "step_id": step_id, "kind": "update",
@@ -286,6 +323,8 @@ class CaseService:
         for e in effects:
             if not isinstance(e, (fx.Audit, fx.Notify, fx.UpdateStep, fx.CancelTimers, fx.SetTimer)):
                 raise TypeError(f"unhandled effect {e!r}")  # a new effect type must be handled here
+        return frozenset((r["step_id"], r["recipient"], r["platform"]) for r in outbox
+                         if r["kind"] == "card" and r["step_id"] is not None)
 
     async def _recipients(
         self, conn: Any, case: Case, roles: set[Role], known: Sequence[Employee | Recipient] = ()

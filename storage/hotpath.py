@@ -235,14 +235,23 @@ async def load_case(conn: Any, case_id: str) -> tuple[Case, list[dict[str, Any]]
     return case, steps
 
 
-async def bump_version(target: Target, case_id: str, version: int, changes: dict[str, Any]) -> bool:
+async def bump_version(
+    target: Target, case_id: str, version: int, audit_seq: int, changes: dict[str, Any]
+) -> bool:
     """The compare-and-set: move the case to version+1 (with `changes`) only if it is still at
-    `version`. False means another writer got there first (queued in a Batch: its flush says so)."""
+    `version` with its audit log at `audit_seq`. False means another writer got there first
+    (queued in a Batch: its flush says so)."""
     names = sorted(changes)
     sets = ", ".join(["\"version\" = ?", *(f"{_quote(n)} = ?" for n in names)])
-    values = [version + 1, *(_to_db(Case, n, changes[n]) for n in names), case_id, version]
-    return await _write(target, f'UPDATE "case" SET {sets} WHERE "id" = ? AND "version" = ?', [values],
-                        exactly_one=True)
+    values = [version + 1, *(_to_db(Case, n, changes[n]) for n in names), case_id, version, audit_seq]
+    return await _write(target, f'UPDATE "case" SET {sets} WHERE "id" = ? AND "version" = ? AND "audit_seq" = ?',
+                        [values], exactly_one=True)
+
+
+async def case_stamp(conn: Any, case_id: str) -> tuple[int, int] | None:
+    """(version, audit_seq) of a case as stored now."""
+    _, rows = await query(conn, 'SELECT "version", "audit_seq" FROM "case" WHERE "id" = ?', [case_id])
+    return (rows[0][0], rows[0][1]) if rows else None
 
 
 @cache
@@ -277,11 +286,11 @@ async def insert_outbox(target: Target, rows: Sequence[dict[str, Any]]) -> None:
     ], ignore_conflicts=True)
 
 
-async def card_holders(conn: Any, case_id: str, step_ids: Sequence[str]) -> list[tuple[str, str, str]]:
-    marks = ", ".join("?" for _ in step_ids)
+async def card_holders(conn: Any, case_id: str) -> list[tuple[str, str, str]]:
+    """(step_id, recipient, platform) of every step card queued or sent for the case."""
     _, rows = await query(
-        conn, f'SELECT DISTINCT "step_id", "recipient", "platform" FROM "outbox" WHERE "case_id" = ? '
-        f'AND "kind" = \'card\' AND "step_id" IN ({marks})', [case_id, *step_ids],
+        conn, 'SELECT DISTINCT "step_id", "recipient", "platform" FROM "outbox" WHERE "case_id" = ? '
+        'AND "step_id" IS NOT NULL AND "kind" = \'card\'', [case_id],
     )
     return sorted((r[0], r[1], r[2]) for r in rows)
 

@@ -1,0 +1,122 @@
+"""The service's snapshot of a case: used when it is current, never when another writer moved on.
+
+Two `CaseService` objects on one database stand for two replicas: each keeps its own snapshots,
+so every write one of them makes leaves the other's snapshot stale.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from bot.app import build_service
+from handlers.cases import CaseService
+from storage import audit
+from storage.models import AuditEntry, Case, CaseStep, Employee, OutboxMessage
+from workflow.events import Act
+from workflow.model import Role
+
+T0 = datetime(2025, 7, 1, 2, 0, tzinfo=UTC)
+SUBMIT = {"last_working_day": "2025-07-31", "reason": "个人原因"}
+
+
+@pytest.fixture
+async def replicas(demo_org) -> tuple[CaseService, CaseService]:
+    return build_service(demo_org), build_service(demo_org)
+
+
+async def _open(svc: CaseService) -> str:
+    emp = await Employee.get(employee_id="E003")
+    out = await svc.start_case(employee=emp, template_id="probation", last_day=date(2025, 7, 31),
+                               reason="绩效未达标", created_by="E001", handover_id="E006", at=T0)
+    return out.case_id
+
+
+def _act(step: str, action: str, who: str, role: Role, data: dict | None = None):
+    return lambda case, state: Act(step, action, who, frozenset({role}), data or {}, at=T0)
+
+
+async def test_a_current_snapshot_is_used_and_reads_nothing(replicas) -> None:
+    a, _ = replicas
+    cid = await _open(a)
+    hits = a.cache.hits
+    out = await a.apply(cid, _act("application", "submit", "E003", Role.EMPLOYEE, SUBMIT), actor="E003")
+    assert out.ok and out.attempts == 1 and a.cache.hits == hits + 1
+    assert (await Case.get(id=cid)).version == 2
+    steps = dict(await CaseStep.filter(case_id=cid).values_list("step_id", "status"))
+    assert steps["application"] == "done" and steps["performance_review"] == "active"
+
+
+async def test_stale_snapshot_loses_the_compare_and_set_and_runs_again_on_fresh_state(replicas) -> None:
+    a, b = replicas
+    cid = await _open(a)  # a holds version 1
+    assert (await b.apply(cid, _act("application", "submit", "E003", Role.EMPLOYEE, SUBMIT), actor="E003")).ok
+    # a's snapshot still shows the application step active; the manager's approval needs it done.
+    out = await a.apply(cid, _act("performance_review", "approve", "E002", Role.MANAGER, {"result": "60%"}),
+                        actor="E002")
+    assert out.ok, out.refusal
+    assert out.attempts == 2  # first try on the stale snapshot failed the compare-and-set
+    case = await Case.get(id=cid)
+    assert case.version == 3
+    assert (await audit.verify_chain(cid)).ok
+    steps = dict(await CaseStep.filter(case_id=cid).values_list("step_id", "status"))
+    assert steps["performance_review"] == "done" and steps["hr_check"] == "active"
+
+
+async def test_a_refusal_is_never_answered_from_a_stale_snapshot(replicas) -> None:
+    a, b = replicas
+    cid = await _open(a)  # a's snapshot: hr_check locked behind the first two steps
+    assert (await b.apply(cid, _act("application", "submit", "E003", Role.EMPLOYEE, SUBMIT), actor="E003")).ok
+    assert (await b.apply(cid, _act("performance_review", "approve", "E002", Role.MANAGER, {"result": "60%"}),
+                          actor="E002")).ok
+    # On a's snapshot the engine refuses (step locked); the current state accepts.
+    out = await a.apply(cid, _act("hr_check", "complete", "E001", Role.HR, {"unpaid_months": 2}), actor="E001")
+    assert out.ok, out.refusal
+    assert out.attempts == 2
+    # And a refusal that is right stays a refusal, with nothing written.
+    version = (await Case.get(id=cid)).version
+    again = await a.apply(cid, _act("hr_check", "complete", "E001", Role.HR, {"unpaid_months": 2}), actor="E001")
+    assert not again.ok and (await Case.get(id=cid)).version == version
+    assert (await audit.verify_chain(cid)).ok
+
+
+async def test_an_audit_entry_written_beside_the_service_is_chained_after(replicas) -> None:
+    a, _ = replicas
+    cid = await _open(a)
+    # Signing appends its evidence entry in the same transaction as its event, outside the
+    # service's own bookkeeping; the next event must chain after it, not over it.
+    await audit.append(cid, at=T0, actor="E003", kind="evidence", data={"x": 1})
+    out = await a.apply(cid, _act("application", "submit", "E003", Role.EMPLOYEE, SUBMIT), actor="E003")
+    assert out.ok and out.attempts == 2
+    report = await audit.verify_chain(cid)
+    assert report.ok, report.problem
+    kinds = await AuditEntry.filter(case_id=cid).order_by("seq").values_list("kind", flat=True)
+    assert kinds.index("evidence") < len(kinds) - 1
+
+
+async def test_step_updates_reach_cards_queued_while_the_snapshot_was_held(replicas) -> None:
+    a, b = replicas
+    cid = await _open(a)
+    # b's first event reads the case fresh (its card holders included) and queues the manager's card.
+    assert (await b.apply(cid, _act("application", "submit", "E003", Role.EMPLOYEE, SUBMIT), actor="E003")).ok
+    # a (stale) approves: its retry must see b's manager card and queue an update for it.
+    assert (await a.apply(cid, _act("performance_review", "approve", "E002", Role.MANAGER, {"result": "60%"}),
+                          actor="E002")).ok
+    updates = await OutboxMessage.filter(case_id=cid, kind="update", step_id="performance_review")
+    assert [u.recipient for u in updates] == ["E002"]
+
+
+async def test_a_failed_transaction_drops_the_snapshot(replicas) -> None:
+    a, _ = replicas
+    cid = await _open(a)
+
+    async def boom(conn) -> None:
+        raise RuntimeError("caller's own write failed")
+
+    with pytest.raises(RuntimeError):
+        await a.apply(cid, _act("application", "submit", "E003", Role.EMPLOYEE, SUBMIT), actor="E003", also=boom)
+    assert a.cache.get(cid) is None
+    assert (await Case.get(id=cid)).version == 1
+    out = await a.apply(cid, _act("application", "submit", "E003", Role.EMPLOYEE, SUBMIT), actor="E003")
+    assert out.ok and (await Case.get(id=cid)).version == 2
