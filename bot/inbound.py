@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from aiohttp import web
 
@@ -18,6 +19,7 @@ from bot.settings import Settings
 from handlers.cases import CaseService
 
 log = logging.getLogger("bot.inbound")
+QUIET_SECONDS = 0.05
 
 
 def build_router() -> Router:
@@ -37,10 +39,20 @@ class Inbound:
         self.settings = settings
         self.service = service
         self.committed = asyncio.Event()  # the outbox relay waits on this between polls
+        # The relay gives way while events are being handled or have arrived within the last
+        # QUIET_SECONDS: with SQLite a handler runs start to finish without yielding, so "in flight"
+        # alone is rarely true when the relay looks, even in the middle of a burst.
+        self.in_flight = 0
+        self.last_event = float("-inf")
+
+    def busy(self) -> bool:
+        return self.in_flight > 0 or time.monotonic() - self.last_event < QUIET_SECONDS
 
     async def handle(self, incoming: Incoming) -> Reply:
         ctx = Context(incoming=incoming, settings=self.settings, service=self.service,
                       language=self.settings.language)
+        self.in_flight += 1
+        self.last_event = time.monotonic()
         try:
             reply = await self.router.dispatch(ctx)
         except Exception:
@@ -48,6 +60,8 @@ class Inbound:
             log.exception("inbound %s from %s failed", incoming.dedup_key, incoming.sender)
             return Reply(ok=False, code="error", text=ctx.t("处理失败，请稍后重试。",
                                                             "Something went wrong; please try again."))
+        finally:
+            self.in_flight -= 1
         if reply.changed and not reply.duplicate:
             self.committed.set()
         return reply

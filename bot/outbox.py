@@ -23,6 +23,13 @@ for HR to see; transient ones are retried until delivered, as the spec asks.
 
 Rate limit. One token bucket per platform per process; the relay waits for a token before every
 call. With N replicas set the adapter's rate to the platform quota divided by N.
+
+Inbound first. Rendering a card costs more than the event that queued it, and it shares the event
+loop with the inbound path, whose acknowledgements platforms time (WeCom gives five seconds). While
+inbound events are being handled (`busy()`), the relay rests after each delivery for
+`yield_factor` times as long as that delivery took, so it takes at most 1/(1 + yield_factor) of the
+loop and a burst of events is answered first; the cards follow as soon as the burst ends, and
+never starve during a long one.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from tortoise.expressions import Q
+from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
 
 from bot.platforms.base import DeliveryError, PlatformAdapter
@@ -94,9 +101,11 @@ class Relay:
     def __init__(
         self, adapters: Mapping[str, PlatformAdapter], render: CardSource, *, worker: str = WORKER_ID,
         lease: timedelta = timedelta(seconds=60), batch: int = 50, retry: RetryPolicy | None = None,
-        rng: random.Random | None = None,
+        rng: random.Random | None = None, busy: Callable[[], bool] = lambda: False, yield_factor: float = 3.0,
     ) -> None:
         self.adapters = dict(adapters)
+        self.busy = busy
+        self.yield_factor = yield_factor
         self.render = render
         self.worker = worker
         self.lease = lease
@@ -109,21 +118,27 @@ class Relay:
     async def claim(self, now: datetime) -> list[OutboxMessage]:
         claimable = Q(status="pending", next_attempt_at__lte=now) | Q(status="claimed", lease_until__lt=now)
         mine = Q(platform__in=list(self.adapters))
-        won: list[OutboxMessage] = []
+        lease = now + self.lease
         async with in_transaction() as conn:
             candidates = await (
                 OutboxMessage.filter(claimable & mine).using_db(conn).order_by("id").limit(self.batch)
                 .select_for_update(skip_locked=True)
             )
-            for row in candidates:
-                n = await OutboxMessage.filter(Q(id=row.id) & claimable).using_db(conn).update(
-                    status="claimed", lease_until=now + self.lease, claimed_by=self.worker,
-                    attempts=row.attempts + 1,
-                )
-                if n == 1:
-                    row.status, row.claimed_by, row.attempts = "claimed", self.worker, row.attempts + 1
-                    won.append(row)
-        return won
+            if not candidates:
+                return []
+            ids = [row.id for row in candidates]
+            # One compare-and-set for the batch: the rows are locked (FOR UPDATE on PostgreSQL; on
+            # SQLite the transaction holds the write lock), so all of them normally change.
+            n = await OutboxMessage.filter(Q(id__in=ids) & claimable).using_db(conn).update(
+                status="claimed", lease_until=lease, claimed_by=self.worker, attempts=F("attempts") + 1,
+            )
+            if n == len(candidates):
+                for row in candidates:
+                    row.status, row.claimed_by, row.attempts, row.lease_until = (
+                        "claimed", self.worker, row.attempts + 1, lease)
+                return candidates
+            return list(await OutboxMessage.filter(id__in=ids, status="claimed", claimed_by=self.worker,
+                                                   lease_until=lease).using_db(conn).order_by("id"))
 
     # ---- delivering -------------------------------------------------------------------------
     async def run_once(self, now: datetime | None = None) -> int:
@@ -132,7 +147,10 @@ class Relay:
         rows = await self.claim(now)
         delivered = 0
         for row in rows:
+            started = time.perf_counter()
             delivered += await self.deliver(row, now)
+            if self.busy():
+                await asyncio.sleep((time.perf_counter() - started) * self.yield_factor)
         return delivered
 
     async def deliver(self, row: OutboxMessage, now: datetime | None = None) -> bool:
@@ -246,6 +264,7 @@ def setup(app: web.Application) -> None:
         # Adapters register during setup of later extensions; pick them up when the loop starts.
         relay.adapters = dict(app[ADAPTERS])
         relay.buckets = {n: TokenBucket(a.rate_per_second, a.burst) for n, a in relay.adapters.items()}
+        relay.busy = app[INBOUND].busy
         await relay.run_forever(app[INBOUND].committed, settings.outbox_poll_seconds)
 
     app.cleanup_ctx.append(background("outbox", loop))

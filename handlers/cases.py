@@ -25,7 +25,7 @@ from tortoise.transactions import in_transaction
 from handlers.casecache import CaseCache, Holder, Snapshot
 from storage import audit, hotpath
 from storage.hotpath import Recipient
-from storage.models import AuditEntry, Case, CaseStep, Employee
+from storage.models import Case, CaseStep, Employee
 from workflow import effects as fx
 from workflow import engine
 from workflow.model import CaseState, Role, StepState
@@ -242,7 +242,7 @@ class CaseService:
     # ---- effects -> rows -----------------------------------------------------------------
     def _chain(
         self, case: Case, effects: Sequence[Any], at: datetime, *, actor: str, changes: dict[str, Any]
-    ) -> tuple[list[AuditEntry], dict[str, Any]]:
+    ) -> tuple[list[audit.NewEntry], dict[str, Any]]:
         """The audit entries of a decision, chained after the case's head, and the case columns
         that move with them."""
         entries = audit.build_entries(case.id, case.audit_seq, case.audit_head, [
@@ -280,7 +280,7 @@ class CaseService:
         return Snapshot(moved, new_state, None if holders is None else holders | cards)
 
     async def _rows(
-        self, conn: Any, writes: hotpath.Batch, case: Case, effects: Sequence[Any], entries: Sequence[AuditEntry],
+        self, conn: Any, writes: hotpath.Batch, case: Case, effects: Sequence[Any], entries: Sequence[audit.NewEntry],
         at: datetime, *, holders: frozenset[Holder] | None, version: int | None = None,
         known: Sequence[Employee | Recipient] = (), extra_outbox: Sequence[dict[str, Any]] = (),
     ) -> frozenset[Holder]:

@@ -20,10 +20,36 @@ GENESIS = "0" * 64
 
 
 def entry_hash(prev_hash: str, *, case_id: str, seq: int, at: datetime, actor: str, kind: str, data: Any) -> str:
-    body = canonical_json(
-        {"case": case_id, "seq": seq, "at": at.isoformat(), "actor": actor, "kind": kind, "data": data}
-    )
-    return sha256_hex(prev_hash.encode() + body)
+    return _hash(prev_hash, case_id, seq, at, actor, kind, canonical_json(data).decode("utf-8"))
+
+
+def _text(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _hash(prev_hash: str, case_id: str, seq: int, at: datetime, actor: str, kind: str, data_json: str) -> str:
+    """sha256(prev ‖ canonical entry), the entry spelled out in canonical order (keys sorted) around
+    the canonical JSON of its data, so a new entry's data is serialised once, not three times.
+    The same bytes as `canonical_json` of the whole entry; a test holds the two together."""
+    body = (f'{{"actor":{_text(actor)},"at":{_text(at.isoformat())},"case":{_text(case_id)},'
+            f'"data":{data_json},"kind":{_text(kind)},"seq":{int(seq)}}}')
+    return sha256_hex(prev_hash.encode() + body.encode("utf-8"))
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """An entry built by `build_entries`, not yet stored. `data_json` is the canonical JSON of
+    `data`: what is hashed and what the JSON column receives."""
+
+    case_id: str
+    seq: int
+    at: datetime
+    actor: str
+    kind: str
+    data: Any
+    data_json: str
+    prev_hash: str
+    hash: str
 
 
 def _jsonable(data: dict[str, Any]) -> Any:
@@ -33,7 +59,7 @@ def _jsonable(data: dict[str, Any]) -> Any:
 
 def build_entries(
     case_id: str, head_seq: int, head_hash: str, items: list[tuple[datetime, str, str, dict[str, Any]]]
-) -> list[AuditEntry]:
+) -> list[NewEntry]:
     """Chain `items` (at, actor, kind, data) after the head; the caller saves them and moves the
     case's audit_seq/audit_head in its own version-checked UPDATE (one round trip for the lot)."""
     out = []
@@ -41,10 +67,10 @@ def build_entries(
     for at, actor, kind, data in items:
         seq += 1
         at = _ms(at)
-        clean = _jsonable(data)
-        h = entry_hash(prev, case_id=case_id, seq=seq, at=at, actor=actor, kind=kind, data=clean)
-        out.append(AuditEntry(case_id=case_id, seq=seq, at=at, actor=actor, kind=kind, data=clean, prev_hash=prev,
-                              hash=h))
+        # Canonical JSON parsed back is canonical again, so the text stands for the clean value.
+        text = canonical_json(data).decode("utf-8")
+        h = _hash(prev, case_id, seq, at, actor, kind, text)
+        out.append(NewEntry(case_id, seq, at, actor, kind, json.loads(text), text, prev, h))
         prev = h
     return out
 

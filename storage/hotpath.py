@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -24,6 +24,7 @@ from tortoise import connections, fields
 from tortoise.exceptions import IntegrityError, OperationalError, ValidationError
 from tortoise.models import Model
 
+from storage.audit import NewEntry
 from storage.models import AuditEntry, Case, CaseStep, Employee, InboxEvent, OutboxMessage, Timer
 
 _PLACEHOLDER = re.compile(r"\?")
@@ -182,6 +183,11 @@ def _converter(model: type[Model], column: str) -> Callable[[Any], Any]:
 
 
 @cache
+def _row_converters(model: type[Model], columns: tuple[str, ...]) -> tuple[Callable[[Any], Any], ...]:
+    return tuple(_converter(model, c) for c in columns)
+
+
+@cache
 def _insert_sql(model: type[Model], columns: tuple[str, ...], ignore_conflicts: bool) -> str:
     table = _quote(model._meta.db_table)
     cols = ", ".join(_quote(c) for c in columns)
@@ -198,7 +204,8 @@ async def insert_rows(
         return
     columns = tuple(rows[0])
     sql = _insert_sql(model, columns, ignore_conflicts)
-    await _write(target, sql, [[_to_db(model, c, r[c]) for c in columns] for r in rows])
+    convert = _row_converters(model, columns)
+    await _write(target, sql, [[f(r[c]) for f, c in zip(convert, columns, strict=True)] for r in rows])
 
 
 # ---- the case and its steps ----------------------------------------------------------------
@@ -265,17 +272,23 @@ async def update_steps(target: Target, case_id: str, steps: dict[str, dict[str, 
     if not steps:
         return
     columns = tuple(next(iter(steps.values())))
-    rows = [[*(_to_db(CaseStep, c, cols[c]) for c in columns), case_id, step_id] for step_id, cols in steps.items()]
+    convert = _row_converters(CaseStep, columns)
+    rows = [[*(f(cols[c]) for f, c in zip(convert, columns, strict=True)), case_id, step_id]
+            for step_id, cols in steps.items()]
     await _write(target, _step_update_sql(columns), rows)
 
 
 # ---- audit, outbox, timers, inbox ----------------------------------------------------------
-async def insert_audit(target: Target, entries: Iterable[AuditEntry]) -> None:
-    await insert_rows(target, AuditEntry, [
-        {"case_id": e.case_id, "seq": e.seq, "at": e.at, "actor": e.actor, "kind": e.kind,  # type: ignore[attr-defined]
-         "data": e.data, "prev_hash": e.prev_hash, "hash": e.hash}
-        for e in entries
-    ])
+_AUDIT_COLUMNS = ("case_id", "seq", "at", "actor", "kind", "data", "prev_hash", "hash")
+
+
+async def insert_audit(target: Target, entries: Sequence[NewEntry]) -> None:
+    """New audit entries; `data` goes in as the canonical text its hash was computed over."""
+    if entries:
+        at = _converter(AuditEntry, "at")
+        await _write(target, _insert_sql(AuditEntry, _AUDIT_COLUMNS, False), [
+            [e.case_id, e.seq, at(e.at), e.actor, e.kind, e.data_json, e.prev_hash, e.hash] for e in entries
+        ])
 
 
 async def insert_outbox(target: Target, rows: Sequence[dict[str, Any]]) -> None:

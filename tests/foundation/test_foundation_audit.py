@@ -3,9 +3,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tortoise import connections
 
 from storage import audit, crypto
+from storage.canonical import canonical_json, sha256_hex
 from storage.models import AuditEntry, Case, Employee
 
 
@@ -71,3 +74,27 @@ def test_crypto_roundtrip_and_tamper() -> None:
     crypto.configure(b"other" * 8)
     with pytest.raises(Exception):  # noqa: B017
         crypto.decrypt(token)
+
+
+_json_leaf = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**60), max_value=2**60),
+                       st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12),
+                       st.decimals(allow_nan=False, allow_infinity=False, places=2))
+_json_data = st.dictionaries(st.text(max_size=8), st.recursive(
+    _json_leaf, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12), max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=_json_data, actor=st.text(max_size=10), kind=st.text(min_size=1, max_size=10),
+       seq=st.integers(min_value=0, max_value=10**6))
+def test_built_entries_hash_as_the_generic_canonical_form(data, actor, kind, seq) -> None:
+    """build_entries hashes a hand-assembled envelope around the data's canonical text; it must be
+    the very bytes canonical_json gives for the whole entry, or stored chains would not verify."""
+    at = datetime(2026, 1, 1, 1, 2, 3, 456000, tzinfo=UTC)
+    [entry] = audit.build_entries("OB-ABC234", seq, "f" * 64, [(at, actor, kind, data)])
+    body = canonical_json({"case": "OB-ABC234", "seq": seq + 1, "at": at.isoformat(), "actor": actor,
+                           "kind": kind, "data": entry.data})
+    assert entry.hash == sha256_hex(("f" * 64).encode() + body)
+    assert entry.hash == audit.entry_hash("f" * 64, case_id="OB-ABC234", seq=seq + 1, at=at, actor=actor,
+                                          kind=kind, data=data)
+    assert canonical_json(entry.data).decode() == entry.data_json
