@@ -16,7 +16,7 @@ import re
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any
 
@@ -149,20 +149,26 @@ def _converter(model: type[Model], column: str) -> Callable[[Any], Any]:
     a write. Anything unusual (None, a str for a JSON column, a naive datetime) takes the field's
     path, so its checks and conversions still apply."""
     field = _fields_by_column(model)[column]
+    nullable = bool(field.null)
 
     def general(value: Any) -> Any:
         return field.to_db_value(value, model)
 
     if isinstance(field, fields.JSONField):
         encoder = field.encoder
+        empty = {dict: encoder({}), list: encoder([])}  # most step columns are empty
 
         def json_value(value: Any) -> Any:
-            return encoder(value) if isinstance(value, (dict, list)) else general(value)
+            if isinstance(value, (dict, list)):
+                return encoder(value) if value else empty[type(value)]
+            return None if value is None and nullable else general(value)
 
         return json_value
     if isinstance(field, fields.DatetimeField) and not (field.auto_now or field.auto_now_add):
         def datetime_value(value: Any) -> Any:
-            return value if isinstance(value, datetime) and value.tzinfo is not None else general(value)
+            if isinstance(value, datetime) and value.tzinfo is not None:
+                return value
+            return None if value is None and nullable else general(value)
 
         return datetime_value
     if type(field) in _PLAIN_FIELDS:
@@ -170,7 +176,7 @@ def _converter(model: type[Model], column: str) -> Callable[[Any], Any]:
 
         def plain_value(value: Any) -> Any:
             if type(value) is not kind:
-                return general(value)
+                return None if value is None and nullable else general(value)
             try:
                 for check in validators:
                     check(value)
@@ -180,6 +186,31 @@ def _converter(model: type[Model], column: str) -> Callable[[Any], Any]:
 
         return plain_value
     return general
+
+
+@cache
+def _temporal_parsers(model: type[Model]) -> tuple[tuple[str, Callable[[str], Any]], ...]:
+    out: list[tuple[str, Callable[[str], Any]]] = []
+    for column, field in _fields_by_column(model).items():
+        if isinstance(field, fields.DatetimeField):
+            out.append((column, datetime.fromisoformat))
+        elif isinstance(field, fields.DateField):
+            out.append((column, date.fromisoformat))
+    return tuple(out)
+
+
+def from_row(model: type[Model], values: dict[str, Any]) -> Any:
+    """A model instance from a row (column -> value). SQLite hands dates and times back as text,
+    which Tortoise parses with a pure-Python ISO parser; the C `fromisoformat` does it first here
+    (Tortoise then only normalises the zone). Text it cannot read still goes Tortoise's way."""
+    for column, parse in _temporal_parsers(model):
+        value = values.get(column)
+        if type(value) is str:
+            try:
+                values[column] = parse(value)
+            except ValueError:
+                pass
+    return model._init_from_db(**values)
 
 
 @cache
@@ -229,7 +260,7 @@ async def load_case(conn: Any, case_id: str) -> tuple[Case, list[dict[str, Any]]
     if not rows:
         return None
     first = dict(rows[0])
-    case = Case._init_from_db(**{c: first[c] for c in _columns(Case)})
+    case = from_row(Case, {c: first[c] for c in _columns(Case)})
     steps: list[dict[str, Any]] = []
     for row in rows:
         r = dict(row)
@@ -394,7 +425,7 @@ async def active_employee(conn: Any, column: str, value: str) -> Employee | None
     if not rows:
         return None
     row = dict(rows[0])
-    return Employee._init_from_db(**{c: row[c] for c in cols})
+    return from_row(Employee, {c: row[c] for c in cols})
 
 
 async def inbox_result(conn: Any, dedup_key: str) -> dict[str, Any] | None:
