@@ -52,6 +52,7 @@ from tortoise.transactions import in_transaction
 from bot.platforms.base import DeliveryError, PlatformAdapter
 from cards.model import Card
 from handlers.cases import utcnow
+from storage import hotpath
 from storage.models import OutboxMessage
 
 log = logging.getLogger("bot.outbox")
@@ -222,7 +223,8 @@ class Relay:
     async def _mark(self, row: OutboxMessage, **changes: Any) -> bool:
         # Only while we still hold the claim: if our lease ran out and another replica took the row,
         # its outcome stands (and the card id kept the platform from showing two cards).
-        n = await OutboxMessage.filter(id=row.id, status="claimed", claimed_by=self.worker).update(**changes)
+        n = await hotpath.update_where(hotpath.default_conn(), OutboxMessage, changes,
+                                       {"id": row.id, "status": "claimed", "claimed_by": self.worker})
         if n != 1:
             log.warning("outbox %s: claim lost before it could be marked", row.key)
         return n == 1 and changes.get("status") == "sent"

@@ -15,6 +15,7 @@ from cards.view import CaseView
 from handlers.cases import CaseService, utcnow
 from handlers.links import signing_url
 from signing.templates import format_value
+from storage import hotpath
 from storage.models import AuditEntry, Case, Employee, OutboxMessage
 from workflow.model import CaseState
 from workflow.template import FlowTemplate
@@ -30,10 +31,11 @@ class CardRenderer:
         now = now or utcnow()
         state = await self.service.load_state(case)
         template = self.service.template(case.template_id)
-        employee = await Employee.get(id=case.employee_id)  # type: ignore[attr-defined]
+        conn = hotpath.default_conn()
+        employee = await hotpath.get_one(conn, Employee, "id", case.employee_id)  # type: ignore[attr-defined]
         ids = {employee.employee_id, case.created_by}
         ids.update(st.done_by for st in state.steps.values() if st.done_by)
-        names = dict(await Employee.filter(employee_id__in=[i for i in ids if i]).values_list("employee_id", "name"))
+        names = await hotpath.names(conn, sorted(i for i in ids if i))
         sign_urls: dict[str, str] = {}
         roles = await self.service.roles_of(case, recipient) if recipient is not None else frozenset()
         if recipient is not None and state.status == "open":
@@ -74,10 +76,11 @@ class CardRenderer:
 
     async def card(self, case_id: str, purpose: str, step_id: str | None, recipient_id: str,
                    *, language: str | None = None) -> Card | None:
-        case = await Case.get_or_none(id=case_id)
+        conn = hotpath.default_conn()
+        case = await hotpath.get_one(conn, Case, "id", case_id)
         if case is None:
             return None
-        recipient = await Employee.get_or_none(employee_id=recipient_id)
+        recipient = await hotpath.get_one(conn, Employee, "employee_id", recipient_id)
         view = await self.view(case, recipient=recipient, language=language)
         if step_id is not None and step_id not in view.template:
             return None

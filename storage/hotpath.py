@@ -417,15 +417,57 @@ async def active_employee(conn: Any, column: str, value: str) -> Employee | None
     """The active employee whose `column` (employee id or a platform user id) equals `value`."""
     if column not in _EMPLOYEE_KEYS:
         raise ValueError(f"not a unique employee key: {column}")
-    cols = _columns(Employee)
-    _, rows = await query(
-        conn, f'SELECT {", ".join(_quote(c) for c in cols)} FROM "employee" WHERE {_quote(column)} = ? '
-        'AND "active" = ?', [value, True],
-    )
+    return await get_one(conn, Employee, column, value, active=True)
+
+
+_UNIQUE_KEYS: dict[type[Model], frozenset[str]] = {
+    Employee: _EMPLOYEE_KEYS | {"id"}, Case: frozenset({"id"}),
+}
+
+
+async def get_one(conn: Any, model: type[Model], column: str, value: Any, *, active: bool | None = None) -> Any:
+    """The row of `model` whose unique `column` equals `value` (and, for employees, whose `active`
+    flag matches when given), as a model instance; None when there is none."""
+    if column not in _UNIQUE_KEYS.get(model, ()):
+        raise ValueError(f"not a unique key of {model.__name__}: {column}")
+    cols = _columns(model)
+    sql = f'SELECT {", ".join(_quote(c) for c in cols)} FROM {_quote(model._meta.db_table)} WHERE {_quote(column)} = ?'
+    values = [value]
+    if active is not None:
+        sql += ' AND "active" = ?'
+        values.append(active)
+    _, rows = await query(conn, sql, values)
     if not rows:
         return None
     row = dict(rows[0])
-    return from_row(Employee, {c: row[c] for c in cols})
+    return from_row(model, {c: row[c] for c in cols})
+
+
+async def names(conn: Any, employee_ids: Sequence[str]) -> dict[str, str]:
+    """employee_id -> name for the given ids (unknown ids are left out)."""
+    if not employee_ids:
+        return {}
+    marks = ", ".join("?" for _ in employee_ids)
+    _, rows = await query(conn, f'SELECT "employee_id", "name" FROM "employee" WHERE "employee_id" IN ({marks})',
+                          list(employee_ids))
+    return {r[0]: r[1] for r in rows}
+
+
+@cache
+def _update_sql(model: type[Model], columns: tuple[str, ...], where: tuple[str, ...]) -> str:
+    sets = ", ".join(f"{_quote(c)} = ?" for c in columns)
+    cond = " AND ".join(f"{_quote(c)} = ?" for c in where)
+    return f"UPDATE {_quote(model._meta.db_table)} SET {sets} WHERE {cond}"
+
+
+async def update_where(conn: Any, model: type[Model], changes: dict[str, Any], where: dict[str, Any]) -> int:
+    """UPDATE model SET changes WHERE every `where` column equals its value; rows changed."""
+    columns, keys = tuple(changes), tuple(where)
+    convert = _row_converters(model, columns)
+    values = [f(changes[c]) for f, c in zip(convert, columns, strict=True)]
+    values += [f(where[c]) for f, c in zip(_row_converters(model, keys), keys, strict=True)]
+    n, _ = await query(conn, _update_sql(model, columns, keys), values)
+    return n
 
 
 async def inbox_result(conn: Any, dedup_key: str) -> dict[str, Any] | None:
