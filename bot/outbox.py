@@ -103,10 +103,14 @@ class Relay:
         self, adapters: Mapping[str, PlatformAdapter], render: CardSource, *, worker: str = WORKER_ID,
         lease: timedelta = timedelta(seconds=60), batch: int = 50, retry: RetryPolicy | None = None,
         rng: random.Random | None = None, busy: Callable[[], bool] = lambda: False, yield_factor: float = 3.0,
+        clock: Callable[[], float] = time.perf_counter,
+        rest: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.adapters = dict(adapters)
         self.busy = busy
         self.yield_factor = yield_factor
+        self.clock = clock
+        self.rest = rest
         self.render = render
         self.worker = worker
         self.lease = lease
@@ -148,10 +152,10 @@ class Relay:
         rows = await self.claim(now)
         delivered = 0
         for row in rows:
-            started = time.perf_counter()
+            started = self.clock()
             delivered += await self.deliver(row, now)
             if self.busy():
-                await asyncio.sleep((time.perf_counter() - started) * self.yield_factor)
+                await self.rest((self.clock() - started) * self.yield_factor)
         return delivered
 
     async def deliver(self, row: OutboxMessage, now: datetime | None = None) -> bool:

@@ -32,11 +32,8 @@ from workflow.model import CaseState, Role, StepState
 from workflow.template import FlowTemplate
 
 Also = Callable[[Any], Awaitable[None]]
-_CASE_COLUMNS = (
-    "id", "employee_id", "open_key", "template_id", "template_version", "status", "last_day", "reason", "manager_id",
-    "handover_id", "created_by", "fallback_started", "started_at", "closed_at", "version", "audit_seq", "audit_head",
-)
 _ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: typed by HR from a phone
+assert len(_ID_ALPHABET) == 32
 
 
 class CaseError(Exception):
@@ -67,7 +64,8 @@ class Outcome:
 
 
 def new_case_id() -> str:
-    return "OB-" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(6))
+    # 32 letters: a random byte mod 32 is uniform, and one urandom call serves all six.
+    return "OB-" + "".join(_ID_ALPHABET[b % len(_ID_ALPHABET)] for b in secrets.token_bytes(6))
 
 
 def utcnow() -> datetime:
@@ -128,24 +126,24 @@ class CaseService:
             "employee": employee.employee_id, "template": template.id, "version": template.version,
             "last_day": last_day.isoformat() if last_day else None, "reason": reason,
         })
-        case = Case(
-            id=case_id, employee_id=employee.id, open_key=employee.employee_id, template_id=template.id,
-            template_version=template.version, status="open", last_day=last_day, reason=reason,
-            manager_id=employee.manager_id, handover_id=handover_id, created_by=created_by,
-            fallback_started=False, started_at=at, closed_at=None, version=0, audit_seq=0, audit_head=audit.GENESIS,
-        )
+        row: dict[str, Any] = {
+            "id": case_id, "employee_id": employee.id, "open_key": employee.employee_id, "template_id": template.id,
+            "template_version": template.version, "status": "open", "last_day": last_day, "reason": reason,
+            "manager_id": employee.manager_id, "handover_id": handover_id, "created_by": created_by,
+            "fallback_started": False, "started_at": at, "closed_at": None, "version": 1, "audit_seq": 0,
+            "audit_head": audit.GENESIS, "updated_at": utcnow(),
+        }
+        # The row is inserted already at its first version with its audit head, so a new case needs
+        # no compare-and-set: the unique id and open key serialise creators.
+        entries = audit.build_entries(case_id, 0, audit.GENESIS, [
+            (at, created_by, e.kind, e.data) for e in (opened, *decision.effects) if isinstance(e, fx.Audit)
+        ])
+        row["audit_seq"], row["audit_head"] = entries[-1].seq, entries[-1].hash
+        case = Case._init_from_db(**row)
         try:
             async with in_transaction() as conn:
-                # The row is inserted already at its first version with its audit head, so a new
-                # case needs no compare-and-set: the unique id and open key serialise creators.
-                entries, changes = self._chain(case, (opened, *decision.effects), at, actor=created_by, changes={})
-                case.version = 1
-                for k, v in changes.items():
-                    setattr(case, k, v)
                 writes = hotpath.Batch()
-                await hotpath.insert_rows(writes, Case, [{
-                    **{c: getattr(case, c) for c in _CASE_COLUMNS}, "updated_at": utcnow(),
-                }])
+                await hotpath.insert_rows(writes, Case, [row])
                 await hotpath.insert_rows(writes, CaseStep, [
                     {"case_id": case_id, "step_id": step.id, "position": pos,
                      **_step_columns(decision.state.steps[step.id])}

@@ -23,6 +23,7 @@ from typing import Any
 from tortoise import connections, fields
 from tortoise.exceptions import IntegrityError, OperationalError, ValidationError
 from tortoise.models import Model
+from tortoise.validators import MaxLengthValidator
 
 from storage.audit import NewEntry
 from storage.models import AuditEntry, Case, CaseStep, Employee, InboxEvent, OutboxMessage, Timer
@@ -171,6 +172,15 @@ def _converter(model: type[Model], column: str) -> Callable[[Any], Any]:
             return None if value is None and nullable else general(value)
 
         return datetime_value
+    if type(field) is fields.CharField and [type(v) for v in field.validators] == [MaxLengthValidator]:
+        limit = field.max_length
+
+        def char_value(value: Any) -> Any:
+            if type(value) is str and len(value) <= limit:
+                return value
+            return None if value is None and nullable else general(value)  # general names the field
+
+        return char_value
     if type(field) in _PLAIN_FIELDS:
         kind, validators = field.field_type, tuple(field.validators)
 

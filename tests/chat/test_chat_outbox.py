@@ -169,3 +169,46 @@ async def test_token_bucket_spaces_calls_at_the_rate() -> None:
     start = time.monotonic()
     await asyncio.gather(*(bucket.take() for _ in range(6)))
     assert time.monotonic() - start >= 5 / 50 * 0.9
+
+
+class SteppingClock:
+    """Each reading is `step` seconds after the previous one: every delivery 'takes' one step."""
+
+    def __init__(self, step: float) -> None:
+        self.t, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.t += self.step
+        return self.t
+
+
+async def test_relay_gives_way_to_inbound_events_and_runs_flat_out_when_quiet(chat) -> None:
+    await chat.send("E001", START)
+    pending = await OutboxMessage.filter(status="pending").count()
+    assert pending >= 2
+    rests: list[float] = []
+
+    async def rest(seconds: float) -> None:
+        rests.append(seconds)
+
+    busy = True
+    relay = Relay({"emulator": FlakyPlatform()}, chat.relay.render, worker="w1", busy=lambda: busy,
+                  yield_factor=3.0, clock=SteppingClock(0.01), rest=rest)
+    assert await relay.run_once() == pending
+    # While inbound events arrive, each delivery is followed by a rest three times its length...
+    assert rests == pytest.approx([0.03] * pending)
+    await chat.send("E001", "/remind " + (await OutboxMessage.first()).case_id)  # type: ignore[union-attr]
+    more = await OutboxMessage.filter(status="pending").count()
+    assert more >= 1
+    busy, rests[:] = False, []
+    assert await relay.run_once() == more
+    assert rests == []  # ...and none when it is quiet.
+
+
+async def test_inbound_is_busy_while_events_arrive(chat) -> None:
+    inbound = chat.inbound
+    assert not inbound.busy()
+    await chat.send("E001", "/help")
+    assert inbound.busy()  # an event within the quiet window
+    await asyncio.sleep(0.06)
+    assert not inbound.busy()
