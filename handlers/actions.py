@@ -14,6 +14,7 @@ from typing import Any
 from bot.router import Context, Reply, Router
 from handlers.cardview import CardRenderer
 from handlers.cases import CaseError
+from storage import hotpath
 from storage.models import Case, Employee, OutboxMessage
 from workflow.events import ACTIONS, Act, Close, Remind
 from workflow.model import Role
@@ -36,23 +37,22 @@ def touch_summary(ctx: Context, case_id: str) -> Callable[[Any], Awaitable[None]
         holders = await _summary_holders(conn, case_id)
         if not holders:
             return
-        version = await Case.filter(id=case_id).using_db(conn).values_list("version", flat=True)
-        for recipient, platform in holders:
-            key = f"{case_id}:summary:update:v{version[0]}:{recipient}"
-            if await OutboxMessage.filter(key=key).using_db(conn).exists():
-                continue
-            await OutboxMessage.create(
-                using_db=conn, key=key, case_id=case_id, platform=platform, recipient=recipient, step_id=None,
-                kind="update", payload={"case_id": case_id, "step_id": None, "purpose": "summary"},
-                next_attempt_at=ctx.incoming.at, created_at=ctx.incoming.at,
-            )
+        stamp = await hotpath.case_stamp(conn, case_id)
+        version = stamp[0] if stamp else 0
+        # The key names the case version, so a replayed event queues nothing new (ON CONFLICT).
+        await hotpath.insert_outbox(conn, [
+            {"key": f"{case_id}:summary:update:v{version}:{recipient}", "case_id": case_id, "platform": platform,
+             "recipient": recipient, "step_id": None, "kind": "update",
+             "payload": {"case_id": case_id, "step_id": None, "purpose": "summary"},
+             "next_attempt_at": ctx.incoming.at, "created_at": ctx.incoming.at}
+            for recipient, platform in holders
+        ])
 
     return also
 
 
 async def _summary_holders(conn: Any, case_id: str) -> list[tuple[str, str]]:
-    rows = await OutboxMessage.filter(case_id=case_id, kind="card", step_id=None).using_db(conn)
-    return sorted({(r.recipient, r.platform) for r in rows if (r.payload or {}).get("purpose") == "summary"})
+    return await hotpath.summary_holders(conn, case_id)
 
 
 async def case_roles(ctx: Context, case: Case) -> frozenset[Role]:
@@ -60,19 +60,19 @@ async def case_roles(ctx: Context, case: Case) -> frozenset[Role]:
 
 
 async def _card_and_case(ctx: Context) -> tuple[OutboxMessage, Case] | Reply:
-    row = await OutboxMessage.get_or_none(key=ctx.card_id, kind="card")
-    if row is None:
+    conn = hotpath.default_conn()
+    row = await hotpath.get_one(conn, OutboxMessage, "key", ctx.card_id)
+    if row is None or row.kind != "card":
         return ctx.refuse("unknown_card", "这张卡片已失效。", "This card is no longer valid.")
     actor: Employee | None = ctx.actor
     if actor is None or row.recipient != actor.employee_id:
         return ctx.refuse("not_your_card", "这张卡片不是发给你的，不能在上面操作。",
                           "This card was not sent to you, so you cannot act on it.")
-    case = await Case.get_or_none(id=row.case_id)  # type: ignore[attr-defined]
+    case = await hotpath.get_one(conn, Case, "id", row.case_id)  # type: ignore[attr-defined]
     if case is None:
         return ctx.refuse("unknown_card", "这张卡片已失效。", "This card is no longer valid.")
-    card = await CardRenderer(ctx.settings, ctx.service).card(
-        case.id, str((row.payload or {}).get("purpose", "step")), row.step_id, row.recipient,
-        language=ctx.language)
+    card = await CardRenderer(ctx.settings, ctx.service).card_of(
+        case, str((row.payload or {}).get("purpose", "step")), row.step_id, actor, language=ctx.language)
     if card is None or card.button(ctx.action) is None:
         return ctx.refuse("no_such_button", "此卡片上没有这个操作。", "This card has no such button.")
     return row, case

@@ -81,6 +81,11 @@ class CardRenderer:
         if case is None:
             return None
         recipient = await hotpath.get_one(conn, Employee, "employee_id", recipient_id)
+        return await self.card_of(case, purpose, step_id, recipient, language=language)
+
+    async def card_of(self, case: Case, purpose: str, step_id: str | None, recipient: Employee | None,
+                      *, language: str | None = None) -> Card | None:
+        """The card for a case and recipient the caller has already read."""
         view = await self.view(case, recipient=recipient, language=language)
         if step_id is not None and step_id not in view.template:
             return None
