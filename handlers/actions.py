@@ -16,6 +16,7 @@ from handlers.cardview import CardRenderer
 from handlers.cases import CaseError
 from storage import hotpath
 from storage.models import Case, Employee, OutboxMessage
+from workflow import engine
 from workflow.events import ACTIONS, Act, Close, Remind
 from workflow.model import Role
 
@@ -71,8 +72,10 @@ async def _card_and_case(ctx: Context) -> tuple[OutboxMessage, Case] | Reply:
     case = await hotpath.get_one(conn, Case, "id", row.case_id)  # type: ignore[attr-defined]
     if case is None:
         return ctx.refuse("unknown_card", "这张卡片已失效。", "This card is no longer valid.")
+    # Only its buttons matter here: which actions the card offers this person now.
     card = await CardRenderer(ctx.settings, ctx.service).card_of(
-        case, str((row.payload or {}).get("purpose", "step")), row.step_id, actor, language=ctx.language)
+        case, str((row.payload or {}).get("purpose", "step")), row.step_id, actor, language=ctx.language,
+        detail=False)
     if card is None or card.button(ctx.action) is None:
         return ctx.refuse("no_such_button", "此卡片上没有这个操作。", "This card has no such button.")
     return row, case
@@ -80,17 +83,30 @@ async def _card_and_case(ctx: Context) -> tuple[OutboxMessage, Case] | Reply:
 
 async def _apply(ctx: Context, case: Case, make_event: Callable[[Case, Any], Any]) -> Reply:
     actor = ctx.actor
+    zh, en = _DONE_TEXT.get(ctx.action, ("已完成。", "Done."))
+    template = ctx.service.template(case.template_id)
+
+    def decide(c: Case, state: Any) -> Any:
+        # The engine is pure, so deciding here too tells the inbox row (written in the same
+        # transaction by `touch_summary`) the answer it will give: no second write after commit.
+        event = make_event(c, state)
+        result = engine.apply(template, state, event)
+        ctx.expected = _answer(ctx, result if isinstance(result, engine.Refusal) else None, zh, en, case.id)
+        return event
+
     try:
-        outcome = await ctx.service.apply(case.id, make_event, actor=actor.employee_id if actor else "",
+        outcome = await ctx.service.apply(case.id, decide, actor=actor.employee_id if actor else "",
                                           also=touch_summary(ctx, case.id))
     except CaseError as exc:
         return ctx.refuse(exc.code, exc.message_zh, exc.message_en)
-    if not outcome.ok:
-        r = outcome.refusal
-        missing = list(getattr(r, "missing", ()) or ())
-        return ctx.refuse(r.code, r.message_zh, r.message_en, missing=missing)  # type: ignore[union-attr]
-    zh, en = _DONE_TEXT.get(ctx.action, ("已完成。", "Done."))
-    return ctx.done(ctx.action, zh, en, changed=True, case_id=case.id)
+    return _answer(ctx, outcome.refusal, zh, en, case.id)
+
+
+def _answer(ctx: Context, refusal: engine.Refusal | None, zh: str, en: str, case_id: str) -> Reply:
+    if refusal is not None:
+        missing = list(getattr(refusal, "missing", ()) or ())
+        return ctx.refuse(refusal.code, refusal.message_zh, refusal.message_en, missing=missing)
+    return ctx.done(ctx.action, zh, en, changed=True, case_id=case_id)
 
 
 async def step_action(ctx: Context) -> Reply:

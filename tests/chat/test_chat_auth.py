@@ -125,3 +125,24 @@ async def test_redelivered_tap_has_one_effect(chat) -> None:
         assert r.ok
     assert await AuditEntry.filter(kind="step_done").count() == 1
     assert await OutboxMessage.filter(step_id="performance_review", kind="card").count() == 1
+
+
+async def test_tap_answer_commits_with_its_effect(chat) -> None:
+    """The inbox row is written in the tap's own transaction with the answer the tap gives, for an
+    accepted tap and for one the engine refuses, so a redelivery right after the commit (or after a
+    crash before any later write) gets that same answer."""
+    await _case_at(chat, "performance_review")
+    ok = await chat.click("E002", chat.card("E002", step="performance_review").card_id, "approve",
+                          _form("approve"), event_id="tap-ok")
+    assert ok.ok
+    stored = (await InboxEvent.get(dedup_key="emulator:tap-ok")).result
+    assert stored == ok.to_json()
+    await chat.deliver()
+    # A completion without its required fields is refused by the engine (nothing changes)...
+    refused = await chat.click("E001", chat.card("E001", step="hr_check").card_id, "complete", {},
+                               event_id="tap-refused")
+    assert not refused.ok and refused.code == "missing_data", refused
+    assert (await InboxEvent.get(dedup_key="emulator:tap-refused")).result == refused.to_json()
+    again = await chat.click("E001", chat.card("E001", step="hr_check").card_id, "complete", {},
+                             event_id="tap-refused")
+    assert again.duplicate and again.code == refused.code
