@@ -13,7 +13,7 @@ from typing import Any
 
 from bot.router import Context, Reply, Router
 from handlers.cardview import CardRenderer
-from handlers.cases import CaseError
+from handlers.cases import DECIDED, CaseError
 from storage import hotpath
 from storage.models import Case, Employee, OutboxMessage
 from workflow import engine
@@ -30,10 +30,15 @@ _DONE_TEXT: dict[str, tuple[str, str]] = {
 }
 
 
-def touch_summary(ctx: Context, case_id: str) -> Callable[[Any], Awaitable[None]]:
-    """The `also` for a case change: the inbox row, plus an in-place update of HR's summary cards."""
+def touch_summary(ctx: Context, case_id: str, answer: Callable[[Any], Reply] | None = None,
+                  ) -> Callable[[Any], Awaitable[None]]:
+    """The `also` for a case change: the inbox row, plus an in-place update of HR's summary cards.
+    `answer` turns the engine's decision into the reply the caller will give, so the inbox row
+    commits with that answer (no second write after the commit)."""
 
     async def also(conn: Any) -> None:
+        if answer is not None:
+            ctx.expected = answer(DECIDED.get())
         await ctx.record(conn)
         holders = await _summary_holders(conn, case_id)
         if not holders:
@@ -84,19 +89,13 @@ async def _card_and_case(ctx: Context) -> tuple[OutboxMessage, Case] | Reply:
 async def _apply(ctx: Context, case: Case, make_event: Callable[[Case, Any], Any]) -> Reply:
     actor = ctx.actor
     zh, en = _DONE_TEXT.get(ctx.action, ("已完成。", "Done."))
-    template = ctx.service.template(case.template_id)
 
-    def decide(c: Case, state: Any) -> Any:
-        # The engine is pure, so deciding here too tells the inbox row (written in the same
-        # transaction by `touch_summary`) the answer it will give: no second write after commit.
-        event = make_event(c, state)
-        result = engine.apply(template, state, event)
-        ctx.expected = _answer(ctx, result if isinstance(result, engine.Refusal) else None, zh, en, case.id)
-        return event
+    def answer(result: Any) -> Reply:
+        return _answer(ctx, result if isinstance(result, engine.Refusal) else None, zh, en, case.id)
 
     try:
-        outcome = await ctx.service.apply(case.id, decide, actor=actor.employee_id if actor else "",
-                                          also=touch_summary(ctx, case.id))
+        outcome = await ctx.service.apply(case.id, make_event, actor=actor.employee_id if actor else "",
+                                          also=touch_summary(ctx, case.id, answer))
     except CaseError as exc:
         return ctx.refuse(exc.code, exc.message_zh, exc.message_en)
     return _answer(ctx, outcome.refusal, zh, en, case.id)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -32,6 +33,9 @@ from workflow.model import CaseState, Role, StepState
 from workflow.template import FlowTemplate
 
 Also = Callable[[Any], Awaitable[None]]
+# What the engine decided for the event being applied, for the caller's `also` (which runs in the
+# same task, inside the transaction): the inbox row can then store the answer the caller will give.
+DECIDED: ContextVar[Any] = ContextVar("decided", default=None)
 _ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: typed by HR from a phone
 assert len(_ID_ALPHABET) == 32
 
@@ -192,6 +196,7 @@ class CaseService:
                 event = make_event(case, state)
                 template = self.template(case.template_id)
                 result = engine.apply(template, state, event)
+                DECIDED.set(result)
                 at = getattr(event, "at", None) or utcnow()
                 if isinstance(result, engine.Refusal):
                     # A refusal may write nothing, so no compare-and-set would catch a snapshot
