@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -188,11 +189,31 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
-def report(label: str, elapsed: float, lat: list[float], failures: int) -> float:
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def report(label: str, elapsed: float, lat: list[float], failures: int, cpu: float | None = None) -> float:
+    """Print one line. `cpu`: the server's CPU seconds during the run: per event it is the cost
+    that does not depend on how fast the load generator is (it shares this machine's cores)."""
     eps = len(lat) / elapsed
+    per_event = f"   server CPU {cpu / len(lat) * 1000:5.2f} ms/event" if cpu is not None and lat else ""
     print(f"{label:<34} {eps:8.0f} events/s   p50 {pct(lat, 50):7.1f} ms   p99 {pct(lat, 99):7.1f} ms"
-          f"   failures {failures}")
+          f"   failures {failures}{per_event}")
     return eps
+
+
+def measured(proc: subprocess.Popen[bytes], run: Callable[[], tuple[float, list[float], int]],
+             ) -> tuple[float, list[float], int, float | None]:
+    before = cpu_seconds(proc.pid)
+    elapsed, lat, failures = run()
+    after = cpu_seconds(proc.pid)
+    return elapsed, lat, failures, None if before is None or after is None else after - before
 
 
 def bench_full(label: str, db_url: str, n: int, clients: int, workdir: Path) -> tuple[float, float]:
@@ -205,11 +226,11 @@ def bench_full(label: str, db_url: str, n: int, clients: int, workdir: Path) -> 
     base = f"http://127.0.0.1:{port}"
     try:
         asyncio.run(wait_up(f"{base}/healthz", proc))
-        elapsed, lat, failures = asyncio.run(load(base, offboard_bodies(n), clients))
-        commands = report(f"{label}, commands", elapsed, lat, failures)
+        commands = report(f"{label}, commands", *measured(
+            proc, lambda: asyncio.run(load(base, offboard_bodies(n), clients))))
         taps = asyncio.run(tap_bodies(base, n))
-        elapsed, lat, failures = asyncio.run(load(base, taps, clients, "/emulator/api/click"))
-        tapped = report(f"{label}, taps", elapsed, lat, failures)
+        tapped = report(f"{label}, taps", *measured(
+            proc, lambda: asyncio.run(load(base, taps, clients, "/emulator/api/click"))))
     finally:
         stop(proc)
     return commands, tapped
@@ -222,10 +243,10 @@ def bench_bare(n: int, clients: int, workdir: Path) -> float:
     proc = run_server([PY, str(script), str(port)], dict(os.environ))
     try:
         asyncio.run(wait_up(f"http://127.0.0.1:{port}/", proc))
-        elapsed, lat, failures = asyncio.run(load(f"http://127.0.0.1:{port}", offboard_bodies(n), clients))
+        result = measured(proc, lambda: asyncio.run(load(f"http://127.0.0.1:{port}", offboard_bodies(n), clients)))
     finally:
         stop(proc)
-    return report("bare aiohttp handler", elapsed, lat, failures)
+    return report("bare aiohttp handler", *result)
 
 
 def main() -> None:
