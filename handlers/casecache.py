@@ -34,7 +34,7 @@ class Snapshot:
 class CaseCache:
     """Most recently used snapshots, at most `size` of them."""
 
-    def __init__(self, size: int = 4096) -> None:
+    def __init__(self, size: int = 1024) -> None:
         self.size = size
         self._entries: OrderedDict[str, Snapshot] = OrderedDict()
         self.hits = 0

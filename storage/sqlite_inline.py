@@ -88,8 +88,16 @@ class InlineConnection:
         return self._connection
 
     async def _execute(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run `fn(*args)` now; on another process's write lock, wait without blocking the loop.
-        A statement that met the lock did not run, so running it again is safe."""
+        """Run `fn(*args)` now (the hook `storage.hotpath.Batch` uses for several statements)."""
+        return fn(*args)
+
+    async def _single(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run one statement now. Outside a transaction, if another process holds the write lock,
+        wait for it without blocking the loop: the statement did not run, so running it again is
+        safe. (Inside a transaction SQLite advises rolling back instead; with BEGIN IMMEDIATE a
+        statement there never meets the lock anyway.)"""
+        if self._conn.in_transaction:
+            return fn(*args)
         deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
         delay = 0.001
         while True:
@@ -107,20 +115,22 @@ class InlineConnection:
         return self._conn.execute(sql, () if parameters is None else parameters)
 
     async def execute(self, sql: str, parameters: Iterable[Any] | None = None) -> InlineCursor:
-        return InlineCursor(await self._execute(self._statement, sql, parameters))
+        return InlineCursor(await self._single(self._statement, sql, parameters))
 
     async def execute_fetchall(self, sql: str, parameters: Iterable[Any] | None = None) -> list[Any]:
-        return await self._execute(lambda: self._statement(sql, parameters).fetchall())
+        return await self._single(lambda: self._statement(sql, parameters).fetchall())
 
     async def execute_insert(self, sql: str, parameters: Iterable[Any] | None = None) -> Any:
         def run() -> Any:
             cursor = self._statement(sql, parameters)
             return cursor.execute("SELECT last_insert_rowid()").fetchone()
 
-        return await self._execute(run)
+        return await self._single(run)
 
     async def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> InlineCursor:
-        return InlineCursor(await self._execute(self._conn.executemany, sql, parameters))
+        # Tortoise runs it inside BEGIN ... COMMIT (its own or the caller's): never retried, since in
+        # autocommit mode each row would be its own transaction and a retry would repeat the first.
+        return InlineCursor(self._conn.executemany(sql, parameters))
 
     async def executescript(self, script: str) -> InlineCursor:
         # Not retried: a script that met the lock halfway would have run its first statements.

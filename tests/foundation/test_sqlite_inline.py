@@ -108,3 +108,14 @@ async def test_checkpoints_run_off_the_loop(db: Settings) -> None:
     finally:
         main_file.close()
     assert client.checkpointer.checkpoints >= 1
+
+
+async def test_a_single_statement_outside_a_transaction_also_waits(db: Settings) -> None:
+    other = _other_process(db)
+    other.execute("BEGIN IMMEDIATE")
+    asyncio.get_running_loop().call_later(0.2, other.commit)
+    try:
+        await Employee.create(employee_id="X6", name="庚")  # autocommit INSERT
+    finally:
+        other.close()
+    assert await Employee.filter(employee_id="X6").exists()
