@@ -145,14 +145,14 @@ def step_card(view: CaseView, step_id: str, *, purpose: str = "step") -> Card:
         docs = [document_title(d).get(view.language) for d in step.documents]
         fields.append((view.t("文件", "Documents"), _sep(view).join(docs)))
     fields.append((view.t("截止时间", "Deadline"), deadline(view, step)))
-    if view.backpay is not None and _shows_backpay(step):
+    if view.backpay is not None and shows_backpay(step):
         fields.append((view.t("社保补缴（个人部分）", "Social-insurance back-pay (employee share)"), view.backpay[0]))
     if step.role == Role.MANAGER and view.reason:
         # The performance result is what the manager is asked to confirm: keep it on the card itself.
         fields.append((view.t("绩效结果 / 原因", "Performance result / reason"), view.reason))
     body = [f"**{view.t('需要你做什么', 'What is asked')}**", step.ask.get(view.language), "",
             f"**{view.t('为什么', 'Why')}**", step.why.get(view.language)]
-    if view.backpay is not None and _shows_backpay(step) and view.backpay[1]:
+    if view.backpay is not None and shows_backpay(step) and view.backpay[1]:
         body += ["", f"**{view.t('计算依据', 'How it was computed')}**", *view.backpay[1]]
     earlier = _earlier_answers(view, step)
     if earlier:
@@ -183,7 +183,7 @@ def step_card(view: CaseView, step_id: str, *, purpose: str = "step") -> Card:
                 case_id=view.case_id, step_id=step_id, purpose=purpose, language=view.language)
 
 
-def _shows_backpay(step: StepTemplate) -> bool:
+def shows_backpay(step: StepTemplate) -> bool:
     """The letter that states the amount, and finance's confirmation of paying it."""
     return "guarantee_letter" in step.documents or step.id == "backpay"
 

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from bot.settings import Settings
 from cards import builders
+from cards.builders import shows_backpay
 from cards.model import Card
 from cards.view import CaseView
 from handlers.cases import CaseService, utcnow
@@ -27,7 +28,7 @@ class CardRenderer:
         self.service = service
 
     async def view(self, case: Case, *, recipient: Employee | None = None, language: str | None = None,
-                   now: datetime | None = None, detail: bool = True) -> CaseView:
+                   now: datetime | None = None, detail: bool = True, backpay_for: str | None = None) -> CaseView:
         """`detail=False` leaves out what only the card's text needs (names of who acted, signing
         links, the back-pay figure): enough to know which buttons a card offers, at half the cost."""
         now = now or utcnow()
@@ -51,7 +52,11 @@ class CardRenderer:
         if state.status == "cancelled":
             entry = await AuditEntry.filter(case_id=case.id, kind__contains="cancel").order_by("-seq").first()
             cancel_reason = str((entry.data or {}).get("reason", "")) if entry else ""
-        backpay = await self._backpay(case, template, state, now) if detail and recipient is not None else None
+        # The back-pay figure runs the settlement computation; only the step cards that show it
+        # (cards.builders.shows_backpay) get it.
+        wants_backpay = backpay_for is not None and shows_backpay(template.step(backpay_for))
+        backpay = await self._backpay(case, template, state, now) \
+            if detail and wants_backpay and recipient is not None else None
         return CaseView(
             case_id=case.id, template=template, state=state, employee_id=employee.employee_id,
             employee_name=employee.name, last_day=case.last_day, reason=case.reason, names=names,
@@ -88,9 +93,10 @@ class CardRenderer:
     async def card_of(self, case: Case, purpose: str, step_id: str | None, recipient: Employee | None,
                       *, language: str | None = None, detail: bool = True) -> Card | None:
         """The card for a case and recipient the caller has already read."""
-        view = await self.view(case, recipient=recipient, language=language, detail=detail)
-        if step_id is not None and step_id not in view.template:
+        template = self.service.template(case.template_id)
+        if step_id is not None and step_id not in template:
             return None
+        view = await self.view(case, recipient=recipient, language=language, detail=detail, backpay_for=step_id)
         return builders.build(view, purpose, step_id)
 
     async def for_outbox(self, row: OutboxMessage) -> Card | None:
