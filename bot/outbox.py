@@ -56,6 +56,7 @@ from storage import hotpath
 from storage.models import OutboxMessage
 
 log = logging.getLogger("bot.outbox")
+MARK_BATCH = 10  # outcomes written per commit within one claimed batch
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 # Builds the card for a row from current state; None when there is nothing to show any more.
@@ -111,6 +112,8 @@ class Relay:
         self.yield_factor = yield_factor
         self.clock = clock
         self.rest = rest
+        self._marks: list[tuple[OutboxMessage, dict[str, Any]]] | None = None  # outcomes not yet written
+        self._sent = 0
         self.render = render
         self.worker = worker
         self.lease = lease
@@ -147,16 +150,27 @@ class Relay:
 
     # ---- delivering -------------------------------------------------------------------------
     async def run_once(self, now: datetime | None = None) -> int:
-        """Claim one batch and deliver it; returns how many rows were delivered."""
+        """Claim one batch and deliver it; returns how many rows were delivered.
+
+        The outcomes are written MARK_BATCH at a time, one commit each, not one commit per row.
+        A crash before they are written leaves those rows claimed; their lease runs out and they
+        are sent again under the same card id, which the platform answers with the card it has,
+        exactly as for a crash between one send and its mark."""
         now = now or utcnow()
         rows = await self.claim(now)
-        delivered = 0
-        for row in rows:
-            started = self.clock()
-            delivered += await self.deliver(row, now)
-            if self.busy():
-                await self.rest((self.clock() - started) * self.yield_factor)
-        return delivered
+        self._marks, self._sent = [], 0
+        try:
+            for row in rows:
+                started = self.clock()
+                await self.deliver(row, now)
+                if len(self._marks) >= MARK_BATCH:
+                    await self._flush_marks()
+                if self.busy():
+                    await self.rest((self.clock() - started) * self.yield_factor)
+            await self._flush_marks()
+            return self._sent
+        finally:
+            self._marks = None
 
     async def deliver(self, row: OutboxMessage, now: datetime | None = None) -> bool:
         now = now or utcnow()
@@ -191,6 +205,7 @@ class Relay:
         return await adapter.send_card(row.recipient, card, row.key)
 
     async def _update_cards(self, adapter: PlatformAdapter, row: OutboxMessage, now: datetime) -> str | None:
+        await self._flush_marks()  # a card sent earlier in this batch must read as sent below
         holders = await OutboxMessage.filter(
             case_id=row.case_id, step_id=row.step_id, recipient=row.recipient, kind="card",  # type: ignore[attr-defined]
         ).order_by("id")
@@ -225,13 +240,31 @@ class Relay:
                          next_attempt_at=now + timedelta(seconds=delay))
 
     async def _mark(self, row: OutboxMessage, **changes: Any) -> bool:
+        """Record a row's outcome: queued when inside `run_once` (False: counted at the flush),
+        written now otherwise (True when it was marked sent)."""
+        if self._marks is not None:
+            self._marks.append((row, changes))
+            return False
+        return await self._write_marks([(row, changes)]) == 1
+
+    async def _flush_marks(self) -> None:
+        if self._marks:
+            marks, self._marks = self._marks, []
+            self._sent += await self._write_marks(marks)
+
+    async def _write_marks(self, marks: list[tuple[OutboxMessage, dict[str, Any]]]) -> int:
         # Only while we still hold the claim: if our lease ran out and another replica took the row,
         # its outcome stands (and the card id kept the platform from showing two cards).
-        n = await hotpath.update_where(hotpath.default_conn(), OutboxMessage, changes,
-                                       {"id": row.id, "status": "claimed", "claimed_by": self.worker})
-        if n != 1:
-            log.warning("outbox %s: claim lost before it could be marked", row.key)
-        return n == 1 and changes.get("status") == "sent"
+        sent = 0
+        async with in_transaction() as conn:
+            for row, changes in marks:
+                n = await hotpath.update_where(conn, OutboxMessage, changes,
+                                               {"id": row.id, "status": "claimed", "claimed_by": self.worker})
+                if n != 1:
+                    log.warning("outbox %s: claim lost before it could be marked", row.key)
+                elif changes.get("status") == "sent":
+                    sent += 1
+        return sent
 
     # ---- the loop ---------------------------------------------------------------------------
     async def run_forever(self, wake: asyncio.Event, poll_seconds: float) -> None:

@@ -212,3 +212,36 @@ async def test_inbound_is_busy_while_events_arrive(chat) -> None:
     assert inbound.busy()  # an event within the quiet window
     await asyncio.sleep(0.06)
     assert not inbound.busy()
+
+
+async def test_outcomes_are_written_per_batch_and_a_crash_mid_batch_duplicates_nothing(chat) -> None:
+    await chat.send("E001", START)
+    await chat.send("E001", "/offboard E007 resignation 2025-08-31")
+    cards = await OutboxMessage.filter(kind="card").count()
+    assert cards >= 3
+
+    class Death(BaseException):
+        """The process dying (a BaseException: the relay's own error handling does not see it)."""
+
+    class DiesOnThird(FlakyPlatform):
+        async def send_card(self, recipient: str, card: Card, card_id: str) -> str:
+            if self.posts == 2 and card_id not in self.cards:
+                raise Death  # after the platform accepted two cards
+            return await super().send_card(recipient, card, card_id)
+
+    platform = DiesOnThird()
+    now = utcnow()
+    with pytest.raises(Death):
+        await _relay(chat, platform, worker="replica-a").run_once(now)
+    assert platform.posts == 2
+    # Their outcomes were still queued when it died: the rows are claimed, not marked sent.
+    assert await OutboxMessage.filter(status="sent").count() == 0
+    assert await OutboxMessage.filter(status="claimed", claimed_by="replica-a").count() == cards
+
+    survivor = FlakyPlatform()
+    survivor.cards, survivor.posts = platform.cards, platform.posts  # the same platform, seen again
+    second = _relay(chat, survivor, worker="replica-b")
+    delivered = await second.run_once(now + timedelta(seconds=61))  # leases ran out
+    assert delivered == cards
+    assert await OutboxMessage.filter(kind="card", status="sent").count() == cards
+    assert survivor.posts == cards  # one card each: the two re-sent ones were answered, not re-posted
