@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -86,6 +87,10 @@ async def serve(settings: Settings) -> None:
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port)
     await site.start()
+    # Everything loaded so far (modules, templates, the ORM's metadata) lives as long as the
+    # process; frozen, full collections walk only what the running bot has made since.
+    gc.collect()
+    gc.freeze()
     log.info("serving on http://%s:%s (platforms: %s)", settings.http_host, settings.http_port,
              ", ".join(settings.platforms))
     try:
