@@ -95,11 +95,17 @@ class CaseService:
             ) from None
 
     async def load_state(self, case: Case, conn: Any = None) -> CaseState:
+        """The state of `case` as the caller read it: from the snapshot when that is the same
+        version, else read (case row and steps in one statement, so they agree) and kept."""
         snap = self.cache.get(case.id)
         if snap is not None and snap.stamp == (case.version, case.audit_seq):
             return snap.state
-        rows = await CaseStep.filter(case_id=case.id).using_db(conn).order_by("position")
-        return _state(case, [{c: getattr(r, c) for c in _STEP_READ} for r in rows])
+        loaded = await hotpath.load_case(conn or hotpath.default_conn(), case.id)
+        if loaded is None:
+            raise CaseError("unknown_case", f"找不到流程 {case.id}", f"no case {case.id}")
+        fresh = Snapshot(loaded[0], _state(loaded[0], loaded[1]), None)
+        self.cache.put(fresh)
+        return fresh.state
 
     async def roles_of(self, case: Case, actor: Employee) -> frozenset[Role]:
         roles: set[Role] = set()
@@ -379,8 +385,6 @@ class CaseService:
         return self.platforms[0]
 
 
-_STEP_READ = ("step_id", "status", "activated_at", "viewed_at", "done_at", "done_by", "outcome", "data",
-              "documents_signed", "reminders_sent", "rejections", "timers_fired")
 
 
 def _state(case: Case, rows: Sequence[dict[str, Any]]) -> CaseState:

@@ -120,3 +120,16 @@ async def test_a_failed_transaction_drops_the_snapshot(replicas) -> None:
     assert (await Case.get(id=cid)).version == 1
     out = await a.apply(cid, _act("application", "submit", "E003", Role.EMPLOYEE, SUBMIT), actor="E003")
     assert out.ok and (await Case.get(id=cid)).version == 2
+
+
+async def test_reading_a_state_keeps_a_snapshot_for_the_next_event(replicas) -> None:
+    a, b = replicas
+    cid = await _open(a)
+    assert b.cache.get(cid) is None  # b never saw this case
+    state = await b.load_state(await Case.get(id=cid))  # e.g. rendering a card
+    assert state.steps["application"].status == "active"
+    snap = b.cache.get(cid)
+    assert snap is not None and snap.stamp == (1, (await Case.get(id=cid)).audit_seq)
+    out = await b.apply(cid, _act("application", "submit", "E003", Role.EMPLOYEE, SUBMIT), actor="E003")
+    assert out.ok and out.attempts == 1
+    assert (await audit.verify_chain(cid)).ok
