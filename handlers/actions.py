@@ -40,7 +40,7 @@ def touch_summary(ctx: Context, case_id: str, answer: Callable[[Any], Reply] | N
         if answer is not None:
             ctx.expected = answer(DECIDED.get())
         await ctx.record(conn)
-        holders = await _summary_holders(conn, case_id)
+        holders = await hotpath.summary_holders(conn, case_id)
         if not holders:
             return
         stamp = await hotpath.case_stamp(conn, case_id)
@@ -55,10 +55,6 @@ def touch_summary(ctx: Context, case_id: str, answer: Callable[[Any], Reply] | N
         ])
 
     return also
-
-
-async def _summary_holders(conn: Any, case_id: str) -> list[tuple[str, str]]:
-    return await hotpath.summary_holders(conn, case_id)
 
 
 async def case_roles(ctx: Context, case: Case) -> frozenset[Role]:

@@ -145,10 +145,8 @@ class CaseService:
         }
         # The row is inserted already at its first version with its audit head, so a new case needs
         # no compare-and-set: the unique id and open key serialise creators.
-        entries = audit.build_entries(case_id, 0, audit.GENESIS, [
-            (at, created_by, e.kind, e.data) for e in (opened, *decision.effects) if isinstance(e, fx.Audit)
-        ])
-        row["audit_seq"], row["audit_head"] = entries[-1].seq, entries[-1].hash
+        entries, moved = _chain(case_id, 0, audit.GENESIS, (opened, *decision.effects), at, actor=created_by)
+        row.update(moved)
         case = Case._init_from_db(**row)
         try:
             async with in_transaction() as conn:
@@ -249,18 +247,6 @@ class CaseService:
         return Snapshot(case, _state(case, rows), None)
 
     # ---- effects -> rows -----------------------------------------------------------------
-    def _chain(
-        self, case: Case, effects: Sequence[Any], at: datetime, *, actor: str, changes: dict[str, Any]
-    ) -> tuple[list[audit.NewEntry], dict[str, Any]]:
-        """The audit entries of a decision, chained after the case's head, and the case columns
-        that move with them."""
-        entries = audit.build_entries(case.id, case.audit_seq, case.audit_head, [
-            (at, actor, e.kind, e.data) for e in effects if isinstance(e, fx.Audit)
-        ])
-        if entries:
-            changes = {**changes, "audit_seq": entries[-1].seq, "audit_head": entries[-1].hash}
-        return entries, changes
-
     async def _write(
         self, conn: Any, snap: Snapshot, new_state: CaseState, effects: Sequence[Any], at: datetime, *, actor: str,
         changes: dict[str, Any], steps: dict[str, dict[str, Any]] | None = None,
@@ -271,7 +257,8 @@ class CaseService:
         the rows need (recipients, card holders) run before; anything they could race with bumps
         the version, so the compare-and-set still catches it."""
         case = snap.case
-        entries, changes = self._chain(case, effects, at, actor=actor, changes=changes)
+        entries, moved = _chain(case.id, case.audit_seq, case.audit_head, effects, at, actor=actor)
+        changes = {**changes, **moved}
         holders = snap.holders
         if holders is None and any(isinstance(e, fx.UpdateStep) for e in effects):
             holders = frozenset(await hotpath.card_holders(conn, case.id))
@@ -385,6 +372,17 @@ class CaseService:
         return self.platforms[0]
 
 
+
+
+def _chain(
+    case_id: str, seq: int, head: str, effects: Sequence[Any], at: datetime, *, actor: str
+) -> tuple[list[audit.NewEntry], dict[str, Any]]:
+    """The audit entries of a decision, chained after the head (seq, head), and the case columns
+    that move with them."""
+    entries = audit.build_entries(case_id, seq, head, [
+        (at, actor, e.kind, e.data) for e in effects if isinstance(e, fx.Audit)
+    ])
+    return entries, ({"audit_seq": entries[-1].seq, "audit_head": entries[-1].hash} if entries else {})
 
 
 def _state(case: Case, rows: Sequence[dict[str, Any]]) -> CaseState:
