@@ -328,6 +328,12 @@ def summary_card(view: CaseView) -> Card:
             why = (view.t("锁定，需先完成：", "locked until: ") + _sep(view).join(blockers)) if blockers else \
                 view.t("未开始", "not started")
             lines.append(f"- 🔒 {label} — {why}")
+    if view.state.questions:
+        # The employee's questions stay in sight until answered (each has its own card too).
+        lines += ["", f"**{view.t('员工提问', 'Questions from the employee')}**"]
+        for q in view.state.questions.values():
+            state = view.t("已回复", "answered") if q.answered else view.t("待回复", "waiting for an answer")
+            lines.append(f"- {view.case_id}-{q.id} · {state} · {q.text[:60]}")
     done = sum(1 for st in view.state.steps.values() if st.status == "done")
     blockers = close_blockers(view)
     buttons: list[Button] = []

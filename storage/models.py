@@ -71,7 +71,7 @@ class Case(Model):
     # The employee's questions to HR and the answers (workflow.model.Question, in the order asked):
     # part of the case state, so they load with the case in its one statement and move with its
     # compare-and-set.
-    questions = fields.JSONField(default=list)
+    questions = fields.JSONField(null=True)  # NULL on rows from before the column: no questions
 
     class Meta:
         table = "case"

@@ -11,6 +11,6 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name='Case',
             name='questions',
-            field=fields.JSONField(default=list),
+            field=fields.JSONField(null=True),
         ),
     ]

@@ -103,9 +103,15 @@ async def test_typed_question_and_answer_command(chat: Chat) -> None:
     case_id = await _started(chat)
     asked = await chat.send("E003", "我什么时候能拿到离职证明？")
     assert asked.ok and asked.code == "asked" and asked.data["question"] == f"{case_id}-Q1", asked.text
-    explicit = await chat.send("E003", "/问HR 补缴的社保会打到哪个账户？")
+    explicit = await chat.send("E003", "/问HR 补缴的社保会打到哪个账户？", event_id="ask-twice")
     assert explicit.ok and explicit.data["question"] == f"{case_id}-Q2"
+    # A redelivered message is one question, answered the same way.
+    again = await chat.send("E003", "/问HR 补缴的社保会打到哪个账户？", event_id="ask-twice")
+    assert again.duplicate and again.data["question"] == f"{case_id}-Q2"
+    assert len((await Case.get(id=case_id)).questions) == 2
     await chat.deliver()
+    summary = chat.card("E001", purpose="summary").card.body
+    assert f"{case_id}-Q1 · 待回复 · 我什么时候能拿到离职证明？" in summary
     q2 = [m for m in chat.cards("E001") if m.card and m.card.purpose == "question"]
     assert len(q2) == 2
     assert "（离职员工）" in dict(q2[0].card.fields)["当前步骤"]
@@ -138,6 +144,7 @@ async def test_typed_question_and_answer_command(chat: Chat) -> None:
     await chat.deliver()
     got = chat.card("E003", purpose="answer")
     assert "离职当天由 HR 发电子版" in got.card.body and "我什么时候能拿到离职证明" in got.card.body
+    assert f"{case_id}-Q1 · 已回复" in chat.card("E001", purpose="summary").card.body
     # The employee's own view lists both questions, one answered.
     status = await chat.send("E003", "/进度")
     assert f"{case_id}-Q1：我什么时候能拿到离职证明？ → 李娜 已回复" in status.text
