@@ -123,7 +123,8 @@ def _sep(view: CaseView) -> str:
 def _case_fields(view: CaseView) -> list[tuple[str, str]]:
     fields = [
         (view.t("流程", "Case"), f"{view.case_id} · {view.template.title.get(view.language)}"),
-        (view.t("员工", "Employee"), f"{view.employee_name}（{view.employee_id}）"),
+        (view.t("员工", "Employee"), view.t(f"{view.employee_name}（{view.employee_id}）",
+                                            f"{view.employee_name} ({view.employee_id})")),
     ]
     if view.last_day:
         fields.append((view.t("最后工作日", "Last working day"), view.last_day.isoformat()))

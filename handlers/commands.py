@@ -338,10 +338,12 @@ HELP_HR = ("离职助手 · HR 命令\n"
            "Chinese aliases work too: /离职 /状态 /列表 /催办 /取消 /回复 /帮助")
 HELP_OTHERS = ("离职助手会把需要你处理的事项以卡片发给你，直接点卡片上的按钮即可。\n"
                "/进度 — 查看你的离职流程：已完成什么、下一步、截止时间\n"
-               "有疑问直接发消息给我（或点卡片上的「问HR」），问题会转给 HR，回复也会发到这里。",
+               "正在办理离职的员工有疑问可直接发消息给我（或点卡片上的「问HR」），问题会转给 HR，回复也会发到这里；"
+               "其他事情请直接联系 HR。",
                "The offboarding bot sends you cards for whatever needs you; tap their buttons.\n"
                "/status — your own offboarding: what is done, what is next, by when\n"
-               "Questions: just write to me (or tap \"Ask HR\" on a card); HR gets them and answers here.")
+               "If you are leaving, just write your question to me (or tap \"Ask HR\" on a card); HR gets it "
+               "and answers here. For anything else, contact HR directly.")
 
 
 @router.command("help", aliases=["帮助", "?", "？"], hr_only=False)
