@@ -202,7 +202,7 @@ def step_card(view: CaseView, step_id: str, *, purpose: str = "step") -> Card:
         buttons.append(ask)
     title = step.title.get(view.language)
     summary = view.t(f"{view.employee_name} 的离职流程", f"Offboarding of {view.employee_name}")
-    if purpose == "reminder" and st.status == "active":
+    if purpose == "reminder" and st.status == "active" and view.state.status == "open":
         title = view.t("提醒：", "Reminder: ") + title
         tone = "warning"
         limit = span(view, step.deadline_hours)

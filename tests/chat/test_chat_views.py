@@ -155,8 +155,15 @@ async def test_a_case_number_that_does_not_exist_is_said_so(chat: Chat, text: st
 
 async def test_cancelled_case_cards_say_cancelled(chat: Chat) -> None:
     case_id = await _through_review(chat)
+    assert (await chat.send("E001", f"/催办 {case_id}")).ok
+    await chat.deliver()
+    assert chat.card("E003", purpose="reminder", step="handover").card.title.startswith("提醒：")
     assert (await chat.send("E001", f"/取消 {case_id} 员工撤回申请")).ok
     await chat.deliver()
+    # A reminder already delivered stops urging once the case is cancelled.
+    reminder = chat.card("E003", purpose="reminder", step="handover").card
+    assert not reminder.title.startswith("提醒") and "尽快" not in reminder.summary
+    assert reminder.status == "流程已取消" and reminder.tone == "closed" and not reminder.buttons
     summary = chat.card("E001", purpose="summary")
     assert "进行中" not in summary.card.body and "已取消" in summary.card.summary
     assert "✗ 3. HR 核对考勤与社保缴纳（人事（HR）） — 已取消" in summary.card.body
