@@ -146,5 +146,12 @@ def main(argv: list[str] | None = None) -> None:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.func is _cmd_serve:
+        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    else:
+        # A one-shot command prints its own output; libraries speak only when something is wrong
+        # (no "Tortoise-ORM shutdown" after every command), our own loggers at the configured level.
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        for ours in ("bot", "handlers", "signing", "storage", "workflow", "settlement"):
+            logging.getLogger(ours).setLevel(settings.log_level)
     sys.exit(args.func(args))
