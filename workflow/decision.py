@@ -21,6 +21,7 @@ RefusalCode = Literal[
     "reason_required",
     "incomplete",
     "unknown_step",
+    "not_reopenable",
 ]
 
 @dataclass(frozen=True, slots=True)
