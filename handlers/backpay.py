@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from bot.router import Context, Reply
 from cards.builders import shows_backpay
 from handlers.cases import CaseError, CaseService
+from settlement.tables import RateTable
 from signing.pipeline import PipelineError, RatesMissing, backpay_context, entered_tables
 from storage import hotpath
 from storage.canonical import canonical_json, sha256_hex
@@ -53,6 +55,33 @@ def contribution_year(month: str) -> tuple[str, str]:
     return f"{start:04d}-07", f"{start + 1:04d}-06"
 
 
+_ITEM_ZH = {"pension": "养老", "medical": "医疗", "unemployment": "失业", "injury": "工伤", "maternity": "生育"}
+
+
+def _pct(rate: Decimal) -> str:
+    text = format(rate * 100, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def rates_hint(table: RateTable | None) -> str:
+    """The rate words of `/录入费率`, pre-filled from the city's newest table (rates rarely change; the
+    base limits do every year, so those stay for HR to fill in)."""
+    if table is None:
+        return "养老=8/16 医疗=2/9.8 失业=0.5/0.5"
+    words = []
+    for name, zh in _ITEM_ZH.items():
+        item = table.items.get(name)
+        if item is None:
+            continue
+        if name in ("injury", "maternity"):
+            words.append(f"{zh}={_pct(item.employer_rate)}")
+        else:
+            words.append(f"{zh}={_pct(item.employee_rate)}/{_pct(item.employer_rate)}")
+        if item.employee_fixed:
+            words.append(f"医疗定额={_pct(item.employee_fixed / 100)}")
+    return " ".join(words)
+
+
 def hr_message(case: Case, employee: Employee, problem: PipelineError, step_title: str) -> str:
     """The one message HR gets: what failed, for which city and months, and the two ways out."""
     head = f"流程 {case.id}（{employee.name}，{employee.employee_id}）：「{step_title}」未能完成。"
@@ -66,8 +95,10 @@ def hr_message(case: Case, employee: Employee, problem: PipelineError, step_titl
             "请任选其一：",
             "① 核对通讯录中该员工的入职日期、所在城市和月工资；如有误，更正后重新导入通讯录。",
             f"② 按{problem.city_zh}公布的该期间社保缴费标准录入费率（连同原因写入本流程审计记录）：",
-            f"/录入费率 {case.id} {start}至{end} 下限=<元> 上限=<元> 养老=8/16 医疗=2/9.8 失业=0.5/0.5 "
+            f"/录入费率 {case.id} {start}至{end} 下限=<元> 上限=<元> {rates_hint(problem.latest)} "
             "来源=<公告网址> 原因：<原因>",
+            *([f"（费率按「{problem.latest.name}」预填，请按通知核对；下限、上限请按通知填写。）"]
+              if problem.latest else []),
             again, wait,
         ])
     fix = "请核对通讯录中该员工的入职日期、所在城市和月工资，更正后重新导入通讯录。"

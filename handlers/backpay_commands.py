@@ -159,9 +159,8 @@ async def _table_for(ctx: Context, case: Case, employee: Employee, start: str, e
         e = others[0]
         raise BadInput(f"本流程已录入 {e.effective_from}至{e.effective_to} 的费率，与 {start}至{end} 重叠",
                        f"rates for {e.effective_from}..{e.effective_to} were already entered and overlap")
-    short = reason if len(reason) <= 40 else reason[:40] + "…"
     data = {
-        "id": table_id, "city": slug, "city_zh": city_zh, "name": f"HR 录入的{city_zh}费率（{short}）",
+        "id": table_id, "city": slug, "city_zh": city_zh, "name": f"HR 录入的{city_zh}费率",
         "name_en": f"{city_zh} rates entered by HR for case {case.id}", "effective_from": start,
         "effective_to": end, "checked": ctx.incoming.at.date().isoformat(), "confidence": "entered by HR with a reason",
         "notes": reason, **rates,

@@ -59,11 +59,13 @@ class RatesMissing(PipelineError):
     """No rate table covers some of the back-pay months for the employee's city: HR must correct the
     directory or enter the rates; the message names the city and the months."""
 
-    def __init__(self, city: str, city_zh: str, months: Sequence[str], known: Sequence[str]) -> None:
+    def __init__(self, city: str, city_zh: str, months: Sequence[str], known: Sequence[str],
+                 latest: RateTable | None = None) -> None:
         self.city = city
         self.city_zh = city_zh
         self.months = list(months)
         self.known = list(known)
+        self.latest = latest  # the city's newest table: its rates pre-fill HR's entry
         known_text = "、".join(known) if known else "无"
         super().__init__(f"{city_zh} {self.period_zh} 没有社保费率表（已有期间：{known_text}），"
                          "无法计算社保补缴金额")
@@ -177,7 +179,8 @@ def check_coverage(tables: RateTables, city: str | None, months: Sequence[str]) 
     own = tables.for_city(slug)
     missing = [m for m in months if not any(t.covers(m) for t in own)]
     if missing:
-        raise RatesMissing(slug, own[0].city_zh, missing, [f"{t.effective_from}至{t.effective_to}" for t in own])
+        raise RatesMissing(slug, own[0].city_zh, missing, [f"{t.effective_from}至{t.effective_to}" for t in own],
+                           own[-1])
 
 
 def backpay_context(emp: Employee, last_day: date | None, unpaid: object, *,
