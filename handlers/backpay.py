@@ -21,11 +21,12 @@ from bot.router import Context, Reply
 from cards.builders import shows_backpay
 from handlers.cases import CaseError, CaseService
 from settlement.tables import RateTable
-from signing.pipeline import PipelineError, RatesMissing, backpay_context, entered_tables
+from signing.pipeline import BackpayError, PipelineError, RatesMissing, backpay_context, entered_tables
 from storage import hotpath
 from storage.canonical import canonical_json, sha256_hex
 from storage.models import Case, Employee, OutboxMessage
 from workflow import engine
+from workflow.documents import document_title
 from workflow.events import Act, Note
 from workflow.model import Role
 from workflow.template import FlowTemplate
@@ -35,7 +36,7 @@ log = logging.getLogger("handlers.backpay")
 BLOCKED = "backpay_blocked"
 # What an employee (or finance) reads while HR sorts the amount out: never the reason itself.
 EMPLOYEE_STATUS = ("HR 正在核对补缴金额，核对完成后会通知你", "HR is checking the amount; you will be told when done")
-EMPLOYEE_PAGE = "文件中的金额正在由 HR 核对，核对完成后会通知你再来签署。"
+EMPLOYEE_PAGE = "文件正在由 HR 核对，核对完成后会通知你再来签署。"
 
 
 def gate_steps(template: FlowTemplate) -> tuple[str, ...]:
@@ -182,13 +183,20 @@ async def tell_hr(service: CaseService, case: Case, step_id: str, problem: Pipel
     employee triggered, such as opening the signing page of a case stranded before the gate existed."""
     template = service.template(case.template_id)
     gated = gate_steps(template)
-    title = template.step(gated[0]).title.zh if gated else template.step(step_id).title.zh
     note = _note_data(step_id, problem, None)
     key = f"{case.id}:{BLOCKED}:{sha256_hex(canonical_json(note))[:16]}"
     if await OutboxMessage.filter(key__startswith=key).exists():
         return
     employee = await Employee.get(id=case.employee_id)  # type: ignore[attr-defined]
-    rows = await _hr_rows(service, case, hr_message(case, employee, problem, title), key, at)
+    if isinstance(problem, BackpayError) and gated:
+        text = hr_message(case, employee, problem, template.step(gated[0]).title.zh)
+    else:
+        step = template.step(step_id)
+        docs = "、".join(f"《{document_title(d).zh}》" for d in step.documents)
+        text = (f"流程 {case.id}（{employee.name}，{employee.employee_id}）：「{step.title.zh}」的{docs}无法生成。\n"
+                f"原因：{problem}。\n员工打开签署页面时只看到“文件正在由 HR 核对”；"
+                f"处理后请发送 /催办 {case.id} 通知员工。")
+    rows = await _hr_rows(service, case, text, key, at)
 
     async def also(conn: Any) -> None:
         await hotpath.insert_outbox(conn, rows)

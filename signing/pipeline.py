@@ -55,7 +55,11 @@ class PipelineError(RuntimeError):
 ENTERED_RATES = "backpay_rates_entered"
 
 
-class RatesMissing(PipelineError):
+class BackpayError(PipelineError):
+    """The social-insurance back-pay cannot be computed from the directory and the tables."""
+
+
+class RatesMissing(BackpayError):
     """No rate table covers some of the back-pay months for the employee's city: HR must correct the
     directory or enter the rates; the message names the city and the months."""
 
@@ -153,15 +157,15 @@ def backpay_months(emp: Employee, last_day: date | None, unpaid: object) -> list
     """The probation months from the hire date to the last day; when HR entered the number of unpaid
     months, the first that many (the months before the employer registered the employee)."""
     if emp.hire_date is None or last_day is None:
-        raise PipelineError("员工入职日期或最后工作日未登记，无法计算社保补缴金额")
+        raise BackpayError("员工入职日期或最后工作日未登记，无法计算社保补缴金额")
     if emp.monthly_wage is None:
-        raise PipelineError("员工月工资未登记，无法计算社保补缴金额")
+        raise BackpayError("员工月工资未登记，无法计算社保补缴金额")
     months = _months_between(emp.hire_date, last_day)
     if unpaid is not None and str(unpaid).strip() != "":
         try:
             n = int(Decimal(str(unpaid).strip()))
         except ArithmeticError as exc:
-            raise PipelineError(f"未缴社保月数无效：{unpaid}") from exc
+            raise BackpayError(f"未缴社保月数无效：{unpaid}") from exc
         months = months[: max(n, 0)]
     return months
 
@@ -170,7 +174,7 @@ def check_coverage(tables: RateTables, city: str | None, months: Sequence[str]) 
     """RatesMissing (in Chinese, naming city and months) unless a table covers every month."""
     if city is None:
         if len(tables.cities()) != 1:
-            raise PipelineError("员工所在城市未登记，无法选择社保费率表；请在通讯录中补充城市后重新核对")
+            raise BackpayError("员工所在城市未登记，无法选择社保费率表；请在通讯录中补充城市后重新核对")
         city = tables.cities()[0]
     try:
         slug = tables.resolve_city(city)
@@ -200,7 +204,7 @@ def backpay_context(emp: Employee, last_day: date | None, unpaid: object, *,
         result = backpay(months, Decimal(emp.monthly_wage), city=emp.city or None, tables=tables)
     except SettlementError as exc:
         log.warning("back-pay for %s: %s", emp.employee_id, exc)
-        raise PipelineError(f"社保补缴金额无法计算（{exc.field}）：请核对通讯录中该员工的入职日期、城市和月工资，"
+        raise BackpayError(f"社保补缴金额无法计算（{exc.field}）：请核对通讯录中该员工的入职日期、城市和月工资，"
                             "或所用费率表") from exc
     period = period_zh(months)
     lines = list(result.basis)
