@@ -25,7 +25,7 @@ from handlers.cases import DECIDED, CaseError
 from handlers.commands import find_case
 from settlement.errors import SettlementError
 from settlement.tables import RateTable, parse_table
-from signing.pipeline import ENTERED_RATES, case_tables, entered_tables, period_zh
+from signing.pipeline import CITY_ZH, ENTERED_RATES, case_tables, entered_tables, period_zh
 from storage.canonical import sha256_hex
 from storage.models import Case, Document, Employee
 from workflow import engine
@@ -144,7 +144,8 @@ async def _table_for(ctx: Context, case: Case, employee: Employee, start: str, e
         slug = tables.resolve_city(city)
         city_zh = tables.for_city(slug)[0].city_zh
     except SettlementError:
-        slug, city_zh = _city_slug(city), city
+        slug = _city_slug(city)
+        city_zh = CITY_ZH.get(slug, city)
     table_id = f"case-{case.id.lower()}-{slug}-{start}"
     published = [t for t in tables.tables if t.city == slug and t.id not in {e.id for e in entered}
                  and t.effective_from <= end and start <= t.effective_to]

@@ -46,6 +46,15 @@ LEGAL_BASIS = {
 }
 
 
+# Chinese names of large cities a directory may hold by slug, so HR's message names the city even when no
+# table of it is loaded yet.
+CITY_ZH = {
+    "beijing": "北京", "shanghai": "上海", "guangzhou": "广州", "shenzhen": "深圳", "hangzhou": "杭州",
+    "chengdu": "成都", "tianjin": "天津", "chongqing": "重庆", "nanjing": "南京", "wuhan": "武汉",
+    "suzhou": "苏州", "xian": "西安", "changsha": "长沙", "zhengzhou": "郑州", "qingdao": "青岛",
+}
+
+
 class PipelineError(RuntimeError):
     """A document cannot be produced (missing template, directory data or rate table); message is for HR."""
 
@@ -179,7 +188,7 @@ def check_coverage(tables: RateTables, city: str | None, months: Sequence[str]) 
     try:
         slug = tables.resolve_city(city)
     except SettlementError:
-        raise RatesMissing(city, city, months, []) from None
+        raise RatesMissing(city, CITY_ZH.get(city.strip().lower(), city), months, []) from None
     own = tables.for_city(slug)
     missing = [m for m in months if not any(t.covers(m) for t in own)]
     if missing:
