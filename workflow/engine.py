@@ -590,6 +590,7 @@ def _on_reopen(template: FlowTemplate, state: CaseState, event: Reopen) -> Decis
             return refuse("not_reopenable", msg.not_reopenable(step, template.by_id[sid], bool(st.documents_signed)),
                           (sid,))
     tx = _Tx(template, state, event.at)
+    # No new timers for the reopened step: HR reopened it to act on it now, and its card is updated in place.
     tx.put(step.id, status="active", activated_at=event.at, done_at=None, done_by=None, outcome=None,
            reminders_sent=0, timers_fired=frozenset())
     tx.effects.append(UpdateStep(step.id))

@@ -17,6 +17,7 @@ import aiohttp
 
 from bot.app import build_service
 from bot.settings import Settings
+from storage.audit import verify_chain
 from storage.directory import import_csv
 from storage.models import AuditEntry, Case, CaseStep, Document, Employee
 from tests.chat.test_chat_emulator import _cards, _wait_card, server  # noqa: F401  (server is a fixture)
@@ -121,6 +122,9 @@ async def _finish(http: aiohttp.ClientSession, base: str, case_id: str) -> None:
             break
         await asyncio.sleep(0.05)
     assert (await Case.get(id=case_id)).status == "completed"
+    # The blocked attempt, the rates entry or the redo sit in the chain like every other entry.
+    report = await verify_chain(case_id)
+    assert report.ok, report.problem
 
 
 async def test_months_outside_every_table_rates_entered_with_a_reason(server: str) -> None:  # noqa: F811
