@@ -107,7 +107,8 @@ def parse_rates(pairs: list[str]) -> dict[str, Any]:
     if floor <= 0 or cap < floor:
         raise BadInput(f"上限 {cap} 应不低于下限 {floor}，且下限大于 0", f"cap {cap} must be >= floor {floor} > 0")
     source = seen["source"]
-    if not re.fullmatch(r"https?://\S{1,500}", source):
+    # Printed in the letter's basis lines: plain URL characters only (no quotes or angle brackets).
+    if not re.fullmatch(r"https?://[A-Za-z0-9._~:/?#@!$&()*+,;=%-]{1,500}", source):
         raise BadInput("「来源」应为公告的网址（http:// 或 https:// 开头）", "source must be an http(s) URL")
     items: dict[str, dict[str, str]] = {}
     for name in _SHARED:

@@ -74,6 +74,7 @@ async def test_city_without_any_table_named_in_chinese_then_rates_entered(chat: 
     (GZ.replace("养老=8/15", "养老=八/15"), "不是数字"),
     (GZ.replace("养老=8/15", "养老=8/15 养老=8/16"), "写了两次"),
     (GZ.replace("来源=https://", "来源=ftp://"), "网址"),
+    (GZ.replace("来源=https://", "来源=https://x/<b>"), "网址"),
 ])
 async def test_bad_rate_entries_change_nothing(chat: Chat, tail: str, words: str) -> None:
     case_id = await to_hr_check(chat)
