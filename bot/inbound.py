@@ -24,12 +24,14 @@ QUIET_SECONDS = 0.05
 
 def build_router() -> Router:
     from handlers.actions import router as actions
+    from handlers.backpay_commands import router as backpay
     from handlers.commands import router as commands
     from handlers.employee import router as employee
 
     root = Router("root")
     standard_middlewares(root)
     root.include(commands)
+    root.include(backpay)
     root.include(actions)
     root.include(employee)
     return root

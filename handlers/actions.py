@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.router import Context, Reply, Router
+from handlers import backpay
 from handlers.cardview import CardRenderer
 from handlers.cases import DECIDED, CaseError
 from storage import hotpath
@@ -111,6 +112,10 @@ async def step_action(ctx: Context) -> Reply:
     row, case = found
     if row.step_id is None:
         return ctx.refuse("no_such_button", "此卡片上没有这个操作。", "This card has no such button.")
+    # The letter's back-pay must compute before the HR step that starts it may finish (handlers.backpay).
+    blocked = await backpay.gate(ctx, case, row.step_id, ctx.form)
+    if blocked is not None:
+        return blocked
     roles = await case_roles(ctx, case)
     actor_id = ctx.actor.employee_id  # type: ignore[union-attr]
     step_id, action, data, at = row.step_id, ctx.action, ctx.form, ctx.incoming.at

@@ -14,12 +14,13 @@ from cards.builders import shows_backpay
 from cards.model import Card
 from cards.questions import QUESTION_PURPOSES, build_question
 from cards.view import CaseView
+from handlers.backpay import EMPLOYEE_STATUS
 from handlers.cases import CaseService, utcnow
 from handlers.links import signing_url
 from signing.templates import format_value
 from storage import hotpath
 from storage.models import AuditEntry, Case, Employee, OutboxMessage
-from workflow.model import CaseState
+from workflow.model import CaseState, Role
 from workflow.template import FlowTemplate
 
 
@@ -58,7 +59,7 @@ class CardRenderer:
         # The back-pay figure runs the settlement computation; only the step cards that show it
         # (cards.builders.shows_backpay) get it.
         wants_backpay = backpay_for is not None and shows_backpay(template.step(backpay_for))
-        backpay = await self._backpay(case, template, state, now) \
+        backpay = await self._backpay(case, template, state, now, hr=Role.HR in roles) \
             if detail and wants_backpay and recipient is not None else None
         return CaseView(
             case_id=case.id, template=template, state=state, employee_id=employee.employee_id,
@@ -68,9 +69,10 @@ class CardRenderer:
         )
 
     async def _backpay(self, case: Case, template: FlowTemplate, state: CaseState,
-                       now: datetime) -> tuple[str, tuple[str, ...]] | None:
+                       now: datetime, *, hr: bool) -> tuple[str, tuple[str, ...]] | None:
         """The amount and basis the guarantee letter will state, once HR's check has recorded the
-        unpaid months: the same computation the letter uses, so the card and the PDF agree."""
+        unpaid months: the same computation the letter uses, so the card and the PDF agree. When it
+        cannot be computed, HR's card says why (in Chinese); everyone else's says HR is checking."""
         from signing.pipeline import PipelineError, build_context
 
         wanted = [s for s in template.steps if "guarantee_letter" in s.documents or s.id == "backpay"]
@@ -79,7 +81,10 @@ class CardRenderer:
         try:
             ctx = await build_context(case, "guarantee_letter", self.settings, now=now)
         except PipelineError as exc:
-            return (str(exc), ())
+            if hr:
+                return (f"无法计算：{exc}", ())
+            zh, en = EMPLOYEE_STATUS
+            return (en if self.settings.language == "en" else zh, ())
         amount = ctx["backpay_amount"]
         return (f"{format_value(amount, 'zh')} 元（{ctx['backpay_period']}）",
                 tuple(str(x) for x in ctx.get("basis_lines", ())))

@@ -31,6 +31,7 @@ from tortoise.exceptions import IntegrityError
 
 from bot.app import SERVICE, SETTINGS, background
 from bot.settings import Settings
+from handlers import backpay
 from handlers.cases import CaseError, CaseService
 from signing import oauth
 from signing.evidence import AUDIT_KIND, SignatureFacts, audit_data
@@ -272,9 +273,14 @@ async def sign_page(request: web.Request) -> web.StreamResponse:
     try:
         doc = await ensure_draft(t.case, t.step.id, t.kind, settings, now=now)
         pages = await _preview(doc)
-    except (PipelineError, PreviewError) as exc:
+    except PipelineError as exc:
+        # The reason is for HR (told once, in Chinese); the signer only learns that HR is on it.
         log.error("case %s step %s: %s", t.case.id, t.step.id, exc)
-        return _page(503, "文件暂时无法显示", f"{exc}。请联系人事（HR）。")
+        await backpay.tell_hr(service, t.case, t.step.id, exc, actor_id=t.signer.employee_id, at=now)
+        return _page(503, "文件暂时无法显示", backpay.EMPLOYEE_PAGE)
+    except PreviewError as exc:
+        log.error("case %s step %s: %s", t.case.id, t.step.id, exc)
+        return _page(503, "文件暂时无法显示", "文件暂时无法显示，请稍后再试；如仍无法打开请联系人事（HR）。")
     roles = t.roles
     outcome = await service.apply(
         t.case.id, lambda case, state: Viewed(t.step.id, t.signer.employee_id, roles, now),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from bot.settings import Settings
 from settlement.errors import SettlementError
 from settlement.social_insurance import backpay
+from settlement.tables import RateTable, RateTables, bundled_tables, load_tables, merge, parse_table
 from signing.canonical import canonical_json, sha256_hex
 from signing.completion import completion_page
 from signing.documents import SignatureMark, render_document, render_signed
@@ -45,8 +46,53 @@ LEGAL_BASIS = {
 }
 
 
+# Chinese names of large cities a directory may hold by slug, so HR's message names the city even when no
+# table of it is loaded yet.
+CITY_ZH = {
+    "beijing": "北京", "shanghai": "上海", "guangzhou": "广州", "shenzhen": "深圳", "hangzhou": "杭州",
+    "chengdu": "成都", "tianjin": "天津", "chongqing": "重庆", "nanjing": "南京", "wuhan": "武汉",
+    "suzhou": "苏州", "xian": "西安", "changsha": "长沙", "zhengzhou": "郑州", "qingdao": "青岛",
+}
+
+
 class PipelineError(RuntimeError):
     """A document cannot be produced (missing template, directory data or rate table); message is for HR."""
+
+
+# Audit kind of rates HR entered for one case (with a reason) where no published table covers the months.
+# The audit chain is where they live: tamper-evident, and read back by every later computation of the case.
+ENTERED_RATES = "backpay_rates_entered"
+
+
+class BackpayError(PipelineError):
+    """The social-insurance back-pay cannot be computed from the directory and the tables."""
+
+
+class RatesMissing(BackpayError):
+    """No rate table covers some of the back-pay months for the employee's city: HR must correct the
+    directory or enter the rates; the message names the city and the months."""
+
+    def __init__(self, city: str, city_zh: str, months: Sequence[str], known: Sequence[str],
+                 latest: RateTable | None = None) -> None:
+        self.city = city
+        self.city_zh = city_zh
+        self.months = list(months)
+        self.known = list(known)
+        self.latest = latest  # the city's newest table: its rates pre-fill HR's entry
+        known_text = "、".join(known) if known else "无"
+        super().__init__(f"{city_zh} {self.period_zh} 没有社保费率表（已有期间：{known_text}），"
+                         "无法计算社保补缴金额")
+
+    @property
+    def period_zh(self) -> str:
+        return period_zh(self.months)
+
+
+def period_zh(months: Sequence[str]) -> str:
+    if not months:
+        return "无"
+    first, last = _month_zh(months[0]), _month_zh(months[-1])
+    return first if len(months) == 1 else f"{first}至{last}"
 
 
 # ---------------------------------------------------------------- keys
@@ -90,37 +136,86 @@ def _step_value(steps: list[CaseStep], key: str) -> Any:
     return None
 
 
-def backpay_context(emp: Employee, last_day: date | None, unpaid: object, *,
-                    rate_tables_dir: Path | None = None) -> dict[str, object]:
-    """backpay_period, backpay_amount and basis_lines for the guarantee letter.
+def case_tables(rate_tables_dir: Path | None, entered: Sequence[RateTable] = ()) -> RateTables:
+    """Bundled (+ company) tables, plus the rates HR entered for this case. An entered table wins over a
+    loaded one of the same city it overlaps (one published later): the case keeps what HR recorded."""
+    base = load_tables(rate_tables_dir) if rate_tables_dir is not None else bundled_tables()
+    if not entered:
+        return base
+    kept = [t for t in base.tables if not any(
+        t.city == e.city and t.effective_from <= e.effective_to and e.effective_from <= t.effective_to
+        for e in entered)]
+    return merge(kept, entered)
 
-    The months are the probation months from the hire date to the last day; when HR entered the number
-    of unpaid months, the first that many (the months before the employer registered the employee).
-    """
+
+async def entered_tables(case_id: str) -> list[RateTable]:
+    """The rate tables HR entered for this case, read back from its audit chain (a later entry with the
+    same id replaces an earlier one)."""
+    by_id: dict[str, RateTable] = {}
+    for entry in await AuditEntry.filter(case_id=case_id, kind=ENTERED_RATES).order_by("seq"):
+        try:
+            table = parse_table((entry.data or {}).get("table"), source=f"{case_id} audit #{entry.seq}")
+        except SettlementError:
+            log.error("case %s: audit entry #%s holds no valid rate table", case_id, entry.seq)
+            continue
+        by_id[table.id] = table
+    return list(by_id.values())
+
+
+def backpay_months(emp: Employee, last_day: date | None, unpaid: object) -> list[str]:
+    """The probation months from the hire date to the last day; when HR entered the number of unpaid
+    months, the first that many (the months before the employer registered the employee)."""
     if emp.hire_date is None or last_day is None:
-        raise PipelineError("员工入职日期或最后工作日未登记，无法计算社保补缴金额")
+        raise BackpayError("员工入职日期或最后工作日未登记，无法计算社保补缴金额")
     if emp.monthly_wage is None:
-        raise PipelineError("员工月工资未登记，无法计算社保补缴金额")
+        raise BackpayError("员工月工资未登记，无法计算社保补缴金额")
     months = _months_between(emp.hire_date, last_day)
     if unpaid is not None and str(unpaid).strip() != "":
         try:
             n = int(Decimal(str(unpaid).strip()))
         except ArithmeticError as exc:
-            raise PipelineError(f"未缴社保月数无效：{unpaid}") from exc
+            raise BackpayError(f"未缴社保月数无效：{unpaid}") from exc
         months = months[: max(n, 0)]
+    return months
+
+
+def check_coverage(tables: RateTables, city: str | None, months: Sequence[str]) -> None:
+    """RatesMissing (in Chinese, naming city and months) unless a table covers every month."""
+    if city is None:
+        if len(tables.cities()) != 1:
+            raise BackpayError("员工所在城市未登记，无法选择社保费率表；请在通讯录中补充城市后重新核对")
+        city = tables.cities()[0]
+    try:
+        slug = tables.resolve_city(city)
+    except SettlementError:
+        raise RatesMissing(city, CITY_ZH.get(city.strip().lower(), city), months, []) from None
+    own = tables.for_city(slug)
+    missing = [m for m in months if not any(t.covers(m) for t in own)]
+    if missing:
+        raise RatesMissing(slug, own[0].city_zh, missing, [f"{t.effective_from}至{t.effective_to}" for t in own],
+                           own[-1])
+
+
+def backpay_context(emp: Employee, last_day: date | None, unpaid: object, *,
+                    rate_tables_dir: Path | None = None, entered: Sequence[RateTable] = ()) -> dict[str, object]:
+    """backpay_period, backpay_amount and basis_lines for the guarantee letter (months: `backpay_months`).
+
+    Every failure is a PipelineError in Chinese (RatesMissing when no table covers a month): the message
+    goes to HR, never to the employee, and never carries the settlement package's English text.
+    """
+    months = backpay_months(emp, last_day, unpaid)
     if not months:
         return {"backpay_period": "无", "backpay_amount": Decimal("0.00"),
                 "basis_lines": ["试用期社会保险已足额缴纳，无需补缴。"]}
-    tables = None
-    if rate_tables_dir is not None:
-        from settlement.tables import load_tables
-
-        tables = load_tables(rate_tables_dir)
     try:
+        tables = case_tables(rate_tables_dir, entered)
+        check_coverage(tables, emp.city or None, months)
         result = backpay(months, Decimal(emp.monthly_wage), city=emp.city or None, tables=tables)
     except SettlementError as exc:
-        raise PipelineError(f"社保补缴金额无法计算：{exc}") from exc
-    period = _month_zh(months[0]) if len(months) == 1 else f"{_month_zh(months[0])}至{_month_zh(months[-1])}"
+        log.warning("back-pay for %s: %s", emp.employee_id, exc)
+        raise BackpayError(f"社保补缴金额无法计算（{exc.field}）：请核对通讯录中该员工的入职日期、城市和月工资，"
+                            "或所用费率表") from exc
+    period = period_zh(months)
     lines = list(result.basis)
     lines.append(f"本保证书所列补缴金额为个人缴费部分；单位缴费部分 {format_value(result.employer_total, 'zh')} 元"
                  "由公司另行承担。")
@@ -173,7 +268,7 @@ async def build_context(case: Case, kind: str, settings: Settings, *, now: datet
     }
     if kind in ("guarantee_letter", "rights_notice"):
         bp = backpay_context(emp, last_day, _step_value(steps, "unpaid_months"),
-                             rate_tables_dir=settings.rate_tables_dir)
+                             rate_tables_dir=settings.rate_tables_dir, entered=await entered_tables(case.id))
         ctx.update(bp)
         amount = format_value(bp["backpay_amount"], "zh")
         ctx["social_insurance_lines"] = [

@@ -24,6 +24,7 @@ RefusalCode = Literal[
     "unknown_question",
     "too_long",
     "too_many",
+    "not_reopenable",
 ]
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,9 @@ from workflow.events import (
     Close,
     DocumentSigned,
     Event,
+    Note,
     Remind,
+    Reopen,
     Start,
     TimerFired,
     Viewed,
@@ -98,19 +100,26 @@ class _Tx:
 
     def activate(self, step: StepTemplate) -> None:
         at = self.at
+        # A step locked again by a Reopen keeps its first activation time: its cards are already out
+        # (the notify keys repeat, so they are updated in place) and its timers need fresh keys.
+        again = self.get(step.id).activated_at is not None
         self.put(step.id, status="active", activated_at=at)
         self.activated.append(step.id)
         self.notify(step.role, step.id, "step")
         if step.signed_by != step.role:
             self.notify(step.signed_by, step.id, "step")
+        if again:
+            self.effects.append(UpdateStep(step.id))
         # HR is alerted only about steps the case cannot complete without; an optional step that
         # waits is nobody's emergency.
         kinds = ("remind", "alert") if step.required else ("remind",)
         if step.fallback:
             kinds += ("fallback",)
         cid = self.state.case_id
+        suffix = f":{dump_time(at)}" if again else ""
         for kind in kinds:
-            self.effects.append(SetTimer(step.id, kind, at + step.policy.delay(kind), f"{cid}:{step.id}:{kind}"))
+            self.effects.append(SetTimer(step.id, kind, at + step.policy.delay(kind),
+                                         f"{cid}:{step.id}:{kind}{suffix}"))
 
     def finish(self, step: StepTemplate, actor_id: str, outcome: str, data: dict[str, Any] | None = None) -> None:
         changes: dict[str, Any] = {"status": "done", "done_at": self.at, "done_by": actor_id, "outcome": outcome}
@@ -513,7 +522,7 @@ def _on_timer(template: FlowTemplate, state: CaseState, event: TimerFired) -> De
     return tx.decide("fallback_started", base)
 
 
-def _require_hr(state: CaseState, event: Cancel | Close | Remind | Answer, what: str) -> Refusal | None:
+def _require_hr(state: CaseState, event: Cancel | Close | Remind | Answer | Reopen, what: str) -> Refusal | None:
     closed = _closed(state)
     if closed:
         return closed
@@ -656,6 +665,55 @@ def _on_question_timer(template: FlowTemplate, state: CaseState, event: TimerFir
         "question_id": q.id, "timer": "question",
         "after_hours": template.policy.question_remind_after_hours,
     })
+def _on_reopen(template: FlowTemplate, state: CaseState, event: Reopen) -> Decision | Refusal:
+    refused = _require_hr(state, event, "reopen")
+    if refused:
+        return refused
+    step = _step(template, event.step_id)
+    if isinstance(step, Refusal):
+        return step
+    ss = state.steps[step.id]
+    if ss.status != "done":
+        return refuse("not_active", msg.not_done_yet(step))
+    later: list[str] = []
+    todo = list(template.dependants[step.id])
+    while todo:
+        sid = todo.pop(0)
+        if sid in later:
+            continue
+        later.append(sid)
+        todo.extend(template.dependants[sid])
+    for sid in later:
+        st = state.steps[sid]
+        if st.status == "done" or st.documents_signed:
+            return refuse("not_reopenable", msg.not_reopenable(step, template.by_id[sid], bool(st.documents_signed)),
+                          (sid,))
+    tx = _Tx(template, state, event.at)
+    # No new timers for the reopened step: HR reopened it to act on it now, and its card is updated in place.
+    tx.put(step.id, status="active", activated_at=event.at, done_at=None, done_by=None, outcome=None,
+           reminders_sent=0, timers_fired=frozenset())
+    tx.effects.append(UpdateStep(step.id))
+    relocked = []
+    for sid in later:
+        if state.steps[sid].status == "active":
+            # activated_at stays: activate() then knows the step's cards are out (see _Tx.activate).
+            tx.put(sid, status="locked", viewed_at=None, reminders_sent=0, timers_fired=frozenset())
+            tx.effects.append(CancelTimers(sid))
+            tx.effects.append(UpdateStep(sid))
+            relocked.append(sid)
+    return tx.decide("step_reopened", {
+        "step_id": step.id, "actor_id": event.actor_id, "actor_roles": _roles(event.actor_roles),
+        "reason": event.reason.strip() if isinstance(event.reason, str) else "", "relocked": relocked,
+    })
+
+
+def _on_note(template: FlowTemplate, state: CaseState, event: Note) -> Decision | Refusal:
+    closed = _closed(state)
+    if closed:
+        return closed
+    tx = _Tx(template, state, event.at)
+    return tx.decide(event.kind, {**plain_copy(event.data), "actor_id": event.actor_id,
+                                  "actor_roles": _roles(event.actor_roles)})
 
 
 _HANDLERS: dict[type, Any] = {
@@ -669,4 +727,6 @@ _HANDLERS: dict[type, Any] = {
     Remind: _on_remind,
     Ask: _on_ask,
     Answer: _on_answer,
+    Reopen: _on_reopen,
+    Note: _on_note,
 }

@@ -292,11 +292,81 @@ class Remind:
         return cls(data["actor_id"], roles_of(data["actor_roles"]), _load_at(data))
 
 
-Event = Start | Viewed | Act | DocumentSigned | TimerFired | Cancel | Close | Remind | Ask | Answer
-PersonEvent = Viewed | Act | DocumentSigned | Cancel | Close | Remind | Ask | Answer
+@dataclass(frozen=True, slots=True)
+class Reopen:
+    """HR redoes a finished step (e.g. the HR check after correcting what the back-pay is computed from):
+    the step is active again and the steps waiting on it go back to locked, if nothing after it was done
+    or signed."""
+
+    step_id: str
+    actor_id: str
+    actor_roles: frozenset[Role]
+    reason: str
+    at: datetime
+    type: ClassVar[str] = "Reopen"
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "step_id": self.step_id,
+            "actor_id": self.actor_id,
+            "actor_roles": sorted(self.actor_roles),
+            "reason": self.reason,
+            "at": dump_time(self.at),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Reopen:
+        return cls(data["step_id"], data["actor_id"], roles_of(data["actor_roles"]), data.get("reason", ""),
+                   _load_at(data))
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A fact recorded in the case's audit chain without moving any step (a computation HR must resolve,
+    rates HR entered with a reason). Who may record which note is the caller's decision."""
+
+    kind: str
+    actor_id: str
+    actor_roles: frozenset[Role]
+    data: dict[str, Any]
+    at: datetime
+    type: ClassVar[str] = "Note"
+
+    def __post_init__(self) -> None:
+        if not self.kind.startswith("note_") and self.kind not in NOTE_KINDS:
+            raise ValueError(f"unknown note kind {self.kind!r}")
+        _normalise(self)
+        object.__setattr__(self, "data", plain_copy(self.data))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "kind": self.kind,
+            "actor_id": self.actor_id,
+            "actor_roles": sorted(self.actor_roles),
+            "data": plain_copy(self.data),
+            "at": dump_time(self.at),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Note:
+        return cls(data["kind"], data["actor_id"], roles_of(data["actor_roles"]), data.get("data") or {},
+                   _load_at(data))
+
+
+# Audit kinds a Note may carry (besides "note_*"): they must not pass for the engine's own entries.
+NOTE_KINDS: frozenset[str] = frozenset(("backpay_blocked", "backpay_rates_entered"))
+
+Event = Start | Viewed | Act | DocumentSigned | TimerFired | Cancel | Close | Remind | Ask | Answer | Reopen | Note
+PersonEvent = Viewed | Act | DocumentSigned | Cancel | Close | Remind | Ask | Answer | Reopen | Note
 
 _EVENT_TYPES: dict[str, Any] = {
-    cls.type: cls for cls in (Start, Viewed, Act, DocumentSigned, TimerFired, Cancel, Close, Remind, Ask, Answer)
+    cls.type: cls for cls in (Start, Viewed, Act, DocumentSigned, TimerFired, Cancel, Close, Remind, Ask, Answer,
+                              Reopen, Note)
 }
 
 

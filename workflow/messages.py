@@ -167,3 +167,18 @@ def too_many_questions(limit: int) -> Text:
 
 QUESTION = Text("问题", "question")
 ANSWER = Text("回复内容", "answer")
+
+
+def not_done_yet(step: StepTemplate) -> Text:
+    label = step_label(step)
+    return Text(f"{label.zh}尚未完成，直接在卡片上办理即可，无需重做。",
+                f"{_cap(label.en)} is not done yet: act on its card, there is nothing to redo.")
+
+
+def not_reopenable(step: StepTemplate, later: StepTemplate, signed: bool) -> Text:
+    label, after = step_label(step), step_label(later)
+    if signed:
+        return Text(f"不能重做{label.zh}：{after.zh}的文件已签署。",
+                    f"Cannot redo {label.en}: the document of {after.en} is already signed.")
+    return Text(f"不能重做{label.zh}：{after.zh}已完成。",
+                f"Cannot redo {label.en}: {after.en} is already done.")

@@ -138,7 +138,7 @@ def test_default_tables_need_a_city_when_several_exist() -> None:
         (["2024-07", "2024-07"], Decimal("5000"), "months[1]"),
         (["2024-07"], Decimal("-1"), "wage"),
         (["2024-07"], Decimal("0"), "wage"),
-        (["2023-12"], Decimal("5000"), "months"),
+        (["2023-06"], Decimal("5000"), "months"),  # before the first Beijing table
     ],
 )
 def test_bad_input_names_the_field(months: list[str], wage: Decimal, field: str) -> None:
