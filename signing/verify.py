@@ -9,6 +9,7 @@ audit chain recomputed from the stored row.
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from dataclasses import dataclass
 from io import BytesIO
 
@@ -21,10 +22,13 @@ from signing.evidence import AUDIT_KIND, SignatureFacts, evidence_sha256
 from signing.keys import KeyMaterial
 from signing.pipeline import checkpoint_message, public_key_b64
 from signing.seal import async_validate_pdf
+from signing.stepcheck import check_case_state
 from signing.strokes import StrokeError, parse_strokes_json, render_png
 from storage.audit import verify_chain
 from storage.canonical import sha256_hex
 from storage.models import AuditEntry, Case, Checkpoint, Document, Signature
+from workflow.template import FlowTemplate
+from workflow.templates import load_templates
 
 
 @dataclass(frozen=True)
@@ -136,12 +140,15 @@ async def _signature_checks(sig: Signature, doc: Document) -> list[Check]:
 
 
 async def verify_case(case_id: str, *, keys: KeyMaterial | None = None,
-                      trust_root: x509.Certificate | None = None) -> list[Check]:
+                      trust_root: x509.Certificate | None = None,
+                      templates: Mapping[str, FlowTemplate] | None = None) -> list[Check]:
+    """`templates` are the flows the steps are replayed under (default: the bundled ones)."""
     case = await Case.get_or_none(id=case_id)
     if case is None:
         return [Check(f"case {case_id}", False, "not found")]
     chain = await verify_chain(case.id)
     checks = [Check("audit chain", chain.ok, chain.problem or f"{chain.entries} entries, head {chain.head[:16]}…")]
+    checks.append(Check("step states", *await check_case_state(case, templates or load_templates())))
     checks += await _checkpoint_checks(case, keys)
     docs = {d.id: d for d in await Document.filter(case_id=case.id).order_by("id")}
     for doc in docs.values():
