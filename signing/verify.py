@@ -150,6 +150,11 @@ async def verify_case(case_id: str, *, keys: KeyMaterial | None = None,
     checks = [Check("audit chain", chain.ok, chain.problem or f"{chain.entries} entries, head {chain.head[:16]}…")]
     checks.append(Check("step states", *await check_case_state(case, templates or load_templates())))
     checks += await _checkpoint_checks(case, keys)
+    if case.status != "open":
+        # The checkpoint made when it closed is what protects a closed case; deleting it must show.
+        closing = await Checkpoint.filter(case_id=case.id, seq=case.audit_seq, head_hash=case.audit_head).exists()
+        checks.append(Check("closing checkpoint", closing, f"#{case.audit_seq}" if closing
+                            else f"no checkpoint covers the final entry #{case.audit_seq}"))
     docs = {d.id: d for d in await Document.filter(case_id=case.id).order_by("id")}
     for doc in docs.values():
         checks += await _document_checks(doc, trust_root)

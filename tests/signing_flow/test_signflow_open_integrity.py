@@ -4,17 +4,18 @@ case's head, deleting its last entry (head moved back) or editing an entry (hash
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from handlers.cases import _step_columns
 from signing.checkpoints import checkpoint_open_cases
 from signing.pipeline import keys_for
-from signing.stepcheck import replay
+from signing.stepcheck import check_case_state, replay
 from signing.verify import Check, verify_case
 from storage.audit import GENESIS, entry_hash
-from storage.models import AuditEntry, Case, CaseStep, Checkpoint
-from tests.signing_flow.conftest import EMPLOYEE, Flow
-from workflow.events import Viewed
+from storage.models import AuditEntry, Case, CaseStep, Checkpoint, Employee
+from tests.signing_flow.conftest import EMPLOYEE, HR, Flow
+from workflow.events import Act, Cancel, Remind, TimerFired, Viewed
 from workflow.model import Role
 
 
@@ -130,3 +131,64 @@ async def test_sweep_signs_only_open_cases_that_moved(flow: Flow) -> None:
     await Case.filter(id=flow.case_id).update(status="cancelled")
     await Case.filter(id=flow.case_id).update(audit_seq=999)  # closed: the sweep leaves it alone
     assert await checkpoint_open_cases(keys) == 0
+
+
+async def test_replay_explains_every_kind_of_decision(flow: Flow) -> None:
+    """Rejections, views, manual and timer reminders, alerts, the fallback path with its replaced
+    steps, a close and a cancel: each replays to exactly the stored rows (no false alarm)."""
+    service = flow.service
+    emp = await Employee.get(employee_id="E006")
+    await service.start_case(employee=emp, template_id="misconduct", last_day=date(2025, 7, 31),
+                             reason="严重违纪", created_by=HR)
+    case = await Case.get(employee_id=emp.id, template_id="misconduct")
+    now = datetime.now(UTC)
+    hr = frozenset({Role.HR})
+
+    async def apply(event: Any) -> None:
+        out = await service.apply(case.id, lambda c, s: event, actor=HR)
+        assert out.ok, out.refusal
+
+    async def agrees() -> None:
+        fresh = await Case.get(id=case.id)
+        ok, detail = await check_case_state(fresh, service.templates)
+        assert ok, detail
+
+    await apply(Viewed("termination_notice", "E006", frozenset({Role.EMPLOYEE}), now))
+    await apply(Remind(HR, hr, now + timedelta(hours=1)))
+    for kind, hours in (("remind", 30), ("alert", 80), ("fallback", 200)):
+        await apply(TimerFired("termination_notice", kind, now + timedelta(hours=hours)))  # type: ignore[arg-type]
+    await agrees()
+    await apply(Act("registered_mail", "complete", HR, hr, {"tracking_number": "EMS123", "receipt_scan": "scan.pdf"},
+                    now + timedelta(hours=201)))
+    await agrees()
+    steps = {s.step_id: s for s in await CaseStep.filter(case_id=case.id)}
+    assert steps["separation_certificate"].outcome == "replaced"
+    # A refused attempt leaves an entry that changes nothing; the replay skips it, rows still agree.
+    out = await service.apply(case.id, lambda c, s: Cancel(EMPLOYEE, frozenset({Role.EMPLOYEE}), "x", now),
+                              actor=EMPLOYEE)
+    assert not out.ok
+    await agrees()
+    await apply(Cancel(HR, hr, "改为协商解除", now + timedelta(hours=202)))
+    await agrees()
+
+    # A rejection, then the approval on a second try.
+    emp = await Employee.get(employee_id="E007")
+    started = await service.start_case(employee=emp, template_id="probation", last_day=date(2025, 7, 31),
+                                       reason="绩效未达标", created_by=HR)
+    case = await Case.get(id=started.case_id)
+    mgr = frozenset({Role.MANAGER})
+    await apply(Act("application", "submit", "E007", frozenset({Role.EMPLOYEE}),
+                    {"last_working_day": "2025-07-31", "reason": "个人原因"}, now))
+    await apply(Act("performance_review", "reject", "E008", mgr, {"reason": "请补充考核数据"}, now))
+    await apply(Act("performance_review", "approve", "E008", mgr, {"result": "60%", "opinion": ""}, now))
+    await agrees()
+    assert (await CaseStep.get(case_id=case.id, step_id="performance_review")).rejections == 1
+
+
+async def test_a_closed_case_without_its_closing_checkpoint_fails_verify(flow: Flow) -> None:
+    cancel = Cancel(HR, frozenset({Role.HR}), "协商", datetime.now(UTC))
+    out = await flow.service.apply(flow.case_id, lambda c, s: cancel, actor=HR)
+    assert out.ok
+    assert not _failed(await _verify(flow))  # the hook signed the final head when it closed
+    await Checkpoint.filter(case_id=flow.case_id).delete()
+    assert set(_failed(await _verify(flow))) == {"closing checkpoint"}
