@@ -240,7 +240,9 @@ async def _nothing(ctx: Context) -> Reply:
 
 
 # ---- the standard middlewares ------------------------------------------------------------
-_FIELD_NAMES = {"text": ("消息", "message"), "card_id": ("卡片", "card"), "action": ("操作", "action")}
+_FIELD_NAMES = {"text": ("消息", "message"), "card_id": ("卡片", "card"), "action": ("操作", "action"),
+                "form": ("表单", "form"), "sender": ("发送者", "sender"), "event id": ("事件编号", "event id"),
+                "chat": ("会话", "chat")}
 
 
 def _inbound_problem(inc: Incoming) -> cleantext.TextProblem | None:

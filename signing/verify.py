@@ -1,6 +1,7 @@
 """Independent re-checking of a case's evidence, or of one sealed PDF; one PASS/FAIL line per check.
 
-For a case: the audit hash chain, every checkpoint's Ed25519 signature and head, every document's stored
+For a case: the audit hash chain, the case and step rows against a replay of it (signing/stepcheck.py),
+every checkpoint's Ed25519 signature and head (a closed case's at its final entry), every document's stored
 hashes and PAdES seal, and for every signature the stroke-data hash, a fresh server-side render of the
 strokes compared with the stored image hash, the presented document hash, and the evidence record in the
 audit chain recomputed from the stored row.
