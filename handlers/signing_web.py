@@ -341,9 +341,13 @@ _SIGN_FIELDS: dict[str, tuple[str, int, bool] | None] = {
 }
 
 
-def _check_sign_fields(body: dict[str, Any]) -> None:
+def _check_sign_fields(body: dict[str, Any], user_agent: str) -> None:
     """Undeclared fields and unclean text in the signing form are refused before anything is read
-    or stored with them (a NUL would fail PostgreSQL; extra fields are nobody's evidence)."""
+    or stored with them (a NUL would fail PostgreSQL; extra fields are nobody's evidence). The
+    User-Agent is stored as evidence too: bytes that are not UTF-8 arrive as lone surrogates, which
+    neither database can store."""
+    if cleantext.problem(user_agent[:1000], max_len=1000, multiline=False) is not None:
+        raise Refused(400, "bad_text", "浏览器标识（User-Agent）含有无效字符，请换用手机自带浏览器打开链接。")
     # Values of other types are left to the checks below, which name what each field must be.
     texts = {k: v for k, v in body.items() if k not in _SIGN_FIELDS or (_SIGN_FIELDS[k] and isinstance(v, str))}
     try:
@@ -363,7 +367,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
     service: CaseService = request.app[SERVICE]
     try:
         body = await _read_json(request)
-        _check_sign_fields(body)
+        _check_sign_fields(body, request.headers.get("User-Agent", ""))
         token = request.match_info["token"]
         if "token" in body and body["token"] != token:
             raise Refused(400, "token_mismatch", "提交的数据与链接不一致。")

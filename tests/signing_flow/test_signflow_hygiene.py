@@ -3,6 +3,7 @@ does not declare are refused with a clear 400 and nothing is stored (a NUL was a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 
@@ -58,3 +59,24 @@ async def test_undeclared_fields_in_the_signing_form_are_refused(flow: Flow) -> 
     del body["note"]
     status, data = await flow.post(token, body, h=h)
     assert status == 200 and data["ok"], data
+
+
+async def test_a_user_agent_that_is_not_utf8_is_refused_not_a_500(flow: Flow) -> None:
+    """Header bytes that are not UTF-8 reach the handler as lone surrogates; stored as evidence they
+    failed the insert (a 500 on both databases)."""
+    token, h = await _open(flow)
+    before = await _snapshot(flow)
+    body = json.dumps({"token": token, "consent": True, "consent_version": "2025-01",
+                       "strokes": signature_strokes()}).encode()
+    server = flow.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(b"POST /sign/" + token.encode() + b"?h=" + h.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 b"Content-Type: application/json\r\nUser-Agent: Mozilla\x80\xff\r\n"
+                 b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+    await writer.drain()
+    response = await reader.read()
+    writer.close()
+    head, _, payload = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), response[:300]
+    assert json.loads(payload)["code"] == "bad_text"
+    assert await _snapshot(flow) == before
