@@ -109,7 +109,7 @@ def _stored(row: CaseStep) -> StepState:
 def differences(expected: CaseState, case: Case, rows: Sequence[CaseStep]) -> list[str]:
     """Where the stored case and steps differ from the replayed state."""
     out: list[str] = []
-    for name in ("status", "fallback_started", "closed_at"):
+    for name in ("status", "fallback_started", "started_at", "closed_at"):
         if getattr(case, name) != getattr(expected, name):
             out.append(f"case {name} is {getattr(case, name)!r}, the chain says {getattr(expected, name)!r}")
     by_id = {r.step_id: r for r in rows}
