@@ -24,6 +24,7 @@ SERVICE = web.AppKey("service", CaseService)
 # capability is one line here, not a change to the factory.
 EXTENSIONS: list[str] = [
     "bot.timers", "bot.inbound", "bot.outbox", "bot.platforms.emulator", "handlers.signing_web",
+    "handlers.checkpoints",
 ]
 
 

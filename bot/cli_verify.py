@@ -41,11 +41,14 @@ async def _run(args: argparse.Namespace, root_pem: bytes | None, pdf: bytes | No
     from signing.pipeline import keys_for
     from signing.verify import all_ok, find_document, verify_case, verify_pdf
     from storage.models import Case
+    from workflow.templates import load_templates
 
     if args.file and args.case:
         print("error: give either --case or a FILE, not both", file=sys.stderr)
         return 2
     settings = get_settings()
+    # The company's flows, as the service runs them: the steps of each case are replayed under them.
+    templates = load_templates([settings.templates_dir] if settings.templates_dir else [])
     keys = None
     trust_root = None
     if root_pem is not None:
@@ -65,7 +68,8 @@ async def _run(args: argparse.Namespace, root_pem: bytes | None, pdf: bytes | No
                 doc = await find_document(pdf)
                 if doc is not None:
                     print(f"file is document {doc.id} ({doc.kind}) of case {doc.case_id}")  # type: ignore[attr-defined]
-                    checks += await verify_case(doc.case_id, keys=keys, trust_root=trust_root)  # type: ignore[attr-defined]
+                    checks += await verify_case(doc.case_id, keys=keys, trust_root=trust_root,
+                                                        templates=templates)  # type: ignore[attr-defined]
                 else:
                     print("file is not in this database: only the seal was checked")
         except OSError as exc:
@@ -78,7 +82,8 @@ async def _run(args: argparse.Namespace, root_pem: bytes | None, pdf: bytes | No
                 return 0
             for case_id in ids:
                 print(f"case {case_id}")
-                checks += (found := await verify_case(str(case_id), keys=keys, trust_root=trust_root))
+                checks += (found := await verify_case(str(case_id), keys=keys, trust_root=trust_root,
+                                                                templates=templates))
                 for c in found:
                     print("  " + c.line())
     if args.file:

@@ -29,6 +29,7 @@ from bot.settings import Settings
 from handlers.cases import CaseService
 from storage import hotpath
 from storage.models import Employee
+from workflow import cleantext
 
 log = logging.getLogger("bot.router")
 
@@ -239,6 +240,52 @@ async def _nothing(ctx: Context) -> Reply:
 
 
 # ---- the standard middlewares ------------------------------------------------------------
+_FIELD_NAMES = {"text": ("消息", "message"), "card_id": ("卡片", "card"), "action": ("操作", "action"),
+                "form": ("表单", "form"), "sender": ("发送者", "sender"), "event id": ("事件编号", "event id"),
+                "chat": ("会话", "chat")}
+
+
+def _inbound_problem(inc: Incoming) -> cleantext.TextProblem | None:
+    """The first part of an event that is not clean text within its limit. Checked before anything
+    else runs: PostgreSQL fails on a NUL even in a lookup, so not even dedup may see one."""
+    checks: list[tuple[object, str, int, bool]] = [
+        (inc.sender, "sender", 128, False), (inc.dedup_key, "event id", cleantext.ID_MAX, False),
+        (inc.chat_id, "chat", cleantext.ID_MAX, False),
+    ]
+    p = inc.payload
+    if inc.kind == "text":
+        checks.append((p.get("text", ""), "text", cleantext.MESSAGE_MAX, True))
+    else:
+        checks += [(p.get("card_id", ""), "card_id", cleantext.ID_MAX, False),
+                   (p.get("action", ""), "action", cleantext.NAME_MAX, False)]
+        form = p.get("form") or {}
+        if not isinstance(form, Mapping):
+            return cleantext.TextProblem("form", "not_text")
+        for key, value in form.items():
+            # Keys are checked first, so a value's name is clean when it is shown. Each value is
+            # held to its own field's limit by the action handler; this bound only keeps anything
+            # oversized from reaching it.
+            checks += [(key, "form", cleantext.NAME_MAX, False), (value, str(key), cleantext.FORM_TEXT_MAX, True)]
+    for value, name, limit, multiline in checks:
+        code = cleantext.problem(value, max_len=limit, multiline=multiline)
+        if code is not None:
+            return cleantext.TextProblem(name, code, limit)
+    return None
+
+
+async def hygiene_middleware(ctx: Context, nxt: Handler) -> Reply:
+    """Refuse an event carrying control characters or over-long text before anything reads or
+    stores it; the refusal is not recorded (nothing was done, and a redelivery is refused alike)."""
+    bad = _inbound_problem(ctx.incoming)
+    if bad is None:
+        return await nxt(ctx)
+    wanted = ctx.incoming.payload.get("lang")
+    ctx.language = wanted if wanted in ("zh", "en") else ctx.settings.language
+    zh, en = _FIELD_NAMES.get(bad.field, (bad.field, bad.field))
+    shown = cleantext.TextProblem(ctx.t(zh, en), bad.code, bad.limit)
+    return ctx.refuse("bad_text", shown.message_zh, shown.message_en, field=bad.field)
+
+
 async def dedup_middleware(ctx: Context, nxt: Handler) -> Reply:
     key = ctx.incoming.dedup_key
     if await hotpath.inbox_result(hotpath.default_conn(), key) is not None:
@@ -326,5 +373,5 @@ def hr_only_middleware(router: Router) -> Middleware:
 
 
 def standard_middlewares(router: Router) -> None:
-    for mw in (dedup_middleware, actor_middleware, language_middleware, hr_only_middleware(router)):
+    for mw in (hygiene_middleware, dedup_middleware, actor_middleware, language_middleware, hr_only_middleware(router)):
         router.use(mw)

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     # Proxies whose X-Forwarded-For we believe (comma list of IPs or CIDR networks); empty: none.
     trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
     signing_sweep_seconds: float = Field(30.0, gt=0)
+    # How soon an open case's moved audit head is signed (at most a minute: the integrity window).
+    checkpoint_seconds: float = Field(60.0, gt=0, le=60)
     # Signing-page identity confirmation (OAuth). Base URLs are settings so tests can point them at fakes.
     dingtalk_client_id: str = ""
     dingtalk_client_secret: SecretStr | None = None

@@ -17,7 +17,7 @@ from handlers.cardview import CardRenderer
 from handlers.cases import DECIDED, CaseError
 from storage import hotpath
 from storage.models import Case, Employee, OutboxMessage
-from workflow import engine
+from workflow import cleantext, engine
 from workflow.events import ACTIONS, Act, Close, Remind
 from workflow.model import Role
 
@@ -112,15 +112,35 @@ async def step_action(ctx: Context) -> Reply:
     row, case = found
     if row.step_id is None:
         return ctx.refuse("no_such_button", "此卡片上没有这个操作。", "This card has no such button.")
+    data = _declared_form(ctx, case, row.step_id)
+    if isinstance(data, Reply):
+        return data
     # The letter's back-pay must compute before the HR step that starts it may finish (handlers.backpay).
-    blocked = await backpay.gate(ctx, case, row.step_id, ctx.form)
+    blocked = await backpay.gate(ctx, case, row.step_id, data)
     if blocked is not None:
         return blocked
     roles = await case_roles(ctx, case)
     actor_id = ctx.actor.employee_id  # type: ignore[union-attr]
-    step_id, action, data, at = row.step_id, ctx.action, ctx.form, ctx.incoming.at
+    step_id, action, at = row.step_id, ctx.action, ctx.incoming.at
     return await _apply(ctx, case, lambda c, s: Act(step_id=step_id, action=action,  # type: ignore[arg-type]
                                                     actor_id=actor_id, actor_roles=roles, data=data, at=at))
+
+
+def _declared_form(ctx: Context, case: Case, step_id: str) -> dict[str, str] | Reply:
+    """The tap's form values if they are exactly inputs the step declares (a rejection: its reason),
+    each clean and within its type's limit; else the refusal, before anything is stored."""
+    step = ctx.service.template(case.template_id).by_id.get(step_id)
+    if ctx.action == "reject":
+        declared = {"reason": (ctx.t("驳回理由", "Reason for rejecting"), cleantext.REASON_MAX, True)}
+    else:
+        declared = {f.key: (f.label.get(ctx.language), *cleantext.FIELD_RULES[f.type])
+                    for f in (step.fields if step else ())}
+    try:
+        return cleantext.check_form(ctx.form, declared)
+    except cleantext.UndeclaredField as exc:
+        return ctx.refuse(exc.code, exc.message_zh, exc.message_en, field=exc.field)
+    except cleantext.TextProblem as exc:
+        return ctx.refuse("bad_text", exc.message_zh, exc.message_en, field=exc.field)
 
 
 for _name in sorted(ACTIONS):

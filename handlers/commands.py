@@ -17,6 +17,7 @@ from handlers.employee import USAGE_ANSWER, own_status, question_from_text
 from handlers.queries import list_cases
 from storage import hotpath
 from storage.models import Case, CaseStep, Employee
+from workflow import cleantext
 from workflow.events import Cancel, Remind
 
 router = Router("commands")
@@ -46,6 +47,15 @@ USAGE_CANCEL = ("/取消 <流程号|员工> <原因>", "/cancel <case|employee> 
 
 def _usage(ctx: Context, usage: tuple[str, str], problem_zh: str, problem_en: str) -> Reply:
     return ctx.refuse("usage", f"{problem_zh}\n用法：{usage[0]}", f"{problem_en}\nUsage: {usage[1]}")
+
+
+def _reason(ctx: Context, text: str) -> str | Reply:
+    """A reason as typed, or the refusal saying why it cannot be kept (the router already refused
+    control characters in the whole message; the limit is the reason's own)."""
+    try:
+        return cleantext.check(text, ctx.t("原因", "reason"), max_len=cleantext.REASON_MAX)
+    except cleantext.TextProblem as exc:
+        return ctx.refuse("bad_text", exc.message_zh, exc.message_en, field="reason")
 
 
 def parse_date(token: str) -> date | None:
@@ -139,6 +149,9 @@ async def offboard(ctx: Context) -> Reply:
     if last_day is None:
         return _usage(ctx, USAGE_OFFBOARD, f"「{day_word}」不是有效日期（格式 2025-07-31）。",
                       f"\"{day_word}\" is not a valid date (use 2025-07-31).")
+    reason = _reason(ctx, " ".join(reason_words))
+    if isinstance(reason, Reply):
+        return reason
     found = await find_employee(ctx, who)
     if found.reply is not None:
         return found.reply
@@ -156,7 +169,6 @@ async def offboard(ctx: Context) -> Reply:
             return _usage(ctx, USAGE_OFFBOARD, "交接人不能是离职员工本人。",
                           "The handover colleague cannot be the leaving employee.")
         handover_id = h.employee.employee_id  # type: ignore[union-attr]
-    reason = " ".join(reason_words)[:1000]
     today = ctx.incoming.at.astimezone(ctx.settings.tz).date()
     past_zh = past_en = ""
     if last_day < today:
@@ -304,12 +316,14 @@ async def cancel(ctx: Context) -> Reply:
     tokens = ctx.args.split(maxsplit=1)
     if len(tokens) < 2 or not tokens[1].strip():
         return _usage(ctx, USAGE_CANCEL, "取消必须写明原因。", "A cancellation needs a reason.")
+    reason = _reason(ctx, tokens[1].strip())
+    if isinstance(reason, Reply):
+        return reason
     found = await find_case(ctx, tokens[0])
     if isinstance(found, Reply):
         return found
     actor = ctx.actor
     assert actor is not None  # the actor middleware refused unknown senders
-    reason = tokens[1].strip()[:1000]
     roles = await case_roles(ctx, found)
     try:
         outcome = await ctx.service.apply(

@@ -43,7 +43,7 @@ from signing.strokes import StrokeError, parse_strokes, render_png, trivial_reas
 from storage import audit
 from storage.canonical import sha256_hex
 from storage.models import Case, Document, Employee, Signature, SigningLink
-from workflow import engine
+from workflow import cleantext, engine
 from workflow.documents import document_title
 from workflow.events import DocumentSigned, Viewed
 from workflow.model import CaseState, Role
@@ -339,6 +339,31 @@ async def _read_json(request: web.Request) -> dict[str, Any]:
     return body
 
 
+# The signing form's declared fields and the text rules of its text ones (limit, multiline);
+# `strokes` is checked by its own model, which refuses unknown keys.
+_SIGN_FIELDS: dict[str, tuple[str, int, bool] | None] = {
+    "token": ("token", 2048, False), "consent": None, "consent_version": ("consent_version", 32, False),
+    "strokes": None, "doc_sha256": ("doc_sha256", 64, False), "image_sha256": ("image_sha256", 64, False),
+}
+
+
+def _check_sign_fields(body: dict[str, Any], user_agent: str) -> None:
+    """Undeclared fields and unclean text in the signing form are refused before anything is read
+    or stored with them (a NUL would fail PostgreSQL; extra fields are nobody's evidence). The
+    User-Agent is stored as evidence too: bytes that are not UTF-8 arrive as lone surrogates, which
+    neither database can store."""
+    if cleantext.problem(user_agent[:1000], max_len=1000, multiline=False) is not None:
+        raise Refused(400, "bad_text", "浏览器标识（User-Agent）含有无效字符，请换用手机自带浏览器打开链接。")
+    # Values of other types are left to the checks below, which name what each field must be.
+    texts = {k: v for k, v in body.items() if k not in _SIGN_FIELDS or (_SIGN_FIELDS[k] and isinstance(v, str))}
+    try:
+        cleantext.check_form(texts, {k: r for k, r in _SIGN_FIELDS.items() if r is not None})
+    except cleantext.UndeclaredField as exc:
+        raise Refused(400, exc.code, f"提交的数据含有未声明的字段「{exc.field}」，未保存任何内容。") from None
+    except cleantext.TextProblem as exc:
+        raise Refused(400, "bad_text", exc.message_zh) from None
+
+
 class _LinkClaimed(Exception):
     pass
 
@@ -348,6 +373,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
     service: CaseService = request.app[SERVICE]
     try:
         body = await _read_json(request)
+        _check_sign_fields(body, request.headers.get("User-Agent", ""))
         token = request.match_info["token"]
         if "token" in body and body["token"] != token:
             raise Refused(400, "token_mismatch", "提交的数据与链接不一致。")

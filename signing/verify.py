@@ -1,6 +1,7 @@
 """Independent re-checking of a case's evidence, or of one sealed PDF; one PASS/FAIL line per check.
 
-For a case: the audit hash chain, every checkpoint's Ed25519 signature and head, every document's stored
+For a case: the audit hash chain, the case and step rows against a replay of it (signing/stepcheck.py),
+every checkpoint's Ed25519 signature and head (a closed case's at its final entry), every document's stored
 hashes and PAdES seal, and for every signature the stroke-data hash, a fresh server-side render of the
 strokes compared with the stored image hash, the presented document hash, and the evidence record in the
 audit chain recomputed from the stored row.
@@ -9,6 +10,7 @@ audit chain recomputed from the stored row.
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from dataclasses import dataclass
 from io import BytesIO
 
@@ -21,10 +23,13 @@ from signing.evidence import AUDIT_KIND, SignatureFacts, evidence_sha256
 from signing.keys import KeyMaterial
 from signing.pipeline import checkpoint_message, public_key_b64
 from signing.seal import async_validate_pdf
+from signing.stepcheck import check_case_state
 from signing.strokes import StrokeError, parse_strokes_json, render_png
 from storage.audit import verify_chain
 from storage.canonical import sha256_hex
 from storage.models import AuditEntry, Case, Checkpoint, Document, Signature
+from workflow.template import FlowTemplate
+from workflow.templates import load_templates
 
 
 @dataclass(frozen=True)
@@ -136,13 +141,21 @@ async def _signature_checks(sig: Signature, doc: Document) -> list[Check]:
 
 
 async def verify_case(case_id: str, *, keys: KeyMaterial | None = None,
-                      trust_root: x509.Certificate | None = None) -> list[Check]:
+                      trust_root: x509.Certificate | None = None,
+                      templates: Mapping[str, FlowTemplate] | None = None) -> list[Check]:
+    """`templates` are the flows the steps are replayed under (default: the bundled ones)."""
     case = await Case.get_or_none(id=case_id)
     if case is None:
         return [Check(f"case {case_id}", False, "not found")]
     chain = await verify_chain(case.id)
     checks = [Check("audit chain", chain.ok, chain.problem or f"{chain.entries} entries, head {chain.head[:16]}…")]
+    checks.append(Check("step states", *await check_case_state(case, templates or load_templates())))
     checks += await _checkpoint_checks(case, keys)
+    if case.status != "open":
+        # The checkpoint made when it closed is what protects a closed case; deleting it must show.
+        closing = await Checkpoint.filter(case_id=case.id, seq=case.audit_seq, head_hash=case.audit_head).exists()
+        checks.append(Check("closing checkpoint", closing, f"#{case.audit_seq}" if closing
+                            else f"no checkpoint covers the final entry #{case.audit_seq}"))
     docs = {d.id: d for d in await Document.filter(case_id=case.id).order_by("id")}
     for doc in docs.values():
         checks += await _document_checks(doc, trust_root)

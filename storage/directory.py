@@ -19,6 +19,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from storage.models import Employee
+from workflow import cleantext
 
 HEADER = (
     "employee_id,name,department,position,manager_id,roles,city,hire_date,contract_start,"
@@ -27,7 +28,11 @@ HEADER = (
 KNOWN_ROLES = frozenset({"hr", "finance", "it", "admin"})
 _ID = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 _PHONE = re.compile(r"^\+?[0-9 -]{5,20}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _column_max(name: str) -> int:
+    # The column's own limit: a longer value would be truncated or refused by the database.
+    return int(Employee._meta.fields_map[name].max_length)  # type: ignore[attr-defined]
 
 
 class DirectoryError(Exception):
@@ -67,13 +72,15 @@ def _parse_row(line: int, raw: dict[str, str]) -> tuple[dict[str, Any] | None, l
 
     if not _ID.match(v["employee_id"]):
         bad("employee_id", "required; letters, digits and _.@- only, at most 64")
+    # Every free-text column, before any other check reads it: one-line text within its column.
+    for name in ("name", "department", "position", "city", "dingtalk_userid", "wecom_userid"):
+        code = cleantext.problem(v[name], max_len=_column_max(name), multiline=False)
+        if code == "too_long":
+            bad(name, f"too long (at most {_column_max(name)} characters)")
+        elif code is not None:
+            bad(name, "contains control characters (NUL, tab, newline or similar)")
     if not v["name"]:
         bad("name", "required")
-    elif len(v["name"]) > 128 or _CONTROL.search(v["name"]):
-        bad("name", "too long or contains control characters")
-    for name in ("department", "position", "city"):
-        if len(v[name]) > 128 or _CONTROL.search(v[name]):
-            bad(name, "too long or contains control characters")
     if v["manager_id"] and not _ID.match(v["manager_id"]):
         bad("manager_id", "not a valid employee id")
     if v["manager_id"] and v["manager_id"] == v["employee_id"]:
@@ -99,9 +106,6 @@ def _parse_row(line: int, raw: dict[str, str]) -> tuple[dict[str, Any] | None, l
             bad("monthly_wage", f"not a non-negative amount with at most 2 decimals: {v['monthly_wage']!r}")
     if v["phone"] and not _PHONE.match(v["phone"]):
         bad("phone", "not a phone number")
-    for name in ("dingtalk_userid", "wecom_userid"):
-        if len(v[name]) > 128 or _CONTROL.search(v[name]):
-            bad(name, "too long or contains control characters")
     if errs:
         return None, errs
     out.update(

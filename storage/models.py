@@ -130,6 +130,8 @@ class Checkpoint(Model):
 
     class Meta:
         table = "checkpoint"
+        # A case's last checkpoint, asked for every open case by the checkpoint sweep each minute.
+        indexes = (("case_id", "seq"),)
 
 
 class InboxEvent(Model):

@@ -134,3 +134,21 @@ async def test_gbk_names_land_intact(db, tmp_path: Path) -> None:
     report = await import_csv(text)
     assert report.applied and report.created == 1
     assert (await Employee.get(employee_id="G1")).name == "欧阳娜娜"
+
+
+async def test_control_characters_and_over_long_text_are_refused_on_every_database(db) -> None:
+    fields = GOOD[0].split(",")
+    rows = []
+    for col, value in (("name", "李\x00雷"), ("department", "研发\x0b部"), ("position", "工程\u2028师"),
+                       ("city", "x" * 65), ("dingtalk_userid", "dt\ud800"), ("name", "长" * 129)):
+        row = list(fields)
+        row[HEADER.index(col)] = value
+        row[0] = f"X{len(rows)}"
+        rows.append(",".join(row))
+    report = await import_csv("\n".join([H, *rows]) + "\n")
+    assert not report.applied and await Employee.all().count() == 0
+    by_line = {e.line: (e.field, e.message) for e in report.errors}
+    assert by_line[2] == ("name", "contains control characters (NUL, tab, newline or similar)")
+    assert by_line[3][0] == "department" and by_line[4][0] == "position" and by_line[6][0] == "dingtalk_userid"
+    assert by_line[5] == ("city", "too long (at most 64 characters)")
+    assert by_line[7] == ("name", "too long (at most 128 characters)")
