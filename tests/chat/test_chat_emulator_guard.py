@@ -353,15 +353,17 @@ async def test_the_page_gets_the_signing_pages_headers(emu: str) -> None:
 
 def _base(tmp_path: Path, **env: str) -> dict[str, str]:
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
+    # PYTHONPATH: the checkout under test, whatever is installed in the environment.
     return {**keep, "DATA_DIR": str(tmp_path / "data"), "SECRET_KEY": "test-secret-key-0123456789",
-            "DATABASE_URL": f"sqlite://{tmp_path / 'data' / 'bot.sqlite3'}", **env}
+            "DATABASE_URL": f"sqlite://{tmp_path / 'data' / 'bot.sqlite3'}", "HTTP_PORT": str(_free_port()),
+            "PYTHONPATH": str(ROOT), **env}
 
 
 @pytest.mark.parametrize("env", [{"HTTP_HOST": "0.0.0.0"}, {"TRUSTED_PROXIES": "127.0.0.1"},
                                  {"HTTP_HOST": "::", "PLATFORMS": "emulator,wecom"}])
 def test_start_up_refuses_an_exposed_emulator(tmp_path: Path, env: dict[str, str]) -> None:
     proc = subprocess.run([sys.executable, "-m", "bot", "serve", "--migrate", "--demo"], cwd=tmp_path,
-                          env=_base(tmp_path, **env), capture_output=True, text=True, timeout=60)
+                          env=_base(tmp_path, **env), capture_output=True, text=True, timeout=30)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: refusing to serve the emulator: ") and "EMULATOR_ALLOW_EXPOSED=true" in lines[0]
@@ -383,8 +385,7 @@ def test_the_start_up_rules(settings: Settings) -> None:
 async def test_start_up_with_the_override_serves_and_prints_the_token_once(db_url: str, tmp_path: Path) -> None:
     port = _free_port()
     env = _base(tmp_path, DATABASE_URL=db_url, HTTP_PORT=str(port), TRUSTED_PROXIES="127.0.0.1",
-                EMULATOR_ALLOW_EXPOSED="true", PLATFORMS="emulator,dingtalk", LOG_LEVEL="DEBUG",
-                PYTHONPATH=str(ROOT))
+                EMULATOR_ALLOW_EXPOSED="true", PLATFORMS="emulator,dingtalk", LOG_LEVEL="DEBUG")
     log = tmp_path / "stderr.log"
     with log.open("w") as err_file:  # a file, not a pipe: DEBUG logging must never block the server
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "serve", cwd=tmp_path, env=env,
