@@ -176,3 +176,77 @@ async def test_case_b_in_the_browser(server: str) -> None:
             assert "不能结案" in why and "《离职保证书》" in why
         finally:
             await browser.close()
+
+
+ATTACKER_PAGE = """<!doctype html><meta charset="utf-8"><title>cat pictures</title>
+<iframe name="sink"></iframe>
+<script>
+(async () => {
+  const target = "%(server)s/emulator/api/send";
+  const body = JSON.stringify({user: "E001", text: "/cancel %(case)s 恶意撤销"});
+  const seen = [];
+  const attempt = async (name, go) => {
+    try { seen.push(name + ":" + await go()); } catch (e) { seen.push(name + ":blocked"); }
+  };
+  await attempt("no-cors", async () => (await fetch(target, {method: "POST", mode: "no-cors", credentials: "include",
+                                                            headers: {"Content-Type": "text/plain"}, body})).type);
+  const json = {"Content-Type": "application/json"};
+  await attempt("cors-json", async () => (await fetch(target, {method: "POST", credentials: "include",
+                                                              headers: json, body})).status);
+  await attempt("read", async () => (await (await fetch("%(server)s/emulator/api/cards?user=E003",
+                                                         {credentials: "include"})).text()).length);
+  const form = document.createElement("form");
+  Object.assign(form, {method: "POST", action: target, enctype: "text/plain", target: "sink"});
+  const field = document.createElement("input");
+  field.name = body.slice(0, -1) + ', "pad": "';
+  field.value = '"}';
+  form.appendChild(field);
+  document.body.appendChild(form);
+  form.submit();
+  await new Promise(r => setTimeout(r, 1500));
+  document.title = "done " + seen.join(" ");
+})();
+</script>"""
+
+
+@pytest.mark.browser
+async def test_a_page_of_another_origin_cannot_act_through_the_browser(server: str) -> None:
+    """Finding 2 as reported: HR has the emulator open, then a page from another origin on the same
+    machine (here another port on 127.0.0.1: the same *site*, so the SameSite cookie goes along)
+    tries a no-cors fetch, a JSON fetch and a text/plain form post. The case stays open."""
+    from playwright.async_api import async_playwright
+
+    from storage.models import Case, InboxEvent
+
+    async with aiohttp.ClientSession(headers=AUTH) as http:
+        async with http.post(f"{server}/emulator/api/send", json={"user": "E001", "text": START}) as r:
+            assert (await r.json())["ok"]
+        case_id = (await _wait_card(http, server, "E003", lambda c: c["step_id"] == "application"))["case_id"]
+    inbox = await InboxEvent.all().count()
+
+    async def evil(request: web.Request) -> web.Response:
+        return web.Response(text=ATTACKER_PAGE % {"server": server, "case": case_id}, content_type="text/html")
+
+    attacker = web.Application()
+    attacker.router.add_get("/", evil)
+    runner = web.AppRunner(attacker, access_log=None)
+    await runner.setup()
+    port = _free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=BROWSER_ARGS)
+        try:
+            context = await browser.new_context()
+            page = await context.new_page()
+            await page.goto(f"{server}/emulator?token={TOKEN}")
+            await page.locator("#pane-hr .who option").first.wait_for(state="attached")
+            other = await context.new_page()
+            await other.goto(f"http://127.0.0.1:{port}/")
+            await other.wait_for_function("document.title.startsWith('done')", timeout=20_000)
+            outcome = await other.title()
+        finally:
+            await browser.close()
+            await runner.cleanup()
+    assert "cors-json:blocked" in outcome and "read:blocked" in outcome, outcome
+    assert (await Case.get(id=case_id)).status == "open", outcome
+    assert await InboxEvent.all().count() == inbox  # not one of the attempts reached the router
