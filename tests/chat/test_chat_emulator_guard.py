@@ -28,7 +28,7 @@ from tortoise import connections
 from bot.app import ANNOUNCE, create_app
 from bot.platforms.emulator import TOKEN as TOKEN_KEY
 from bot.platforms.emulator import check_startup
-from bot.settings import Settings, SettingsError
+from bot.settings import Settings, SettingsError, load_settings
 from handlers.signing_web import HEADERS as SIGNING_HEADERS
 from storage.models import AuditEntry, Case, EmulatorMessage, InboxEvent, OutboxMessage
 from tests.conftest import PG_URL, ROOT
@@ -236,6 +236,15 @@ async def test_a_random_token_per_start_when_none_is_set(demo_org: Settings) -> 
         assert len(token) >= 32 and app[ANNOUNCE] == [f"emulator: open http://127.0.0.1:8080/emulator?token={token}"]
         seen.append(token)
     assert seen[0] != seen[1]
+
+
+def test_the_token_setting(env_clean: None) -> None:
+    assert load_settings(_env_file=None, emulator_token="").emulator_token is None  # .env.example's empty value
+    assert load_settings(_env_file=None, emulator_token=TOKEN).emulator_token.get_secret_value() == TOKEN
+    for weak in ("short", "x" * 15, "with a space in it!!", "非ASCII字符非ASCII字符非ASCII字符"):
+        with pytest.raises(SettingsError, match="bad setting EMULATOR_TOKEN"):
+            load_settings(_env_file=None, emulator_token=weak)
+    assert TOKEN not in repr(load_settings(_env_file=None, emulator_token=TOKEN))
 
 
 # ---------------------------------------------------------------- finding 2: cross-site requests, DNS rebinding
