@@ -17,7 +17,7 @@ from typing import Any
 
 from tortoise.exceptions import IntegrityError
 
-from storage.hotpath import _datetime, _json, default_conn, query
+from storage.hotpath import _datetime, _json, _sql, default_conn
 from storage.models import EmulatorMessage
 
 ATTEMPTS = 8  # writers racing for one pane's next number; each retry sees the winner's row
@@ -40,21 +40,27 @@ class Row:
     at: datetime
 
 
-def _row(values: Any) -> Row:
-    r = tuple(values)
-    return Row(id=r[0], recipient=r[1], seq=r[2], kind=r[3], sender=r[4], card_id=r[5], text=r[6],
-               card=_json(r[7]), html=r[8], version=r[9], at=_datetime(r[10]))  # type: ignore[arg-type]
+def _row(r: dict[str, Any]) -> Row:
+    return Row(id=r["id"], recipient=r["recipient"], seq=r["seq"], kind=r["kind"], sender=r["sender"],
+               card_id=r["card_id"], text=r["text"], card=_json(r["card"]), html=r["html"], version=r["version"],
+               at=_datetime(r["at"]))  # type: ignore[arg-type]
+
+
+async def _rows(sql: str, values: list[Any]) -> list[dict[str, Any]]:
+    """Rows as column -> value. Through `execute_query_dict`, which fetches on every backend: the
+    asyncpg client's `execute_query` drops what an INSERT or UPDATE ... RETURNING returns."""
+    conn = default_conn()
+    return await conn.execute_query_dict(_sql(conn, sql), values)
 
 
 def _card_text(card: dict[str, Any] | None) -> str | None:
     return None if card is None else json.dumps(card, ensure_ascii=False, separators=(",", ":"))
 
 
-async def _retrying(sql: str, values: list[Any]) -> tuple[int, Any]:
-    conn = default_conn()
+async def _retrying(sql: str, values: list[Any]) -> list[dict[str, Any]]:
     for attempt in range(ATTEMPTS):
         try:
-            return await query(conn, sql, values)
+            return await _rows(sql, values)
         except IntegrityError as exc:
             lost_race = "seq" in str(exc) or "uid_emulator" in str(exc)  # (recipient, seq), not a bug
             if not lost_race or attempt == ATTEMPTS - 1:
@@ -71,7 +77,7 @@ async def add(*, recipient: str, kind: str, sender: str, at: datetime, card_id: 
            'WHERE "recipient" = ? ON CONFLICT ("card_id") DO NOTHING RETURNING ' + _COLUMNS)
     values = [recipient, kind, sender, card_id, text, _card_text(card), html,
               _AT.to_db_value(at, EmulatorMessage), recipient]
-    _, rows = await _retrying(sql, values)
+    rows = await _retrying(sql, values)
     if rows:
         return _row(rows[0]), True
     held = await by_card_id(card_id or "")
@@ -86,13 +92,12 @@ async def replace_card(*, card_id: str, recipient: str, card: dict[str, Any], ht
     sql = ('UPDATE "emulator_message" SET "card" = ?, "html" = ?, "version" = "version" + 1, '
            '"seq" = (SELECT MAX("seq") + 1 FROM "emulator_message" WHERE "recipient" = ?) '
            'WHERE "card_id" = ? AND "recipient" = ? AND "kind" = \'card\' RETURNING ' + _COLUMNS)
-    _, rows = await _retrying(sql, [_card_text(card), html, recipient, card_id, recipient])
+    rows = await _retrying(sql, [_card_text(card), html, recipient, card_id, recipient])
     return _row(rows[0]) if rows else None
 
 
 async def by_card_id(card_id: str) -> Row | None:
-    _, rows = await query(default_conn(), f'SELECT {_COLUMNS} FROM "emulator_message" WHERE "card_id" = ?',
-                          [card_id])
+    rows = await _rows(f'SELECT {_COLUMNS} FROM "emulator_message" WHERE "card_id" = ?', [card_id])
     return _row(rows[0]) if rows else None
 
 
@@ -103,19 +108,14 @@ async def pane(recipient: str, *, since: int = 0, kind: str | None = None) -> li
     if kind is not None:
         sql += ' AND "kind" = ?'
         values.append(kind)
-    _, rows = await query(default_conn(), sql + ' ORDER BY "seq"', values)
+    rows = await _rows(sql + ' ORDER BY "seq"', values)
     return [_row(r) for r in rows]
-
-
-async def count() -> int:
-    _, rows = await query(default_conn(), 'SELECT COUNT(*) FROM "emulator_message"')
-    return int(rows[0][0])
 
 
 async def sent_without_message() -> list[int]:
     """Outbox ids of emulator cards marked sent whose card no pane holds: delivered before the
     panes were kept here. Read once at start-up."""
-    _, rows = await query(default_conn(), 'SELECT o."id" FROM "outbox" o WHERE o."platform" = \'emulator\' '
-                          'AND o."kind" = \'card\' AND o."status" = \'sent\' AND NOT EXISTS '
-                          '(SELECT 1 FROM "emulator_message" m WHERE m."card_id" = o."key") ORDER BY o."id"')
-    return [int(r[0]) for r in rows]
+    rows = await _rows('SELECT o."id" FROM "outbox" o WHERE o."platform" = \'emulator\' '
+                       'AND o."kind" = \'card\' AND o."status" = \'sent\' AND NOT EXISTS '
+                       '(SELECT 1 FROM "emulator_message" m WHERE m."card_id" = o."key") ORDER BY o."id"', [])
+    return [int(r["id"]) for r in rows]
