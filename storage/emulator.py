@@ -20,7 +20,7 @@ from tortoise.exceptions import IntegrityError
 from storage.hotpath import _datetime, _json, _sql, default_conn
 from storage.models import EmulatorMessage
 
-ATTEMPTS = 8  # writers racing for one pane's next number; each retry sees the winner's row
+ATTEMPTS = 64  # writers racing for one pane: with n at once the last may need n tries (each sees a winner)
 _COLUMNS = ('"id", "recipient", "seq", "kind", "sender", "card_id", "text", "card", "html", "version", "at"')
 _AT = EmulatorMessage._meta.fields_map["at"]
 

@@ -503,3 +503,26 @@ async def test_emulator_statements_use_indexes(demo_org: Settings) -> None:
         plan = [tuple(row)[-1] for row in raw.execute("EXPLAIN QUERY PLAN " + statement).fetchall()]
         walks = [d for d in plan if d.startswith("SCAN") and "emulator_message" in d]
         assert not walks, (statement, plan)
+
+
+async def test_writers_racing_on_one_pane_never_share_a_number(demo_org: Settings) -> None:
+    """Replicas writing to one person's pane at once (on PostgreSQL truly in parallel, one
+    connection each): every change gets its own, higher number, so a poller misses none."""
+    from bot.platforms.emulator.adapter import EmulatorAdapter
+    from cards.model import Card
+
+    adapters = [EmulatorAdapter() for _ in range(4)]
+    ids = await asyncio.gather(*(adapters[i % 4].send_card("E001", Card(title=f"card {i}"), f"race-{i}")
+                                 for i in range(12)))
+    seen_after_inserts = max(m.seq for m in await adapters[0].store.history("E001"))
+    await asyncio.gather(*(adapters[i % 4].update_card("E001", ids[i], Card(title=f"card {i} v2"), f"race-{i}")
+                           for i in range(12)))
+    await asyncio.gather(*(adapters[i % 4].store.text("E001", "E001", f"line {i}") for i in range(12)))
+    rows = await EmulatorMessage.filter(recipient="E001").order_by("seq")
+    assert len(rows) == 24 and len({r.seq for r in rows}) == 24
+    cards = [r for r in rows if r.kind == "card"]
+    assert all(r.version == 2 and r.seq > seen_after_inserts for r in cards)  # every update moved forward
+    assert sorted(f"emu-{r.id}" for r in cards) == sorted(ids)
+    # A resend of a card already held answers with its id and adds nothing.
+    assert await adapters[3].send_card("E001", Card(title="again"), "race-0") == ids[0]
+    assert await EmulatorMessage.filter(recipient="E001").count() == 24
