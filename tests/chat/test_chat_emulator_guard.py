@@ -526,3 +526,29 @@ async def test_writers_racing_on_one_pane_never_share_a_number(demo_org: Setting
     # A resend of a card already held answers with its id and adds nothing.
     assert await adapters[3].send_card("E001", Card(title="again"), "race-0") == ids[0]
     assert await EmulatorMessage.filter(recipient="E001").count() == 24
+
+
+async def test_an_upgraded_database_gets_its_cards_back_and_their_updates_land(demo_org: Settings) -> None:
+    """Cards delivered by the in-memory emulator (before this table) left only outbox rows with ids
+    like emu-142. After the upgrade they are shown again at start-up and updates find them by card id."""
+    settings = _settings(demo_org)
+    async with aiohttp.ClientSession() as http:
+        async with running(settings) as first:
+            await _open_case(http, first)
+            await _settled()
+        sent = await OutboxMessage.filter(platform="emulator", kind="card", status="sent").count()
+        await OutboxMessage.filter(platform="emulator", status="sent").update(platform_message_id="emu-142")
+        await EmulatorMessage.all().delete()  # what the old, in-memory emulator kept: nothing
+        async with running(settings) as second:
+            assert await EmulatorMessage.filter(kind="card").count() == sent
+            card = next(c for c in await _cards(http, second, "E003") if c["step_id"] == "application")
+            click = {"user": "E003", "card_id": card["card_id"], "action": "submit",
+                     "form": {"last_working_day": "2025-07-31", "reason": "个人原因"}}
+            async with http.post(f"{second}/emulator/api/click", json=click, headers=AUTH) as r:
+                assert (await r.json())["ok"]
+            done = await _wait_card(http, second, "E003", lambda c: c["card_id"] == card["card_id"]
+                                    and c["status"].startswith("已由 张三"))
+            assert done["message_id"] == card["message_id"]
+            await _settled()
+    assert await OutboxMessage.filter(status="failed").count() == 0
+    assert await EmulatorMessage.filter(kind="card").count() > sent  # and the manager's new card arrived
