@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -102,8 +103,9 @@ class Settings(BaseSettings):
         raw = value.get_secret_value() if isinstance(value, SecretStr) else value
         if raw is None or raw == "":
             return None
-        if not isinstance(raw, str) or len(raw) < 16 or not raw.isascii() or not raw.isprintable() or " " in raw:
-            raise ValueError("must be at least 16 printable ASCII characters without spaces (or empty: random)")
+        # Unreserved URL characters only: it travels in a query string and a cookie unescaped.
+        if not isinstance(raw, str) or not re.fullmatch(r"[A-Za-z0-9._~-]{16,}", raw):
+            raise ValueError("must be at least 16 of A-Z a-z 0-9 . _ ~ - (or empty: random per start)")
         return value
 
     @field_validator("timezone")

@@ -241,7 +241,8 @@ async def test_a_random_token_per_start_when_none_is_set(demo_org: Settings) -> 
 def test_the_token_setting(env_clean: None) -> None:
     assert load_settings(_env_file=None, emulator_token="").emulator_token is None  # .env.example's empty value
     assert load_settings(_env_file=None, emulator_token=TOKEN).emulator_token.get_secret_value() == TOKEN
-    for weak in ("short", "x" * 15, "with a space in it!!", "非ASCII字符非ASCII字符非ASCII字符"):
+    for weak in ("short", "x" * 15, "with a space in it!!", "非ASCII字符非ASCII字符非ASCII字符",
+                 "semi;colon&amp=0123456789"):
         with pytest.raises(SettingsError, match="bad setting EMULATOR_TOKEN"):
             load_settings(_env_file=None, emulator_token=weak)
     assert TOKEN not in repr(load_settings(_env_file=None, emulator_token=TOKEN))
