@@ -37,6 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 TARGET_SQLITE_EPS = 500
 TARGET_RATIO = 0.30
+# The emulator API wants its token on every call; the bare server gets the same header and ignores it.
+EMULATOR_TOKEN = "bench-emulator-token-0123456789"
+AUTH = {"Authorization": f"Bearer {EMULATOR_TOKEN}"}
 
 BARE_SERVER = """
 import sys
@@ -124,7 +127,7 @@ async def load(base: str, bodies: list[dict], clients: int, path: str = "/emulat
     latencies: list[float] = []
     failures = 0
     connector = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(connector=connector) as http:
+    async with aiohttp.ClientSession(connector=connector, headers=AUTH) as http:
         async def client() -> None:
             nonlocal failures
             while True:
@@ -150,7 +153,7 @@ async def tap_bodies(base: str, n: int, wait_seconds: float = 120.0) -> list[dic
     users = [f"B{i:05d}" for i in range(n)]
     found: dict[str, str] = {}
     deadline = time.monotonic() + wait_seconds
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=AUTH) as http:
         while len(found) < n:
             for user in users:
                 if user in found:
@@ -220,7 +223,8 @@ def bench_full(label: str, db_url: str, n: int, clients: int, workdir: Path) -> 
     """(commands/s, taps/s) through the real server."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": db_url, "HTTP_PORT": str(port), "PLATFORMS": "emulator",
-           "DATA_DIR": str(workdir / "data"), "LOG_LEVEL": "WARNING", "SECRET_KEY": "bench-secret-0123456789abcdef"}
+           "DATA_DIR": str(workdir / "data"), "LOG_LEVEL": "WARNING", "SECRET_KEY": "bench-secret-0123456789abcdef",
+           "EMULATOR_TOKEN": EMULATOR_TOKEN}
     prepare(env, n, workdir)
     proc = run_server([PY, "-m", "bot", "serve"], env)
     base = f"http://127.0.0.1:{port}"

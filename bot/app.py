@@ -19,6 +19,8 @@ log = logging.getLogger("bot")
 
 SETTINGS = web.AppKey("settings", Settings)
 SERVICE = web.AppKey("service", CaseService)
+# Lines for the person starting the bot, printed once it listens (e.g. the emulator's address).
+ANNOUNCE = web.AppKey("announce", list)
 
 # Modules that add routes or background loops: each exposes `setup(app)`. Kept as data so a new
 # capability is one line here, not a change to the factory.
@@ -94,6 +96,8 @@ async def serve(settings: Settings) -> None:
     gc.freeze()
     log.info("serving on http://%s:%s (platforms: %s)", settings.http_host, settings.http_port,
              ", ".join(settings.platforms))
+    for line in app.get(ANNOUNCE, []):
+        print(line, flush=True)  # stdout, not the log: see bot.platforms.emulator.startup_line
     try:
         await asyncio.Event().wait()
     finally:

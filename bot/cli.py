@@ -17,8 +17,10 @@ def _run(coro_factory) -> int:  # type: ignore[no-untyped-def]
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from bot.app import serve
+    from bot.platforms.emulator import check_startup
 
     settings = get_settings()
+    check_startup(settings, warn=False)  # before migrating or loading the demo: a refused start changes nothing
     if args.migrate:
         _cmd_migrate(args)
     if args.demo:
@@ -154,4 +156,9 @@ def main(argv: list[str] | None = None) -> None:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         for ours in ("bot", "handlers", "signing", "storage", "workflow", "settlement"):
             logging.getLogger(ours).setLevel(settings.log_level)
-    sys.exit(args.func(args))
+    try:
+        code = args.func(args)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    sys.exit(code)

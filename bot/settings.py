@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -66,6 +67,11 @@ class Settings(BaseSettings):
     wecom_secret: SecretStr | None = None
     wecom_api_base: str = "https://qyapi.weixin.qq.com"
     wecom_oauth_url: str = "https://open.weixin.qq.com/connect/oauth2/authorize"
+    # The emulator acts as whoever a request names, so every call carries this secret. Empty: a
+    # random one per start, printed with the emulator's address.
+    emulator_token: SecretStr | None = None
+    # Serve the emulator although HTTP_HOST is not loopback or TRUSTED_PROXIES is set.
+    emulator_allow_exposed: bool = False
 
     @field_validator("platforms", mode="before")
     @classmethod
@@ -92,6 +98,17 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"not an IP address or network: {item!r}") from None
         return items
+
+    @field_validator("emulator_token", mode="before")
+    @classmethod
+    def _check_emulator_token(cls, value: object) -> object:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None or raw == "":
+            return None
+        # Unreserved URL characters only: it travels in a query string and a cookie unescaped.
+        if not isinstance(raw, str) or not re.fullmatch(r"[A-Za-z0-9._~-]{16,}", raw):
+            raise ValueError("must be at least 16 of A-Z a-z 0-9 . _ ~ - (or empty: random per start)")
+        return value
 
     @field_validator("timezone")
     @classmethod

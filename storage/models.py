@@ -252,3 +252,32 @@ class SigningLink(Model):
 
     class Meta:
         table = "signing_link"
+
+
+class EmulatorMessage(Model):
+    """What the local emulator shows in each person's pane: delivered cards and chat lines.
+
+    Kept here rather than in the process so that a restart cannot renumber the messages the
+    outbox already recorded, and so that replicas on one database show the same panes. `seq`
+    orders a person's pane and moves forward whenever a message changes, which is what the page
+    polls for; the unique (recipient, seq) index serves those reads and makes two writers that
+    picked the same number retry instead of hiding one change.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    recipient = fields.CharField(max_length=64)  # employee id whose pane shows it
+    seq = fields.IntField()
+    kind = fields.CharField(max_length=8)  # card | text
+    sender = fields.CharField(max_length=64)  # "bot" or the employee id who typed it
+    # The card's own id (the outbox key), a sent text's key or "in:<event id>" of a typed line:
+    # a resend with the same id finds the message instead of adding one.
+    card_id = fields.CharField(max_length=255, null=True, unique=True)
+    text = fields.TextField(default="")
+    card = fields.JSONField(null=True)  # cards.model.Card.to_dict()
+    html = fields.TextField(default="")  # rendered once when written, not on every poll
+    version = fields.IntField(default=1)
+    at = fields.DatetimeField()
+
+    class Meta:
+        table = "emulator_message"
+        unique_together = (("recipient", "seq"),)

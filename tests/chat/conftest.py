@@ -52,11 +52,11 @@ class Chat:
             if n == 0:
                 return total
 
-    def cards(self, user: str) -> list[Message]:
-        return self.emulator.store.cards_of(user)
+    async def cards(self, user: str) -> list[Message]:
+        return await self.emulator.store.cards_of(user)
 
-    def card(self, user: str, *, step: str | None = None, purpose: str | None = None) -> Message:
-        found = [m for m in self.cards(user) if m.card is not None
+    async def card(self, user: str, *, step: str | None = None, purpose: str | None = None) -> Message:
+        found = [m for m in await self.cards(user) if m.card is not None
                  and (step is None or m.card.step_id == step) and (purpose is None or m.card.purpose == purpose)]
         if not found:
             raise LookupError(f"{user} holds no card for step={step} purpose={purpose}")

@@ -61,7 +61,7 @@ async def _case_at(chat, step: str) -> None:
     for sid, user, action in order:
         if sid == step:
             return
-        r = await chat.click(user, chat.card(user, step=sid).card_id, action, _form(action))
+        r = await chat.click(user, (await chat.card(user, step=sid)).card_id, action, _form(action))
         assert r.ok, r.text
         await chat.deliver()
 
@@ -77,7 +77,7 @@ async def _case_at(chat, step: str) -> None:
 @pytest.mark.parametrize("persona", sorted(PERSONAS))
 async def test_action_matrix(chat, step: str | None, holder: str, action: str, persona: str) -> None:
     await _case_at(chat, step or "hr_check")
-    card = chat.card(holder, step=step) if step else chat.card(holder, purpose="summary")
+    card = await chat.card(holder, step=step) if step else await chat.card(holder, purpose="summary")
     before = await _state()
     reply = await chat.click(PERSONAS[persona], card.card_id, action, _form(action))
     if PERSONAS[persona] == holder and action != "close":
@@ -95,7 +95,7 @@ async def test_action_matrix(chat, step: str | None, holder: str, action: str, p
 
 async def test_button_not_on_the_card_is_refused(chat) -> None:
     await _case_at(chat, "application")
-    card = chat.card("E003", step="application")
+    card = await chat.card("E003", step="application")
     before = await _state()
     assert (await chat.click("E003", card.card_id, "approve")).code == "no_such_button"
     assert (await chat.click("E003", card.card_id, "explode")).code == "no_such_button"
@@ -105,7 +105,7 @@ async def test_button_not_on_the_card_is_refused(chat) -> None:
 
 async def test_out_of_order_and_twice_change_nothing(chat) -> None:
     await _case_at(chat, "performance_review")
-    card = chat.card("E003", step="application")
+    card = await chat.card("E003", step="application")
     before = await _state()
     again = await chat.click("E003", card.card_id, "submit", _form("submit"))
     assert not again.ok  # the card no longer offers the button once the step is done
@@ -125,7 +125,7 @@ async def test_redelivered_command_has_one_effect(chat, concurrent: bool) -> Non
 
 async def test_redelivered_tap_has_one_effect(chat) -> None:
     await _case_at(chat, "application")
-    card = chat.card("E003", step="application")
+    card = await chat.card("E003", step="application")
     for _ in range(3):
         r = await chat.click("E003", card.card_id, "submit", _form("submit"), event_id="tap-1")
         assert r.ok
@@ -138,17 +138,17 @@ async def test_tap_answer_commits_with_its_effect(chat) -> None:
     accepted tap and for one the engine refuses, so a redelivery right after the commit (or after a
     crash before any later write) gets that same answer."""
     await _case_at(chat, "performance_review")
-    ok = await chat.click("E002", chat.card("E002", step="performance_review").card_id, "approve",
+    ok = await chat.click("E002", (await chat.card("E002", step="performance_review")).card_id, "approve",
                           _form("approve"), event_id="tap-ok")
     assert ok.ok
     stored = (await InboxEvent.get(dedup_key="emulator:tap-ok")).result
     assert stored == ok.to_json()
     await chat.deliver()
     # A completion without its required fields is refused by the engine (nothing changes)...
-    refused = await chat.click("E001", chat.card("E001", step="hr_check").card_id, "complete", {},
+    refused = await chat.click("E001", (await chat.card("E001", step="hr_check")).card_id, "complete", {},
                                event_id="tap-refused")
     assert not refused.ok and refused.code == "missing_data", refused
     assert (await InboxEvent.get(dedup_key="emulator:tap-refused")).result == refused.to_json()
-    again = await chat.click("E001", chat.card("E001", step="hr_check").card_id, "complete", {},
+    again = await chat.click("E001", (await chat.card("E001", step="hr_check")).card_id, "complete", {},
                              event_id="tap-refused")
     assert again.duplicate and again.code == refused.code

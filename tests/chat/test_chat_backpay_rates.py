@@ -28,11 +28,11 @@ async def to_hr_check(chat: Chat) -> str:
     assert started.ok, started
     case_id = started.data["case_id"]
     await chat.deliver()
-    app = chat.card(EMPLOYEE, step="application")
+    app = await chat.card(EMPLOYEE, step="application")
     assert (await chat.click(EMPLOYEE, app.card_id, "submit", {"last_working_day": "2025-07-31",
                                                                 "reason": "试用期考核未通过"})).ok
     await chat.deliver()
-    review = chat.card(MANAGER, step="performance_review")
+    review = await chat.card(MANAGER, step="performance_review")
     assert (await chat.click(MANAGER, review.card_id, "approve", {"result": "完成率 60%"})).ok
     await chat.deliver()
     return case_id
@@ -41,7 +41,7 @@ async def to_hr_check(chat: Chat) -> str:
 async def test_city_without_any_table_named_in_chinese_then_rates_entered(chat: Chat) -> None:
     await Employee.filter(employee_id=EMPLOYEE).update(city="guangzhou")
     case_id = await to_hr_check(chat)
-    check = chat.card(HR, step="hr_check")
+    check = await chat.card(HR, step="hr_check")
     reply = await chat.click(HR, check.card_id, "complete", {"unpaid_months": "2"})
     assert not reply.ok and reply.code == "backpay_blocked"
     await chat.deliver()
@@ -61,7 +61,7 @@ async def test_city_without_any_table_named_in_chinese_then_rates_entered(chat: 
     assert reply.ok, reply
     await chat.deliver()
     # Base 5,284 (wage 5,000 below the floor): 422.72 + 105.68 + 10.568 → 10.57 = 538.97 a month; × 2.
-    letter = chat.card(EMPLOYEE, step="guarantee")
+    letter = await chat.card(EMPLOYEE, step="guarantee")
     assert letter.card is not None and "1077.94 元" in str(letter.card.fields), letter.card.fields
 
 
@@ -96,7 +96,7 @@ async def test_bad_rate_entries_change_nothing(chat: Chat, tail: str, words: str
 
 async def test_redo_refused_once_the_letter_is_signed(chat: Chat) -> None:
     case_id = await to_hr_check(chat)
-    assert (await chat.click(HR, chat.card(HR, step="hr_check").card_id, "complete", {"unpaid_months": "2"})).ok
+    assert (await chat.click(HR, (await chat.card(HR, step="hr_check")).card_id, "complete", {"unpaid_months": "2"})).ok
     # The signature itself is the signing page's business (tests/signing_flow); here only its event.
     service = chat.inbound.service
     emp = await Employee.get(employee_id=EMPLOYEE)

@@ -20,10 +20,10 @@ async def test_offboard_starts_case_and_sends_cards(chat) -> None:
     assert case.template_id == "probation" and case.handover_id == "E006" and case.reason == "绩效未达标"
     assert str(case.last_day) == "2025-07-31"
     await chat.deliver()
-    first = chat.card("E003", step="application")
+    first = await chat.card("E003", step="application")
     assert first.card.progress == "第 1 步 / 共 7 步"
     assert "截止时间" in dict(first.card.fields)
-    summary = chat.card("E001", purpose="summary")
+    summary = await chat.card("E001", purpose="summary")
     assert "张三" in summary.card.summary
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from pydantic import SecretStr
 
 from bot.app import create_app
 from bot.settings import Settings
@@ -18,6 +19,8 @@ from cards.model import Button, Card
 from storage.models import Employee
 
 START = "/离职 张三 试用期 2025-07-31 绩效未达标 交接人:周八"
+TOKEN = "test-emulator-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def _free_port() -> int:
@@ -31,7 +34,8 @@ async def server(demo_org: Settings) -> AsyncIterator[str]:
     """The real application on 127.0.0.1 (random port), sharing the test's database."""
     port = _free_port()
     settings = demo_org.model_copy(update={"http_port": port, "outbox_poll_seconds": 0.05,
-                                           "public_base_url": f"http://127.0.0.1:{port}"})
+                                           "public_base_url": f"http://127.0.0.1:{port}",
+                                           "emulator_token": SecretStr(TOKEN)})
     app = create_app(settings, with_db=False)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -63,7 +67,7 @@ async def _wait_card(http, base: str, user: str, pred, tries: int = 100) -> dict
 
 
 async def test_json_api_round_trip(server: str) -> None:
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=AUTH) as http:
         async with http.post(f"{server}/emulator/api/send", json={"user": "E001", "text": START}) as r:
             body = await r.json()
         assert r.status == 200 and body["ok"], body
@@ -135,26 +139,12 @@ def test_html_renderer_escapes_everything() -> None:
 
 async def test_script_in_a_name_stays_text_in_the_page(server: str) -> None:
     await Employee.filter(employee_id="E003").update(name="<img src=x onerror=alert(1)>张三")
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=AUTH) as http:
         start = {"user": "E001", "text": "/离职 E003 试用期 2025-07-31"}
         async with http.post(f"{server}/emulator/api/send", json=start) as r:
             assert (await r.json())["ok"]
         card = await _wait_card(http, server, "E003", lambda c: c["step_id"] == "application")
         assert "<img" not in card["html"] and "&lt;img src=x" in card["html"]
-
-
-async def test_emulator_refuses_non_loopback_clients() -> None:
-    from aiohttp.test_utils import make_mocked_request
-
-    from bot.platforms.emulator import loopback_only
-
-    async def handler(request: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    req = make_mocked_request("GET", "/emulator/api/cards?user=E001")
-    req._transport_peername = ("10.0.0.5", 1234)  # type: ignore[attr-defined]
-    with pytest.raises(web.HTTPForbidden):
-        await loopback_only(req, handler)
 
 
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -169,7 +159,9 @@ async def test_case_b_in_the_browser(server: str) -> None:
         browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=BROWSER_ARGS)
         page = await browser.new_page(viewport={"width": 1500, "height": 950})
         try:
-            await page.goto(f"{server}/emulator")
+            # The address printed at start-up; the page moves the token into a cookie and off the URL.
+            await page.goto(f"{server}/emulator?token={TOKEN}")
+            assert page.url == f"{server}/emulator"
             hr, emp, mgr = page.locator("#pane-hr"), page.locator("#pane-employee"), page.locator("#pane-manager")
             await hr.locator(".who").select_option("E001")
             await emp.locator(".who").select_option("E003")
@@ -222,3 +214,77 @@ async def test_case_b_in_the_browser(server: str) -> None:
             assert "不能结案" in why and "《离职保证书》" in why
         finally:
             await browser.close()
+
+
+ATTACKER_PAGE = """<!doctype html><meta charset="utf-8"><title>cat pictures</title>
+<iframe name="sink"></iframe>
+<script>
+(async () => {
+  const target = "%(server)s/emulator/api/send";
+  const body = JSON.stringify({user: "E001", text: "/cancel %(case)s 恶意撤销"});
+  const seen = [];
+  const attempt = async (name, go) => {
+    try { seen.push(name + ":" + await go()); } catch (e) { seen.push(name + ":blocked"); }
+  };
+  await attempt("no-cors", async () => (await fetch(target, {method: "POST", mode: "no-cors", credentials: "include",
+                                                            headers: {"Content-Type": "text/plain"}, body})).type);
+  const json = {"Content-Type": "application/json"};
+  await attempt("cors-json", async () => (await fetch(target, {method: "POST", credentials: "include",
+                                                              headers: json, body})).status);
+  await attempt("read", async () => (await (await fetch("%(server)s/emulator/api/cards?user=E003",
+                                                         {credentials: "include"})).text()).length);
+  const form = document.createElement("form");
+  Object.assign(form, {method: "POST", action: target, enctype: "text/plain", target: "sink"});
+  const field = document.createElement("input");
+  field.name = body.slice(0, -1) + ', "pad": "';
+  field.value = '"}';
+  form.appendChild(field);
+  document.body.appendChild(form);
+  form.submit();
+  await new Promise(r => setTimeout(r, 1500));
+  document.title = "done " + seen.join(" ");
+})();
+</script>"""
+
+
+@pytest.mark.browser
+async def test_a_page_of_another_origin_cannot_act_through_the_browser(server: str) -> None:
+    """Finding 2 as reported: HR has the emulator open, then a page from another origin on the same
+    machine (here another port on 127.0.0.1: the same *site*, so the SameSite cookie goes along)
+    tries a no-cors fetch, a JSON fetch and a text/plain form post. The case stays open."""
+    from playwright.async_api import async_playwright
+
+    from storage.models import Case, InboxEvent
+
+    async with aiohttp.ClientSession(headers=AUTH) as http:
+        async with http.post(f"{server}/emulator/api/send", json={"user": "E001", "text": START}) as r:
+            assert (await r.json())["ok"]
+        case_id = (await _wait_card(http, server, "E003", lambda c: c["step_id"] == "application"))["case_id"]
+    inbox = await InboxEvent.all().count()
+
+    async def evil(request: web.Request) -> web.Response:
+        return web.Response(text=ATTACKER_PAGE % {"server": server, "case": case_id}, content_type="text/html")
+
+    attacker = web.Application()
+    attacker.router.add_get("/", evil)
+    runner = web.AppRunner(attacker, access_log=None)
+    await runner.setup()
+    port = _free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=BROWSER_ARGS)
+        try:
+            context = await browser.new_context()
+            page = await context.new_page()
+            await page.goto(f"{server}/emulator?token={TOKEN}")
+            await page.locator("#pane-hr .who option").first.wait_for(state="attached")
+            other = await context.new_page()
+            await other.goto(f"http://127.0.0.1:{port}/")
+            await other.wait_for_function("document.title.startsWith('done')", timeout=20_000)
+            outcome = await other.title()
+        finally:
+            await browser.close()
+            await runner.cleanup()
+    assert "cors-json:blocked" in outcome and "read:blocked" in outcome, outcome
+    assert (await Case.get(id=case_id)).status == "open", outcome
+    assert await InboxEvent.all().count() == inbox  # not one of the attempts reached the router

@@ -153,11 +153,11 @@ async def test_two_replicas_claim_disjoint_rows(chat) -> None:
 async def test_update_waits_for_its_card_and_replaces_it_in_place(chat) -> None:
     reply = await chat.send("E001", START)
     await chat.deliver()
-    card = chat.card("E003", step="application")
+    card = await chat.card("E003", step="application")
     r = await chat.click("E003", card.card_id, "submit", {"last_working_day": "2025-07-31", "reason": "个人原因"})
     assert r.ok, r.text
     await chat.deliver()
-    updated = chat.card("E003", step="application")
+    updated = await chat.card("E003", step="application")
     assert updated.id == card.id and updated.version == 2  # same message, new content
     assert updated.card.status.startswith("已由 张三 于")
     # The step's own buttons are gone; asking HR stays on every card of the employee's open case.

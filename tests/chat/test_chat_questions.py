@@ -34,11 +34,11 @@ async def _started(chat: Chat) -> str:
 
 async def test_question_from_a_card_answered_on_hrs_card(chat: Chat) -> None:
     case_id = await _started(chat)
-    app_card = chat.card("E003", step="application")
+    app_card = await chat.card("E003", step="application")
     ask = app_card.card.button("ask")
     assert ask is not None and ask.label == "问HR" and [f.name for f in ask.form] == ["question"]
     # The manager's and HR's own cards carry no ask button: it is the departing employee's.
-    assert chat.card("E001", purpose="summary").card.button("ask") is None
+    assert (await chat.card("E001", purpose="summary")).card.button("ask") is None
 
     before = await _counts(case_id)
     empty = await chat.click("E003", app_card.card_id, "ask", {"question": "   "})
@@ -51,7 +51,7 @@ async def test_question_from_a_card_answered_on_hrs_card(chat: Chat) -> None:
     await chat.deliver()
 
     # HR (who opened the case) gets the question with the case's context: who, type, current step.
-    card = chat.card("E001", purpose="question")
+    card = await chat.card("E001", purpose="question")
     fields = dict(card.card.fields)
     assert fields["员工"] == "张三（E003）" and "试用期不符合录用条件解除" in fields["流程"]
     assert fields["当前步骤"] == "第 1 步「提交书面离职申请」（离职员工）"
@@ -76,10 +76,10 @@ async def test_question_from_a_card_answered_on_hrs_card(chat: Chat) -> None:
     await chat.deliver()
 
     # The employee gets the answer; HR's card now shows it, in place, without the button.
-    got = chat.card("E003", purpose="answer")
+    got = await chat.card("E003", purpose="answer")
     assert text in got.card.body and "保证书是必须签的吗" in got.card.body
     assert got.card.status.startswith("已由 李娜 于") and got.card.button("ask") is not None
-    hr_card = chat.card("E001", purpose="question")
+    hr_card = await chat.card("E001", purpose="question")
     assert hr_card.id == card.id and hr_card.version == 2 and text in hr_card.card.body
     assert hr_card.card.button("answer") is None and hr_card.card.status.startswith("已由 李娜 于")
 
@@ -110,9 +110,9 @@ async def test_typed_question_and_answer_command(chat: Chat) -> None:
     assert again.duplicate and again.data["question"] == f"{case_id}-Q2"
     assert len((await Case.get(id=case_id)).questions) == 2
     await chat.deliver()
-    summary = chat.card("E001", purpose="summary").card.body
+    summary = (await chat.card("E001", purpose="summary")).card.body
     assert f"{case_id}-Q1 · 待回复 · 我什么时候能拿到离职证明？" in summary
-    q2 = [m for m in chat.cards("E001") if m.card and m.card.purpose == "question"]
+    q2 = [m for m in (await chat.cards("E001")) if m.card and m.card.purpose == "question"]
     assert len(q2) == 2
     assert "（离职员工）" in dict(q2[0].card.fields)["当前步骤"]
 
@@ -142,9 +142,9 @@ async def test_typed_question_and_answer_command(chat: Chat) -> None:
     ok = await chat.send("E001", f"/answer {case_id.lower()}-q1 离职当天由 HR 发电子版，纸质版可到人事部领取。")
     assert ok.ok and ok.code == "answered", ok.text
     await chat.deliver()
-    got = chat.card("E003", purpose="answer")
+    got = await chat.card("E003", purpose="answer")
     assert "离职当天由 HR 发电子版" in got.card.body and "我什么时候能拿到离职证明" in got.card.body
-    assert f"{case_id}-Q1 · 已回复" in chat.card("E001", purpose="summary").card.body
+    assert f"{case_id}-Q1 · 已回复" in (await chat.card("E001", purpose="summary")).card.body
     # The employee's own view lists both questions, one answered.
     status = await chat.send("E003", "/进度")
     assert f"{case_id}-Q1：我什么时候能拿到离职证明？ → 李娜 已回复" in status.text
@@ -157,14 +157,14 @@ async def test_questions_end_with_the_case(chat: Chat) -> None:
     await chat.deliver()
     assert (await chat.send("E001", f"/取消 {case_id} 员工撤回")).ok
     await chat.deliver()
-    card = chat.card("E001", purpose="question")
+    card = await chat.card("E001", purpose="question")
     assert card.card.button("answer") is None and card.card.status == "流程已取消，未回复"
     late = await chat.send("E001", f"/回复 {case_id}-Q1 补充")
     assert not late.ok and late.code == "case_closed"
     after = await chat.send("E003", "那我还要来公司吗？")
     # No open case any more: the employee is told how to reach HR, nothing is recorded on the case.
     assert not after.ok and await AuditEntry.filter(case_id=case_id, kind="question_asked").count() == 1
-    assert all(b.action != "ask" for m in chat.cards("E003") for b in m.card.buttons)
+    assert all(b.action != "ask" for m in (await chat.cards("E003")) for b in m.card.buttons)
 
 
 @pytest.fixture
@@ -188,14 +188,14 @@ async def test_unanswered_question_reminds_hr_after_the_templates_time(demo_org:
     asked = await chat.send("E003", "试用期考核结果我能看吗？")
     assert asked.ok, asked.text
     await chat.deliver()
-    assert "6 小时" in chat.card("E001", purpose="question").card.status
+    assert "6 小时" in (await chat.card("E001", purpose="question")).card.status
     t0 = utcnow()
 
     await run_due(service, t0 + timedelta(hours=5, minutes=59))
     assert not await AuditEntry.filter(case_id=case_id, kind="question_reminded").exists()
     assert await run_due(service, t0 + timedelta(hours=6, minutes=1)) >= 1
     await chat.deliver(t0 + timedelta(hours=6, minutes=1))
-    reminder = chat.card("E001", purpose="question_reminder")
+    reminder = await chat.card("E001", purpose="question_reminder")
     assert reminder.card.title == "提醒：员工的问题已超过 6 小时未回复"
     assert reminder.card.button("answer") is not None
     entry = await AuditEntry.get(case_id=case_id, kind="question_reminded")
@@ -208,4 +208,4 @@ async def test_unanswered_question_reminds_hr_after_the_templates_time(demo_org:
     # Answering from the reminder card works like from the first one, and updates both.
     assert (await chat.click("E001", reminder.card_id, "answer", {"answer": "可以，稍后发给你。"})).ok
     await chat.deliver(t0 + timedelta(hours=31))
-    assert all(m.card.button("answer") is None for m in chat.cards("E001") if m.card.step_id == "Q1")
+    assert all(m.card.button("answer") is None for m in (await chat.cards("E001")) if m.card.step_id == "Q1")

@@ -29,11 +29,11 @@ async def _through_review(chat: Chat) -> str:
     reply = await chat.send("E001", START)
     assert reply.ok, reply.text
     await chat.deliver()
-    r = await chat.click("E003", chat.card("E003", step="application").card_id, "submit",
+    r = await chat.click("E003", (await chat.card("E003", step="application")).card_id, "submit",
                          {"last_working_day": "2025-07-31", "reason": "个人原因"})
     assert r.ok, r.text
     await chat.deliver()
-    r = await chat.click("E002", chat.card("E002", step="performance_review").card_id, "approve",
+    r = await chat.click("E002", (await chat.card("E002", step="performance_review")).card_id, "approve",
                          {"result": "完成率 60%，要求 80%"})
     assert r.ok, r.text
     await chat.deliver()
@@ -101,10 +101,10 @@ async def test_alert_cards_state_the_templates_own_times(demo_org: Settings, com
     t0 = utcnow()
     await run_due(chat.inbound.service, t0 + timedelta(hours=36, minutes=1))
     await chat.deliver(t0 + timedelta(hours=36, minutes=1))
-    alert = chat.card("E001", purpose="alert", step="application")
+    alert = await chat.card("E001", purpose="alert", step="application")
     assert "36 小时" in alert.card.body and "3 天" not in alert.card.body, alert.card.body
     # The reminder the employee got at 24 h states the step's own time limit.
-    reminder = chat.card("E003", purpose="reminder", step="application")
+    reminder = await chat.card("E003", purpose="reminder", step="application")
     assert "本步骤办理时限为开始后 1 天" in reminder.card.summary
 
 
@@ -118,11 +118,12 @@ async def test_fallback_card_days_and_no_alert_for_optional_steps(demo_org: Sett
     later = t0 + timedelta(hours=121)
     await run_due(chat.inbound.service, later)
     await chat.deliver(later)
-    fallback = chat.card("E001", purpose="fallback")
+    fallback = await chat.card("E001", purpose="fallback")
     assert "5 天" in fallback.card.body and "7 天" not in fallback.card.body, fallback.card.body
     alerted = [e.data["step_id"] for e in await AuditEntry.filter(case_id=case_id, kind="hr_alerted")]
     assert alerted == ["termination_notice"]  # employee_response is optional: no alert, ever
-    assert not [m for m in chat.cards("E001") if m.card.purpose == "alert" and m.card.step_id == "employee_response"]
+    held = await chat.cards("E001")
+    assert not [m for m in held if m.card.purpose == "alert" and m.card.step_id == "employee_response"]
     # The optional step still reminds the employee.
     assert await AuditEntry.filter(case_id=case_id, kind="reminder_sent").count() >= 2
 
@@ -157,18 +158,18 @@ async def test_cancelled_case_cards_say_cancelled(chat: Chat) -> None:
     case_id = await _through_review(chat)
     assert (await chat.send("E001", f"/催办 {case_id}")).ok
     await chat.deliver()
-    assert chat.card("E003", purpose="reminder", step="handover").card.title.startswith("提醒：")
+    assert (await chat.card("E003", purpose="reminder", step="handover")).card.title.startswith("提醒：")
     assert (await chat.send("E001", f"/取消 {case_id} 员工撤回申请")).ok
     await chat.deliver()
     # A reminder already delivered stops urging once the case is cancelled.
-    reminder = chat.card("E003", purpose="reminder", step="handover").card
+    reminder = (await chat.card("E003", purpose="reminder", step="handover")).card
     assert not reminder.title.startswith("提醒") and "尽快" not in reminder.summary
     assert reminder.status == "流程已取消" and reminder.tone == "closed" and not reminder.buttons
-    summary = chat.card("E001", purpose="summary")
+    summary = await chat.card("E001", purpose="summary")
     assert "进行中" not in summary.card.body and "已取消" in summary.card.summary
     assert "✗ 3. HR 核对考勤与社保缴纳（人事（HR）） — 已取消" in summary.card.body
     for user, step in (("E001", "hr_check"), ("E003", "handover"), ("E003", "application")):
-        card = chat.card(user, step=step).card
+        card = (await chat.card(user, step=step)).card
         assert "进行中" not in card.status and "等待" not in card.status
         if step != "application":
             assert card.status == "流程已取消" and not card.buttons
@@ -199,12 +200,12 @@ async def test_english_ui_has_no_chinese_labels(demo_org: Settings) -> None:
     assert reply.ok and not CJK.search(reply.text.replace("张三", "")), reply.text
     case_id = reply.data["case_id"]
     await chat.deliver()
-    assert (await chat.click("E003", chat.card("E003", step="application").card_id, "submit",
+    assert (await chat.click("E003", (await chat.card("E003", step="application")).card_id, "submit",
                              {"last_working_day": "2025-07-31", "reason": "personal"})).ok
-    assert (await chat.click("E003", chat.card("E003", step="application").card_id, "ask",
+    assert (await chat.click("E003", (await chat.card("E003", step="application")).card_id, "ask",
                              {"question": "Is the guarantee letter required?"})).ok
     await chat.deliver()
-    assert (await chat.click("E001", chat.card("E001", purpose="question").card_id, "answer",
+    assert (await chat.click("E001", (await chat.card("E001", purpose="question")).card_id, "answer",
                              {"answer": "Yes, it is a required step."})).ok
     assert (await chat.send("E001", f"/remind {case_id}")).ok
     await chat.deliver()
@@ -220,7 +221,7 @@ async def test_english_ui_has_no_chinese_labels(demo_org: Settings) -> None:
     names = [e.name for e in people] + [e.department for e in people]
     seen = 0
     for user in ("E001", "E002", "E003", "E006"):
-        for m in chat.cards(user):
+        for m in (await chat.cards(user)):
             c = m.card.to_dict()
             texts = [c["title"], c["summary"], c["body"], c["status"], c["progress"],
                      *(f["label"] for f in c["fields"]), *(f["value"] for f in c["fields"]),
@@ -242,10 +243,11 @@ async def test_english_ui_has_no_chinese_labels(demo_org: Settings) -> None:
 def test_emulator_page_in_english() -> None:
     from bot.platforms.emulator import page_text
 
-    en = page_text("en")
+    en = page_text("page.html", "en")
     assert re.findall(r"[\u3400-\u9fff]+", en) == ["中文"]  # the language picker names Chinese in Chinese
     assert '<option value="en" selected>English</option>' in en and "<button>Send</button>" in en
-    assert "<button>发送</button>" in page_text("zh")
+    assert "<button>发送</button>" in page_text("page.html", "zh")
+    assert "${p.name} (${p.employee_id}" in page_text("emulator.js", "en")
 
 
 # ---- the CLI prints only its own output ----------------------------------------------------

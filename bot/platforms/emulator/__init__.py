@@ -1,54 +1,219 @@
 """The emulator platform: a local web page standing in for DingTalk/WeCom, through the same router.
 
-Enabled when `emulator` is in PLATFORMS. Its API acts as whoever the request names, so it only
-answers requests from the loopback interface, whatever HTTP_HOST is.
+Enabled when `emulator` is in PLATFORMS. Its API acts as whoever the request names (start and
+cancel cases as HR, read anyone's cards and signing links), so it must answer only the person at
+this machine's keyboard, and no check on the connection alone can say who that is: a reverse
+proxy on the same host makes every request come from 127.0.0.1. So, in `guard`:
+
+- every call carries the per-start secret EMULATOR_TOKEN, as `Authorization: Bearer` or in the
+  HttpOnly, SameSite=Strict cookie the page gets when the printed address (…/emulator?token=…)
+  is opened;
+- a request that names a proxy hop (`Forwarded`, `X-Forwarded-For`, `X-Real-IP`) is refused;
+- the Host must be a loopback name or PUBLIC_BASE_URL's host (DNS rebinding), and a request from
+  a page of another origin is refused (Origin, Sec-Fetch-Site), whatever cookie it carries:
+  another port on 127.0.0.1 is the same *site*, so SameSite alone would let it through;
+- POST bodies must be declared `application/json`, which a cross-origin page cannot send without
+  a CORS preflight we never answer.
+
+Start-up (`check_startup`) refuses to serve it when HTTP_HOST is not loopback or TRUSTED_PROXIES
+is set, unless EMULATOR_ALLOW_EXPOSED=true.
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
+import json
+import logging
+import secrets
 import uuid
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from bot.platforms.emulator.adapter import EmulatorAdapter, EmulatorStore, card_json
 from bot.router import Incoming
+from bot.settings import Settings, SettingsError
+from storage import emulator as emulator_db
 from storage.models import Case, Employee, OutboxMessage
 
+log = logging.getLogger("bot.emulator")
+
 EMULATOR = web.AppKey("emulator", EmulatorAdapter)
+TOKEN = web.AppKey("emulator_token", str)
+COOKIE = "emulator_token"
 MAX_TEXT = 4000
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
+ASSETS = {"emulator.js": "text/javascript", "emulator.css": "text/css"}
 
 
-def _loopback(request: web.Request) -> bool:
+# ---------------------------------------------------------------- start-up
+
+def _loopback_host(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure(settings: Settings) -> str | None:
+    """Why the emulator would be reachable by more than this machine's user, or None."""
+    reasons = []
+    if not _loopback_host(settings.http_host):
+        reasons.append(f"HTTP_HOST={settings.http_host or '(all interfaces)'} is not a loopback address")
+    if settings.trusted_proxies:
+        reasons.append("TRUSTED_PROXIES is set (a reverse proxy forwards requests to this server)")
+    return "; ".join(reasons) or None
+
+
+def check_startup(settings: Settings, *, warn: bool = True) -> None:
+    """Refuse (SettingsError, one line) to serve an exposed emulator unless told to; warn (when
+    `warn`) that it is exposed anyway or runs beside a real platform."""
+    if "emulator" not in settings.platforms:
+        return
+    problem = exposure(settings)
+    if problem and not settings.emulator_allow_exposed:
+        raise SettingsError(f"refusing to serve the emulator: {problem}; it acts as whoever a request names. "
+                            "Remove emulator from PLATFORMS, or set EMULATOR_ALLOW_EXPOSED=true to serve it anyway")
+    if not warn:
+        return
+    if problem:
+        log.warning("serving the emulator although %s (EMULATOR_ALLOW_EXPOSED=true)", problem)
+    real = [p for p in settings.platforms if p != "emulator"]
+    if real:
+        log.warning("the emulator runs beside %s: whoever holds its token can act as any employee there",
+                    ", ".join(real))
+
+
+def address(settings: Settings) -> str:
+    """Where the local user opens the emulator."""
+    if _loopback_host(settings.http_host):
+        host = settings.http_host
+        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        return f"http://{host}:{settings.http_port}/emulator"
+    return f"{settings.public_base_url}/emulator"
+
+
+def startup_line(app: web.Application, settings: Settings) -> str:
+    """The one line that shows the token: the user has to open this address to use the emulator,
+    so it is printed for them (on stdout, not through logging). Nothing else ever writes it out.
+    A configured token is not repeated: whoever set it knows it."""
+    if settings.emulator_token is not None:
+        return f"emulator: open {address(settings)}?token=<EMULATOR_TOKEN>"
+    return f"emulator: open {address(settings)}?token={app[TOKEN]}"
+
+
+# ---------------------------------------------------------------- the guard
+
+def _refuse(request: web.Request, status: int, code: str, text: str) -> web.Response:
+    if request.path.startswith("/emulator/api/"):
+        return web.json_response({"ok": False, "code": code, "text": text}, status=status)
+    return web.Response(status=status, text=text, content_type="text/plain", headers=_headers())
+
+
+def _headers() -> dict[str, str]:
+    from handlers.signing_web import HEADERS  # the signing page's CSP, frame-ancestors 'none' included
+
+    return dict(HEADERS)
+
+
+def _host_name(host: str) -> str:
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0].lower()
+    return host.rsplit(":", 1)[0].lower() if host.count(":") == 1 else host.lower()
+
+
+def _allowed_hosts(settings: Settings) -> frozenset[str]:
+    public = urlsplit(settings.public_base_url).hostname or ""
+    own = settings.http_host.lower() if _loopback_host(settings.http_host) else ""
+    return LOOPBACK_NAMES | {h for h in (public.lower(), own.strip("[]")) if h}
+
+
+def _peer_loopback(request: web.Request) -> bool:
     try:
         return ipaddress.ip_address(request.remote or "").is_loopback
     except ValueError:
         return False
 
 
+def _authorised(request: web.Request, token: str) -> bool:
+    given = ""
+    auth = request.headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        given = auth[7:].strip()
+    elif COOKIE in request.cookies:
+        given = request.cookies[COOKIE]
+    return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+
+
+def _check(request: web.Request) -> web.Response | None:
+    """A refusal for anything but the local user's own page and scripts; None lets it through."""
+    from bot.app import SETTINGS
+
+    settings = request.app[SETTINGS]
+    hop = next((h for h in PROXY_HEADERS if h in request.headers), None)
+    if hop is not None:
+        return _refuse(request, 403, "proxied", f"the emulator does not answer through a proxy ({hop} present)")
+    if not settings.emulator_allow_exposed and not _peer_loopback(request):
+        return _refuse(request, 403, "not_local", "the emulator answers only on the loopback interface")
+    host = request.headers.get("Host", "")
+    if _host_name(host) not in _allowed_hosts(settings):
+        return _refuse(request, 403, "bad_host", "the emulator answers only to a loopback host name or "
+                                                 "PUBLIC_BASE_URL's host")
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or parts.netloc.lower() != host.lower():
+            return _refuse(request, 403, "bad_origin", "requests from another origin are refused")
+    if request.headers.get("Sec-Fetch-Site") in ("cross-site", "same-site"):
+        return _refuse(request, 403, "bad_origin", "requests from another origin are refused")
+    token = request.app[TOKEN]
+    if request.path == "/emulator" and "token" in request.query:
+        return None  # the page handler checks it and sets the cookie
+    if not _authorised(request, token):
+        return _refuse(request, 401, "unauthorised", "open the emulator with the address printed when the bot "
+                                                      "started (…/emulator?token=…)")
+    if request.method == "POST" and request.content_type != "application/json":
+        return _refuse(request, 415, "unsupported_media_type", "the body must be sent as application/json")
+    return None
+
+
 @web.middleware
-async def loopback_only(request: web.Request, handler: Any) -> web.StreamResponse:
-    if request.path.startswith("/emulator") and not _loopback(request):
-        raise web.HTTPForbidden(text="the emulator answers only on 127.0.0.1")
+async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+    if request.path == "/emulator" or request.path.startswith("/emulator/"):
+        refusal = _check(request)
+        if refusal is not None:
+            return refusal
     return await handler(request)
 
+
+# ---------------------------------------------------------------- page
 
 def _bad(message: str) -> web.Response:
     return web.json_response({"ok": False, "code": "bad_request", "text": message}, status=400)
 
 
 async def _body(request: web.Request) -> dict[str, Any] | web.Response:
+    raw = await request.read()
     try:
-        data = await request.json()
-    except ValueError:
+        data = json.loads(raw)
+    except RecursionError:
+        return _bad("body is nested too deeply")
+    except ValueError:  # UnicodeDecodeError included
         return _bad("body must be JSON")
     if not isinstance(data, dict):
         return _bad("body must be a JSON object")
     user = data.get("user")
     if not isinstance(user, str) or not user or len(user) > 64:
         return _bad("'user' (an employee id) is required")
+    event_id = data.get("event_id")
+    if event_id is not None and (not isinstance(event_id, str) or not 0 < len(event_id) <= 128):
+        return _bad("'event_id' must be a string of at most 128 characters")
     return data
 
 
@@ -72,8 +237,9 @@ _PAGE_EN: tuple[tuple[str, str], ...] = (
 )
 
 
-def page_text(language: str) -> str:
-    text = resources.files("bot.platforms.emulator").joinpath("page.html").read_text(encoding="utf-8")
+def page_text(name: str, language: str) -> str:
+    """One of the page's files, its own labels in English when LANGUAGE=en."""
+    text = resources.files("bot.platforms.emulator").joinpath(name).read_text(encoding="utf-8")
     if language == "en":
         for zh, en in _PAGE_EN:
             text = text.replace(zh, en)
@@ -81,15 +247,34 @@ def page_text(language: str) -> str:
 
 
 async def page(request: web.Request) -> web.Response:
+    given = request.query.get("token")
+    if given is not None:
+        token = request.app[TOKEN]
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return _refuse(request, 401, "unauthorised", "this emulator address is not (or no longer) valid: open "
+                                                          "the one printed when the bot started")
+        # Out of the address bar (and history, screen shares) into an HttpOnly cookie.
+        response = web.Response(status=303, headers={**_headers(), "Location": "/emulator"})
+        response.set_cookie(COOKIE, token, path="/emulator", httponly=True, samesite="Strict",
+                            secure=request.secure)
+        return response
     from bot.app import SETTINGS
 
-    text = page_text(request.app[SETTINGS].language)
-    return web.Response(text=text, content_type="text/html", headers={
-        "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
-                                   "style-src 'self' 'unsafe-inline'; img-src 'self' data:",
-        "Cache-Control": "no-store",
-    })
+    text = page_text("page.html", request.app[SETTINGS].language)
+    return web.Response(text=text, content_type="text/html", headers=_headers())
 
+
+async def asset(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in ASSETS:
+        raise web.HTTPNotFound()
+    from bot.app import SETTINGS
+
+    text = page_text(name, request.app[SETTINGS].language)
+    return web.Response(text=text, content_type=ASSETS[name], headers=_headers())
+
+
+# ---------------------------------------------------------------- API
 
 async def directory(request: web.Request) -> web.Response:
     people = await Employee.filter(active=True).order_by("employee_id")
@@ -106,17 +291,14 @@ async def _dispatch(request: web.Request, data: dict[str, Any], kind: str, paylo
     from bot.inbound import INBOUND
 
     event_id = data.get("event_id")
-    if event_id is not None and (not isinstance(event_id, str) or not 0 < len(event_id) <= 128):
-        return _bad("'event_id' must be a string of at most 128 characters")
     if data.get("lang") in ("zh", "en"):
         payload["lang"] = data["lang"]
     incoming = Incoming(platform="emulator", sender=data["user"], kind=kind,  # type: ignore[arg-type]
                         payload=payload, dedup_key=f"emulator:{event_id or uuid.uuid4().hex}")
     reply = await request.app[INBOUND].handle(incoming)
     # Acknowledged only now, after the handler's transaction committed.
-    store = request.app[EMULATOR].store
     if not reply.duplicate and reply.text:
-        store.text(data["user"], "bot", reply.text)
+        await request.app[EMULATOR].store.text(data["user"], "bot", reply.text)
     body = reply.to_json() | {"duplicate": reply.duplicate}
     return web.json_response(body, status=500 if reply.code == "error" else 200)
 
@@ -128,12 +310,9 @@ async def send(request: web.Request) -> web.Response:
     text = data.get("text")
     if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT:
         return _bad(f"'text' is required (at most {MAX_TEXT} characters)")
-    store = request.app[EMULATOR].store
-    if not data.get("event_id"):
-        store.text(data["user"], data["user"], text)
-    elif f"in:{data['event_id']}" not in store.inbound_ids:  # a redelivered send shows once
-        store.inbound_ids.add(f"in:{data['event_id']}")
-        store.text(data["user"], data["user"], text).card_id = f"in:{data['event_id']}"
+    # A redelivered send (same event id) shows its line once.
+    key = f"in:{data['event_id']}" if data.get("event_id") else None
+    await request.app[EMULATOR].store.text(data["user"], data["user"], text, key=key)
     return await _dispatch(request, data, "text", {"text": text})
 
 
@@ -163,7 +342,7 @@ async def cards(request: web.Request) -> web.Response:
     user = _user(request)
     if isinstance(user, web.Response):
         return user
-    held = request.app[EMULATOR].store.cards_of(user)
+    held = await request.app[EMULATOR].store.cards_of(user)
     return web.json_response({"user": user, "cards": [card_json(m) for m in held]})
 
 
@@ -175,42 +354,49 @@ async def messages(request: web.Request) -> web.Response:
         since = int(request.query.get("since", "0"))
     except ValueError:
         return _bad("'since' must be an integer")
-    store = request.app[EMULATOR].store
-    history = store.history(user, since)
+    history = await request.app[EMULATOR].store.history(user, since)
+    # The newest number among what is returned: one read, so nothing committed in between is skipped.
     return web.json_response({"user": user, "messages": [m.to_json() for m in history],
-                              "last": max((m.seq for m in store.messages.get(user, [])), default=0)})
+                              "last": max((m.seq for m in history), default=since)})
 
 
-async def _replay(app: web.Application) -> None:
-    """Show, after a restart, the cards that were delivered before it (rendered from current state)."""
+async def _backfill(app: web.Application) -> None:
+    """Cards delivered before their messages were kept in the database (an upgraded database) are
+    shown again, rendered from current state, so their updates find them by card id."""
     from bot.outbox import RELAY
 
     adapter = app[EMULATOR]
-    rows = await OutboxMessage.filter(platform="emulator", kind="card", status="sent").order_by("id")
-    for row in rows:
+    for row_id in await emulator_db.sent_without_message():
+        row = await OutboxMessage.get(id=row_id)
         card = await app[RELAY].render(row)
         if card is not None:
             await adapter.send_card(row.recipient, card, row.key)
 
 
 def setup(app: web.Application) -> None:
-    from bot.app import SETTINGS
+    from bot.app import ANNOUNCE, SETTINGS
     from bot.outbox import ADAPTERS
 
-    if "emulator" not in app[SETTINGS].platforms:
+    settings = app[SETTINGS]
+    if "emulator" not in settings.platforms:
         return
+    check_startup(settings)
     adapter = EmulatorAdapter(EmulatorStore())
     app[EMULATOR] = adapter
+    app[TOKEN] = (settings.emulator_token.get_secret_value() if settings.emulator_token is not None
+                  else secrets.token_urlsafe(32))
     app.setdefault(ADAPTERS, {})["emulator"] = adapter  # type: ignore[call-overload]
-    app.middlewares.append(loopback_only)
+    app.setdefault(ANNOUNCE, []).append(startup_line(app, settings))  # type: ignore[call-overload]
+    app.middlewares.append(guard)
     app.router.add_get("/emulator", page)
+    app.router.add_get("/emulator/{name:emulator\\.(?:js|css)}", asset)
     app.router.add_get("/emulator/api/directory", directory)
     app.router.add_post("/emulator/api/send", send)
     app.router.add_post("/emulator/api/click", click)
     app.router.add_get("/emulator/api/cards", cards)
     app.router.add_get("/emulator/api/messages", messages)
 
-    async def replay(app: web.Application) -> None:
-        await _replay(app)
+    async def backfill(app: web.Application) -> None:
+        await _backfill(app)
 
-    app.on_startup.append(replay)
+    app.on_startup.append(backfill)

@@ -1,20 +1,25 @@
-"""The emulator platform: delivered cards and chat lines kept in memory, per person.
+"""The emulator platform: delivered cards and chat lines, per person, kept in the database.
 
 It honours the adapter contract exactly like a real platform would: `send_card` with a card id it
 already holds returns that card's message id instead of adding a second card (the outbox relay's
 crash-safety relies on this), and `update_card` replaces a card in place.
+
+The messages live in `emulator_message` (storage/emulator.py), not in the process: message ids are
+row ids, so a restart cannot renumber them under the ids the outbox recorded, and every replica on
+one database shows and updates the same cards. Updates find their card by its card id (the outbox
+key), which no restart or upgrade changes.
 """
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from bot.platforms.base import PermanentDeliveryError
 from cards import html
 from cards.model import Card
+from storage import emulator as db
 
 
 @dataclass
@@ -27,8 +32,15 @@ class Message:
     text: str = ""
     card_id: str = ""
     card: Card | None = None
+    html: str = ""
     version: int = 1
     seq: int = 0
+
+    @classmethod
+    def from_row(cls, row: db.Row) -> Message:
+        return cls(id=f"emu-{row.id}", user=row.recipient, kind=row.kind, sender=row.sender, at=row.at,
+                   text=row.text, card_id=row.card_id or "", html=row.html, version=row.version, seq=row.seq,
+                   card=Card.from_dict(row.card) if row.card is not None else None)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "kind": self.kind, "sender": self.sender, "at": self.at.isoformat(),
@@ -51,37 +63,29 @@ def card_json(msg: Message) -> dict[str, Any]:
         "step_id": card["step_id"], "purpose": card["purpose"],
         "buttons": [{"action": b["action"], "label": b["label"], "enabled": b["enabled"], "url": b["url"],
                      "reason": b["reason"], "style": b["style"], "form": b["form"]} for b in card["buttons"]],
-        "html": html.render(msg.card, msg.card_id),
+        "html": msg.html or html.render(msg.card, msg.card_id),
     }
 
 
-@dataclass
 class EmulatorStore:
-    messages: dict[str, list[Message]] = field(default_factory=dict)
-    cards: dict[str, Message] = field(default_factory=dict)  # card_id -> the message holding it
-    inbound_ids: set[str] = field(default_factory=set)  # event ids of typed lines already shown
-    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))  # type: ignore[type-arg]
-    _seq: itertools.count = field(default_factory=lambda: itertools.count(1))  # type: ignore[type-arg]
+    """Each person's pane, read from and written to the database."""
 
-    def add(self, msg: Message) -> Message:
-        msg.seq = next(self._seq)
-        self.messages.setdefault(msg.user, []).append(msg)
-        if msg.kind == "card":
-            self.cards[msg.card_id] = msg
-        return msg
+    async def text(self, user: str, sender: str, text: str, *, key: str | None = None) -> Message:
+        """A chat line in `user`'s pane; a line with a `key` already shown is not shown twice."""
+        row, _ = await db.add(recipient=user, kind="text", sender=sender, text=text, card_id=key,
+                              at=datetime.now(UTC))
+        return Message.from_row(row)
 
-    def new_id(self) -> str:
-        return f"emu-{next(self._ids)}"
+    async def history(self, user: str, since: int = 0) -> list[Message]:
+        return [Message.from_row(r) for r in await db.pane(user, since=since)]
 
-    def text(self, user: str, sender: str, text: str) -> Message:
-        return self.add(Message(id=self.new_id(), user=user, kind="text", sender=sender, text=text,
-                                at=datetime.now(UTC)))
+    async def cards_of(self, user: str) -> list[Message]:
+        # In the order they arrived: an update moves a card's seq, not its place in the list.
+        return sorted((Message.from_row(r) for r in await db.pane(user, kind="card")), key=lambda m: int(m.id[4:]))
 
-    def history(self, user: str, since: int = 0) -> list[Message]:
-        return [m for m in self.messages.get(user, []) if m.seq > since]
-
-    def cards_of(self, user: str) -> list[Message]:
-        return [m for m in self.messages.get(user, []) if m.kind == "card"]
+    async def card(self, card_id: str) -> Message | None:
+        row = await db.by_card_id(card_id)
+        return Message.from_row(row) if row is not None and row.kind == "card" else None
 
 
 class EmulatorAdapter:
@@ -93,26 +97,19 @@ class EmulatorAdapter:
         self.store = store or EmulatorStore()
 
     async def send_card(self, recipient: str, card: Card, card_id: str) -> str:
-        held = self.store.cards.get(card_id)
-        if held is not None:
-            return held.id  # idempotent on the card id: a resend never shows a second card
-        msg = self.store.add(Message(id=self.store.new_id(), user=recipient, kind="card", sender="bot",
-                                     at=datetime.now(UTC), card_id=card_id, card=card))
-        return msg.id
+        # Idempotent on the card id: a resend never shows a second card.
+        row, _ = await db.add(recipient=recipient, kind="card", sender="bot", card_id=card_id, card=card.to_dict(),
+                              html=html.render(card, card_id), at=datetime.now(UTC))
+        return f"emu-{row.id}"
 
     async def update_card(self, recipient: str, message_id: str, card: Card, card_id: str) -> None:
-        held = self.store.cards.get(card_id)
-        if held is None or held.id != message_id or held.user != recipient:
+        # Addressed by the card id: `message_id` is what the outbox recorded, and the card id
+        # names the same card whatever happened to this process since.
+        row = await db.replace_card(card_id=card_id, recipient=recipient, card=card.to_dict(),
+                                    html=html.render(card, card_id))
+        if row is None:
             raise PermanentDeliveryError(f"no card {card_id} ({message_id}) held by {recipient}")
-        held.card = card
-        held.version += 1
-        # Bump the sequence so pollers asking "what changed since" see the new content.
-        held.seq = next(self.store._seq)
 
     async def send_text(self, recipient: str, text: str, message_key: str) -> str:
-        for m in self.store.messages.get(recipient, []):
-            if m.kind == "text" and m.card_id == message_key:
-                return m.id
-        msg = self.store.text(recipient, "bot", text)
-        msg.card_id = message_key
+        msg = await self.store.text(recipient, "bot", text, key=message_key)
         return msg.id
