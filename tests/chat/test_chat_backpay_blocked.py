@@ -20,7 +20,7 @@ from bot.settings import Settings
 from storage.audit import verify_chain
 from storage.directory import import_csv
 from storage.models import AuditEntry, Case, CaseStep, Document, Employee
-from tests.chat.test_chat_emulator import _cards, _wait_card, server  # noqa: F401  (server is a fixture)
+from tests.chat.test_chat_emulator import AUTH, _cards, _wait_card, server  # noqa: F401  (server is a fixture)
 from tests.conftest import DEMO_CSV
 from tests.signing_flow.conftest import signature_strokes
 from workflow.events import Act
@@ -130,7 +130,7 @@ async def _finish(http: aiohttp.ClientSession, base: str, case_id: str) -> None:
 async def test_months_outside_every_table_rates_entered_with_a_reason(server: str) -> None:  # noqa: F811
     # Hired in July 2026: Beijing's newest bundled table ends 2026-06, so both unpaid months are uncovered.
     await Employee.filter(employee_id=EMPLOYEE).update(hire_date=date(2026, 7, 6), contract_start=date(2026, 7, 6))
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=AUTH) as http:
         case_id = await _to_hr_check(http, server, "2026-09-30")
         check = await _wait_card(http, server, HR, _step_card("hr_check"))
         refused = await _click(http, server, HR, check, "complete", {"unpaid_months": "2"})
@@ -193,7 +193,7 @@ async def test_stranded_case_told_on_the_signing_page_then_directory_corrected_a
     # A case stranded before the check existed: the HR check was completed although 2022 is in no table
     # (the wrong hire year typed into the directory). Set up directly through the service, as it was then.
     await Employee.filter(employee_id=EMPLOYEE).update(hire_date=date(2022, 5, 6))
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=AUTH) as http:
         case_id = await _to_hr_check(http, server, "2025-07-31")
         await _wait_card(http, server, HR, _step_card("hr_check"))
         # A second service on the same database: the running app's compare-and-set sees the change.

@@ -19,8 +19,8 @@ GZ = ("下限=5284 上限=26421 养老=8/15 医疗=2/5.35 失业=0.2/0.8 工伤=
       "dec.-2024-social-insurance-base-of-2024")
 
 
-def hr_texts(chat: Chat) -> list[str]:
-    return [m.text for m in chat.emulator.store.messages.get(HR, []) if m.kind == "text"]
+async def hr_texts(chat: Chat) -> list[str]:
+    return [m.text for m in await chat.emulator.store.history(HR) if m.kind == "text"]
 
 
 async def to_hr_check(chat: Chat) -> str:
@@ -45,8 +45,9 @@ async def test_city_without_any_table_named_in_chinese_then_rates_entered(chat: 
     reply = await chat.click(HR, check.card_id, "complete", {"unpaid_months": "2"})
     assert not reply.ok and reply.code == "backpay_blocked"
     await chat.deliver()
-    told = [t for t in hr_texts(chat) if "没有社保费率表" in t]
-    assert len(told) == 1, hr_texts(chat)
+    texts = await hr_texts(chat)
+    told = [t for t in texts if "没有社保费率表" in t]
+    assert len(told) == 1, texts
     assert "广州 2025年5月至2025年6月 没有社保费率表（已有期间：无）" in told[0], told[0]
     assert f"/录入费率 {case_id} 2024-07至2025-06" in told[0], told[0]
 

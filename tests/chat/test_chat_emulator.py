@@ -98,7 +98,7 @@ async def test_json_api_round_trip(server: str) -> None:
 async def test_question_to_hr_over_http(server: str) -> None:
     """Issue 14: the employee asks from a card, HR answers on the question card, the employee
     reads the answer and their own progress, all through the emulator's JSON API."""
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=AUTH) as http:
         started = await _post(http, server, "send", {"user": "E001", "text": START})
         case_id = started["data"]["case_id"]
         card = await _wait_card(http, server, "E003", lambda c: c["step_id"] == "application")

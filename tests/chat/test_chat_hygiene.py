@@ -12,10 +12,12 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from pydantic import SecretStr
 
 from bot.app import create_app
 from bot.settings import Settings
 from storage.models import AuditEntry, Case, CaseStep, Checkpoint, InboxEvent, OutboxMessage
+from tests.chat.test_chat_emulator import AUTH, TOKEN
 
 START = "/离职 张三 试用期 2025-07-31 绩效未达标 交接人:周八"
 
@@ -31,7 +33,7 @@ async def server(demo_org: Settings) -> AsyncIterator[str]:
     port = _free_port()
     settings = demo_org.model_copy(update={"http_port": port, "outbox_poll_seconds": 0.05,
                                            "public_base_url": f"http://127.0.0.1:{port}",
-                                           "checkpoint_seconds": 0.1})
+                                           "checkpoint_seconds": 0.1, "emulator_token": SecretStr(TOKEN)})
     app = create_app(settings, with_db=False)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -46,7 +48,7 @@ async def api(http: aiohttp.ClientSession, base: str, path: str, body: dict[str,
               params: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
     """Every emulator API call of these tests, so that a header the API comes to require (its
     bearer token) is added here once."""
-    headers: dict[str, str] = {}
+    headers = dict(AUTH)
     if body is None:
         async with http.get(f"{base}/emulator/api/{path}", params=params, headers=headers) as r:
             return r.status, await r.json()
@@ -90,7 +92,7 @@ async def test_control_characters_in_an_offboard_reason_are_refused(server: str,
 async def test_a_lone_surrogate_is_refused_not_a_500(server: str, http) -> None:
     raw = ('{"user": "E001", "text": "/离职 张三 试用期 2025-07-31 \\ud800", "event_id": "sur"}').encode()
     async with http.post(f"{server}/emulator/api/send", data=raw,
-                         headers={"Content-Type": "application/json"}) as r:
+                         headers={**AUTH, "Content-Type": "application/json"}) as r:
         body = await r.json()
     assert r.status == 200 and body["code"] == "bad_text", body
     assert await Case.all().count() == 0
@@ -154,7 +156,7 @@ async def test_nul_in_a_card_form_field_is_refused(server: str, http, form: dict
 async def test_undeclared_form_fields_are_refused_and_nothing_is_stored(server: str, http) -> None:
     case_id, card = await _application_card(http, server)
     declared = {f["name"] for b in card["buttons"] for f in b["form"]}
-    assert declared == {"last_working_day", "reason"}
+    assert declared == {"last_working_day", "reason", "question"}  # "question": the 问HR button's box
     before = await _snapshot()
     form = {"last_working_day": "2025-07-31", "reason": "个人原因", "padding": "x" * 1500}
     _, body = await api(http, server, "click", {"user": "E003", "card_id": card["card_id"],

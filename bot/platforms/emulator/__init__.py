@@ -38,6 +38,7 @@ from bot.router import Incoming
 from bot.settings import Settings, SettingsError
 from storage import emulator as emulator_db
 from storage.models import Case, Employee, OutboxMessage
+from workflow import cleantext
 
 log = logging.getLogger("bot.emulator")
 
@@ -310,9 +311,11 @@ async def send(request: web.Request) -> web.Response:
     text = data.get("text")
     if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT:
         return _bad(f"'text' is required (at most {MAX_TEXT} characters)")
-    # A redelivered send (same event id) shows its line once.
+    # A redelivered send (same event id) shows its line once. A line the router will refuse as unclean
+    # text (NUL, lone surrogates) is not shown: the database could not store it, and the refusal says why.
     key = f"in:{data['event_id']}" if data.get("event_id") else None
-    await request.app[EMULATOR].store.text(data["user"], data["user"], text, key=key)
+    if cleantext.problem(text, max_len=MAX_TEXT) is None:
+        await request.app[EMULATOR].store.text(data["user"], data["user"], text, key=key)
     return await _dispatch(request, data, "text", {"text": text})
 
 
