@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     wecom_secret: SecretStr | None = None
     wecom_api_base: str = "https://qyapi.weixin.qq.com"
     wecom_oauth_url: str = "https://open.weixin.qq.com/connect/oauth2/authorize"
+    # Failed seal attempts (inline and by the sweep) before a signed document is given up: HR is told and
+    # the signer gets a new link. TSA outages count too: a signature must not wait unsealed for ever.
+    seal_max_attempts: int = Field(10, ge=1, le=1000)
 
     @field_validator("platforms", mode="before")
     @classmethod

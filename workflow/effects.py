@@ -10,7 +10,8 @@ from workflow.model import Role
 from workflow.plain import plain_copy
 from workflow.timeutil import dump_time, load_time
 
-Purpose = Literal["step", "reminder", "alert", "fallback", "completion", "cancelled", "rejected"]
+Purpose = Literal["step", "reminder", "alert", "fallback", "completion", "cancelled", "rejected",
+                  "seal_failed"]
 TimerKind = Literal["remind", "alert", "fallback"]
 
 

@@ -233,11 +233,36 @@ class Remind:
         return cls(data["actor_id"], roles_of(data["actor_roles"]), _load_at(data))
 
 
-Event = Start | Viewed | Act | DocumentSigned | TimerFired | Cancel | Close | Remind
+@dataclass(frozen=True, slots=True)
+class SealFailed:
+    """A signed document could not be sealed after the allowed attempts: its signature no longer counts,
+    the step is open again for a new signature and HR is told. `attempt_key` (the document's id) keeps
+    the messages of each give-up distinct."""
+
+    step_id: str
+    document: str
+    attempt_key: str
+    reason: str
+    at: datetime
+    type: ClassVar[str] = "SealFailed"
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "step_id": self.step_id, "document": self.document,
+                "attempt_key": self.attempt_key, "reason": self.reason, "at": dump_time(self.at)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SealFailed:
+        return cls(data["step_id"], data["document"], data["attempt_key"], data["reason"], _load_at(data))
+
+
+Event = Start | Viewed | Act | DocumentSigned | TimerFired | Cancel | Close | Remind | SealFailed
 PersonEvent = Viewed | Act | DocumentSigned | Cancel | Close | Remind
 
 _EVENT_TYPES: dict[str, Any] = {
-    cls.type: cls for cls in (Start, Viewed, Act, DocumentSigned, TimerFired, Cancel, Close, Remind)
+    cls.type: cls for cls in (Start, Viewed, Act, DocumentSigned, TimerFired, Cancel, Close, Remind, SealFailed)
 }
 
 
