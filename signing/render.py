@@ -14,7 +14,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from signing.strokes import StrokePayload, render_png
+from signing.strokes import StrokePayload, plan, render_plan
 
 WORKERS = 2
 QUEUE = 8
@@ -26,9 +26,11 @@ class RenderBusy(RuntimeError):
 
 @dataclass
 class RenderStats:
-    """Counters for tests and the bench: how many renders ran, and how many were turned away."""
+    """Counters for tests and the bench: jobs taken, payloads that passed the limits and were drawn,
+    and jobs turned away because the pool was full."""
 
     started: int = 0
+    drawn: int = 0
     refused_busy: int = 0
     in_flight: int = 0
     peak_in_flight: int = 0
@@ -47,6 +49,13 @@ def _pool() -> ThreadPoolExecutor:
         return _executor
 
 
+def _job(payload: StrokePayload) -> bytes:
+    p = plan(payload)
+    with _lock:
+        stats.drawn += 1
+    return render_plan(p)
+
+
 async def render(payload: StrokePayload) -> bytes:
     """The signature PNG; StrokeError if the payload exceeds a cost limit, RenderBusy if the pool is full.
 
@@ -59,6 +68,6 @@ async def render(payload: StrokePayload) -> bytes:
     stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
     stats.started += 1
     try:
-        return await asyncio.get_running_loop().run_in_executor(_pool(), render_png, payload)
+        return await asyncio.get_running_loop().run_in_executor(_pool(), _job, payload)
     finally:
         stats.in_flight -= 1

@@ -24,10 +24,10 @@ from signing.canonical import canonical_json, sha256_hex
 # image area, not with the point count: four points across a large canvas once cost gigabytes. Every
 # limit below is checked from the numbers before anything is drawn (`plan`), and `bench/signing_cost.py`
 # measures the worst payload that passes them (targets: <= 0.5 s CPU, <= 50 MB).
-MAX_POINTS = 6_000
+MAX_POINTS = 5_000
 MAX_STROKES = 500
 MAX_CANVAS = 2048  # CSS pixels of the pad; phones are ~400 wide, a landscape tablet ~1400
-MAX_PATH_LENGTH = 20_000.0  # total drawn length in canvas pixels; a long name is 2,000-5,000
+MAX_PATH_LENGTH = 15_000.0  # total drawn length in canvas pixels; a long name is 2,000-5,000
 MAX_IMAGE_PIXELS = 480_000  # output image area; with RGBA this keeps any PNG under MAX_SIGNATURE_PNG
 MAX_SIGNATURE_PNG = 2_000_000  # the sealing pipeline's limit (signing.documents re-exports it)
 MAX_PAYLOAD_BYTES = 2_000_000
