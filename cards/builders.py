@@ -264,10 +264,17 @@ def notice_card(view: CaseView, step_id: str | None, *, purpose: str) -> Card:
     elif purpose == "seal_failed":
         step = view.step(step_id) if step_id else None
         title = view.t("签署文件无法盖章", "A signed document could not be sealed")
-        body = view.t(f"「{step.title.zh if step else ''}」的签署文件多次加盖电子印章失败，该签名不再有效；"
-                      "已向签署人发送新的签署链接，请留意其重新签署。",
-                      f"The document signed in \"{step.title.en if step else ''}\" could not be sealed after "
-                      "repeated attempts; that signature no longer counts and the signer was sent a new link.")
+        if view.state.status == "open":
+            body = view.t(f"「{step.title.zh if step else ''}」的签署文件多次加盖电子印章失败，该签名不再有效；"
+                          "已向签署人发送新的签署链接，请留意其重新签署。",
+                          f"The document signed in \"{step.title.en if step else ''}\" could not be sealed after "
+                          "repeated attempts; that signature no longer counts and the signer was sent a new link.")
+        else:
+            body = view.t(f"「{step.title.zh if step else ''}」的签署文件多次加盖电子印章失败。流程已结束，"
+                          "无法自动重新签署，请与签署人联系另行处理。",
+                          f"The document signed in \"{step.title.en if step else ''}\" could not be sealed after "
+                          "repeated attempts. The case is closed, so it cannot be signed again here; please "
+                          "arrange it with the signer.")
         status, tone = view.t("需重新签署", "Signature needed again"), "warning"
     else:
         step = view.step(step_id) if step_id else None

@@ -566,8 +566,8 @@ async def download(request: web.Request) -> web.StreamResponse:
 async def give_up(service: CaseService, doc: Document, *, now: datetime | None = None) -> bool:
     """Stop trying to seal `doc`: in one transaction the document becomes "failed" (kept, with its
     signature, as evidence of what happened), its signature stops counting, the step opens again with a
-    fresh card and link for the signer, and HR gets a card saying why. False if nothing was changed
-    (sealed meanwhile, or the case is closed: then only the log says so)."""
+    fresh card and link for the signer, and HR gets a card saying why. On a finished case only HR is
+    told. False if nothing was changed (sealed meanwhile)."""
     now = now or _now()
     reason = (doc.seal_error or "seal failed")[:300]
     event = SealFailed(doc.step_id, doc.kind, str(doc.id), f"{doc.seal_attempts} attempts: {reason}", now)
@@ -587,8 +587,8 @@ async def give_up(service: CaseService, doc: Document, *, now: datetime | None =
         log.error("document %s cannot be sealed and case %s refuses re-signing: %s", doc.id,
                   doc.case_id, outcome.refusal.message_en if outcome.refusal else "?")  # type: ignore[attr-defined]
         return False
-    log.error("document %s given up after %s seal attempts (%s); signer asked to sign again",
-              doc.id, doc.seal_attempts, reason)
+    log.error("document %s given up after %s seal attempts (%s); HR told, the signer asked to sign again "
+              "if the case is still open", doc.id, doc.seal_attempts, reason)
     return True
 
 

@@ -564,9 +564,6 @@ def _on_seal_failed(template: FlowTemplate, state: CaseState, event: SealFailed)
     The step opens again (the signer gets a fresh card with a new link) and steps that started because
     it was done go back to waiting, unless someone already finished them: their decisions stand.
     """
-    closed = _closed(state)
-    if closed:
-        return closed
     step = _step(template, event.step_id)
     if isinstance(step, Refusal):
         return step
@@ -574,6 +571,11 @@ def _on_seal_failed(template: FlowTemplate, state: CaseState, event: SealFailed)
     if event.document not in ss.documents_signed:
         return _noop(state)
     tx = _Tx(template, state, event.at)
+    if state.status != "open":
+        # A finished case is not reopened; HR is still told, so the document can be handled by hand.
+        tx.notify(Role.HR, step.id, "seal_failed", event.attempt_key)
+        return tx.decide("seal_failed", {"step_id": step.id, "document": event.document,
+                                         "reason": event.reason, "reopened": False})
     signed = ss.documents_signed - {event.document}
     reopened = ss.status == "done"
     if reopened:

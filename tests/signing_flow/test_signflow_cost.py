@@ -24,9 +24,20 @@ from signing.links import read_token
 from signing.pipeline import keys_for
 from signing.strokes import MAX_IMAGE_PIXELS, MAX_PATH_LENGTH, MAX_POINTS, parse_strokes, plan
 from signing.verify import verify_case
-from storage.models import CaseStep, Document, OutboxMessage, Signature, SigningLink
+from storage.models import Case, CaseStep, Document, OutboxMessage, Signature, SigningLink
 from tests.signing.cost_payloads import corner, metered, worst_accepted, zigzag
-from tests.signing_flow.conftest import EMPLOYEE, HR, Flow, make_app, sign_step, signature_strokes
+from tests.signing_flow.conftest import (
+    EMPLOYEE,
+    FINANCE,
+    HANDOVER,
+    HR,
+    Flow,
+    act,
+    make_app,
+    sign_step,
+    signature_strokes,
+)
+from workflow.model import Role
 
 CONSENT = {"consent": True, "consent_version": "2025-01"}
 
@@ -184,6 +195,7 @@ async def test_seal_that_keeps_failing_is_given_up_and_signed_again(flow: Flow) 
                                              h=h)
             assert status == 200 and data["status"] == "pending_tsa", data  # attempt 1, inline
             doc = await Document.get(case_id=flow.case_id, kind="guarantee_letter")
+            assert (await CaseStep.get(case_id=flow.case_id, step_id="backpay")).status == "active"
             results = [await signing_web.sweep_round(settings, flow.service) for _ in range(6)]
     finally:
         await runner.cleanup()
@@ -197,6 +209,8 @@ async def test_seal_that_keeps_failing_is_given_up_and_signed_again(flow: Flow) 
     # The step is not done on a document that cannot be sealed: open again, its signature taken back.
     step = await CaseStep.get(case_id=flow.case_id, step_id="guarantee")
     assert step.status == "active" and step.documents_signed == [] and step.done_at is None
+    # The step that had started because it was done waits for it again.
+    assert (await CaseStep.get(case_id=flow.case_id, step_id="backpay")).status == "locked"
     # HR is told; the signer gets a fresh card (with a new link) for the same step.
     hr = await OutboxMessage.filter(case_id=flow.case_id, recipient=HR, key__contains="seal_failed")
     assert len(hr) == 1 and hr[0].payload["purpose"] == "seal_failed"
@@ -212,6 +226,7 @@ async def test_seal_that_keeps_failing_is_given_up_and_signed_again(flow: Flow) 
     assert status == 200 and data["status"] == "sealed", data
     step = await CaseStep.get(case_id=flow.case_id, step_id="guarantee")
     assert step.status == "done" and step.documents_signed == ["guarantee_letter"]
+    assert (await CaseStep.get(case_id=flow.case_id, step_id="backpay")).status == "active"
     docs = await Document.filter(case_id=flow.case_id, kind="guarantee_letter").order_by("id")
     assert [d.status for d in docs] == ["failed", "sealed"]
     # verify finishes (bounded re-render of both signatures) and names the document that was given up.
@@ -222,6 +237,37 @@ async def test_seal_that_keeps_failing_is_given_up_and_signed_again(flow: Flow) 
     bad = [c.name for c in checks if not c.ok]
     assert bad == [f"document {docs[0].id} (guarantee_letter) sealed"], [c.line() for c in checks]
     assert sum(1 for c in checks if c.name.endswith("stroke re-render") and c.ok) == 2
+
+
+async def test_seal_given_up_on_a_finished_case_tells_hr(flow: Flow) -> None:
+    """The last document's seal fails but its case completes meanwhile: the case is not reopened, the
+    document is marked failed (the sweep stops) and HR is told."""
+    await sign_step(flow, "guarantee")
+    await sign_step(flow, "handover")
+    await act(flow.service, flow.case_id, "handover", "confirm", HANDOVER, {Role.HANDOVER})
+    await act(flow.service, flow.case_id, "backpay", "confirm", FINANCE, {Role.FINANCE},
+              {"payment_reference": "PAY-2025-0001"})
+    runner, url, calls = await _failing_tsa()
+    settings = flow.settings.model_copy(update={"tsa_url": url, "seal_max_attempts": 2})
+    try:
+        async with TestClient(TestServer(make_app(settings, flow.service), host="127.0.0.1")) as client:
+            broken = Flow(settings, flow.service, flow.case_id, client)
+            answer = await sign_step(broken, "rights_notice")
+            assert answer["status"] == "pending_tsa"
+            await act(flow.service, flow.case_id, "rights_notice", "acknowledge", EMPLOYEE, {Role.EMPLOYEE})
+            assert (await Case.get(id=flow.case_id)).status == "completed"
+            doc = await Document.get(case_id=flow.case_id, kind="rights_notice")
+            results = [await signing_web.sweep_round(settings, flow.service) for _ in range(3)]
+    finally:
+        await runner.cleanup()
+    assert results == [{doc.id: "failed"}, {}, {}]  # the second attempt fails and uses up the two
+    assert len(calls) == 2
+    assert (await Document.get(id=doc.id)).status == "failed"
+    assert (await Case.get(id=flow.case_id)).status == "completed"
+    assert (await CaseStep.get(case_id=flow.case_id, step_id="rights_notice")).status == "done"
+    hr = await OutboxMessage.filter(case_id=flow.case_id, recipient=HR, key__contains="seal_failed")
+    assert len(hr) == 1
+    assert not await OutboxMessage.filter(case_id=flow.case_id, key__contains="reseal").exists()
 
 
 async def test_verify_does_not_draw_strokes_beyond_the_limits(flow: Flow, capsys: pytest.CaptureFixture[str]
