@@ -449,7 +449,6 @@ async def _submit_claimed(request: web.Request, t: Target, raw: bytes, now: date
         client_hash = body.get("image_sha256")
         if client_hash is not None and not (isinstance(client_hash, str) and len(client_hash) == 64):
             raise Refused(400, "bad_image_hash", "签名图像哈希格式有误。")
-        del body, raw
         png = await _render_sealable(strokes)
     except Refused as exc:
         return _json_error(exc)

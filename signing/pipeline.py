@@ -29,7 +29,7 @@ from signing.completion import completion_page
 from signing.documents import SignatureMark, render_document, render_signed
 from signing.keys import KeyMaterial, load_or_create_keys
 from signing.merge import append_pages
-from signing.seal import SealError, TsaUnavailable, async_seal_pdf
+from signing.seal import TsaUnavailable, async_seal_pdf
 from signing.templates import DocumentError, format_value, load_template
 from storage.models import AuditEntry, Case, CaseStep, Checkpoint, Document, Employee, Signature
 from workflow.documents import document_title
@@ -330,7 +330,7 @@ async def seal_document(doc_id: int, settings: Settings, keys: KeyMaterial | Non
         await _count_attempt(doc.id, exc)
         await Document.filter(id=doc.id, status="signed").update(status="pending_tsa")
         return "pending_tsa"
-    except (SealError, PipelineError, DocumentError) as exc:
+    except Exception as exc:  # whatever the cause, it counts: a document must not be retried for ever
         log.exception("document %s could not be sealed", doc.id)
         await _count_attempt(doc.id, exc)
         raise
@@ -364,7 +364,7 @@ async def sweep(settings: Settings, keys: KeyMaterial | None = None) -> dict[int
     for doc_id in ids:
         try:
             results[int(doc_id)] = await seal_document(int(doc_id), settings, keys)  # type: ignore[call-overload]
-        except (SealError, PipelineError, DocumentError) as exc:
+        except Exception as exc:  # counted by seal_document; the other documents still get their turn
             log.error("sweep: document %s: %s", doc_id, exc)
             results[int(doc_id)] = "error"  # type: ignore[call-overload]
     return results

@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from handlers import signing_web
+from handlers.cardview import CardRenderer
 from signing import render as render_pool
 from signing.links import read_token
 from signing.pipeline import keys_for
@@ -216,10 +217,19 @@ async def test_seal_that_keeps_failing_is_given_up_and_signed_again(flow: Flow) 
     assert len(hr) == 1 and hr[0].payload["purpose"] == "seal_failed"
     again = await OutboxMessage.filter(case_id=flow.case_id, recipient=EMPLOYEE, key__contains="reseal")
     assert len(again) == 1 and again[0].payload["purpose"] == "step"
-    # The old link is spent; a new link signs a fresh draft, which seals (TSA setting back to none).
+    # Both cards render as the outbox relay renders them; the signer's carries a new signing link.
+    renderer = CardRenderer(flow.settings, flow.service)
+    hr_card = await renderer.for_outbox(hr[0])
+    assert hr_card is not None and "无法盖章" in hr_card.title and "新的签署链接" in hr_card.body
+    card = await renderer.for_outbox(again[0])
+    assert card is not None
+    urls = [b.url for b in card.buttons if b.url and "/sign/" in b.url]
+    assert len(urls) == 1
+    new = urls[0].rsplit("/sign/", 1)[1]
+    assert new != token
+    # The old link is spent; the new one signs a fresh draft, which seals (TSA setting back to none).
     status, data = await flow.post(token, {"token": token, **CONSENT, "strokes": signature_strokes()}, h=h)
     assert status == 410
-    new = flow.token()
     h2 = await _open(flow, new)
     assert h2 == h  # the same unsigned content, rendered again as a new draft
     status, data = await flow.post(new, {"token": new, **CONSENT, "strokes": signature_strokes()}, h=h2)
