@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     emulator_token: SecretStr | None = None
     # Serve the emulator although HTTP_HOST is not loopback or TRUSTED_PROXIES is set.
     emulator_allow_exposed: bool = False
+    # Failed seal attempts (inline and by the sweep) before a signed document is given up: HR is told and
+    # the signer gets a new link. TSA outages count too: a signature must not wait unsealed for ever.
+    seal_max_attempts: int = Field(10, ge=1, le=1000)
 
     @field_validator("platforms", mode="before")
     @classmethod

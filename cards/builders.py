@@ -297,6 +297,21 @@ def notice_card(view: CaseView, step_id: str | None, *, purpose: str) -> Card:
         if view.cancel_reason:
             body += "\n\n" + view.t(f"原因：{view.cancel_reason}", f"Reason: {view.cancel_reason}")
         status, tone = view.t("已取消", "Cancelled"), "closed"
+    elif purpose == "seal_failed":
+        step = view.step(step_id) if step_id else None
+        title = view.t("签署文件无法盖章", "A signed document could not be sealed")
+        if view.state.status == "open":
+            body = view.t(f"「{step.title.zh if step else ''}」的签署文件多次加盖电子印章失败，该签名不再有效；"
+                          "已向签署人发送新的签署链接，请留意其重新签署。",
+                          f"The document signed in \"{step.title.en if step else ''}\" could not be sealed after "
+                          "repeated attempts; that signature no longer counts and the signer was sent a new link.")
+        else:
+            body = view.t(f"「{step.title.zh if step else ''}」的签署文件多次加盖电子印章失败。流程已结束，"
+                          "无法自动重新签署，请与签署人联系另行处理。",
+                          f"The document signed in \"{step.title.en if step else ''}\" could not be sealed after "
+                          "repeated attempts. The case is closed, so it cannot be signed again here; please "
+                          "arrange it with the signer.")
+        status, tone = view.t("需重新签署", "Signature needed again"), "warning"
     else:
         step = view.step(step_id) if step_id else None
         title = view.t("步骤被驳回", "A step was rejected")
@@ -363,7 +378,7 @@ def build(view: CaseView, purpose: str, step_id: str | None) -> Card:
         return summary_card(view)
     if purpose == "completion":
         return completion_card(view)
-    if purpose in ("cancelled", "rejected"):
+    if purpose in ("cancelled", "rejected", "seal_failed"):
         return notice_card(view, step_id, purpose=purpose)
     if step_id is None:
         return summary_card(view)

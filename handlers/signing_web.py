@@ -18,34 +18,49 @@ import html
 import ipaddress
 import json
 import logging
+import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
 
 from bot.app import SERVICE, SETTINGS, background
 from bot.settings import Settings
 from handlers import backpay
 from handlers.cases import CaseError, CaseService
 from signing import oauth
+from signing.documents import signature_image
 from signing.evidence import AUDIT_KIND, SignatureFacts, audit_data
 from signing.links import LinkError, TokenClaims, read_token
 from signing.page import CONSENT_VERSION, render_sign_page
-from signing.pipeline import PipelineError, ensure_draft, keys_for, seal_document, sweep, write_checkpoint
+from signing.pipeline import (
+    PipelineError,
+    current_document,
+    ensure_draft,
+    exhausted,
+    keys_for,
+    seal_document,
+    sweep,
+    write_checkpoint,
+)
 from signing.preview import PreviewError, pdf_to_png_pages
-from signing.strokes import StrokeError, parse_strokes, render_png, trivial_reason
+from signing.render import RenderBusy
+from signing.render import render as render_signature
+from signing.strokes import StrokeError, StrokePayload, parse_strokes, trivial_reason
+from signing.templates import DocumentError
 from storage import audit
 from storage.canonical import sha256_hex
 from storage.models import Case, Document, Employee, Signature, SigningLink
 from workflow import cleantext, engine
 from workflow.documents import document_title
-from workflow.events import DocumentSigned, Viewed
+from workflow.events import DocumentSigned, SealFailed, Viewed
 from workflow.model import CaseState, Role
 from workflow.template import StepTemplate
 
@@ -305,7 +320,7 @@ async def page_image(request: web.Request) -> web.StreamResponse:
         _identity_check(request, t)
     except Refused as exc:
         return _refused_page(exc, request)
-    doc = await Document.filter(case_id=t.case.id, step_id=t.step.id, kind=t.kind).order_by("id").first()
+    doc = await current_document(t.case.id, t.step.id, t.kind)
     if doc is None:
         return _page(404, "页面不存在", "请先打开签署页面。")
     pages = await _preview(doc)
@@ -318,7 +333,7 @@ async def page_image(request: web.Request) -> web.StreamResponse:
     return web.Response(body=pages[n - 1], content_type="image/png", headers=HEADERS)
 
 
-async def _read_json(request: web.Request) -> dict[str, Any]:
+async def _read_raw(request: web.Request) -> bytes:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise Refused(413, "too_large", "提交的数据过大。")
     # Read in chunks with a running cap: a chunked body has no Content-Length to check up front.
@@ -329,7 +344,10 @@ async def _read_json(request: web.Request) -> dict[str, Any]:
         if size > MAX_BODY:
             raise Refused(413, "too_large", "提交的数据过大。")
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+def _parse_json(raw: bytes) -> dict[str, Any]:
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):
@@ -364,45 +382,110 @@ def _check_sign_fields(body: dict[str, Any], user_agent: str) -> None:
         raise Refused(400, "bad_text", exc.message_zh) from None
 
 
+async def _read_json(request: web.Request) -> dict[str, Any]:
+    return _parse_json(await _read_raw(request))
+
+
 class _LinkClaimed(Exception):
     pass
 
 
-async def submit(request: web.Request) -> web.StreamResponse:
-    settings: Settings = request.app[SETTINGS]
-    service: CaseService = request.app[SERVICE]
+class _Sealed(Exception):
+    """The document was sealed while we were giving it up; roll the give-up back."""
+
+
+CLAIM_LEASE = timedelta(seconds=120)  # far above a bounded render; only matters if the process dies
+IN_PROGRESS = Refused(409, "in_progress", "该链接的签名正在提交中，请勿重复提交；如长时间无结果，请稍后刷新页面。")
+USED = Refused(410, "used", "该链接已完成签署，不能重复使用。")
+
+
+async def claim_link(nonce: str, now: datetime) -> str | None:
+    """Claim an unused link for one submission (compare-and-set with a lease); the claim token, or None."""
+    token = secrets.token_hex(16)
+    n = await SigningLink.filter(Q(nonce=nonce), Q(used_at=None),
+                                 Q(claimed_until=None) | Q(claimed_until__lt=now)).update(
+        claim_token=token, claimed_until=now + CLAIM_LEASE)
+    return token if n == 1 else None
+
+
+async def release_link(nonce: str, token: str) -> None:
+    await SigningLink.filter(nonce=nonce, claim_token=token, used_at=None).update(claim_token=None,
+                                                                                  claimed_until=None)
+
+
+def _check_body(body: dict[str, Any], token: str) -> StrokePayload:
+    if "token" in body and body["token"] != token:
+        raise Refused(400, "token_mismatch", "提交的数据与链接不一致。")
+    if body.get("consent") is not True:
+        raise Refused(422, "consent_required", "请先勾选“我已阅读并同意”。")
+    if body.get("consent_version") != CONSENT_VERSION:
+        raise Refused(422, "consent_outdated", "同意声明已更新，请刷新页面后重新签署。")
     try:
-        body = await _read_json(request)
-        _check_sign_fields(body, request.headers.get("User-Agent", ""))
-        token = request.match_info["token"]
-        if "token" in body and body["token"] != token:
-            raise Refused(400, "token_mismatch", "提交的数据与链接不一致。")
+        strokes = parse_strokes(body.get("strokes"))
+    except StrokeError as exc:
+        raise Refused(422, "bad_strokes", f"签名数据无效：{exc}") from None
+    if (why := trivial_reason(strokes)) is not None:
+        raise Refused(422, "trivial", f"签名过于简单（{why}），请手写您的姓名。")
+    return strokes
+
+
+async def _render_sealable(strokes: StrokePayload) -> bytes:
+    """The signature image, refused here if sealing could not use it (the same check sealing makes)."""
+    try:
+        png = await render_signature(strokes)
+        signature_image(png)
+    except StrokeError as exc:
+        raise Refused(422, "bad_strokes", f"签名数据超出限制：{exc}。请在签名框内正常书写后重试。") from None
+    except DocumentError as exc:
+        raise Refused(422, "not_sealable", f"签名图像无法用于盖章：{exc}。请重新签名。") from None
+    except RenderBusy:
+        raise Refused(503, "busy", "服务器繁忙，请稍候几秒后重新提交。") from None
+    return png
+
+
+async def submit(request: web.Request) -> web.StreamResponse:
+    try:
+        raw = await _read_raw(request)
         t = await resolve(request)
         method, platform_identity = _identity_check(request, t)  # type: ignore[misc]
-        if body.get("consent") is not True:
-            raise Refused(422, "consent_required", "请先勾选“我已阅读并同意”。")
-        if body.get("consent_version") != CONSENT_VERSION:
-            raise Refused(422, "consent_outdated", "同意声明已更新，请刷新页面后重新签署。")
-        try:
-            strokes = parse_strokes(body.get("strokes"))
-        except StrokeError as exc:
-            raise Refused(422, "bad_strokes", f"签名数据无效：{exc}") from None
-        if (why := trivial_reason(strokes)) is not None:
-            raise Refused(422, "trivial", f"签名过于简单（{why}），请手写您的姓名。")
+    except Refused as exc:
+        return _json_error(exc)
+    now = _now()
+    link = await _ensure_link(t, now)
+    # Claim before parsing or drawing: of any number of parallel submissions on one link, one goes on
+    # (and pays for the render); the others are answered at once and hold nothing but their raw body.
+    claim = await claim_link(link.nonce, now)
+    if claim is None:
+        fresh = await SigningLink.get(nonce=link.nonce)
+        return _json_error(USED if fresh.used_at is not None else IN_PROGRESS)
+    try:
+        return await _submit_claimed(request, t, raw, now, link, claim, method, platform_identity)
+    finally:
+        # A no-op once the signature committed (used_at is set); otherwise the link is free again.
+        await release_link(link.nonce, claim)
+
+
+async def _submit_claimed(request: web.Request, t: Target, raw: bytes, now: datetime, link: SigningLink,
+                          claim: str, method: str, platform_identity: str) -> web.StreamResponse:
+    settings: Settings = request.app[SETTINGS]
+    service: CaseService = request.app[SERVICE]
+    token = request.match_info["token"]
+    try:
+        body = _parse_json(raw)
+        _check_sign_fields(body, request.headers.get("User-Agent", ""))
+        strokes = _check_body(body, token)
         presented = body.get("doc_sha256") or request.query.get("h", "")
-        doc = await Document.filter(case_id=t.case.id, step_id=t.step.id, kind=t.kind).order_by("id").first()
+        doc = await current_document(t.case.id, t.step.id, t.kind)
         if doc is None or not isinstance(presented, str) or presented != doc.sha256_unsigned:
             raise Refused(409, "document_changed", "文件已更新或尚未打开，请刷新页面阅读后再签署。")
         client_hash = body.get("image_sha256")
         if client_hash is not None and not (isinstance(client_hash, str) and len(client_hash) == 64):
             raise Refused(400, "bad_image_hash", "签名图像哈希格式有误。")
+        png = await _render_sealable(strokes)
     except Refused as exc:
         return _json_error(exc)
 
-    now = _now()
-    png = await asyncio.to_thread(render_png, strokes)
     stroke_bytes = strokes.canonical()
-    link = await _ensure_link(t, now)
     facts = SignatureFacts(
         case_id=t.case.id, step_id=t.step.id, document_kind=t.kind, document_id=doc.id,
         signer_id=t.signer.employee_id, signer_name=t.signer.name, identity_method=method,
@@ -427,7 +510,8 @@ async def submit(request: web.Request) -> web.StreamResponse:
     async def also(conn: Any) -> None:
         if "r" in refusal:
             return
-        claimed = await SigningLink.filter(nonce=link.nonce, used_at=None).using_db(conn).update(used_at=now)
+        claimed = await SigningLink.filter(nonce=link.nonce, used_at=None, claim_token=claim).using_db(
+            conn).update(used_at=now, claim_token=None, claimed_until=None)
         if claimed != 1:
             raise _LinkClaimed()
         entry = await audit.append(t.case.id, at=now, actor=t.signer.employee_id, kind=AUDIT_KIND,
@@ -444,20 +528,20 @@ async def submit(request: web.Request) -> web.StreamResponse:
     try:
         outcome = await service.apply(t.case.id, make_event, actor=t.signer.employee_id, also=also)
     except _LinkClaimed:
-        return _json_error(Refused(410, "used", "该链接已完成签署，不能重复使用。"))
+        return _json_error(USED)
     if not outcome.ok:
         r = outcome.refusal
         return _json_error(Refused(409, r.code if r else "refused", r.message_zh if r else "无法签署。"))
     try:
         status = await seal_document(doc.id, settings)
-    except Exception:  # the signature is committed; the sweep seals it later
+    except Exception:  # the signature is committed; the sweep retries (bounded, see sweep_round)
         log.exception("sealing document %s failed; left for the sweep", doc.id)
         status = "signed"
     return web.json_response({
         "ok": True, "message": "签署完成，谢谢。已加盖电子印章的文件可在此下载。" if status == "sealed"
         else "签署完成，谢谢。文件正在加盖电子印章。",
         "status": status, "document_sha256": doc.sha256_unsigned,
-        "download": f"/sign/{quote(request.match_info['token'])}/document.pdf",
+        "download": f"/sign/{quote(token)}/document.pdf",
     }, headers=HEADERS)
 
 
@@ -510,12 +594,50 @@ async def download(request: web.Request) -> web.StreamResponse:
 
 # ---------------------------------------------------------------- app wiring
 
+async def give_up(service: CaseService, doc: Document, *, now: datetime | None = None) -> bool:
+    """Stop trying to seal `doc`: in one transaction the document becomes "failed" (kept, with its
+    signature, as evidence of what happened), its signature stops counting, the step opens again with a
+    fresh card and link for the signer, and HR gets a card saying why. On a finished case only HR is
+    told. False if nothing was changed (sealed meanwhile)."""
+    now = now or _now()
+    reason = (doc.seal_error or "seal failed")[:300]
+    event = SealFailed(doc.step_id, doc.kind, str(doc.id), f"{doc.seal_attempts} attempts: {reason}", now)
+
+    async def also(conn: Any) -> None:
+        n = await Document.filter(id=doc.id, status__in=["signed", "pending_tsa"]).using_db(conn).update(
+            status="failed")
+        if n != 1:
+            raise _Sealed()
+
+    try:
+        outcome = await service.apply(doc.case_id, lambda case, state: event, actor="system",  # type: ignore[attr-defined]
+                                      also=also)
+    except _Sealed:
+        return False
+    if not outcome.ok:
+        log.error("document %s cannot be sealed and case %s refuses re-signing: %s", doc.id,
+                  doc.case_id, outcome.refusal.message_en if outcome.refusal else "?")  # type: ignore[attr-defined]
+        return False
+    log.error("document %s given up after %s seal attempts (%s); HR told, the signer asked to sign again "
+              "if the case is still open", doc.id, doc.seal_attempts, reason)
+    return True
+
+
+async def sweep_round(settings: Settings, service: CaseService) -> dict[int, str]:
+    """One round of the sweep: seal what can be sealed, give up what used up its attempts."""
+    results = await sweep(settings)
+    for doc in await exhausted(settings):
+        if await give_up(service, doc):
+            results[doc.id] = "failed"
+    return results
+
+
 async def sweep_loop(app: web.Application) -> None:
     settings: Settings = app[SETTINGS]
     while True:
         await asyncio.sleep(settings.signing_sweep_seconds)
         try:
-            await sweep(settings)
+            await sweep_round(settings, app[SERVICE])
         except Exception:  # keep the loop alive: the next round retries
             log.exception("signing sweep failed")
 

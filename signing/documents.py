@@ -25,6 +25,7 @@ from reportlab.platypus import Flowable, Image, KeepTogether, Paragraph, SimpleD
 from reportlab.platypus import TableStyle as TS
 
 from signing.fonts import cjk_font
+from signing.strokes import MAX_SIGNATURE_PNG  # one limit for the renderer, submit and sealing
 from signing.templates import (
     ClosingBlock,
     DocumentError,
@@ -47,7 +48,6 @@ rl_config.useA85 = 0
 
 SIG_BOX_W = 60 * mm
 SIG_BOX_H = 24 * mm
-MAX_SIGNATURE_PNG = 2_000_000
 
 
 @dataclass(frozen=True)

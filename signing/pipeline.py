@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
+from tortoise.expressions import F
 
 from bot.settings import Settings
 from settlement.errors import SettlementError
@@ -29,7 +30,7 @@ from signing.completion import completion_page
 from signing.documents import SignatureMark, render_document, render_signed
 from signing.keys import KeyMaterial, load_or_create_keys
 from signing.merge import append_pages
-from signing.seal import SealError, TsaUnavailable, async_seal_pdf
+from signing.seal import TsaUnavailable, async_seal_pdf
 from signing.templates import DocumentError, format_value, load_template
 from storage.models import AuditEntry, Case, CaseStep, Checkpoint, Document, Employee, Signature
 from workflow.documents import document_title
@@ -292,9 +293,16 @@ def freeze_context(ctx: Mapping[str, object], lang: str) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- drafts
 
+async def current_document(case_id: str, step_id: str, kind: str) -> Document | None:
+    """The step's document of this kind; one whose seal was given up ("failed") is kept as evidence but
+    is no longer current, so signing again starts from a fresh draft."""
+    return await Document.filter(case_id=case_id, step_id=step_id, kind=kind).exclude(
+        status="failed").order_by("id").first()
+
+
 async def ensure_draft(case: Case, step_id: str, kind: str, settings: Settings, *, now: datetime) -> Document:
     """The unsigned document for this step, rendered and stored on first use and reused afterwards."""
-    existing = await Document.filter(case_id=case.id, step_id=step_id, kind=kind).order_by("id").first()
+    existing = await current_document(case.id, step_id, kind)
     if existing is not None:
         return existing
     lang = settings.language
@@ -311,7 +319,7 @@ async def ensure_draft(case: Case, step_id: str, kind: str, settings: Settings, 
         lang=lang, created_at=now,
     )
     # Two first opens at once may both render; keep the oldest so every page shows one hash.
-    first = await Document.filter(case_id=case.id, step_id=step_id, kind=kind).order_by("id").first()
+    first = await current_document(case.id, step_id, kind)
     if first is not None and first.id != doc.id:
         await doc.delete()
         return first
@@ -404,18 +412,22 @@ async def seal_document(doc_id: int, settings: Settings, keys: KeyMaterial | Non
     doc = await Document.get_or_none(id=doc_id)
     if doc is None or doc.status not in ("signed", "pending_tsa"):
         return doc.status if doc else "missing"
+    if doc.seal_attempts >= settings.seal_max_attempts:
+        return "exhausted"  # handed to the signing sweep, which tells HR and asks for a new signature
     keys = keys or keys_for(settings)
-    pdf = await assemble_signed(doc, settings, keys)
     title = document_title(doc.kind).get("zh")
     try:
+        pdf = await assemble_signed(doc, settings, keys)
         sealed = await async_seal_pdf(pdf, keys, reason=f"{title} 签署完成（{doc.case_id}）",  # type: ignore[attr-defined]
                                       location=settings.company_name, tsa_url=settings.tsa_url)
     except TsaUnavailable as exc:
         log.warning("document %s: %s; will retry (never sealed without the timestamp)", doc.id, exc)
+        await _count_attempt(doc.id, exc)
         await Document.filter(id=doc.id, status="signed").update(status="pending_tsa")
         return "pending_tsa"
-    except SealError:
+    except Exception as exc:  # whatever the cause, it counts: a document must not be retried for ever
         log.exception("document %s could not be sealed", doc.id)
+        await _count_attempt(doc.id, exc)
         raise
     now = now or datetime.now(UTC)
     # Compare-and-set: if the sweep and the request both sealed, only the first result is kept.
@@ -425,14 +437,29 @@ async def seal_document(doc_id: int, settings: Settings, keys: KeyMaterial | Non
     return "sealed" if n == 1 else (await Document.get(id=doc.id)).status
 
 
+async def _count_attempt(doc_id: int, exc: Exception) -> None:
+    await Document.filter(id=doc_id).update(seal_attempts=F("seal_attempts") + 1,
+                                            seal_error=f"{type(exc).__name__}: {exc}"[:1000])
+
+
+async def exhausted(settings: Settings) -> list[Document]:
+    """Signed documents whose seal failed SEAL_MAX_ATTEMPTS times: to be given up and signed again."""
+    return await Document.filter(status__in=["signed", "pending_tsa"],
+                                 seal_attempts__gte=settings.seal_max_attempts).order_by("id")
+
+
 async def sweep(settings: Settings, keys: KeyMaterial | None = None) -> dict[int, str]:
-    """Seal every document left signed (crash after commit) or pending a timestamp; {id: new status}."""
+    """Seal every document left signed (crash after commit) or pending a timestamp; {id: new status}.
+
+    Documents that used up their attempts are left out (see `exhausted`)."""
     results: dict[int, str] = {}
-    ids = await Document.filter(status__in=["signed", "pending_tsa"]).order_by("id").values_list("id", flat=True)
+    ids = await Document.filter(status__in=["signed", "pending_tsa"],
+                                seal_attempts__lt=settings.seal_max_attempts
+                                ).order_by("id").values_list("id", flat=True)
     for doc_id in ids:
         try:
             results[int(doc_id)] = await seal_document(int(doc_id), settings, keys)  # type: ignore[call-overload]
-        except (SealError, PipelineError, DocumentError) as exc:
+        except Exception as exc:  # counted by seal_document; the other documents still get their turn
             log.error("sweep: document %s: %s", doc_id, exc)
             results[int(doc_id)] = "error"  # type: ignore[call-overload]
     return results

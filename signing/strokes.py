@@ -12,6 +12,7 @@ import itertools
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image, ImageDraw
@@ -19,9 +20,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from signing.canonical import canonical_json, sha256_hex
 
-MAX_POINTS = 20_000
+# Cost limits. Rendering costs grow with the drawn length (about one sample per canvas pixel) and the
+# image area, not with the point count: four points across a large canvas once cost gigabytes. Every
+# limit below is checked from the numbers before anything is drawn (`plan`), and `bench/signing_cost.py`
+# measures the worst payload that passes them (targets: <= 0.5 s CPU, <= 50 MB).
+MAX_POINTS = 2_500  # 20 s of drawing at 120 Hz, 40 s at 60 Hz
 MAX_STROKES = 500
-MAX_CANVAS = 4096
+MAX_CANVAS = 2048  # CSS pixels of the pad; phones are ~400 wide, a landscape tablet ~1400
+MAX_PATH_LENGTH = 10_000.0  # total drawn length in canvas px; a dense name on a phone is 1,500-4,000
+MAX_IMAGE_PIXELS = 480_000  # output image area; with RGBA this keeps any PNG under MAX_SIGNATURE_PNG
+MAX_SIGNATURE_PNG = 2_000_000  # the sealing pipeline's limit (signing.documents re-exports it)
 MAX_PAYLOAD_BYTES = 2_000_000
 MAX_T_MS = 1e13  # relative ms since the pad opened; anything larger is garbage
 
@@ -222,35 +230,113 @@ def stroke_samples(stroke: Sequence[Point]) -> list[tuple[float, float, float]]:
 
 
 SUPERSAMPLE = 3  # 4x costs 3x the time for no visible gain at scale 2
+DEFAULT_SCALE = 2.0
+# Large marks are drawn at a smaller scale so the image stays within MAX_IMAGE_PIXELS; a mark that fits
+# at 2.0 (every phone signature) renders exactly as before, so stored images still verify.
+SCALES = (2.0, 1.5, 1.0, 0.75, 0.5, 0.375, 0.25)
 
 
-def render_png(payload: StrokePayload, *, scale: float = 2.0) -> bytes:
-    """Black ink on transparent background, cropped to the mark plus a margin; deterministic bytes."""
-    if not (0 < scale <= 8):
-        raise StrokeError("scale must be in (0, 8]")
-    k = scale * SUPERSAMPLE
-    all_samples = [stroke_samples(s) for s in payload.strokes if s]
+def png_size_bound(width: int, height: int) -> int:
+    """The largest PNG PIL can write for an RGBA image of this size (no compression at all, plus framing)."""
+    raw = (width * 4 + 1) * height  # one filter byte per row
+    # Incompressible data is stored in deflate blocks; zlib's deflateBound allows ~0.03 % for their
+    # headers, but PIL's encoder flushes more often (0.14 % measured on noise), so allow 0.4 %.
+    deflated = raw + raw // 256 + 64
+    return deflated + 12 * (deflated // 65536 + 2) + 256  # IDAT chunk framing, header, IEND
+
+
+@dataclass(frozen=True)
+class RenderPlan:
+    """What drawing a payload will cost, computed without drawing; `render_plan` does the drawing."""
+
+    samples: tuple[tuple[tuple[float, float, float], ...], ...]
+    x0: float
+    y0: float
+    scale: float
+    out_w: int
+    out_h: int
+    path_length: float
+
+    @property
+    def sample_count(self) -> int:
+        return sum(len(s) for s in self.samples)
+
+    @property
+    def image_pixels(self) -> int:
+        return self.out_w * self.out_h
+
+    @property
+    def peak_bytes(self) -> int:
+        """Pixel buffers alive at once: the supersampled mask, its reduction, the RGBA image, the PNG."""
+        px = self.image_pixels
+        return px * SUPERSAMPLE * SUPERSAMPLE + px + px * 4 + png_size_bound(self.out_w, self.out_h)
+
+
+def path_length(payload: StrokePayload) -> float:
+    return sum(_path_length(s) for s in payload.strokes)
+
+
+def plan(payload: StrokePayload, *, scale: float | None = None) -> RenderPlan:
+    """Check the cost limits and lay out the image; raises StrokeError naming the limit exceeded.
+
+    The sample count is bounded by the drawn length plus the point count (one sample per pixel of each
+    segment's chord), so the length check comes first and the sampling after it is cheap by construction.
+    """
+    if payload.width > MAX_CANVAS or payload.height > MAX_CANVAS:
+        raise StrokeError(f"canvas {payload.width}x{payload.height} is larger than {MAX_CANVAS}x{MAX_CANVAS}")
+    if payload.point_count > MAX_POINTS:
+        raise StrokeError(f"too many points ({payload.point_count} > {MAX_POINTS})")
+    length = path_length(payload)
+    if length > MAX_PATH_LENGTH:
+        raise StrokeError(f"the drawn length ({length:.0f} px) is longer than {MAX_PATH_LENGTH:.0f} px")
+    all_samples = tuple(tuple(stroke_samples(s)) for s in payload.strokes if s)
     if not all_samples:
         raise StrokeError("nothing to render")
     pad = MAX_WIDTH * 2
     xs = [x for ss in all_samples for x, _, _ in ss]
     ys = [y for ss in all_samples for _, y, _ in ss]
     x0, y0 = min(xs) - pad, min(ys) - pad
-    out_w = max(1, math.ceil((max(xs) + pad - x0) * scale))
-    out_h = max(1, math.ceil((max(ys) + pad - y0) * scale))
-    mask = Image.new("L", (out_w * SUPERSAMPLE, out_h * SUPERSAMPLE), 0)
-    draw = ImageDraw.Draw(mask)
-    for samples in all_samples:
+    span_x, span_y = max(xs) + pad - x0, max(ys) + pad - y0
+    for k in ((scale,) if scale is not None else SCALES):
+        if not (0 < k <= 8):
+            raise StrokeError("scale must be in (0, 8]")
+        out_w = max(1, math.ceil(span_x * k))
+        out_h = max(1, math.ceil(span_y * k))
+        if out_w * out_h <= MAX_IMAGE_PIXELS and png_size_bound(out_w, out_h) <= MAX_SIGNATURE_PNG:
+            return RenderPlan(all_samples, x0, y0, k, out_w, out_h, length)
+    raise StrokeError(f"the signature covers too large an area ({span_x:.0f}x{span_y:.0f} px)")
+
+
+def render_plan(p: RenderPlan) -> bytes:
+    """Black ink on transparent background, cropped to the mark plus a margin; deterministic bytes."""
+    k = p.scale * SUPERSAMPLE
+    mask = Image.new("L", (p.out_w * SUPERSAMPLE, p.out_h * SUPERSAMPLE), 0)
+    # ImageDraw.ellipse/line resolve the colour on every call, a third of the drawing time here; the
+    # core calls below are exactly what they make (filled ellipse, plain line), with the ink resolved once.
+    core = ImageDraw.Draw(mask).draw
+    ink = core.draw_ink(255)
+    ellipse, lines = core.draw_ellipse, core.draw_lines
+    x0, y0 = p.x0, p.y0
+    for samples in p.samples:
         prev: tuple[float, float] | None = None
         for x, y, w in samples:
             cx, cy, r = (x - x0) * k, (y - y0) * k, w * k / 2
-            draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=255)
+            ellipse((cx - r, cy - r, cx + r, cy + r), ink, 1)
             if prev is not None:
-                draw.line((prev[0], prev[1], cx, cy), fill=255, width=max(1, round(2 * r)))
+                lines((prev[0], prev[1], cx, cy), ink, max(1, round(2 * r)))
             prev = (cx, cy)
     alpha = mask.reduce(SUPERSAMPLE)
+    del mask, core
     black = Image.new("RGBA", alpha.size, (17, 17, 17, 255))
     black.putalpha(alpha)
     buf = io.BytesIO()
     black.save(buf, format="PNG", optimize=False, compress_level=6)
-    return buf.getvalue()
+    png = buf.getvalue()
+    if len(png) > MAX_SIGNATURE_PNG:  # cannot happen within MAX_IMAGE_PIXELS (png_size_bound); kept as a guard
+        raise StrokeError("signature image too large")
+    return png
+
+
+def render_png(payload: StrokePayload, *, scale: float | None = None) -> bytes:
+    """Plan (limits checked, nothing drawn yet), then draw. Callers on the event loop use signing.render."""
+    return render_plan(plan(payload, scale=scale))

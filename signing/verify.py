@@ -22,9 +22,11 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from signing.evidence import AUDIT_KIND, SignatureFacts, evidence_sha256
 from signing.keys import KeyMaterial
 from signing.pipeline import checkpoint_message, public_key_b64
+from signing.render import RenderBusy
+from signing.render import render as render_signature
 from signing.seal import async_validate_pdf
 from signing.stepcheck import check_case_state
-from signing.strokes import StrokeError, parse_strokes_json, render_png
+from signing.strokes import StrokeError, parse_strokes_json
 from storage.audit import verify_chain
 from storage.canonical import sha256_hex
 from storage.models import AuditEntry, Case, Checkpoint, Document, Signature
@@ -113,10 +115,15 @@ async def _signature_checks(sig: Signature, doc: Document) -> list[Check]:
     except StrokeError as exc:
         out.append(Check(f"{label} stroke re-render", False, str(exc)))
     if payload is not None:
-        rendered = sha256_hex(render_png(payload))
-        ok = rendered == sig.image_hash == sha256_hex(bytes(sig.image_png))
-        out.append(Check(f"{label} stroke re-render", ok, "image hash reproduced" if ok
-                         else "the strokes do not render to the stored image"))
+        # The same limits and bounded pool as a submission: stored strokes beyond them are reported, not drawn.
+        try:
+            rendered = sha256_hex(await render_signature(payload))
+        except (StrokeError, RenderBusy) as exc:
+            out.append(Check(f"{label} stroke re-render", False, f"not re-rendered: {exc}"))
+        else:
+            ok = rendered == sig.image_hash == sha256_hex(bytes(sig.image_png))
+            out.append(Check(f"{label} stroke re-render", ok, "image hash reproduced" if ok
+                             else "the strokes do not render to the stored image"))
     out.append(Check(f"{label} document hash presented", sig.doc_hash_presented == doc.sha256_unsigned))
     entry = await AuditEntry.get_or_none(case_id=sig.case_id, seq=sig.audit_seq)  # type: ignore[attr-defined]
     if entry is None or entry.kind != AUDIT_KIND:

@@ -199,7 +199,8 @@ class Document(Model):
     case = fields.ForeignKeyField("models.Case", related_name="documents", on_delete=fields.RESTRICT)
     step_id = fields.CharField(max_length=64)
     kind = fields.CharField(max_length=64)
-    status = fields.CharField(max_length=16, default="draft")  # draft | signed | sealed | pending_tsa
+    # draft | signed | sealed | pending_tsa | failed (sealing gave up; the signer was asked to sign again)
+    status = fields.CharField(max_length=16, default="draft")
     sha256_unsigned = fields.CharField(max_length=64)
     sha256_signed = fields.CharField(max_length=64, null=True)
     pdf_unsigned = fields.BinaryField()
@@ -210,6 +211,9 @@ class Document(Model):
     lang = fields.CharField(max_length=8, default="zh")
     created_at = fields.DatetimeField()
     sealed_at = fields.DatetimeField(null=True)
+    # Failed seal attempts (TSA down, any seal error): bounded by SEAL_MAX_ATTEMPTS, then "failed".
+    seal_attempts = fields.IntField(default=0)
+    seal_error = fields.TextField(null=True)
 
     class Meta:
         table = "document"
@@ -249,6 +253,10 @@ class SigningLink(Model):
     expires_at = fields.DatetimeField()
     opened_at = fields.DatetimeField(null=True)
     used_at = fields.DatetimeField(null=True)
+    # A submission claims the link (compare-and-set, with a lease in case the process dies) before it
+    # parses or renders anything, so parallel submissions on one link cost one render.
+    claim_token = fields.CharField(max_length=32, null=True)
+    claimed_until = fields.DatetimeField(null=True)
 
     class Meta:
         table = "signing_link"

@@ -11,7 +11,7 @@ from workflow.plain import plain_copy
 from workflow.timeutil import dump_time, load_time
 
 Purpose = Literal["step", "reminder", "alert", "fallback", "completion", "cancelled", "rejected",
-                  "question", "question_reminder", "answer"]
+                  "question", "question_reminder", "answer", "seal_failed"]
 TimerKind = Literal["remind", "alert", "fallback", "question"]
 
 

@@ -25,6 +25,7 @@ from workflow.events import (
     Note,
     Remind,
     Reopen,
+    SealFailed,
     Start,
     TimerFired,
     Viewed,
@@ -716,6 +717,42 @@ def _on_note(template: FlowTemplate, state: CaseState, event: Note) -> Decision 
                                   "actor_roles": _roles(event.actor_roles)})
 
 
+def _on_seal_failed(template: FlowTemplate, state: CaseState, event: SealFailed) -> Decision | Refusal:
+    """Take back a signature whose document could not be sealed, so the step is never done on it.
+
+    The step opens again (the signer gets a fresh card with a new link) and steps that started because
+    it was done go back to waiting, unless someone already finished them: their decisions stand.
+    """
+    step = _step(template, event.step_id)
+    if isinstance(step, Refusal):
+        return step
+    ss = state.steps[step.id]
+    if event.document not in ss.documents_signed:
+        return _noop(state)
+    tx = _Tx(template, state, event.at)
+    if state.status != "open":
+        # A finished case is not reopened; HR is still told, so the document can be handled by hand.
+        tx.notify(Role.HR, step.id, "seal_failed", event.attempt_key)
+        return tx.decide("seal_failed", {"step_id": step.id, "document": event.document,
+                                         "reason": event.reason, "reopened": False})
+    signed = ss.documents_signed - {event.document}
+    reopened = ss.status == "done"
+    if reopened:
+        tx.put(step.id, status="active", documents_signed=signed, done_at=None, done_by=None, outcome=None)
+        for dep in template.dependants[step.id]:
+            if tx.get(dep).status == "active":
+                tx.put(dep, status="locked", activated_at=None)
+                tx.effects.append(CancelTimers(dep))
+                tx.effects.append(UpdateStep(dep))
+    else:
+        tx.put(step.id, documents_signed=signed)
+    tx.effects.append(UpdateStep(step.id))
+    tx.notify(step.signed_by, step.id, "step", f"reseal-{event.attempt_key}")
+    tx.notify(Role.HR, step.id, "seal_failed", event.attempt_key)
+    return tx.decide("seal_failed", {"step_id": step.id, "document": event.document,
+                                     "reason": event.reason, "reopened": reopened})
+
+
 _HANDLERS: dict[type, Any] = {
     Start: _on_start,
     Viewed: _on_viewed,
@@ -729,4 +766,5 @@ _HANDLERS: dict[type, Any] = {
     Answer: _on_answer,
     Reopen: _on_reopen,
     Note: _on_note,
+    SealFailed: _on_seal_failed,
 }

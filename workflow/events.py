@@ -358,15 +358,41 @@ class Note:
                    _load_at(data))
 
 
+@dataclass(frozen=True, slots=True)
+class SealFailed:
+    """A signed document could not be sealed after the allowed attempts: its signature no longer counts,
+    the step is open again for a new signature and HR is told. `attempt_key` (the document's id) keeps
+    the messages of each give-up distinct."""
+
+    step_id: str
+    document: str
+    attempt_key: str
+    reason: str
+    at: datetime
+    type: ClassVar[str] = "SealFailed"
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "step_id": self.step_id, "document": self.document,
+                "attempt_key": self.attempt_key, "reason": self.reason, "at": dump_time(self.at)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SealFailed:
+        return cls(data["step_id"], data["document"], data["attempt_key"], data["reason"], _load_at(data))
+
+
 # Audit kinds a Note may carry (besides "note_*"): they must not pass for the engine's own entries.
 NOTE_KINDS: frozenset[str] = frozenset(("backpay_blocked", "backpay_rates_entered"))
 
-Event = Start | Viewed | Act | DocumentSigned | TimerFired | Cancel | Close | Remind | Ask | Answer | Reopen | Note
+Event = (Start | Viewed | Act | DocumentSigned | TimerFired | Cancel | Close | Remind | Ask | Answer | Reopen | Note
+         | SealFailed)
 PersonEvent = Viewed | Act | DocumentSigned | Cancel | Close | Remind | Ask | Answer | Reopen | Note
 
 _EVENT_TYPES: dict[str, Any] = {
     cls.type: cls for cls in (Start, Viewed, Act, DocumentSigned, TimerFired, Cancel, Close, Remind, Ask, Answer,
-                              Reopen, Note)
+                              Reopen, Note, SealFailed)
 }
 
 
