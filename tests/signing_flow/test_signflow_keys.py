@@ -1,0 +1,65 @@
+"""`python -m bot keys` (issue 11, finding 5): with the root CA created offline and only the seal key, seal
+certificate and root certificate installed on the server, documents are sealed and `verify` passes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from cryptography import x509
+from tortoise import connections
+
+from signing.keys import has_root_key
+from signing.pipeline import keys_for
+from signing.verify import verify_case, verify_pdf
+from storage.db import init_db
+from storage.models import Document
+from tests.conftest import ROOT
+from tests.signing_flow.conftest import Flow, complete_case
+from tests.signing_flow.test_signflow_verify import _cli
+
+
+def test_keys_help() -> None:
+    r = subprocess.run([sys.executable, "-m", "bot", "keys", "--help"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and "--root-dir" in r.stdout
+
+
+def _keys_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bot", "keys", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+async def test_offline_root_then_sign_and_verify_with_only_the_root_certificate(flow: Flow, tmp_path: Path) -> None:
+    data, offline = Path(flow.settings.data_dir), tmp_path / "offline"
+    env = {**os.environ, "DATA_DIR": str(data), "COMPANY_NAME": "示例公司", "DATABASE_URL": flow.settings.database_url}
+    r = _keys_cli(env, "--root-dir", str(offline))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(p.name for p in (data / "keys").glob("*.pem")) == ["root.crt.pem", "seal.crt.pem", "seal.key.pem"]
+    assert (offline / "root.key.pem").exists() and not has_root_key(data)
+
+    keys = keys_for(flow.settings)
+    assert keys.source == "installed"
+    root = x509.load_pem_x509_certificate((offline / "root.crt.pem").read_bytes())
+    assert keys.root_cert == root and keys.seal_cert.issuer == root.subject
+
+    await complete_case(flow)
+    assert not has_root_key(data), "sealing must not create a root key on the server"
+    checks = await verify_case(flow.case_id, keys=keys, trust_root=root)
+    assert checks and all(c.ok for c in checks), [c.line() for c in checks if not c.ok]
+    doc = await Document.get(case_id=flow.case_id, kind="guarantee_letter")
+    assert all(c.ok for c in await verify_pdf(bytes(doc.pdf_signed), root))
+
+    await connections.close_all(discard=False)
+    res = _cli(flow, "--case", flow.case_id)
+    assert res.returncode == 0 and "RESULT: PASS" in res.stdout, res.stdout + res.stderr
+    pdf = tmp_path / "letter.pdf"
+    await init_db(flow.settings.database_url)
+    pdf.write_bytes(bytes((await Document.get(id=doc.id)).pdf_signed))
+    await connections.close_all(discard=False)
+    res = _cli(flow, str(pdf), "--root", str(offline / "root.crt.pem"))
+    assert res.returncode == 0 and "PASS  PAdES seal" in res.stdout, res.stdout + res.stderr
+    await init_db(flow.settings.database_url)
