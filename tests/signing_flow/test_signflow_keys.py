@@ -5,14 +5,16 @@ certificate and root certificate installed on the server, documents are sealed a
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from tortoise import connections
 
-from signing.keys import has_root_key
+from signing.keys import KeyMaterialError, create_root, has_root_key, install_seal, load_or_create_keys
 from signing.pipeline import keys_for
 from signing.verify import verify_case, verify_pdf
 from storage.db import init_db
@@ -26,6 +28,24 @@ def test_keys_help() -> None:
     r = subprocess.run([sys.executable, "-m", "bot", "keys", "--help"], cwd=ROOT, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0 and "--root-dir" in r.stdout
+
+
+def test_installed_seal_must_come_from_the_installed_root(tmp_path: Path) -> None:
+    install_seal(tmp_path / "root-a", tmp_path / "a", "A")
+    install_seal(tmp_path / "root-b", tmp_path / "b", "B")
+    assert load_or_create_keys(tmp_path / "a").source == "installed"
+    shutil.copy(tmp_path / "b" / "keys" / "root.crt.pem", tmp_path / "a" / "keys" / "root.crt.pem")
+    with pytest.raises(KeyMaterialError):
+        load_or_create_keys(tmp_path / "a")
+    assert not has_root_key(tmp_path / "a"), "a bad installed set must not fall back to generating a root"
+
+
+def test_keys_refuses_to_replace_a_different_root(tmp_path: Path) -> None:
+    load_or_create_keys(tmp_path / "data")  # a demo-style root in the data dir
+    create_root(tmp_path / "other-root", "X")
+    with pytest.raises(KeyMaterialError, match="different roots"):
+        install_seal(tmp_path / "other-root", tmp_path / "data", "X")
+    assert has_root_key(tmp_path / "data")  # nothing removed
 
 
 def _keys_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
