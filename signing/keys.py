@@ -268,6 +268,11 @@ def load_or_create_keys(data_dir: Path | str, *, pkcs12_path: Path | str | None 
         if installed is not None:
             seal_key, seal, root = installed
             return KeyMaterial(seal_key, seal, (root,), root, checkpoint, "installed")
+        if (keydir / ROOT_CERT).exists() and not (keydir / ROOT_KEY).exists():
+            # An installed set with a file missing: generating a root here would replace the published one.
+            missing = [n for n in (SEAL_KEY, SEAL_CERT) if not (keydir / n).exists()]
+            raise KeyMaterialError(f"{keydir} has the root certificate but not {', '.join(missing)}; "
+                                   "install them: python -m bot keys --root-dir <offline root dir>")
         _root_key, root, seal_key, seal = _ensure_generated(keydir, organization)
         return KeyMaterial(seal_key, seal, (root,), root, checkpoint, "generated")
 

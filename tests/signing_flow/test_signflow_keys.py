@@ -38,6 +38,10 @@ def test_installed_seal_must_come_from_the_installed_root(tmp_path: Path) -> Non
     with pytest.raises(KeyMaterialError):
         load_or_create_keys(tmp_path / "a")
     assert not has_root_key(tmp_path / "a"), "a bad installed set must not fall back to generating a root"
+    (tmp_path / "b" / "keys" / "seal.crt.pem").unlink()
+    with pytest.raises(KeyMaterialError, match=r"seal\.crt\.pem"):
+        load_or_create_keys(tmp_path / "b")
+    assert not has_root_key(tmp_path / "b")
 
 
 def test_keys_refuses_to_replace_a_different_root(tmp_path: Path) -> None:
