@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 def serving_key_problem(settings: Settings, *, demo: bool) -> str | None:
     """Why `serve` must not start with the keys in DATA_DIR, or None. In demo mode missing keys (root
     included) are generated here, and a log line says the root key is on this host."""
-    from signing.keys import KeyMaterialError, has_installed_seal, has_root_key
+    from signing.keys import KeyMaterialError, has_installed_seal, has_root_key, seal_expired
     from signing.pipeline import keys_for
 
     keydir = Path(settings.data_dir) / "keys"
@@ -72,6 +72,9 @@ def serving_key_problem(settings: Settings, *, demo: bool) -> str | None:
         keys = keys_for(settings)
     except KeyMaterialError as exc:
         return str(exc)
+    if seal_expired(keys):
+        return (f"the seal certificate expired on {keys.seal_cert.not_valid_after_utc:%Y-%m-%d}; issue a new one: "
+                "python -m bot keys --root-dir <offline dir>")
     if demo and has_root_key(settings.data_dir):
         log.warning("demo mode: root CA private key and seal key generated together in %s (root key on this "
                     "host: not for production; see `python -m bot keys`); root SHA-256 %s",

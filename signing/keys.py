@@ -228,13 +228,16 @@ def _installed(keydir: Path) -> tuple[SealKey, x509.Certificate, x509.Certificat
         raise KeyMaterialError(f"{keydir / SEAL_KEY} is not an EC or RSA key")
     if seal_key.public_key().public_numbers() != seal.public_key().public_numbers():  # type: ignore[union-attr]
         raise KeyMaterialError(f"{keydir / SEAL_KEY} does not belong to {keydir / SEAL_CERT}")
-    if seal.not_valid_after_utc < _now():
-        raise KeyMaterialError(f"the seal certificate expired on {seal.not_valid_after_utc:%Y-%m-%d}; "
-                               "issue a new one: python -m bot keys --root-dir <offline root dir>")
+    # An expired seal still loads, so `verify` keeps working on what it sealed; `serve` refuses it
+    # (seal_expired), since the server cannot renew it without the root key.
     if seal.not_valid_after_utc - RENEW_BEFORE < _now():
         log.warning("the seal certificate expires on %s; issue a new one: python -m bot keys --root-dir "
                     "<offline root dir>", f"{seal.not_valid_after_utc:%Y-%m-%d}")
     return seal_key, seal, root
+
+
+def seal_expired(keys: KeyMaterial) -> bool:
+    return keys.seal_cert.not_valid_after_utc < _now()
 
 
 def has_root_key(data_dir: Path | str) -> bool:

@@ -8,12 +8,15 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from tortoise import connections
 
+from bot.settings import load_settings
 from signing.keys import KeyMaterialError, create_root, has_root_key, install_seal, load_or_create_keys
 from signing.pipeline import keys_for
 from signing.verify import verify_case, verify_pdf
@@ -50,6 +53,26 @@ def test_keys_refuses_to_replace_a_different_root(tmp_path: Path) -> None:
     with pytest.raises(KeyMaterialError, match="different roots"):
         install_seal(tmp_path / "other-root", tmp_path / "data", "X")
     assert has_root_key(tmp_path / "data")  # nothing removed
+
+
+def test_expired_installed_seal_still_verifies_but_does_not_serve(tmp_path: Path) -> None:
+    from bot.cli_keys import serving_key_problem
+
+    install_seal(tmp_path / "root", tmp_path / "data", "A")
+    root_key = serialization.load_pem_private_key((tmp_path / "root" / "root.key.pem").read_bytes(), None)
+    root = x509.load_pem_x509_certificate((tmp_path / "root" / "root.crt.pem").read_bytes())
+    seal_key = serialization.load_pem_private_key((tmp_path / "data" / "keys" / "seal.key.pem").read_bytes(), None)
+    now = datetime.now(UTC)
+    expired = (x509.CertificateBuilder().subject_name(root.subject).issuer_name(root.subject)
+               .public_key(seal_key.public_key()).serial_number(x509.random_serial_number())  # type: ignore[arg-type]
+               .not_valid_before(now - timedelta(days=800)).not_valid_after(now - timedelta(days=1))
+               .sign(root_key, hashes.SHA256()))  # type: ignore[arg-type]
+    (tmp_path / "data" / "keys" / "seal.crt.pem").write_bytes(expired.public_bytes(serialization.Encoding.PEM))
+    keys = load_or_create_keys(tmp_path / "data")
+    assert keys.source == "installed" and keys.root_cert == root  # `verify` still has its trust root
+    settings = load_settings(data_dir=tmp_path / "data", secret_key="x" * 32, _env_file=None)
+    problem = serving_key_problem(settings, demo=False)
+    assert problem is not None and "expired" in problem and "python -m bot keys" in problem
 
 
 def _keys_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
