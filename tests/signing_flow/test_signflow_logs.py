@@ -15,6 +15,9 @@ import pytest
 from signing.links import make_token, new_nonce
 from signing.pipeline import keys_for
 from signing.verify import verify_case
+from storage.db import close_db, init_db
+from storage.models import Case
+from tests.conftest import PG_URL
 from tests.signing_flow.conftest import EMPLOYEE, HANDOVER, Flow, act, sign_step, signature_strokes
 from tests.signing_flow.test_signflow_at_rest import ID_NUMBER, PHONE, _with_identity
 from workflow.model import Role
@@ -56,3 +59,18 @@ async def test_debug_log_of_a_signing_flow_holds_no_parameters_or_secrets(
     statements = [m for m in messages if "parameters not logged" in m]
     assert len(statements) > 20, "the SQL statements themselves are still logged at DEBUG"
     assert any('"signature"' in m for m in statements)
+
+
+@pytest.mark.skipif(not PG_URL, reason="the DSN with a password is PostgreSQL's")
+async def test_debug_log_of_a_postgres_connection_holds_no_password(caplog: pytest.LogCaptureFixture) -> None:
+    password = "pw-" + new_nonce()
+    url = PG_URL.replace("://postgres@", f"://postgres:{password}@", 1)
+    assert password in url, "TEST_DATABASE_URL is not postgres://postgres@…"
+    caplog.set_level(logging.DEBUG)
+    await init_db(url)  # the test server trusts local connections, so any password is accepted
+    try:
+        await Case.filter(id="none").exists()
+    finally:
+        await close_db()
+    assert password not in caplog.text
+    assert any("details not logged" in r.getMessage() for r in caplog.records)
