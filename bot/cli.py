@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -17,10 +18,15 @@ def _run(coro_factory) -> int:  # type: ignore[no-untyped-def]
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from bot.app import serve
+    from bot.cli_keys import serving_key_problem
     from bot.platforms.emulator import check_startup
 
     settings = get_settings()
     check_startup(settings, warn=False)  # before migrating or loading the demo: a refused start changes nothing
+    problem = serving_key_problem(settings, demo=args.demo)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     if args.migrate:
         _cmd_migrate(args)
     if args.demo:
@@ -32,9 +38,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
+    from bot.runtime import configure
     from storage.db import migrate
 
     settings = get_settings()
+    configure(settings)  # migration 0005 encrypts old rows with the key from SECRET_KEY
     asyncio.run(migrate(settings.database_url))
     print(f"migrations applied to {settings.database_url.split('://', 1)[0]} database")
     return 0
@@ -132,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         cli_calc.add_parser(sub)
-    for extra in ("cli_verify", "cli_demo"):
+    for extra in ("cli_verify", "cli_demo", "cli_keys"):
         try:
             mod = __import__(f"bot.{extra}", fromlist=["add_parser"])
         except ImportError:
@@ -142,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Everything this process writes (database, WAL, secret, keys) is for its owner only.
+    os.umask(0o077)
     args = build_parser().parse_args(argv)
     try:
         settings = get_settings()

@@ -6,6 +6,8 @@ verifies it and enforces single use by recording the nonce when the signature is
 
 from __future__ import annotations
 
+import logging
+import re
 from datetime import datetime, timedelta
 
 from bot.settings import Settings
@@ -19,3 +21,30 @@ def signing_url(settings: Settings, case_id: str, step_id: str, signer_id: str, 
     token = make_token(settings.secret_bytes(), case_id=case_id, step_id=step_id, signer_id=signer_id,
                        expires_at=now + timedelta(hours=settings.link_ttl_hours), nonce=new_nonce())
     return f"{settings.public_base_url}/sign/{token}"
+
+
+_TOKEN_IN_PATH = re.compile(r"(/sign/)[^/\s?\"]+")
+
+
+class RedactLinkTokens(logging.Filter):
+    """A signing link is a bearer credential until used: an access log (aiohttp's, when someone turns
+    it on; `serve` runs without one) shows `/sign/…` instead of the token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "/sign/" in record.msg:
+            record.msg = _TOKEN_IN_PATH.sub(r"\1…", record.msg)
+        if isinstance(record.args, tuple) and any(isinstance(a, str) and "/sign/" in a for a in record.args):
+            record.args = tuple(_TOKEN_IN_PATH.sub(r"\1…", a) if isinstance(a, str) else a for a in record.args)
+        line = getattr(record, "first_request_line", None)
+        if isinstance(line, str):
+            record.first_request_line = _TOKEN_IN_PATH.sub(r"\1…", line)
+        return True
+
+
+_REDACT = RedactLinkTokens()
+
+
+def redact_link_tokens_in_access_log() -> None:
+    access = logging.getLogger("aiohttp.access")
+    if _REDACT not in access.filters:
+        access.addFilter(_REDACT)

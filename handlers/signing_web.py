@@ -35,6 +35,7 @@ from bot.app import SERVICE, SETTINGS, background
 from bot.settings import Settings
 from handlers import backpay
 from handlers.cases import CaseError, CaseService
+from handlers.links import redact_link_tokens_in_access_log
 from signing import oauth
 from signing.documents import signature_image
 from signing.evidence import AUDIT_KIND, SignatureFacts, audit_data
@@ -650,6 +651,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get(r"/sign/{token}/page/{n:\d+}.png", page_image)
     app.router.add_get("/sign/{token}/oauth/{platform:dingtalk|wecom}", oauth_return)
     app.router.add_get("/sign/{token}/document.pdf", download)
+    redact_link_tokens_in_access_log()
     app.cleanup_ctx.append(background("signing-sweep", sweep_loop))
 
     async def checkpoint(conn: Any, case_id: str) -> None:

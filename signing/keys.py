@@ -1,8 +1,13 @@
 """Company key material: a small root CA, a P-256 seal certificate, and an Ed25519 checkpoint key.
 
-Generated on first use under `<data_dir>/keys/` (private keys 0600, directory 0700), or the seal key and
-chain come from a configured PKCS#12. P-256 rather than RSA because pyHanko reloads the key for every
-signature and an RSA-3072 load alone costs ~120 ms (research/esign.md §2.4).
+In production the root CA's private key never touches the serving host: `python -m bot keys` creates it
+in a directory meant for offline storage and installs into `<data_dir>/keys/` only the seal key, the seal
+certificate and the root certificate (`create_root`, `install_seal`). The server then loads that
+installed set (`load_or_create_keys` finds no root key). For a demo, tests and older installs, a root
+and seal generated together under `<data_dir>/keys/` still work; `serve` refuses them outside `--demo`.
+Or the seal key and chain come from a configured PKCS#12. Private keys are 0600, directories 0700.
+P-256 rather than RSA because pyHanko reloads the key for every signature and an RSA-3072 load alone
+costs ~120 ms (research/esign.md §2.4).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import hashlib
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +33,12 @@ SEAL_DAYS = 2 * 365
 RENEW_BEFORE = dt.timedelta(days=30)
 
 SealKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+ROOT_KEY = "root.key.pem"
+ROOT_CERT = "root.crt.pem"
+SEAL_KEY = "seal.key.pem"
+SEAL_CERT = "seal.crt.pem"
+
+log = logging.getLogger("signing.keys")
 
 
 class KeyMaterialError(RuntimeError):
@@ -198,17 +210,137 @@ def _from_pkcs12(path: Path, passphrase: str | bytes | None
     return key, cert, chain, root
 
 
+def _installed(keydir: Path) -> tuple[SealKey, x509.Certificate, x509.Certificate] | None:
+    """The seal key, seal certificate and root certificate `install_seal` put here, when there is no root
+    key beside them; None when this is not such a directory."""
+    if (keydir / ROOT_KEY).exists() or not all((keydir / n).exists() for n in (SEAL_KEY, SEAL_CERT, ROOT_CERT)):
+        return None
+    try:
+        seal_key = _load_key(keydir / SEAL_KEY)
+        seal = x509.load_pem_x509_certificate((keydir / SEAL_CERT).read_bytes())
+        root = x509.load_pem_x509_certificate((keydir / ROOT_CERT).read_bytes())
+        seal.verify_directly_issued_by(root)
+    except (ValueError, TypeError, OSError) as exc:
+        raise KeyMaterialError(f"installed keys in {keydir} are unusable: {exc}") from exc
+    except Exception as exc:  # InvalidSignature: the seal certificate is not from this root
+        raise KeyMaterialError(f"{keydir / SEAL_CERT} was not issued by {keydir / ROOT_CERT}") from exc
+    if not isinstance(seal_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise KeyMaterialError(f"{keydir / SEAL_KEY} is not an EC or RSA key")
+    if seal_key.public_key().public_numbers() != seal.public_key().public_numbers():  # type: ignore[union-attr]
+        raise KeyMaterialError(f"{keydir / SEAL_KEY} does not belong to {keydir / SEAL_CERT}")
+    # An expired seal still loads, so `verify` keeps working on what it sealed; `serve` refuses it
+    # (seal_expired), since the server cannot renew it without the root key.
+    if seal.not_valid_after_utc - RENEW_BEFORE < _now():
+        log.warning("the seal certificate expires on %s; issue a new one: python -m bot keys --root-dir "
+                    "<offline root dir>", f"{seal.not_valid_after_utc:%Y-%m-%d}")
+    return seal_key, seal, root
+
+
+def seal_expired(keys: KeyMaterial) -> bool:
+    return keys.seal_cert.not_valid_after_utc < _now()
+
+
+def has_root_key(data_dir: Path | str) -> bool:
+    return (Path(data_dir) / "keys" / ROOT_KEY).exists()
+
+
+def has_installed_seal(data_dir: Path | str) -> bool:
+    keydir = Path(data_dir) / "keys"
+    return all((keydir / n).exists() for n in (SEAL_KEY, SEAL_CERT, ROOT_CERT))
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+
+
 def load_or_create_keys(data_dir: Path | str, *, pkcs12_path: Path | str | None = None,
                         pkcs12_passphrase: str | bytes | None = None,
                         organization: str = "Offboarding Bot") -> KeyMaterial:
-    """Load the company keys, generating any that are missing (first run) or renewing an expiring seal."""
+    """Load the company keys: an installed seal (no root key here), or the generated root and seal,
+    generating any that are missing (demo, first run) or renewing an expiring seal."""
+    _private_dir(Path(data_dir))
     keydir = Path(data_dir) / "keys"
-    keydir.mkdir(parents=True, exist_ok=True)
-    os.chmod(keydir, 0o700)
+    _private_dir(keydir)
     with _locked(keydir):
         checkpoint = _ensure_checkpoint(keydir)
         if pkcs12_path is not None:
             key, cert, chain, root = _from_pkcs12(Path(pkcs12_path), pkcs12_passphrase)
             return KeyMaterial(key, cert, chain, root, checkpoint, str(pkcs12_path))
+        installed = _installed(keydir)
+        if installed is not None:
+            seal_key, seal, root = installed
+            return KeyMaterial(seal_key, seal, (root,), root, checkpoint, "installed")
+        if (keydir / ROOT_CERT).exists() and not (keydir / ROOT_KEY).exists():
+            # An installed set with a file missing: generating a root here would replace the published one.
+            missing = [n for n in (SEAL_KEY, SEAL_CERT) if not (keydir / n).exists()]
+            raise KeyMaterialError(f"{keydir} has the root certificate but not {', '.join(missing)}; "
+                                   "install them: python -m bot keys --root-dir <offline root dir>")
         _root_key, root, seal_key, seal = _ensure_generated(keydir, organization)
         return KeyMaterial(seal_key, seal, (root,), root, checkpoint, "generated")
+
+
+# ---------------------------------------------------------------- offline root (`python -m bot keys`)
+
+@dataclass(frozen=True)
+class Installed:
+    root_dir: Path
+    keydir: Path
+    root_created: bool
+    root_moved: bool  # the root key was in the data dir (older install or demo) and now is not
+    root_fingerprint: str
+    seal_not_after: dt.datetime
+
+
+def create_root(root_dir: Path, organization: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate, bool]:
+    """The root CA in `root_dir` (meant for offline storage): loaded if there, else made; (key, cert, made)."""
+    _private_dir(root_dir)
+    key_p, crt_p = root_dir / ROOT_KEY, root_dir / ROOT_CERT
+    if key_p.exists() and crt_p.exists():
+        key = _load_key(key_p)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise KeyMaterialError(f"{key_p} is not an EC key")
+        return key, x509.load_pem_x509_certificate(crt_p.read_bytes()), False
+    key, cert = _make_root(organization)
+    _write_private(key_p, _key_pem(key))
+    _write_private(crt_p, _cert_pem(cert), 0o644)
+    return key, cert, True
+
+
+def install_seal(root_dir: Path, data_dir: Path, organization: str) -> Installed:
+    """Issue a new seal certificate from the root in `root_dir` and install the seal key, the seal
+    certificate and the root certificate (never the root key) into `<data_dir>/keys/`.
+
+    A root key already in the data dir (a demo or an install from before this command) is moved to
+    `root_dir` when that holds none, so documents sealed so far keep verifying against the same root;
+    it is removed from the data dir either way.
+    """
+    keydir = data_dir / "keys"
+    _private_dir(data_dir)
+    _private_dir(keydir)
+    _private_dir(root_dir)
+    moved = False
+    with _locked(keydir):
+        old_key_p, old_crt_p = keydir / ROOT_KEY, keydir / ROOT_CERT
+        if old_key_p.exists():
+            if not (root_dir / ROOT_KEY).exists():
+                _write_private(root_dir / ROOT_KEY, old_key_p.read_bytes())
+                _write_private(root_dir / ROOT_CERT, old_crt_p.read_bytes(), 0o644)
+                moved = True
+            else:
+                theirs = _load_key(old_key_p).public_key()  # type: ignore[attr-defined]
+                ours = _load_key(root_dir / ROOT_KEY).public_key()  # type: ignore[attr-defined]
+                if theirs.public_numbers() != ours.public_numbers():
+                    raise KeyMaterialError(
+                        f"{old_key_p} and {root_dir / ROOT_KEY} are different roots; documents sealed so far "
+                        f"trust the first. Move it away by hand or pick the matching --root-dir")
+                moved = True
+        root_key, root, created = create_root(root_dir, organization)
+        seal_key, seal = _make_seal(root_key, root, organization)
+        _write_private(keydir / SEAL_KEY, _key_pem(seal_key))
+        _write_private(keydir / SEAL_CERT, _cert_pem(seal), 0o644)
+        _write_private(keydir / ROOT_CERT, _cert_pem(root), 0o644)
+        if old_key_p.exists():
+            old_key_p.unlink()
+    fingerprint = hashlib.sha256(root.public_bytes(serialization.Encoding.DER)).hexdigest()
+    return Installed(root_dir, keydir, created and not moved, moved, fingerprint, seal.not_valid_after_utc)

@@ -1,8 +1,10 @@
-"""Encryption at rest for sensitive columns (phone, ID numbers).
+"""Encryption at rest for sensitive columns (phone, ID numbers, stroke data, signature images, documents).
 
 AES-256-GCM with a key derived from SECRET_KEY by HKDF, so rotating SECRET_KEY makes old
-ciphertext unreadable (by design: the key never lives in the database). Stored form:
-``v1:`` + base64url(nonce ‖ ciphertext+tag).
+ciphertext unreadable (by design: the key never lives in the database). Stored forms:
+text ``v1:`` + base64url(nonce ‖ ciphertext+tag); bytes ``\\x00ENC1`` + nonce ‖ ciphertext+tag.
+The byte prefix starts with NUL, which no PDF (``%PDF``), PNG (``\\x89PNG``) or stroke JSON (``{``)
+does, so rows written before encryption are told apart from ciphertext and still read.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 _PREFIX = "v1:"
+BYTES_PREFIX = b"\x00ENC1"
 _aead: AESGCM | None = None
 
 
@@ -37,6 +40,10 @@ def _get() -> AESGCM:
     return _aead
 
 
+def is_encrypted(stored: str) -> bool:
+    return stored.startswith(_PREFIX)
+
+
 def encrypt(plain: str) -> str:
     nonce = os.urandom(12)
     ct = _get().encrypt(nonce, plain.encode("utf-8"), None)
@@ -48,3 +55,19 @@ def decrypt(stored: str) -> str:
         raise ValueError("not an encrypted value")
     raw = base64.urlsafe_b64decode(stored[len(_PREFIX) :].encode("ascii"))
     return _get().decrypt(raw[:12], raw[12:], None).decode("utf-8")
+
+
+def is_encrypted_bytes(stored: bytes) -> bool:
+    return stored[: len(BYTES_PREFIX)] == BYTES_PREFIX
+
+
+def encrypt_bytes(plain: bytes) -> bytes:
+    nonce = os.urandom(12)
+    return BYTES_PREFIX + nonce + _get().encrypt(nonce, plain, None)
+
+
+def decrypt_bytes(stored: bytes) -> bytes:
+    if not is_encrypted_bytes(stored):
+        raise ValueError("not an encrypted value")
+    raw = memoryview(stored)[len(BYTES_PREFIX) :]
+    return _get().decrypt(bytes(raw[:12]), bytes(raw[12:]), None)

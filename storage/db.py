@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from tortoise import Tortoise
 from tortoise.backends.base.config_generator import expand_db_url
 
+from storage import logsafe
+
 MODELS = ["storage.models"]
+# Before any connection exists: every process that reaches the database imports this module.
+logsafe.install()
+
+
+def private_sqlite_file(path: Path) -> None:
+    """Create the database file 0600 before SQLite does (it would use 0644), and tighten an existing
+    one. SQLite gives its -wal and -shm files the database file's mode; old ones are tightened too."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    for extra in ("", "-wal", "-shm", "-journal"):
+        try:
+            os.chmod(f"{path}{extra}", 0o600)
+        except FileNotFoundError:
+            pass
 
 
 def tortoise_config(url: str) -> dict[str, Any]:
     if url.startswith("sqlite://") and not url.startswith("sqlite://:memory:"):
-        Path(url[len("sqlite://") :].split("?", 1)[0]).parent.mkdir(parents=True, exist_ok=True)
+        Path(url[len("sqlite://") :].split("?", 1)[0]).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if "synchronous" not in url:
             # WAL + NORMAL: a committed transaction survives a process crash; only an OS crash or
             # power loss may drop the last commits. FULL costs an fsync per event (~10 ms here).
@@ -52,8 +72,14 @@ def _default_url() -> str:
 TORTOISE_ORM = tortoise_config("sqlite://data/makemigrations.sqlite3")
 
 
+def _private(url: str) -> str:
+    if url.startswith("sqlite://") and not url.startswith("sqlite://:memory:"):
+        private_sqlite_file(Path(url[len("sqlite://") :].split("?", 1)[0]))
+    return url
+
+
 async def init_db(url: str | None = None) -> None:
-    await Tortoise.init(config=tortoise_config(url or _default_url()))
+    await Tortoise.init(config=tortoise_config(_private(url or _default_url())))
 
 
 async def close_db() -> None:
@@ -64,5 +90,5 @@ async def migrate(url: str | None = None) -> None:
     """Apply all migrations (idempotent)."""
     from tortoise.migrations.api import migrate as run_migrations
 
-    await run_migrations(config=tortoise_config(url or _default_url()))
+    await run_migrations(config=tortoise_config(_private(url or _default_url())))
     await Tortoise.close_connections()

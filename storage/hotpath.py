@@ -26,6 +26,7 @@ from tortoise.models import Model
 from tortoise.validators import MaxLengthValidator
 
 from storage.audit import NewEntry
+from storage.fields import EncryptedJSONField
 from storage.models import AuditEntry, Case, CaseStep, Employee, InboxEvent, OutboxMessage, Timer
 
 _PLACEHOLDER = re.compile(r"\?")
@@ -155,7 +156,8 @@ def _converter(model: type[Model], column: str) -> Callable[[Any], Any]:
     def general(value: Any) -> Any:
         return field.to_db_value(value, model)
 
-    if isinstance(field, fields.JSONField):
+    # An encrypted JSON column must take its own to_db_value, never the inlined plain encoding.
+    if isinstance(field, fields.JSONField) and not isinstance(field, EncryptedJSONField):
         encoder = field.encoder
         empty = {dict: encoder({}), list: encoder([])}  # most step columns are empty
 

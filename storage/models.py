@@ -9,7 +9,7 @@ from __future__ import annotations
 from tortoise import fields
 from tortoise.models import Model
 
-from storage.fields import EncryptedTextField
+from storage.fields import EncryptedBinaryField, EncryptedJSONField, EncryptedTextField
 
 
 class Employee(Model):
@@ -203,11 +203,14 @@ class Document(Model):
     status = fields.CharField(max_length=16, default="draft")
     sha256_unsigned = fields.CharField(max_length=64)
     sha256_signed = fields.CharField(max_length=64, null=True)
-    pdf_unsigned = fields.BinaryField()
-    pdf_signed = fields.BinaryField(null=True)
+    # Both PDFs print the ID number, name and amounts, so they are encrypted at rest; the hashes
+    # are of the clear PDF, which is what the signer saw and `verify` checks.
+    pdf_unsigned = EncryptedBinaryField()
+    pdf_signed = EncryptedBinaryField(null=True)
     # The filled-in values the draft was rendered from (already formatted as text), so the signed
     # version is rendered from exactly what the signer saw even if the directory changes meanwhile.
-    context = fields.JSONField(default=dict)
+    # Holds the ID number: encrypted as a whole.
+    context = EncryptedJSONField(default=dict)
     lang = fields.CharField(max_length=8, default="zh")
     created_at = fields.DatetimeField()
     sealed_at = fields.DatetimeField(null=True)
@@ -228,9 +231,9 @@ class Signature(Model):
     identity_method = fields.CharField(max_length=32)
     platform_identity = fields.CharField(max_length=128, default="")
     doc_hash_presented = fields.CharField(max_length=64)
-    strokes = fields.BinaryField()
+    strokes = EncryptedBinaryField()  # points with timing: biometric-like, encrypted at rest
     strokes_hash = fields.CharField(max_length=64)
-    image_png = fields.BinaryField()
+    image_png = EncryptedBinaryField()
     image_hash = fields.CharField(max_length=64)
     client_image_hash = fields.CharField(max_length=64, null=True)
     server_time = fields.DatetimeField()
