@@ -25,7 +25,7 @@ from workflow.template import FlowTemplate
 NON_COMPETE_FLOOR_RATE = Decimal("0.30")
 NON_COMPETE_MAX_MONTHS = 24  # Labour Contract Law Art. 24
 
-_URL = re.compile(r"(来源\s*)?(https?://[^\s，；。、）)]+)")
+_URL = re.compile(r"(来源)?\s*(https?://[^\s，；。、）)]+)")
 
 
 def has_backpay(template: FlowTemplate) -> bool:
