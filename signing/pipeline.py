@@ -21,6 +21,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 
 from bot.settings import Settings
+from settlement.basis import money
 from settlement.errors import SettlementError
 from settlement.social_insurance import backpay
 from signing.canonical import canonical_json, sha256_hex
@@ -30,7 +31,7 @@ from signing.documents import SignatureMark, render_document, render_signed
 from signing.keys import KeyMaterial, load_or_create_keys
 from signing.merge import append_pages
 from signing.seal import SealError, TsaUnavailable, async_seal_pdf
-from signing.templates import DocumentError, format_value, load_template, unfilled
+from signing.templates import DocumentError, format_value, load_template, render_text, unfilled
 from storage.models import AuditEntry, Case, CaseStep, Checkpoint, Document, Employee, Signature
 from workflow.documents import document_title
 from workflow.errors import TemplateError
@@ -126,8 +127,8 @@ def backpay_context(emp: Employee, last_day: date | None, unpaid: object, *,
         raise PipelineError(f"社保补缴金额无法计算：{exc}") from exc
     period = _month_zh(months[0]) if len(months) == 1 else f"{_month_zh(months[0])}至{_month_zh(months[-1])}"
     lines = list(result.basis)
-    lines.append(f"本保证书所列补缴金额为个人缴费部分；单位缴费部分 {format_value(result.employer_total, 'zh')} 元"
-                 "由公司另行承担。")
+    lines.append(f"上述补缴金额 {money(result.employee_total)} 元为个人缴费部分；单位缴费部分 "
+                 f"{money(result.employer_total)} 元由公司另行承担。")
     return {"backpay_period": period, "backpay_amount": result.employee_total, "basis_lines": lines}
 
 
@@ -245,17 +246,19 @@ async def build_context(case: Case, kind: str, settings: Settings, *, now: datet
                              rate_tables_dir=settings.rate_tables_dir)
         ctx.update(bp)
         ctx["backpay_amount_upper"] = upper(bp["backpay_amount"])  # type: ignore[arg-type]
+        # Printed as money (thousands separators), the way the basis lines print the same figure.
+        ctx["backpay_amount"] = money(bp["backpay_amount"])  # type: ignore[arg-type]
         ctx["basis_lines"] = notes.lift(bp["basis_lines"])  # type: ignore[arg-type]
     agreed = amount(step_value(hr_data, "compensation"))
     if agreed is not None:
         comp = mutual_compensation(agreed, emp.hire_date, last_day, wage)
-        ctx["compensation_amount"] = comp.agreed
+        ctx["compensation_amount"] = money(comp.agreed)
         ctx["compensation_amount_upper"] = upper(comp.agreed)
         ctx["compensation_lines"] = notes.lift(comp.lines)
     nc = non_compete(step_value(hr_data, "non_compete_months"), step_value(hr_data, "non_compete_monthly"), wage)
     if nc is not None:
         ctx["non_compete_months"] = nc.months
-        ctx["non_compete_monthly"] = nc.monthly
+        ctx["non_compete_monthly"] = money(nc.monthly)
         ctx["non_compete_lines"] = list(nc.lines)
     ctx["source_notes"] = notes.printed()
     if set(ctx) != CONTEXT_KEYS:  # keeps the load-time check honest
@@ -272,6 +275,18 @@ def freeze_context(ctx: Mapping[str, object], lang: str) -> dict[str, Any]:
         else:
             out[key] = format_value(value, lang)
     return out
+
+
+async def notice_lines(case: Case, kind: str, settings: Settings, *, now: datetime,
+                       lang: str | None = None) -> list[str]:
+    """A notice's text for a card (e.g. the completion notice), from the same context as its PDF."""
+    lang = lang or settings.language
+    try:
+        tpl = load_template(kind, extra_dir=settings.doc_templates_dir)
+        values = freeze_context(await build_context(case, kind, settings, now=now), lang)
+        return render_text(tpl, values, lang)
+    except DocumentError as exc:
+        raise PipelineError(f"文件无法生成：{exc}") from exc
 
 
 # ---------------------------------------------------------------- drafts

@@ -283,3 +283,31 @@ def merged_context(tpl: DocTemplate, context: Mapping[str, object], lang: str = 
             continue  # a value the case supplies wins over the template's wording
         merged[key] = [fill(v, merged, lang) for v in value] if isinstance(value, list) else fill(value, merged, lang)
     return merged
+
+
+def render_text(tpl: DocTemplate, context: Mapping[str, object], lang: str) -> list[str]:
+    """The document as plain lines (title first) for a chat card: same blocks, conditions and
+    numbering as the PDF, so the card and the document never say different things."""
+    text = tpl.texts.get(lang) or next(iter(tpl.texts.values()))
+    ctx = merged_context(tpl, context, lang)
+    out = [fill(text.title, ctx, lang)]
+    section = 0
+    for block in text.blocks:
+        if not shown(ctx, block.when, block.unless):
+            continue
+        if isinstance(block, Heading):
+            section += 1 if block.numbered else 0
+            out.append((section_number(section, lang) if block.numbered else "") + fill(block.text, ctx, lang))
+        elif isinstance(block, ParagraphBlock):
+            out.append(fill(block.text, ctx, lang))
+        elif isinstance(block, LinesBlock):
+            items = ctx.get(block.source)
+            for i, item in enumerate(items if isinstance(items, list | tuple) else [], 1):
+                out.append((f"{i}. " if block.numbered else "") + clean_text(format_value(item, lang)))
+        elif isinstance(block, FieldsBlock):
+            for label, value in block.rows:
+                if filled := fill(value, ctx, lang):
+                    out.append(f"{fill(label, ctx, lang)}：{filled}")
+        elif isinstance(block, ClosingBlock):
+            out += [fill(line, ctx, lang) for line in block.lines]
+    return out

@@ -51,9 +51,9 @@ def test_start_up_refuses_a_template_reading_a_value_the_context_never_fills(tmp
     docs_dir.mkdir()
     shutil.copy(BUNDLED_DIR / "resignation.toml", flows_dir / "resignation.toml")
     text = (BUILTIN_DIR / "resignation_letter.toml").read_text(encoding="utf-8")
+    day = "本人的最后工作日为{termination_date}"
     (docs_dir / "resignation_letter.toml").write_text(
-        text.replace("本人的最后工作日为{termination_date}。", "本人的最后工作日为{termination_date}，{favourite_colour}。"),
-        encoding="utf-8")
+        text.replace(f"{day}。", f"{day}，{{favourite_colour}}。"), encoding="utf-8")
     settings = load_settings(_env_file=None, secret_key="k" * 32, data_dir=tmp_path / "data",
                              templates_dir=flows_dir, doc_templates_dir=docs_dir)
     with pytest.raises(TemplateError) as err:
