@@ -169,7 +169,7 @@ CONTEXT_KEYS = frozenset({
     "backpay_period", "backpay_amount", "backpay_amount_upper", "basis_lines", "backpay_paid_on",
     "backpay_reference", "final_pay_date", "final_pay_reference", "certificate_signed_on",
     "compensation_amount", "compensation_amount_upper", "compensation_lines", "compensation_pay_date",
-    "non_compete_months", "non_compete_monthly", "non_compete_lines", "source_notes",
+    "non_compete_months", "non_compete_monthly", "non_compete_lines", "source_notes", "certificate_reason",
 })
 
 
@@ -240,6 +240,8 @@ async def build_context(case: Case, kind: str, settings: Settings, *, now: datet
         "compensation_amount": "", "compensation_amount_upper": "", "compensation_lines": [],
         "compensation_pay_date": last_day or today,
         "non_compete_months": "", "non_compete_monthly": "", "non_compete_lines": [],
+        # Only the employee may ask for the reason on the certificate; no flow records that request yet.
+        "certificate_reason": "",
     }
     if has_backpay(flow):
         bp = backpay_context(emp, last_day, _step_value(steps, "unpaid_months"),

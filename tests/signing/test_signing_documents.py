@@ -105,8 +105,11 @@ def test_separation_certificate_reason_only_on_request(tmp_path: Path) -> None:
     for needle in ("劳动合同期限", "2022年3月1日至2025年2月28日", "2025年3月31日", "工程师", "3年1个月"):
         assert needle in text
     assert "原因" not in text
-    with_reason = pdftotext(render_document("separation_certificate", dict(ctx, reason="个人原因辞职")),
-                            tmp_path)
+    # HR's reason for the case never reaches the certificate; only the employee's request does.
+    hr_reason = pdftotext(render_document("separation_certificate", dict(ctx, reason="严重违纪")), tmp_path)
+    assert "严重违纪" not in hr_reason and "原因" not in hr_reason
+    with_reason = pdftotext(render_document("separation_certificate",
+                                            dict(ctx, certificate_reason="个人原因辞职")), tmp_path)
     assert "个人原因辞职" in with_reason
 
 

@@ -301,6 +301,8 @@ async def test_every_flow_from_command_to_closure(sc: Scenario, server: tuple[st
                 flat = _flat(text)
                 assert agreed is not None and money(agreed) in flat and rmb_upper(agreed) in flat
                 assert "按《劳动合同法》第四十七条计算" in flat and "附件：经济补偿计算依据" in flat
+            if doc.kind == "separation_certificate":
+                assert "严重违反考勤制度" not in _flat(text)  # HR's reason stays off the certificate
             if doc.kind == "resignation_letter":
                 flat = _flat(text)
                 assert "辞职申请书" in flat and "第三十七条" in flat and "2026年1月30日" in flat
