@@ -157,7 +157,10 @@ def flow_of(template_id: str, settings: Settings) -> FlowTemplate:
     key = str(settings.templates_dir or "")
     if key not in _flows:
         _flows[key] = load_templates([settings.templates_dir] if settings.templates_dir else [])
-    return _flows[key][template_id]
+    flow = _flows[key].get(template_id)
+    if flow is None:
+        raise PipelineError(f"流程模板 {template_id} 已不存在，无法生成文件")
+    return flow
 
 
 # Every name build_context fills, for every kind and case type (empty when it does not apply), so a
@@ -469,17 +472,18 @@ def check_flow_documents(flows: Mapping[str, FlowTemplate], *, extra_dir: Path |
     """Every document kind a flow names has a template, and each template reads only values the render
     context fills; raises TemplateError naming the flow file and the step (at start-up, not at signing)."""
     for flow in flows.values():
-        for step in flow.steps:
-            for kind in step.documents:
-                try:
-                    tpl = load_template(kind, extra_dir=extra_dir)
-                except DocumentError as exc:
-                    raise TemplateError(flow.source or flow.id, str(exc), step=step.id) from None
-                missing = unfilled(tpl, CONTEXT_KEYS)
-                if missing:
-                    raise TemplateError(
-                        flow.source or flow.id,
-                        f"document template {tpl.source} uses {', '.join('{' + m + '}' for m in missing)}, "
-                        "which the render context never fills",
-                        step=step.id,
-                    )
+        # Every case ends with the completion notice, whichever steps its flow has.
+        named = [(step.id, kind) for step in flow.steps for kind in step.documents]
+        for step_id, kind in [*named, (None, "completion_notice")]:
+            try:
+                tpl = load_template(kind, extra_dir=extra_dir)
+            except DocumentError as exc:
+                raise TemplateError(flow.source or flow.id, str(exc), step=step_id) from None
+            missing = unfilled(tpl, CONTEXT_KEYS)
+            if missing:
+                raise TemplateError(
+                    flow.source or flow.id,
+                    f"document template {tpl.source} uses {', '.join('{' + m + '}' for m in missing)}, "
+                    "which the render context never fills",
+                    step=step_id,
+                )
