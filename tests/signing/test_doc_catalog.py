@@ -106,3 +106,45 @@ def test_non_compete_pays_at_least_the_legal_floor() -> None:
     assert high is not None and high.months == 24 and high.monthly == Decimal("5000.00")
     assert any("额外支付三个月" in line for line in high.lines)
     assert non_compete("", "5000", Decimal("12000.00")) is None
+
+
+def _full_context(case_type: str, *, facts: bool) -> dict[str, object]:
+    """Every name build_context fills, either all known (facts) or all empty where they may be."""
+    from datetime import date
+
+    ctx: dict[str, object] = {k: "" for k in CONTEXT_KEYS}
+    ctx.update(company_name="示例公司", case_type=case_type, employee_name="李四", termination_date=date(2026, 1, 30),
+               notice_date=date(2026, 2, 1), issue_date=date(2026, 2, 1), handover_date=date(2026, 1, 29),
+               handover_deadline=date(2026, 1, 30), compensation_pay_date=date(2026, 1, 30), contact="人事",
+               legal_basis="《劳动合同法》第三十九条", items=["文件"], basis_lines=[], compensation_lines=[],
+               non_compete_lines=[], source_notes=[])
+    if facts:
+        ctx.update(id_number="110101199001011234", department="研发部", position="工程师",
+                   contract_start=date(2016, 3, 1), contract_term="2016年3月1日至无固定期限",
+                   years_of_service="9年11个月",
+                   reason="个人原因", receiver_name="王五", backpay_period="2025年5月", backpay_amount="719.21",
+                   backpay_amount_upper="柒佰壹拾玖元贰角壹分", basis_lines=["基数（见注1）"],
+                   backpay_paid_on=date(2026, 2, 2), backpay_reference="P-1", final_pay_date=date(2026, 2, 3),
+                   final_pay_reference="P-2", certificate_signed_on=date(2026, 2, 1), compensation_amount="120,000.00",
+                   compensation_amount_upper="壹拾贰万元整", compensation_lines=["N = 10"], non_compete_months=6,
+                   non_compete_monthly="3,600.00", non_compete_lines=["期限 6 个月"], source_notes=["注1：https://x.example"],
+                   certificate_reason="个人原因")
+    return ctx
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+@pytest.mark.parametrize("case_type", ["probation", "misconduct", "resignation", "mutual"])
+def test_every_template_renders_for_every_case_type_with_and_without_facts(case_type: str, lang: str) -> None:
+    from signing.documents import render_document
+    from signing.templates import builtin_kinds, render_text
+
+    for kind in builtin_kinds():
+        if kind == "fallback_notice":
+            continue  # not named by a flow yet; its context has names of its own (pending_items, …)
+        for facts in (True, False):
+            ctx = _full_context(case_type, facts=facts)
+            assert render_document(kind, ctx, lang=lang).startswith(b"%PDF"), (kind, facts)
+            text = "".join(render_text(load_template(kind), ctx, lang))
+            assert "{" not in text and "[[" not in text and "（未提供）" not in text, (kind, text)
+            if not facts:
+                assert "（大写：）" not in text and "（身份证号码：）" not in text, (kind, text)
