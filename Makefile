@@ -23,6 +23,7 @@ run: $(STAMP) sysdeps
 # TEST_DATABASE_URL=postgres://... make test runs the same suite on PostgreSQL.
 test: $(STAMP) sysdeps
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

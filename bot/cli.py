@@ -40,14 +40,20 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 def _cmd_directory_import(args: argparse.Namespace) -> int:
     from bot.runtime import database
+    from storage.csvtext import EncodingError, decode_csv
     from storage.directory import DirectoryError, import_csv
 
     path = Path(args.file)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text, used = decode_csv(path.read_bytes(), args.encoding)
+    except OSError as exc:
         print(f"error: cannot read {path}: {exc}", file=sys.stderr)
         return 2
+    except EncodingError as exc:
+        print(f"error: {path}: {exc}", file=sys.stderr)
+        return 2
+    if used not in ("utf-8", "utf-8-sig"):
+        print(f"reading {path} as {used}", file=sys.stderr)
 
     def progress(done: int, total: int) -> None:
         print(f"\rimporting {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
@@ -109,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     di = dsub.add_parser("import", help="import employees from CSV (upsert)")
     di.add_argument("file", help="CSV with the header documented in the README")
     di.add_argument("--skip-invalid", action="store_true", help="import the good rows even if some are bad")
+    di.add_argument("--encoding", help="file encoding (default: UTF-8, else GBK/GB18030 as Excel saves it)")
     di.set_defaults(func=_cmd_directory_import)
 
     c = sub.add_parser("cases", help="offboarding cases")
@@ -139,5 +146,12 @@ def main(argv: list[str] | None = None) -> None:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.func is _cmd_serve:
+        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    else:
+        # A one-shot command prints its own output; libraries speak only when something is wrong
+        # (no "Tortoise-ORM shutdown" after every command), our own loggers at the configured level.
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        for ours in ("bot", "handlers", "signing", "storage", "workflow", "settlement"):
+            logging.getLogger(ours).setLevel(settings.log_level)
     sys.exit(args.func(args))

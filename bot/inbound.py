@@ -25,11 +25,13 @@ QUIET_SECONDS = 0.05
 def build_router() -> Router:
     from handlers.actions import router as actions
     from handlers.commands import router as commands
+    from handlers.employee import router as employee
 
     root = Router("root")
     standard_middlewares(root)
     root.include(commands)
     root.include(actions)
+    root.include(employee)
     return root
 
 

@@ -30,6 +30,23 @@ _CASE_STATUS = {"open": ("进行中", "open"), "completed": ("已完成", "compl
                 "cancelled": ("已取消", "cancelled")}
 
 
+def span(view: CaseView, hours: float) -> str:
+    """A policy time as the template states it: whole days when it is whole days, else hours."""
+    if hours >= 24 and hours % 24 == 0:
+        days = int(hours // 24)
+        return view.t(f"{days} 天", f"{days} day" + ("s" if days != 1 else ""))
+    shown = int(hours) if float(hours).is_integer() else round(hours, 1)
+    return view.t(f"{shown} 小时", f"{shown} hour" + ("s" if shown != 1 else ""))
+
+
+def ask_button(view: CaseView) -> Button | None:
+    """Every card the departing employee holds on an open case lets them ask HR (问HR)."""
+    if Role.EMPLOYEE not in view.recipient_roles or view.state.status != "open":
+        return None
+    return Button(label=view.t("问HR", "Ask HR"), action="ask",
+                  form=(FormField("question", view.t("你的问题", "Your question")),))
+
+
 def _verb(view: CaseView, outcome: str | None) -> str:
     zh, en = _OUTCOME_VERBS.get(outcome or "", ("完成", "completed"))
     return view.t(zh, en)
@@ -91,6 +108,14 @@ def close_blockers(view: CaseView) -> list[str]:
     return out
 
 
+def _closed_status(view: CaseView) -> str | None:
+    """What an unfinished item of a closed case reads as ("流程已取消"), None while the case is open."""
+    if view.state.status == "open":
+        return None
+    zh, en = _CASE_STATUS.get(view.state.status, (view.state.status, view.state.status))
+    return view.t(f"流程{zh}", f"Case {en}")
+
+
 def _sep(view: CaseView) -> str:
     return "、" if view.language == "zh" else ", "
 
@@ -98,7 +123,8 @@ def _sep(view: CaseView) -> str:
 def _case_fields(view: CaseView) -> list[tuple[str, str]]:
     fields = [
         (view.t("流程", "Case"), f"{view.case_id} · {view.template.title.get(view.language)}"),
-        (view.t("员工", "Employee"), f"{view.employee_name}（{view.employee_id}）"),
+        (view.t("员工", "Employee"), view.t(f"{view.employee_name}（{view.employee_id}）",
+                                            f"{view.employee_name} ({view.employee_id})")),
     ]
     if view.last_day:
         fields.append((view.t("最后工作日", "Last working day"), view.last_day.isoformat()))
@@ -171,13 +197,17 @@ def step_card(view: CaseView, step_id: str, *, purpose: str = "step") -> Card:
             view.t("等待你操作", "Waiting for you")
         tone = "action"
     buttons = _action_buttons(view, step) if st.status == "active" and view.state.status == "open" else []
+    ask = ask_button(view)
+    if ask is not None:
+        buttons.append(ask)
     title = step.title.get(view.language)
     summary = view.t(f"{view.employee_name} 的离职流程", f"Offboarding of {view.employee_name}")
-    if purpose == "reminder" and st.status == "active":
+    if purpose == "reminder" and st.status == "active" and view.state.status == "open":
         title = view.t("提醒：", "Reminder: ") + title
         tone = "warning"
-        summary = view.t(f"此步骤已提醒 {st.reminders_sent} 次，请尽快处理",
-                         f"Reminder #{st.reminders_sent}: please act soon")
+        limit = span(view, step.deadline_hours)
+        summary = view.t(f"此步骤已提醒 {st.reminders_sent} 次；本步骤办理时限为开始后 {limit}，请尽快处理",
+                         f"Reminder #{st.reminders_sent}: this step is due {limit} after it opened; please act soon")
     return Card(title=title, summary=summary, fields=tuple(fields), body="\n".join(body),
                 buttons=tuple(buttons), status=status, tone=tone, progress=progress(view, step),  # type: ignore[arg-type]
                 case_id=view.case_id, step_id=step_id, purpose=purpose, language=view.language)
@@ -212,19 +242,25 @@ def alert_card(view: CaseView, step_id: str, *, purpose: str) -> Card:
               (view.t("办理人", "Who acts"), view.role_title(step.role)),
               (view.t("开始于", "Started"), view.local(st.activated_at)),
               (view.t("已提醒", "Reminders sent"), str(st.reminders_sent))]
+    # The times are the template's own policy for this step, never a fixed "3 days".
     if purpose == "fallback":
+        within = span(view, step.policy.fallback_after_hours)
         title = view.t("需启动备用送达方式", "Start the fallback delivery")
-        body = view.t("员工 7 天内未完成。请通过邮寄（EMS）或登报送达，并把运单号或登报扫描件记录到流程中。",
-                      "The employee has not finished within 7 days. Deliver by registered mail or a "
+        body = view.t(f"此步骤开始后 {within}内未完成。请通过邮寄（EMS）或登报送达，"
+                      "并把运单号或登报扫描件记录到流程中。",
+                      f"Not done within {within} of the step opening. Deliver by registered mail or a "
                       "newspaper notice and record the tracking number or the scan in the case.")
     else:
+        within = span(view, step.policy.alert_after_hours)
+        who = view.role_title(step.role)
         title = view.t("流程超时，请跟进", "A case is overdue")
-        body = view.t("员工超过 3 天未签署/未完成，请电话或当面联系。",
-                      "Not done within 3 days: please call or visit the employee.")
+        body = view.t(f"此步骤开始后已超过 {within}仍未完成（办理人：{who}），请电话或当面联系。",
+                      f"Not done within {within} of the step opening (waiting for: {who}): please call or visit.")
     return Card(title=title, summary=view.t(f"{view.employee_name} 的离职流程", f"Offboarding of "
                                              f"{view.employee_name}"),
                 fields=tuple(fields), body=body, status=done_line(view, step_id) if st.status == "done" else
-                view.t("仍在等待", "Still waiting"), tone="done" if st.status == "done" else "warning",
+                _closed_status(view) or view.t("仍在等待", "Still waiting"),
+                tone="done" if st.status == "done" else ("closed" if view.state.status != "open" else "warning"),
                 progress=progress(view, step), case_id=view.case_id, step_id=step_id, purpose=purpose,
                 language=view.language)
 
@@ -279,6 +315,8 @@ def summary_card(view: CaseView) -> Card:
         label = f"{step.number}. {step.title.get(view.language)}（{view.role_title(step.role)}）"
         if st.status == "done":
             lines.append(f"- ✓ {label} — {done_line(view, step.id)}")
+        elif view.state.status == "cancelled":  # nothing open or locked goes on after a cancel
+            lines.append(f"- ✗ {label} — {view.t('已取消', 'cancelled')}")
         elif st.status == "active":
             blockers = missing_for(view, step)
             extra = (view.t(" — 等待：", " — waiting for: ") + _sep(view).join(blockers)) if blockers else ""
@@ -288,6 +326,12 @@ def summary_card(view: CaseView) -> Card:
             why = (view.t("锁定，需先完成：", "locked until: ") + _sep(view).join(blockers)) if blockers else \
                 view.t("未开始", "not started")
             lines.append(f"- 🔒 {label} — {why}")
+    if view.state.questions:
+        # The employee's questions stay in sight until answered (each has its own card too).
+        lines += ["", f"**{view.t('员工提问', 'Questions from the employee')}**"]
+        for q in view.state.questions.values():
+            state = view.t("已回复", "answered") if q.answered else view.t("待回复", "waiting for an answer")
+            lines.append(f"- {view.case_id}-{q.id} · {state} · {q.text[:60]}")
     done = sum(1 for st in view.state.steps.values() if st.status == "done")
     blockers = close_blockers(view)
     buttons: list[Button] = []

@@ -12,6 +12,7 @@ from bot.settings import Settings
 from cards import builders
 from cards.builders import shows_backpay
 from cards.model import Card
+from cards.questions import QUESTION_PURPOSES, build_question
 from cards.view import CaseView
 from handlers.cases import CaseService, utcnow
 from handlers.links import signing_url
@@ -39,6 +40,8 @@ class CardRenderer:
         employee = await hotpath.get_one(conn, Employee, "id", case.employee_id)  # type: ignore[attr-defined]
         ids = {employee.employee_id, case.created_by}
         ids.update(st.done_by for st in state.steps.values() if st.done_by)
+        for q in state.questions.values():
+            ids.update(i for i in (q.asked_by, q.answered_by) if i)
         names = await hotpath.names(conn, sorted(i for i in ids if i)) if detail else {}
         sign_urls: dict[str, str] = {}
         roles = await self.service.roles_of(case, recipient) if recipient is not None else frozenset()
@@ -107,6 +110,10 @@ class CardRenderer:
                       *, language: str | None = None, detail: bool = True) -> Card | None:
         """The card for a case and recipient the caller has already read."""
         template = self.service.template(case.template_id)
+        if purpose in QUESTION_PURPOSES and step_id is not None:
+            # A question's cards carry the question id where step cards carry the step.
+            qview = await self.view(case, recipient=recipient, language=language, detail=detail)
+            return build_question(qview, purpose, step_id)
         if step_id is not None and step_id not in template:
             return None
         view = await self.view(case, recipient=recipient, language=language, detail=detail, backpay_for=step_id,

@@ -29,7 +29,7 @@ from storage.hotpath import Recipient
 from storage.models import Case, CaseStep, Employee
 from workflow import effects as fx
 from workflow import engine
-from workflow.model import CaseState, Role, StepState
+from workflow.model import CaseState, Role, StepState, questions_from_list, questions_to_list
 from workflow.template import FlowTemplate
 
 Also = Callable[[Any], Awaitable[None]]
@@ -141,7 +141,7 @@ class CaseService:
             "template_version": template.version, "status": "open", "last_day": last_day, "reason": reason,
             "manager_id": employee.manager_id, "handover_id": handover_id, "created_by": created_by,
             "fallback_started": False, "started_at": at, "closed_at": None, "version": 1, "audit_seq": 0,
-            "audit_head": audit.GENESIS, "updated_at": utcnow(),
+            "audit_head": audit.GENESIS, "updated_at": utcnow(), "questions": [],
         }
         # The row is inserted already at its first version with its audit head, so a new case needs
         # no compare-and-set: the unique id and open key serialise creators.
@@ -223,6 +223,8 @@ class CaseService:
                         changes["fallback_started"] = new.fallback_started
                     if new.closed_at != state.closed_at:
                         changes["closed_at"] = new.closed_at
+                    if new.questions != state.questions:
+                        changes["questions"] = questions_to_list(new.questions)
                     moved = {step_id: _step_columns(st) for step_id, st in new.steps.items()
                              if state.steps.get(step_id) != st}
                     snap = await self._write(conn, snap, new, result.effects, at, actor=actor, changes=changes,
@@ -398,6 +400,7 @@ def _state(case: Case, rows: Sequence[dict[str, Any]]) -> CaseState:
     return CaseState(
         case_id=case.id, template_id=case.template_id, status=case.status, steps=steps,
         fallback_started=case.fallback_started, started_at=case.started_at, closed_at=case.closed_at,
+        questions=questions_from_list(case.questions),
     )
 
 

@@ -13,6 +13,7 @@ from datetime import date
 from bot.router import Context, Reply, Router, is_hr
 from handlers.actions import case_roles, touch_summary
 from handlers.cases import CaseError, new_case_id
+from handlers.employee import USAGE_ANSWER, own_status, question_from_text
 from handlers.queries import list_cases
 from storage import hotpath
 from storage.models import Case, CaseStep, Employee
@@ -92,7 +93,9 @@ async def find_employee(ctx: Context, token: str) -> Lookup:
 
 
 async def find_case(ctx: Context, token: str, *, open_only: bool = True) -> Case | Reply:
-    if _CASE_ID.match(token):
+    # Anything that looks like a case number is one: "OB-NOPE" is a case that does not exist,
+    # not a person to search the directory for.
+    if _CASE_ID.match(token) or token.upper().startswith("OB-"):
         case = await Case.get_or_none(id=token.upper())
         if case is None:
             return ctx.refuse("unknown_case", f"找不到流程 {token}。发送 /list 查看进行中的流程。",
@@ -154,6 +157,14 @@ async def offboard(ctx: Context) -> Reply:
                           "The handover colleague cannot be the leaving employee.")
         handover_id = h.employee.employee_id  # type: ignore[union-attr]
     reason = " ".join(reason_words)[:1000]
+    today = ctx.incoming.at.astimezone(ctx.settings.tz).date()
+    past_zh = past_en = ""
+    if last_day < today:
+        # Allowed (a case may be recorded after the fact), but HR must not miss it.
+        past_zh = (f"\n⚠ 注意：最后工作日 {last_day.isoformat()} 已经过去（今天是 {today.isoformat()}），"
+                   "请确认日期无误。")
+        past_en = (f"\n⚠ Note: the last working day {last_day.isoformat()} is already past (today is "
+                   f"{today.isoformat()}); please check the date.")
     hr = ctx.actor
     assert hr is not None  # the actor middleware refused unknown senders
 
@@ -171,10 +182,10 @@ async def offboard(ctx: Context) -> Reply:
     ctx.expected = ctx.done(
         "started",
         f"已为 {employee.name}（{employee.employee_id}）发起「{title}」流程 {case_id}，"
-        f"最后工作日 {last_day.isoformat()}。员工和相关人员会收到卡片。",
+        f"最后工作日 {last_day.isoformat()}。员工和相关人员会收到卡片。" + past_zh,
         f"Started \"{title}\" case {case_id} for {employee.name} ({employee.employee_id}), "
-        f"last working day {last_day.isoformat()}. The people involved get their cards.",
-        changed=True, case_id=case_id,
+        f"last working day {last_day.isoformat()}. The people involved get their cards." + past_en,
+        changed=True, case_id=case_id, warnings=["last_day_past"] if past_zh else [],
     )
     try:
         await ctx.service.start_case(
@@ -191,8 +202,11 @@ async def offboard(ctx: Context) -> Reply:
 _STEP_MARK = {"done": "✓", "active": "●", "locked": "🔒"}
 
 
-@router.command("status", aliases=["状态", "查询", "进度"], usage_zh=USAGE_STATUS[0], usage_en=USAGE_STATUS[1])
+@router.command("status", aliases=["状态", "查询", "进度"], hr_only=False, usage_zh=USAGE_STATUS[0],
+                usage_en=USAGE_STATUS[1])
 async def status(ctx: Context) -> Reply:
+    if not is_hr(ctx.actor):
+        return await own_status(ctx)
     if not ctx.args:
         return await list_open(ctx)
     if len(ctx.args.split()) != 1:
@@ -211,6 +225,8 @@ async def status(ctx: Context) -> Reply:
         row = steps.get(step.id)
         st = row.status if row else "locked"
         line = f"{_STEP_MARK.get(st, '?')} {step.number}. {step.title.get(ctx.language)}"
+        if case.status == "cancelled" and st != "done":
+            line = f"✗ {step.number}. {step.title.get(ctx.language)}" + ctx.t(" — 已取消", " — cancelled")
         if row and row.done_at:
             when = row.done_at.astimezone(ctx.settings.tz).strftime("%m-%d %H:%M")
             line += ctx.t(f" — {names.get(row.done_by or '', row.done_by)} {when}",
@@ -238,9 +254,17 @@ async def list_open(ctx: Context) -> Reply:
         return ctx.done("list", "目前没有进行中的离职流程。", "No open cases.", cases=[])
     lines = []
     for r in rows:
-        steps = ", ".join(r.current_steps) or "—"
+        template = ctx.service.templates.get(r.template_id)
+        kind = template.title.get(ctx.language) if template else r.template_id
+        # Steps in words ("第 2 步 部门负责人确认考核结果"), as HR sees them on the cards.
+        steps = ctx.t("；", "; ").join(
+            ctx.t(f"第 {template.step(sid).number} 步 {template.step(sid).title.zh}",
+                  f"step {template.step(sid).number} {template.step(sid).title.en}")
+            if template and sid in template else sid
+            for sid in r.current_steps) or "—"
         flag = ctx.t("【逾期】", "[OVERDUE] ") if r.overdue else ""
-        lines.append(f"{flag}{r.case_id} {r.employee_name}（{r.employee_id}）{r.template_id} · {steps}")
+        lines.append(ctx.t(f"{flag}{r.case_id} {r.employee_name}（{r.employee_id}）· {kind} · 当前：{steps}",
+                           f"{flag}{r.case_id} {r.employee_name} ({r.employee_id}) · {kind} · now: {steps}"))
     return ctx.done("list", f"进行中的流程（{len(rows)}，逾期在前）：\n" + "\n".join(lines),
                     f"Open cases ({len(rows)}, overdue first):\n" + "\n".join(lines),
                     cases=[r.case_id for r in rows])
@@ -306,13 +330,20 @@ async def cancel(ctx: Context) -> Reply:
 # ---- /help and everything else -----------------------------------------------------------
 HELP_HR = ("离职助手 · HR 命令\n"
            f"{USAGE_OFFBOARD[0]}\n{USAGE_STATUS[0]}\n/列表 — 进行中的流程（逾期在前）\n{USAGE_REMIND[0]}\n"
-           f"{USAGE_CANCEL[0]}\n/帮助\n英文命令同样可用：/offboard /status /list /remind /cancel /help",
+           f"{USAGE_CANCEL[0]}\n{USAGE_ANSWER[0]}\n/帮助\n"
+           "英文命令同样可用：/offboard /status /list /remind /cancel /answer /help",
            "Offboarding bot · HR commands\n"
            f"{USAGE_OFFBOARD[1]}\n{USAGE_STATUS[1]}\n/list — open cases, overdue first\n{USAGE_REMIND[1]}\n"
-           f"{USAGE_CANCEL[1]}\n/help\nChinese aliases work too: /离职 /状态 /列表 /催办 /取消 /帮助")
-HELP_OTHERS = ("离职助手会把需要你处理的事项以卡片发给你，直接点卡片上的按钮即可。有疑问请联系 HR。",
-               "The offboarding bot sends you cards for whatever needs you; tap their buttons. "
-               "Questions: contact HR.")
+           f"{USAGE_CANCEL[1]}\n{USAGE_ANSWER[1]}\n/help\n"
+           "Chinese aliases work too: /离职 /状态 /列表 /催办 /取消 /回复 /帮助")
+HELP_OTHERS = ("离职助手会把需要你处理的事项以卡片发给你，直接点卡片上的按钮即可。\n"
+               "/进度 — 查看你的离职流程：已完成什么、下一步、截止时间\n"
+               "正在办理离职的员工有疑问可直接发消息给我（或点卡片上的「问HR」），问题会转给 HR，回复也会发到这里；"
+               "其他事情请直接联系 HR。",
+               "The offboarding bot sends you cards for whatever needs you; tap their buttons.\n"
+               "/status — your own offboarding: what is done, what is next, by when\n"
+               "If you are leaving, just write your question to me (or tap \"Ask HR\" on a card); HR gets it "
+               "and answers here. For anything else, contact HR directly.")
 
 
 @router.command("help", aliases=["帮助", "?", "？"], hr_only=False)
@@ -321,8 +352,17 @@ async def help_(ctx: Context) -> Reply:
     return ctx.done("help", text[0], text[1])
 
 
+_SLASHED = re.compile(r"^\s*(?:@\S+\s+)*[/／]")
+
+
 @router.unknown_command
 async def unknown(ctx: Context) -> Reply:
+    text = str(ctx.incoming.payload.get("text", ""))
+    if not _SLASHED.match(text):
+        # Plain words from someone with an open case are a question to HR, kept in the case.
+        asked = await question_from_text(ctx, text)
+        if asked is not None:
+            return asked
     if is_hr(ctx.actor):
         return ctx.refuse("unknown_command", f"不认识的命令「{ctx.command}」。\n{HELP_HR[0]}",
                           f"Unknown command \"{ctx.command}\".\n{HELP_HR[1]}")

@@ -24,7 +24,7 @@ STRINGS = {
         "msg_consent": "请先勾选“我已阅读并同意”。", "msg_empty": "请先在签名区手写签名。",
         "msg_trivial": "签名过于简单（如一个点或一条直线），请手写您的姓名。",
         "msg_sending": "正在提交…", "msg_done": "签署完成，谢谢。", "msg_failed": "提交失败，请稍后重试。",
-        "page_label": "第 {n} 页",
+        "page_label": "第 {n} 页", "download_label": "下载已签署的文件",
     },
     "en": {
         "html_lang": "en", "signer_label": "Signer", "doc_heading": "Please read the document",
@@ -34,6 +34,7 @@ STRINGS = {
         "msg_trivial": "That mark is too simple (a dot or a straight line). Please write your name.",
         "msg_sending": "Submitting…", "msg_done": "Signed. Thank you.",
         "msg_failed": "Could not submit. Please try again later.", "page_label": "Page {n}",
+        "download_label": "Download the signed document",
     },
 }
 

@@ -68,6 +68,10 @@ class Case(Model):
     audit_seq = fields.IntField(default=0)
     audit_head = fields.CharField(max_length=64, default="0" * 64)
     updated_at = fields.DatetimeField(auto_now=True)
+    # The employee's questions to HR and the answers (workflow.model.Question, in the order asked):
+    # part of the case state, so they load with the case in its one statement and move with its
+    # compare-and-set.
+    questions = fields.JSONField(null=True)  # NULL on rows from before the column: no questions
 
     class Meta:
         table = "case"

@@ -21,6 +21,9 @@ RefusalCode = Literal[
     "reason_required",
     "incomplete",
     "unknown_step",
+    "unknown_question",
+    "too_long",
+    "too_many",
 ]
 
 @dataclass(frozen=True, slots=True)

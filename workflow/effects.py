@@ -10,13 +10,16 @@ from workflow.model import Role
 from workflow.plain import plain_copy
 from workflow.timeutil import dump_time, load_time
 
-Purpose = Literal["step", "reminder", "alert", "fallback", "completion", "cancelled", "rejected"]
-TimerKind = Literal["remind", "alert", "fallback"]
+Purpose = Literal["step", "reminder", "alert", "fallback", "completion", "cancelled", "rejected",
+                  "question", "question_reminder", "answer"]
+TimerKind = Literal["remind", "alert", "fallback", "question"]
 
 
 @dataclass(frozen=True, slots=True)
 class Notify:
-    """Send a message/card to whoever holds `role` in this case; `key` makes the send idempotent."""
+    """Send a message/card to whoever holds `role` in this case; `key` makes the send idempotent.
+    For the question purposes `step_id` holds the question id (cards of a question update together
+    like cards of a step)."""
 
     role: Role
     step_id: str | None

@@ -16,6 +16,8 @@ from workflow.decision import Decision, Refusal, refuse
 from workflow.effects import Audit, CancelTimers, Effect, Notify, Purpose, SetTimer, UpdateStep
 from workflow.events import (
     Act,
+    Answer,
+    Ask,
     Cancel,
     Close,
     DocumentSigned,
@@ -25,7 +27,7 @@ from workflow.events import (
     TimerFired,
     Viewed,
 )
-from workflow.model import CaseState, Role, StepKind, StepState
+from workflow.model import MAX_QUESTION_CHARS, MAX_QUESTIONS, CaseState, Question, Role, StepKind, StepState
 from workflow.plain import plain_copy
 from workflow.template import FlowTemplate, StepTemplate
 from workflow.text import Text
@@ -78,6 +80,13 @@ class _Tx:
         return new
 
     @property
+    def questions(self) -> dict[str, Question]:
+        return self.case_fields.get("questions", self.state.questions)
+
+    def put_question(self, q: Question) -> None:
+        self.case_fields["questions"] = {**self.questions, q.id: q}
+
+    @property
     def fallback_started(self) -> bool:
         return self.case_fields.get("fallback_started", self.state.fallback_started)
 
@@ -94,7 +103,11 @@ class _Tx:
         self.notify(step.role, step.id, "step")
         if step.signed_by != step.role:
             self.notify(step.signed_by, step.id, "step")
-        kinds = ("remind", "alert", "fallback") if step.fallback else ("remind", "alert")
+        # HR is alerted only about steps the case cannot complete without; an optional step that
+        # waits is nobody's emergency.
+        kinds = ("remind", "alert") if step.required else ("remind",)
+        if step.fallback:
+            kinds += ("fallback",)
         cid = self.state.case_id
         for kind in kinds:
             self.effects.append(SetTimer(step.id, kind, at + step.policy.delay(kind), f"{cid}:{step.id}:{kind}"))
@@ -142,6 +155,11 @@ class _Tx:
             if self.get(step.id).status == "active":
                 self.effects.append(CancelTimers(step.id))
                 self.effects.append(UpdateStep(step.id))
+        # Unanswered questions stop reminding HR, and their cards drop the answer button.
+        for q in self.questions.values():
+            if not q.answered:
+                self.effects.append(CancelTimers(q.id))
+                self.effects.append(UpdateStep(q.id))
 
     def decide(self, kind: str, data: dict[str, Any]) -> Decision:
         new_state = self.state
@@ -458,6 +476,8 @@ def _on_signed(template: FlowTemplate, state: CaseState, event: DocumentSigned) 
 
 
 def _on_timer(template: FlowTemplate, state: CaseState, event: TimerFired) -> Decision | Refusal:
+    if event.kind == "question":
+        return _on_question_timer(template, state, event)
     step = _step(template, event.step_id)
     if isinstance(step, Refusal):
         return step
@@ -476,6 +496,8 @@ def _on_timer(template: FlowTemplate, state: CaseState, event: TimerFired) -> De
         tx.notify(_next_actor(step, ss), step.id, "reminder", "timer")
         return tx.decide("reminder_sent", {**base, "reminders_sent": n, "trigger": "timer"})
     if event.kind == "alert":
+        if not step.required:
+            return _noop(state)  # timers set before optional steps stopped alerting stay harmless
         tx.put(step.id, timers_fired=ss.timers_fired | {"alert"})
         tx.notify(Role.HR, step.id, "alert")
         return tx.decide("hr_alerted", base)
@@ -491,7 +513,7 @@ def _on_timer(template: FlowTemplate, state: CaseState, event: TimerFired) -> De
     return tx.decide("fallback_started", base)
 
 
-def _require_hr(state: CaseState, event: Cancel | Close | Remind, what: str) -> Refusal | None:
+def _require_hr(state: CaseState, event: Cancel | Close | Remind | Answer, what: str) -> Refusal | None:
     closed = _closed(state)
     if closed:
         return closed
@@ -557,6 +579,85 @@ def _on_remind(template: FlowTemplate, state: CaseState, event: Remind) -> Decis
     )
 
 
+# --- questions to HR ---------------------------------------------------------------------------
+
+
+def _checked_text(raw: Any, what: Text) -> str | Refusal:
+    text = raw.strip() if isinstance(raw, str) else ""
+    if not text:
+        return refuse("missing_data", msg.empty_text(what), ("text",))
+    if len(text) > MAX_QUESTION_CHARS:
+        return refuse("too_long", msg.too_long(what, MAX_QUESTION_CHARS), ("text",))
+    return text
+
+
+def _on_ask(template: FlowTemplate, state: CaseState, event: Ask) -> Decision | Refusal:
+    closed = _closed(state)
+    if closed:
+        return closed
+    if Role.EMPLOYEE not in event.actor_roles:
+        return _wrong_role(state, None, Role.EMPLOYEE, event, "ask")
+    text = _checked_text(event.text, msg.QUESTION)
+    if isinstance(text, Refusal):
+        return text
+    if len(state.questions) >= MAX_QUESTIONS:
+        return refuse("too_many", msg.too_many_questions(MAX_QUESTIONS))
+    # The step it is about: the card it was asked from, else where the case stands now.
+    step_id = event.step_id if event.step_id in template.by_id else None
+    active = state.active_steps()
+    if step_id is None and active:
+        step_id = active[0]
+    qid = f"Q{len(state.questions) + 1}"
+    tx = _Tx(template, state, event.at)
+    tx.put_question(Question(qid, event.actor_id, event.at, text, step_id))
+    tx.notify(Role.HR, qid, "question")
+    tx.effects.append(SetTimer(qid, "question", event.at + template.policy.delay("question"),
+                               f"{state.case_id}:{qid}:question"))
+    return tx.decide("question_asked", {
+        "question_id": qid, "actor_id": event.actor_id, "actor_roles": _roles(event.actor_roles),
+        "text": text, "step_id": step_id, "active_steps": list(active),
+    })
+
+
+def _on_answer(template: FlowTemplate, state: CaseState, event: Answer) -> Decision | Refusal:
+    refused = _require_hr(state, event, "answer")
+    if refused:
+        return refused
+    q = state.questions.get(event.question_id)
+    if q is None:
+        return refuse("unknown_question", msg.unknown_question(event.question_id), (event.question_id,))
+    if q.answered:
+        return refuse("already_done", msg.already_answered(q.id))
+    text = _checked_text(event.text, msg.ANSWER)
+    if isinstance(text, Refusal):
+        return text
+    tx = _Tx(template, state, event.at)
+    tx.put_question(Question(q.id, q.asked_by, q.asked_at, q.text, q.step_id, event.at, event.actor_id, text,
+                             q.reminded))
+    tx.effects.append(CancelTimers(q.id))
+    tx.effects.append(UpdateStep(q.id))  # HR's question cards now show the answer, without a button
+    tx.notify(Role.EMPLOYEE, q.id, "answer")
+    # The question is repeated so that this one entry reads as the whole exchange in the archive.
+    return tx.decide("question_answered", {
+        "question_id": q.id, "actor_id": event.actor_id, "actor_roles": _roles(event.actor_roles),
+        "question": q.text, "asked_by": q.asked_by, "asked_at": dump_time(q.asked_at), "text": text,
+    })
+
+
+def _on_question_timer(template: FlowTemplate, state: CaseState, event: TimerFired) -> Decision | Refusal:
+    q = state.questions.get(event.step_id)
+    # Answered meanwhile, case closed, or a redelivered timer: nothing to do.
+    if state.status != "open" or q is None or q.answered or q.reminded:
+        return _noop(state)
+    tx = _Tx(template, state, event.at)
+    tx.put_question(Question(q.id, q.asked_by, q.asked_at, q.text, q.step_id, reminded=True))
+    tx.notify(Role.HR, q.id, "question_reminder", "timer")
+    return tx.decide("question_reminded", {
+        "question_id": q.id, "timer": "question",
+        "after_hours": template.policy.question_remind_after_hours,
+    })
+
+
 _HANDLERS: dict[type, Any] = {
     Start: _on_start,
     Viewed: _on_viewed,
@@ -566,4 +667,6 @@ _HANDLERS: dict[type, Any] = {
     Cancel: _on_cancel,
     Close: _on_close,
     Remind: _on_remind,
+    Ask: _on_ask,
+    Answer: _on_answer,
 }

@@ -12,9 +12,9 @@ from workflow.plain import plain_copy
 from workflow.timeutil import dump_time, load_time, utc
 
 Action = Literal["approve", "reject", "confirm", "acknowledge", "submit", "complete"]
-TimerKind = Literal["remind", "alert", "fallback"]
+TimerKind = Literal["remind", "alert", "fallback", "question"]
 ACTIONS: frozenset[str] = frozenset(("approve", "reject", "confirm", "acknowledge", "submit", "complete"))
-TIMER_KINDS: frozenset[str] = frozenset(("remind", "alert", "fallback"))
+TIMER_KINDS: frozenset[str] = frozenset(("remind", "alert", "fallback", "question"))
 
 
 def _load_at(data: dict[str, Any]) -> datetime:
@@ -143,8 +143,67 @@ class DocumentSigned:
 
 
 @dataclass(frozen=True, slots=True)
+class Ask:
+    """The employee asks HR something on their case; `step_id` is the step they asked from, if any."""
+
+    actor_id: str
+    actor_roles: frozenset[Role]
+    text: str
+    at: datetime
+    step_id: str | None = None
+    type: ClassVar[str] = "Ask"
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "actor_id": self.actor_id,
+            "actor_roles": sorted(self.actor_roles),
+            "text": self.text,
+            "step_id": self.step_id,
+            "at": dump_time(self.at),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Ask:
+        return cls(data["actor_id"], roles_of(data["actor_roles"]), data["text"], _load_at(data), data.get("step_id"))
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """HR answers one question of the case."""
+
+    question_id: str
+    actor_id: str
+    actor_roles: frozenset[Role]
+    text: str
+    at: datetime
+    type: ClassVar[str] = "Answer"
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "question_id": self.question_id,
+            "actor_id": self.actor_id,
+            "actor_roles": sorted(self.actor_roles),
+            "text": self.text,
+            "at": dump_time(self.at),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Answer:
+        return cls(data["question_id"], data["actor_id"], roles_of(data["actor_roles"]), data["text"],
+                   _load_at(data))
+
+
+@dataclass(frozen=True, slots=True)
 class TimerFired:
-    step_id: str
+    step_id: str  # for kind "question": the question id
     kind: TimerKind
     at: datetime
     type: ClassVar[str] = "TimerFired"
@@ -233,11 +292,11 @@ class Remind:
         return cls(data["actor_id"], roles_of(data["actor_roles"]), _load_at(data))
 
 
-Event = Start | Viewed | Act | DocumentSigned | TimerFired | Cancel | Close | Remind
-PersonEvent = Viewed | Act | DocumentSigned | Cancel | Close | Remind
+Event = Start | Viewed | Act | DocumentSigned | TimerFired | Cancel | Close | Remind | Ask | Answer
+PersonEvent = Viewed | Act | DocumentSigned | Cancel | Close | Remind | Ask | Answer
 
 _EVENT_TYPES: dict[str, Any] = {
-    cls.type: cls for cls in (Start, Viewed, Act, DocumentSigned, TimerFired, Cancel, Close, Remind)
+    cls.type: cls for cls in (Start, Viewed, Act, DocumentSigned, TimerFired, Cancel, Close, Remind, Ask, Answer)
 }
 
 

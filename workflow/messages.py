@@ -141,3 +141,29 @@ def unknown_step(step_id: str) -> Text:
 
 def already_started() -> Text:
     return Text("案件已启动。", "The case has already started.")
+
+
+def unknown_question(question_id: str) -> Text:
+    return Text(f"此流程中没有问题 {question_id}。", f"This case has no question {question_id}.")
+
+
+def already_answered(question_id: str) -> Text:
+    return Text(f"问题 {question_id} 已经回复过了。", f"Question {question_id} has already been answered.")
+
+
+def empty_text(what: Text) -> Text:
+    return Text(f"请填写{what.zh}。", f"Please write the {what.en}.")
+
+
+def too_long(what: Text, limit: int) -> Text:
+    return Text(f"{what.zh}太长了（最多 {limit} 字），请精简后重发。",
+                f"The {what.en} is too long (at most {limit} characters); please shorten it.")
+
+
+def too_many_questions(limit: int) -> Text:
+    return Text(f"此流程的问题已达 {limit} 个上限，请直接联系 HR。",
+                f"This case already holds {limit} questions, the most it takes; please contact HR directly.")
+
+
+QUESTION = Text("问题", "question")
+ANSWER = Text("回复内容", "answer")

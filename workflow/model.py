@@ -117,6 +117,58 @@ class StepState:
         )
 
 
+# A question is evidence (Case B's dispute was "nobody told me"), so its text is kept whole but bounded.
+MAX_QUESTION_CHARS = 2000
+MAX_QUESTIONS = 50  # per case: a runaway client cannot grow the case row without end
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """An employee's question to HR on their case, and HR's answer once given."""
+
+    id: str  # "Q1", "Q2", ... within the case
+    asked_by: str
+    asked_at: datetime
+    text: str
+    step_id: str | None = None  # the step the employee asked about (the card they asked from)
+    answered_at: datetime | None = None
+    answered_by: str | None = None
+    answer: str | None = None
+    reminded: bool = False  # HR was reminded once the policy time passed unanswered
+
+    @property
+    def answered(self) -> bool:
+        return self.answered_at is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "asked_by": self.asked_by, "asked_at": dump_time(self.asked_at), "text": self.text,
+            "step_id": self.step_id, "answered_at": dump_time(self.answered_at), "answered_by": self.answered_by,
+            "answer": self.answer, "reminded": self.reminded,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Question:
+        asked = load_time(data["asked_at"])
+        if asked is None:
+            raise ValueError("asked_at is required")
+        return cls(
+            id=str(data["id"]), asked_by=str(data["asked_by"]), asked_at=asked, text=str(data["text"]),
+            step_id=data.get("step_id"), answered_at=load_time(data.get("answered_at")),
+            answered_by=data.get("answered_by"), answer=data.get("answer"), reminded=bool(data.get("reminded")),
+        )
+
+
+def questions_to_list(questions: dict[str, Question]) -> list[dict[str, Any]]:
+    return [q.to_dict() for q in questions.values()]
+
+
+def questions_from_list(data: Any) -> dict[str, Question]:
+    if not data:
+        return {}
+    return {q.id: q for q in (Question.from_dict(d) for d in data)}
+
+
 @dataclass(frozen=True, slots=True)
 class CaseState:
     case_id: str
@@ -127,6 +179,7 @@ class CaseState:
     started_at: datetime
     closed_at: datetime | None
     template_version: int = 1
+    questions: dict[str, Question] = field(default_factory=dict)  # by id, in the order asked
 
     def evolve(self, **changes: Any) -> CaseState:
         get = changes.get
@@ -139,6 +192,7 @@ class CaseState:
             self.started_at,
             get("closed_at", self.closed_at),
             self.template_version,
+            get("questions", self.questions),
         )
 
     def step(self, step_id: str) -> StepState:
@@ -157,6 +211,7 @@ class CaseState:
             "fallback_started": self.fallback_started,
             "started_at": dump_time(self.started_at),
             "closed_at": dump_time(self.closed_at),
+            "questions": questions_to_list(self.questions),
         }
 
     @classmethod
@@ -176,6 +231,7 @@ class CaseState:
             fallback_started=bool(data["fallback_started"]),
             started_at=started,
             closed_at=load_time(data.get("closed_at")),
+            questions=questions_from_list(data.get("questions")),
         )
 
     def __post_init__(self) -> None:

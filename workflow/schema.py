@@ -44,6 +44,7 @@ class PolicyIn(_Strict):
     remind_after_hours: Hours = 24
     alert_after_hours: Hours = 72
     fallback_after_hours: Hours = 168
+    question_remind_after_hours: Hours = 24
 
 
 class PolicyOverrideIn(_Strict):

@@ -21,6 +21,8 @@ class Policy:
     remind_after_hours: float = 24
     alert_after_hours: float = 72
     fallback_after_hours: float = 168
+    # An employee's question unanswered this long reminds HR (once).
+    question_remind_after_hours: float = 24
 
     def delay(self, kind: str) -> timedelta:
         if kind == "remind":
@@ -29,6 +31,8 @@ class Policy:
             return timedelta(hours=self.alert_after_hours)
         if kind == "fallback":
             return timedelta(hours=self.fallback_after_hours)
+        if kind == "question":
+            return timedelta(hours=self.question_remind_after_hours)
         raise ValueError(f"unknown timer kind {kind!r}")
 
 

@@ -307,6 +307,17 @@
     return { width: Math.max(1, Math.floor(cssW)), height: Math.max(1, Math.floor(cssH)), strokes: out };
   }
 
+  // The sealed PDF is the signer's own copy; while the seal is still being made the route answers
+  // "try again shortly", so the link is offered either way.
+  function showDownload(text) {
+    var href = null;
+    try { href = JSON.parse(text).download; } catch (err) { href = null; }
+    var wrap = document.getElementById("download-wrap");
+    if (!href || !wrap) { return; }
+    document.getElementById("download").setAttribute("href", href);
+    wrap.hidden = false;
+  }
+
   form.addEventListener("submit", function (e) {
     e.preventDefault();
     if (done) { return; }
@@ -330,6 +341,7 @@
         done = true;
         setStatus(msg || data.msgDone, "ok");
         consent.disabled = true;
+        showDownload(xhr.responseText);
       } else {
         submitBtn.disabled = false;
         setStatus(msg || data.msgFailed, "error");

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -42,10 +43,11 @@ class Chat:
                        f"emulator:{event_id or next(_events)}")
         return await self.inbound.handle(inc)
 
-    async def deliver(self) -> int:
+    async def deliver(self, now: datetime | None = None) -> int:
+        """Deliver everything due (at `now`: rows queued by timers fired in the future are due then)."""
         total = 0
         while True:
-            n = await self.relay.run_once()
+            n = await self.relay.run_once(now)
             total += n
             if n == 0:
                 return total
@@ -61,11 +63,16 @@ class Chat:
         return found[-1]
 
 
+def build_chat(settings: Settings) -> Chat:
+    """The harness on given settings (another language, company templates)."""
+    service = build_service(settings)
+    inbound = Inbound(build_router(), settings, service)
+    emulator = EmulatorAdapter()
+    relay = Relay({"emulator": emulator}, CardRenderer(settings, service).for_outbox,
+                  retry=RetryPolicy(base=0.01, cap=0.05))
+    return Chat(settings, inbound, relay, emulator)
+
+
 @pytest.fixture
 async def chat(demo_org: Settings) -> Chat:
-    service = build_service(demo_org)
-    inbound = Inbound(build_router(), demo_org, service)
-    emulator = EmulatorAdapter()
-    relay = Relay({"emulator": emulator}, CardRenderer(demo_org, service).for_outbox,
-                  retry=RetryPolicy(base=0.01, cap=0.05))
-    return Chat(demo_org, inbound, relay, emulator)
+    return build_chat(demo_org)

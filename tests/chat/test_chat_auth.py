@@ -35,6 +35,12 @@ async def test_command_matrix(chat, persona: str, command: str) -> None:
         if command == "help":
             assert ("/离职" in reply.text) == (persona == "hr")
         return
+    elif command == "status" and persona == "employee":
+        # The employee's /status is their own view of their own case.
+        assert reply.ok and reply.data["case_id"] == case_id and "你的离职流程" in reply.text, reply.text
+    elif command == "status":
+        # Anyone else who is not HR sees nobody's case, and is not told whether it exists.
+        assert reply.code == "forbidden" and "只能查看自己" in reply.text, reply.text
     else:
         assert reply.code == "forbidden" and "只有 HR" in reply.text
     assert await _state() == before

@@ -47,6 +47,12 @@ async def _cards(http: aiohttp.ClientSession, base: str, user: str) -> list[dict
         return (await r.json())["cards"]
 
 
+async def _post(http: aiohttp.ClientSession, base: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async with http.post(f"{base}/emulator/api/{path}", json=body) as r:
+        assert r.status == 200, await r.text()
+        return await r.json()
+
+
 async def _wait_card(http, base: str, user: str, pred, tries: int = 100) -> dict[str, Any]:
     for _ in range(tries):
         for c in await _cards(http, base, user):
@@ -83,6 +89,38 @@ async def test_json_api_round_trip(server: str) -> None:
             assert r.status == 400
         async with http.get(f"{server}/emulator/api/cards") as r:
             assert r.status == 400
+
+
+async def test_question_to_hr_over_http(server: str) -> None:
+    """Issue 14: the employee asks from a card, HR answers on the question card, the employee
+    reads the answer and their own progress, all through the emulator's JSON API."""
+    async with aiohttp.ClientSession() as http:
+        started = await _post(http, server, "send", {"user": "E001", "text": START})
+        case_id = started["data"]["case_id"]
+        card = await _wait_card(http, server, "E003", lambda c: c["step_id"] == "application")
+        ask = next(b for b in card["buttons"] if b["action"] == "ask")
+        assert ask["label"] == "问HR" and [f["name"] for f in ask["form"]] == ["question"]
+        assert 'data-action="ask"' in card["html"]
+        asked = await _post(http, server, "click", {"user": "E003", "card_id": card["card_id"], "action": "ask",
+                                                    "form": {"question": "保证书是必要环节吗？"}})
+        assert asked["ok"] and asked["data"]["question"] == f"{case_id}-Q1", asked
+        question = await _wait_card(http, server, "E001", lambda c: c["purpose"] == "question")
+        assert "保证书是必要环节吗？" in question["body"]
+        assert {"label": "当前步骤", "value": "第 1 步「提交书面离职申请」（离职员工）"} in question["fields"]
+        # The manager cannot answer on HR's card.
+        refused = await _post(http, server, "click", {"user": "E002", "card_id": question["card_id"],
+                                                      "action": "answer", "form": {"answer": "是"}})
+        assert not refused["ok"] and refused["code"] == "not_your_card"
+        answered = await _post(http, server, "click", {"user": "E001", "card_id": question["card_id"],
+                                                       "action": "answer",
+                                                       "form": {"answer": "是的，签署保证书是补缴社保的前提。"}})
+        assert answered["ok"], answered
+        got = await _wait_card(http, server, "E003", lambda c: c["purpose"] == "answer")
+        assert "签署保证书是补缴社保的前提" in got["body"]
+        await _wait_card(http, server, "E001", lambda c: c["purpose"] == "question" and c["version"] > 1
+                         and not any(b["action"] == "answer" for b in c["buttons"]))
+        own = await _post(http, server, "send", {"user": "E003", "text": "/进度"})
+        assert own["ok"] and f"{case_id}-Q1：保证书是必要环节吗？ → 李娜 已回复" in own["text"]
 
 
 def test_html_renderer_escapes_everything() -> None:

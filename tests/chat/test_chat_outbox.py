@@ -160,7 +160,8 @@ async def test_update_waits_for_its_card_and_replaces_it_in_place(chat) -> None:
     updated = chat.card("E003", step="application")
     assert updated.id == card.id and updated.version == 2  # same message, new content
     assert updated.card.status.startswith("已由 张三 于")
-    assert not updated.card.buttons
+    # The step's own buttons are gone; asking HR stays on every card of the employee's open case.
+    assert [b.action for b in updated.card.buttons] == ["ask"]
     assert reply.data["case_id"] == updated.card.case_id
 
 

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from storage.directory import HEADER, import_csv, parse_csv
 from storage.models import Employee
 
@@ -88,3 +90,47 @@ def test_cli_import_progress_and_errors(settings, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert f"importing {n}/{n}" in r.stderr and "importing 500/" in r.stderr
     assert f"{n} created" in r.stdout
+
+
+def test_decode_csv_as_excel_saves_it() -> None:
+    from storage.csvtext import EncodingError, decode_csv
+
+    text = f"{H}\nG1,王小明,研发部,工程师,,,beijing,2020-01-01,,,5000,,,\n"
+    assert decode_csv(text.encode("utf-8")) == (text, "utf-8")
+    assert decode_csv(b"\xef\xbb\xbf" + text.encode("utf-8")) == (text, "utf-8-sig")
+    assert decode_csv(text.encode("gbk")) == (text, "gb18030")
+    assert decode_csv(text.encode("gb18030")) == (text, "gb18030")
+    assert decode_csv(text.encode("utf-16")) == (text, "utf-16")
+    assert decode_csv(text.encode("gbk"), "GBK") == (text, "gb18030")
+    with pytest.raises(EncodingError, match="not valid utf-8"):
+        decode_csv(text.encode("gbk"), "utf-8")
+    with pytest.raises(EncodingError, match="unknown encoding"):
+        decode_csv(b"x", "klingon")
+    with pytest.raises(EncodingError, match="--encoding"):
+        decode_csv(b"\x81\x30\xff\xff")  # a broken four-byte GB18030 sequence, not UTF-8 either
+
+
+def test_cli_imports_a_gbk_file(settings, tmp_path: Path) -> None:
+    rows = [H, "G1,王小明,研发部,工程师,,,beijing,2020-01-01,,,5000,,,", "G2,李四,财务部,会计,G1,finance,beijing,"
+            "2021-03-01,,,6000,,,"]
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\r\n".join(rows).encode("gbk"))
+    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": settings.database_url, "DATA_DIR": str(settings.data_dir),
+           "SECRET_KEY": "test-secret-key-0123456789"}
+    r = subprocess.run([sys.executable, "-m", "bot", "directory", "import", str(path)], env=env,
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "reading" in r.stderr and "gb18030" in r.stderr and "2 created" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "bot", "directory", "import", "--encoding", "utf-8", str(path)],
+                       env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 2 and "not valid utf-8" in r.stderr
+
+
+async def test_gbk_names_land_intact(db, tmp_path: Path) -> None:
+    from storage.csvtext import decode_csv
+
+    rows = [H, "G1,欧阳娜娜,研发部,工程师,,,beijing,2020-01-01,,,5000,,,"]
+    text, _ = decode_csv("\n".join(rows).encode("gbk"))
+    report = await import_csv(text)
+    assert report.applied and report.created == 1
+    assert (await Employee.get(employee_id="G1")).name == "欧阳娜娜"

@@ -69,6 +69,13 @@ async def test_phone_signs_guarantee_letter(flow: Flow, tmp_path: Path) -> None:
         await page.click("#submit")
         await page.locator("#status.ok").wait_for(timeout=30000)  # a locator: our CSP forbids eval'd predicates
         assert "签署完成" in await page.locator("#status").inner_text()
+        # The page offers the sealed copy: the link is shown and fetches the sealed PDF.
+        await page.locator("#download-wrap:not([hidden])").wait_for(timeout=5000)
+        href = await page.get_attribute("#download", "href")
+        assert href == f"/sign/{token}/document.pdf"
+        fetched = await page.evaluate("(u) => fetch(u).then(r => r.arrayBuffer()).then(b => b.byteLength)", href)
+        viewport = await page.get_attribute('meta[name="viewport"]', "content")
+        assert "user-scalable=no" not in viewport and "maximum-scale" not in viewport
         await page.screenshot(path=str(tmp_path / "signed.png"))
         assert errors == []
         await browser.close()
@@ -88,6 +95,7 @@ async def test_phone_signs_guarantee_letter(flow: Flow, tmp_path: Path) -> None:
 
     assert doc.status == "sealed"
     sealed = bytes(doc.pdf_signed)
+    assert fetched == len(sealed)
     keys = keys_for(flow.settings)
     report = await async_validate_pdf(sealed, keys.root_cert)
     assert report.intact and report.valid and report.trusted and report.coverage == "ENTIRE_FILE"

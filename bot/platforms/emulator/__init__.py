@@ -52,8 +52,38 @@ async def _body(request: web.Request) -> dict[str, Any] | web.Response:
     return data
 
 
-async def page(request: web.Request) -> web.Response:
+# The page's own labels in English, applied when LANGUAGE=en (cards and replies are rendered in
+# the settings' language by the server already). Keys are exact fragments of page.html.
+_PAGE_EN: tuple[tuple[str, str], ...] = (
+    ('<html lang="zh-CN">', '<html lang="en">'),
+    ('${p.name}（${p.employee_id}${p.department ? " · " + p.department : ""}）',
+     '${p.name} (${p.employee_id}${p.department ? " · " + p.department : ""})'),
+    ("<title>离职助手 · 模拟器</title>", "<title>Offboarding bot · emulator</title>"),
+    ("<h1>离职助手 · 本地模拟器</h1>", "<h1>Offboarding bot · local emulator</h1>"),
+    ("<span>与钉钉 / 企业微信走同一套代码</span>", "<span>Same code path as DingTalk / WeCom</span>"),
+    ('<label class="lang">语言 ', '<label class="lang">Language '),
+    ('<option value="zh">中文</option><option value="en">English</option>',
+     '<option value="zh">中文</option><option value="en" selected>English</option>'),
+    ("<b>员工</b>", "<b>Employee</b>"),
+    ("<b>上级 / 其他</b>", "<b>Manager / others</b>"),
+    ('placeholder="/离职 张三 试用期 2025-07-31 绩效未达标"',
+     'placeholder="/offboard E003 probation 2025-07-31 missed targets"'),
+    ("<button>发送</button>", "<button>Send</button>"),
+)
+
+
+def page_text(language: str) -> str:
     text = resources.files("bot.platforms.emulator").joinpath("page.html").read_text(encoding="utf-8")
+    if language == "en":
+        for zh, en in _PAGE_EN:
+            text = text.replace(zh, en)
+    return text
+
+
+async def page(request: web.Request) -> web.Response:
+    from bot.app import SETTINGS
+
+    text = page_text(request.app[SETTINGS].language)
     return web.Response(text=text, content_type="text/html", headers={
         "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
                                    "style-src 'self' 'unsafe-inline'; img-src 'self' data:",

@@ -1,0 +1,71 @@
+"""The import-linter contracts in pyproject.toml hold for the tree, and would fail on an upward
+import or a new module cycle (so `make test`, which runs `lint-imports`, keeps the layers one-way).
+
+Each check copies our packages into a temporary directory, optionally plants one bad import, and
+runs the real `lint-imports` there with the real configuration."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ["bot", "handlers", "cards", "storage", "signing", "workflow", "settlement"]
+LINT = Path(sys.executable).with_name("lint-imports")
+
+
+def _tree(tmp_path: Path) -> Path:
+    for name in PACKAGES:
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    return tmp_path
+
+
+def _lint(tree: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    return subprocess.run([str(LINT), "--no-cache"], cwd=tree, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def _plant(path: Path, line: str) -> None:
+    path.write_text(path.read_text(encoding="utf-8") + f"\n\n{line}\n", encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def linter() -> Path:
+    if not LINT.exists():
+        pytest.fail(f"lint-imports is not installed beside {sys.executable}; run `make test`")
+    return LINT
+
+
+def test_contracts_hold_for_the_tree(linter: Path, tmp_path: Path) -> None:
+    result = _lint(_tree(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "line", "broken"),
+    [
+        ("workflow/engine.py", "import storage.models  # noqa", "The domain"),
+        ("settlement/basis.py", "import bot.settings  # noqa", "The domain"),
+        ("storage/audit.py", "import signing.verify  # noqa", "Layers"),
+        ("cards/view.py", "import handlers.cases  # noqa", "Layers"),
+        # Imports inside functions count too: they are how cycles were hidden before.
+        ("signing/seal.py", "def _late():\n    import handlers.links  # noqa", "Layers"),
+        ("storage/crypto.py", "def _late():\n    import storage.audit  # noqa", "No module cycles"),
+    ],
+)
+def test_a_planted_import_breaks_a_contract(linter: Path, tmp_path: Path, module: str, line: str,
+                                            broken: str) -> None:
+    tree = _tree(tmp_path)
+    _plant(tree / module, line)
+    result = _lint(tree)
+    assert result.returncode != 0, f"{module}: `{line}` was not caught\n{result.stdout}"
+    broken_section = result.stdout.split("Broken contracts", 1)[-1]
+    assert broken in broken_section, result.stdout
