@@ -31,8 +31,13 @@ EXTENSIONS: list[str] = [
 
 
 def build_service(settings: Settings) -> CaseService:
+    from signing.pipeline import check_flow_documents
+
     dirs = [settings.templates_dir] if settings.templates_dir else []
-    return CaseService(load_templates(dirs), platforms=settings.platforms)
+    templates = load_templates(dirs)
+    # A flow naming a document that cannot be rendered fails here, not on the signing page.
+    check_flow_documents(templates, extra_dir=settings.doc_templates_dir)
+    return CaseService(templates, platforms=settings.platforms)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -266,21 +266,18 @@ def alert_card(view: CaseView, step_id: str, *, purpose: str) -> Card:
 
 
 def completion_card(view: CaseView) -> Card:
-    body = view.t(
-        "**离职手续已全部完成。**\n\n**你的权益**\n"
-        "- 社会保险：公司将按《离职保证书》所列金额补缴试用期社会保险，补缴完成后会通知你。\n"
-        "- 离职证明：公司将在解除劳动合同时出具离职证明（《劳动合同法》第五十条），可向 HR 领取电子版。\n"
-        "- 档案与社保关系：公司在 15 日内为你办理转移手续。\n"
-        "- 竞业限制：如你签有竞业限制协议，请按协议履行；未签署则无此义务。\n"
-        "如有疑问，请直接回复 HR。",
-        "**Your offboarding is complete.**\n\n**Your rights**\n"
-        "- Social insurance: the company back-pays the probation-period contributions listed in the "
-        "guarantee letter and tells you when done.\n"
-        "- Separation certificate: issued on termination (Labour Contract Law Art. 50); ask HR for the PDF.\n"
-        "- Your file and social-insurance account are transferred within 15 days.\n"
-        "- Non-compete: only if you signed a non-compete agreement.\n"
-        "Questions: reply to HR directly.",
-    )
+    if view.completion_lines:
+        # Template layout: title, the opening sentence, one paragraph per right, then issuer and date;
+        # the rights read best as a list on a phone.
+        title, opening, *rest = view.completion_lines
+        rights, closing = rest[:-2], rest[-2:]
+        body = "\n".join([f"**{title}**", "", opening, *(f"- {r}" for r in rights), "", *closing])
+    else:
+        # The notice could not be produced (e.g. directory data missing): say only what holds for every
+        # case type, and where to ask.
+        body = view.t("**离职手续已全部完成。**\n\n离职证明、档案和社会保险关系转移等事项请向 HR 咨询。",
+                      "**Your offboarding is complete.**\n\nAsk HR about the separation certificate and the "
+                      "transfer of your file and social insurance.")
     return Card(title=view.t("离职完成 · 权益告知", "Offboarding complete · your rights"),
                 summary=view.t(f"{view.employee_name}，感谢你的付出", f"Thank you, {view.employee_name}"),
                 fields=tuple(_case_fields(view)), body=body,

@@ -30,7 +30,8 @@ class CardRenderer:
         self.service = service
 
     async def view(self, case: Case, *, recipient: Employee | None = None, language: str | None = None,
-                   now: datetime | None = None, detail: bool = True, backpay_for: str | None = None) -> CaseView:
+                   now: datetime | None = None, detail: bool = True, backpay_for: str | None = None,
+                   completion: bool = False) -> CaseView:
         """`detail=False` leaves out what only the card's text needs (names of who acted, signing
         links, the back-pay figure): enough to know which buttons a card offers, at half the cost."""
         now = now or utcnow()
@@ -61,12 +62,24 @@ class CardRenderer:
         wants_backpay = backpay_for is not None and shows_backpay(template.step(backpay_for))
         backpay = await self._backpay(case, template, state, now, hr=Role.HR in roles) \
             if detail and wants_backpay and recipient is not None else None
+        completion_lines: tuple[str, ...] = ()
+        if completion and detail:
+            completion_lines = await self._completion(case, now, language or self.settings.language)
         return CaseView(
             case_id=case.id, template=template, state=state, employee_id=employee.employee_id,
             employee_name=employee.name, last_day=case.last_day, reason=case.reason, names=names,
             tz=self.settings.tz, language=language or self.settings.language, now=now, sign_urls=sign_urls,
             cancel_reason=cancel_reason, recipient_roles=frozenset(roles), backpay=backpay,
+            completion_lines=completion_lines,
         )
+
+    async def _completion(self, case: Case, now: datetime, language: str) -> tuple[str, ...]:
+        from signing.pipeline import PipelineError, notice_lines
+
+        try:
+            return tuple(await notice_lines(case, "completion_notice", self.settings, now=now, lang=language))
+        except PipelineError:
+            return ()
 
     async def _backpay(self, case: Case, template: FlowTemplate, state: CaseState,
                        now: datetime, *, hr: bool) -> tuple[str, tuple[str, ...]] | None:
@@ -108,7 +121,8 @@ class CardRenderer:
             return build_question(qview, purpose, step_id)
         if step_id is not None and step_id not in template:
             return None
-        view = await self.view(case, recipient=recipient, language=language, detail=detail, backpay_for=step_id)
+        view = await self.view(case, recipient=recipient, language=language, detail=detail, backpay_for=step_id,
+                               completion=purpose == "completion")
         return builders.build(view, purpose, step_id)
 
     async def for_outbox(self, row: OutboxMessage) -> Card | None:

@@ -39,7 +39,8 @@ from signing.templates import (
     format_value,
     load_template,
     merged_context,
-    truthy,
+    section_number,
+    shown,
 )
 
 # Without reportlab's optional C accelerator, ASCII85-encoding image streams runs in pure Python and
@@ -129,11 +130,16 @@ def _signature_table(text: LangText, marks: Mapping[str, SignatureMark], st: _St
 def _story(text: LangText, ctx: Mapping[str, object], lang: str, st: _Styles,
            marks: Mapping[str, SignatureMark]) -> list[Flowable]:
     story: list[Flowable] = [_p(fill(text.title, ctx, lang), st.title)]
+    section = 0
     for block in text.blocks:
-        if not truthy(ctx, block.when):
+        if not shown(ctx, block.when, block.unless):
             continue
         if isinstance(block, Heading):
-            story.append(_p(fill(block.text, ctx, lang), st.heading))
+            heading = fill(block.text, ctx, lang)
+            if block.numbered:
+                section += 1
+                heading = section_number(section, lang) + heading
+            story.append(_p(heading, st.heading))
         elif isinstance(block, ParagraphBlock):
             story.append(_p(fill(block.text, ctx, lang), st.body if block.indent else st.plain))
         elif isinstance(block, LinesBlock):
@@ -145,8 +151,8 @@ def _story(text: LangText, ctx: Mapping[str, object], lang: str, st: _Styles,
                 prefix = f"{i}. " if block.numbered else "· "
                 story.append(_p(prefix + line, st.line))
         elif isinstance(block, FieldsBlock):
-            rows = [[_p(fill(label, ctx, lang), st.cell), _p(fill(value, ctx, lang), st.cell)]
-                    for label, value in block.rows]
+            filled = [(fill(label, ctx, lang), fill(value, ctx, lang)) for label, value in block.rows]
+            rows = [[_p(label, st.cell), _p(value, st.cell)] for label, value in filled if value]
             table = Table(rows, colWidths=[40 * mm, A4[0] - 90 * mm])
             table.setStyle(TS([
                 ("GRID", (0, 0), (-1, -1), 0.5, colors.HexColor("#888888")),
@@ -178,7 +184,7 @@ def _build(kind: str, context: Mapping[str, object], marks: Sequence[SignatureMa
         by_role[mark.role] = mark
     font = cjk_font(font_path)
     st = _styles(font.name, lang)
-    ctx = merged_context(tpl, context)
+    ctx = merged_context(tpl, context, lang)
     story = _story(text, ctx, lang, st, by_role)
     footer = fill(text.footer, ctx, lang) if text.footer else ""
     footer_tail = f"{tpl.kind} v{tpl.version}"

@@ -22,22 +22,27 @@ from cryptography.hazmat.primitives import serialization
 from tortoise.expressions import F
 
 from bot.settings import Settings
+from settlement.basis import money
 from settlement.errors import SettlementError
 from settlement.social_insurance import backpay
 from settlement.tables import RateTable, RateTables, bundled_tables, load_tables, merge, parse_table
 from signing.canonical import canonical_json, sha256_hex
+from signing.casefacts import Notes, amount, has_backpay, mutual_compensation, non_compete, step_value, upper
 from signing.completion import completion_page
 from signing.documents import SignatureMark, render_document, render_signed
 from signing.keys import KeyMaterial, load_or_create_keys
 from signing.merge import append_pages
 from signing.seal import TsaUnavailable, async_seal_pdf
-from signing.templates import DocumentError, format_value, load_template
+from signing.templates import DocumentError, format_value, load_template, render_text, unfilled
 from storage.models import AuditEntry, Case, CaseStep, Checkpoint, Document, Employee, Signature
 from workflow.documents import document_title
+from workflow.errors import TemplateError
+from workflow.model import Role
+from workflow.template import FlowTemplate
+from workflow.templates import load_templates
 
 log = logging.getLogger("signing")
 
-MISSING = "（未提供）"
 # Which signature slot a signer fills, by their role on the step (templates name slots this way).
 SLOT_FOR_ROLE = {"employee": "employee", "handover": "receiver"}
 HANDOVER_ITEMS = ["工作文件与资料", "在办事项与客户/项目联系人", "办公设备与物品", "系统账号与权限"]
@@ -218,14 +223,14 @@ def backpay_context(emp: Employee, last_day: date | None, unpaid: object, *,
                             "或所用费率表") from exc
     period = period_zh(months)
     lines = list(result.basis)
-    lines.append(f"本保证书所列补缴金额为个人缴费部分；单位缴费部分 {format_value(result.employer_total, 'zh')} 元"
-                 "由公司另行承担。")
+    lines.append(f"上述补缴金额 {money(result.employee_total)} 元为个人缴费部分；单位缴费部分 "
+                 f"{money(result.employer_total)} 元由公司另行承担。")
     return {"backpay_period": period, "backpay_amount": result.employee_total, "basis_lines": lines}
 
 
 def _years_of_service(start: date | None, end: date | None) -> str:
     if start is None or end is None or end < start:
-        return MISSING
+        return ""
     months = (end.year - start.year) * 12 + end.month - start.month + (1 if end.day >= start.day else 0)
     years, rest = divmod(max(months, 0), 12)
     if years and rest:
@@ -233,50 +238,132 @@ def _years_of_service(start: date | None, end: date | None) -> str:
     return f"{years}年" if years else f"{rest}个月"
 
 
+def _iso_date(value: object) -> date | None:
+    try:
+        return date.fromisoformat(str(value).strip()) if value else None
+    except ValueError:
+        return None
+
+
+_flows: dict[str, dict[str, FlowTemplate]] = {}
+
+
+def flow_of(template_id: str, settings: Settings) -> FlowTemplate:
+    """The flow a case runs, loaded once per template folder (the same files the service loaded)."""
+    key = str(settings.templates_dir or "")
+    if key not in _flows:
+        _flows[key] = load_templates([settings.templates_dir] if settings.templates_dir else [])
+    flow = _flows[key].get(template_id)
+    if flow is None:
+        raise PipelineError(f"流程模板 {template_id} 已不存在，无法生成文件")
+    return flow
+
+
+# Every name build_context fills, for every kind and case type (empty when it does not apply), so a
+# template can be checked at load time against what a render will give it (check_flow_documents).
+CONTEXT_KEYS = frozenset({
+    "company_name", "case_type", "employee_name", "id_number", "department", "position",
+    "termination_date", "contract_start", "contract_term", "years_of_service", "reason", "legal_basis",
+    "handover_deadline", "notice_date", "issue_date", "handover_date", "receiver_name", "items", "contact",
+    "backpay_period", "backpay_amount", "backpay_amount_upper", "basis_lines", "backpay_paid_on",
+    "backpay_reference", "final_pay_date", "final_pay_reference", "certificate_signed_on",
+    "compensation_amount", "compensation_amount_upper", "compensation_lines", "compensation_pay_date",
+    "non_compete_months", "non_compete_monthly", "non_compete_lines", "source_notes", "certificate_reason",
+})
+
+
+def _done_on(steps: list[CaseStep], step_id: str, tz: Any, *, signed_only: bool = False) -> date | None:
+    for st in steps:
+        if st.step_id == step_id and st.status == "done" and st.done_at is not None:
+            if signed_only and st.outcome == "replaced":
+                return None
+            return st.done_at.astimezone(tz).date()
+    return None
+
+
+def _data_of(steps: list[CaseStep], step_id: str, key: str) -> str:
+    for st in steps:
+        if st.step_id == step_id and isinstance(st.data, dict):
+            return str(st.data.get(key) or "")
+    return ""
+
+
 async def build_context(case: Case, kind: str, settings: Settings, *, now: datetime) -> dict[str, object]:
-    """Every value the bundled templates use, from the case, its employee and the steps' data."""
+    """Every value the templates use, from the case, its employee, its flow and the steps' data.
+
+    The one place a document's values come from; the keys are always exactly CONTEXT_KEYS."""
     emp = await Employee.get(id=case.employee_id)  # type: ignore[attr-defined]
     steps = await CaseStep.filter(case_id=case.id).order_by("position")
-    today = now.astimezone(settings.tz).date()
-    last_day = case.last_day
+    flow = flow_of(case.template_id, settings)
+    tz = settings.tz
+    today = now.astimezone(tz).date()
+    hr_steps = {s.id for s in flow.steps if s.role == Role.HR}
+    hr_data = [st.data for st in steps if st.step_id in hr_steps and isinstance(st.data, dict)]
+    agreed_day = _iso_date(step_value(hr_data, "last_working_day"))
+    last_day = agreed_day or case.last_day
     hr = await Employee.get_or_none(employee_id=case.created_by)
     receiver = await Employee.get_or_none(employee_id=case.handover_id) if case.handover_id else None
     term_end = emp.contract_end
-    contract_term = MISSING
+    contract_term = ""
     if emp.contract_start is not None:
         end_text = format_value(term_end, "zh") if term_end else "无固定期限"
         contract_term = f"{format_value(emp.contract_start, 'zh')}至{end_text}"
+    wage = Decimal(emp.monthly_wage) if emp.monthly_wage is not None else None
+    notes = Notes()
     ctx: dict[str, object] = {
         "company_name": settings.company_name,
+        "case_type": flow.case_type,
         "employee_name": emp.name,
-        "id_number": emp.id_number or MISSING,
-        "department": emp.department or MISSING,
-        "position": emp.position or MISSING,
+        "id_number": emp.id_number or "",
+        "department": emp.department or "",
+        "position": emp.position or "",
         "termination_date": last_day or today,
-        "contract_start": emp.contract_start or MISSING,
+        "contract_start": emp.contract_start or "",
         "contract_term": contract_term,
         "years_of_service": _years_of_service(emp.hire_date, last_day or today),
-        "reason": case.reason or MISSING,
+        "reason": case.reason or "",
         "legal_basis": LEGAL_BASIS.get(case.template_id, "《中华人民共和国劳动合同法》相关规定"),
         "handover_deadline": last_day or today,
         "notice_date": today,
         "issue_date": today,
         "handover_date": today,
-        "receiver_name": receiver.name if receiver else MISSING,
+        "receiver_name": receiver.name if receiver else "",
         "items": _step_value(steps, "items") or HANDOVER_ITEMS,
         "contact": f"{hr.name}（人事）" if hr else "人力资源部",
-        "certificate_note": "本单位将在办结工作交接时向你出具离职证明，你可通过本系统或向人力资源部领取。",
+        "backpay_period": "", "backpay_amount": "", "backpay_amount_upper": "", "basis_lines": [],
+        "backpay_paid_on": _done_on(steps, "backpay", tz) or "",
+        "backpay_reference": _data_of(steps, "backpay", "payment_reference"),
+        "final_pay_date": _done_on(steps, "final_pay", tz) or "",
+        "final_pay_reference": _data_of(steps, "final_pay", "payment_reference"),
+        "certificate_signed_on": _done_on(steps, "separation_certificate", tz, signed_only=True) or "",
+        "compensation_amount": "", "compensation_amount_upper": "", "compensation_lines": [],
+        "compensation_pay_date": last_day or today,
+        "non_compete_months": "", "non_compete_monthly": "", "non_compete_lines": [],
+        # Only the employee may ask for the reason on the certificate; no flow records that request yet.
+        "certificate_reason": "",
     }
-    if kind in ("guarantee_letter", "rights_notice"):
+    if has_backpay(flow):
         bp = backpay_context(emp, last_day, _step_value(steps, "unpaid_months"),
                              rate_tables_dir=settings.rate_tables_dir, entered=await entered_tables(case.id))
         ctx.update(bp)
-        amount = format_value(bp["backpay_amount"], "zh")
-        ctx["social_insurance_lines"] = [
-            f"试用期未缴社会保险个人部分 {amount} 元由本单位补缴（期间：{bp['backpay_period']}），"
-            "计算依据见离职保证书。",
-            "补缴完成后，你可以通过当地社会保险经办机构或其官方应用查询缴费记录。",
-        ]
+        ctx["backpay_amount_upper"] = upper(bp["backpay_amount"])  # type: ignore[arg-type]
+        # Printed as money (thousands separators), the way the basis lines print the same figure.
+        ctx["backpay_amount"] = money(bp["backpay_amount"])  # type: ignore[arg-type]
+        ctx["basis_lines"] = notes.lift(bp["basis_lines"])  # type: ignore[arg-type]
+    agreed = amount(step_value(hr_data, "compensation"))
+    if agreed is not None:
+        comp = mutual_compensation(agreed, emp.hire_date, last_day, wage)
+        ctx["compensation_amount"] = money(comp.agreed)
+        ctx["compensation_amount_upper"] = upper(comp.agreed)
+        ctx["compensation_lines"] = notes.lift(comp.lines)
+    nc = non_compete(step_value(hr_data, "non_compete_months"), step_value(hr_data, "non_compete_monthly"), wage)
+    if nc is not None:
+        ctx["non_compete_months"] = nc.months
+        ctx["non_compete_monthly"] = money(nc.monthly)
+        ctx["non_compete_lines"] = list(nc.lines)
+    ctx["source_notes"] = notes.printed()
+    if set(ctx) != CONTEXT_KEYS:  # keeps the load-time check honest
+        raise PipelineError(f"render context keys drifted: {sorted(set(ctx) ^ CONTEXT_KEYS)}")
     return ctx
 
 
@@ -289,6 +376,18 @@ def freeze_context(ctx: Mapping[str, object], lang: str) -> dict[str, Any]:
         else:
             out[key] = format_value(value, lang)
     return out
+
+
+async def notice_lines(case: Case, kind: str, settings: Settings, *, now: datetime,
+                       lang: str | None = None) -> list[str]:
+    """A notice's text for a card (e.g. the completion notice), from the same context as its PDF."""
+    lang = lang or settings.language
+    try:
+        tpl = load_template(kind, extra_dir=settings.doc_templates_dir)
+        values = freeze_context(await build_context(case, kind, settings, now=now), lang)
+        return render_text(tpl, values, lang)
+    except DocumentError as exc:
+        raise PipelineError(f"文件无法生成：{exc}") from exc
 
 
 # ---------------------------------------------------------------- drafts
@@ -487,3 +586,26 @@ async def write_checkpoint(case_id: str, keys: KeyMaterial, *, using: Any = None
         signature=base64.b64encode(sig).decode("ascii"), public_key=public_key_b64(keys),
         created_at=now or datetime.now(UTC),
     )
+
+
+# ---------------------------------------------------------------- load-time check
+
+def check_flow_documents(flows: Mapping[str, FlowTemplate], *, extra_dir: Path | str | None = None) -> None:
+    """Every document kind a flow names has a template, and each template reads only values the render
+    context fills; raises TemplateError naming the flow file and the step (at start-up, not at signing)."""
+    for flow in flows.values():
+        # Every case ends with the completion notice, whichever steps its flow has.
+        named = [(step.id, kind) for step in flow.steps for kind in step.documents]
+        for step_id, kind in [*named, (None, "completion_notice")]:
+            try:
+                tpl = load_template(kind, extra_dir=extra_dir)
+            except DocumentError as exc:
+                raise TemplateError(flow.source or flow.id, str(exc), step=step_id) from None
+            missing = unfilled(tpl, CONTEXT_KEYS)
+            if missing:
+                raise TemplateError(
+                    flow.source or flow.id,
+                    f"document template {tpl.source} uses {', '.join('{' + m + '}' for m in missing)}, "
+                    "which the render context never fills",
+                    step=step_id,
+                )

@@ -35,9 +35,14 @@ class _Strict(BaseModel):
 
 
 class Heading(_Strict):
+    """`numbered` headings get 一、二、… (1. 2. …) in the order they are printed, so a section left out
+    for this case never leaves a gap in the numbering."""
+
     type: Literal["heading"]
     text: str
+    numbered: bool = False
     when: str | None = None
+    unless: str | None = None
 
 
 class ParagraphBlock(_Strict):
@@ -45,6 +50,7 @@ class ParagraphBlock(_Strict):
     text: str
     indent: bool = True  # first-line indent; off for salutations
     when: str | None = None
+    unless: str | None = None
 
 
 class LinesBlock(_Strict):
@@ -54,14 +60,16 @@ class LinesBlock(_Strict):
     source: str
     numbered: bool = True
     when: str | None = None
+    unless: str | None = None
 
 
 class FieldsBlock(_Strict):
     """Label/value rows, rendered as a two-column table."""
 
     type: Literal["fields"]
-    rows: list[tuple[str, str]]
+    rows: list[tuple[str, str]]  # a row whose value fills to "" (an optional [[…]] value) is left out
     when: str | None = None
+    unless: str | None = None
 
 
 class ClosingBlock(_Strict):
@@ -70,6 +78,7 @@ class ClosingBlock(_Strict):
     type: Literal["closing"]
     lines: list[str]
     when: str | None = None
+    unless: str | None = None
 
 
 Block = Annotated[
@@ -89,10 +98,17 @@ class LangText(_Strict):
     footer: str = ""
 
 
+Variant = dict[str, str | list[str]]
+
+
 class DocTemplate(_Strict):
+    """`variants` holds the wording per case type (the context's `case_type`): each overrides
+    `defaults` of the same name, so a text never branches in code on the type of case."""
+
     kind: str
     version: str
-    defaults: dict[str, str] = {}
+    defaults: dict[str, str | list[str]] = {}
+    variants: dict[str, Variant] = {}
     texts: dict[str, LangText]
     sha256: str = ""  # of the TOML bytes, so evidence can name the exact template used
     source: str = ""
@@ -115,7 +131,7 @@ def load_template(kind: str, *, extra_dir: Path | str | None = None) -> DocTempl
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise DocumentError(f"template {path}: {exc}") from exc
-    meta = {k: data.pop(k) for k in ("kind", "version", "defaults") if k in data}
+    meta = {k: data.pop(k) for k in ("kind", "version", "defaults", "variants") if k in data}
     try:
         tpl = DocTemplate(
             **meta, texts=data, sha256=hashlib.sha256(raw).hexdigest(), source=str(path)
@@ -124,7 +140,47 @@ def load_template(kind: str, *, extra_dir: Path | str | None = None) -> DocTempl
         raise DocumentError(f"template {path}: {exc}") from exc
     if tpl.kind != kind:
         raise DocumentError(f"template {path} declares kind {tpl.kind!r}, expected {kind!r}")
+    for case_type, variant in tpl.variants.items():
+        extra = sorted(set(variant) - set(tpl.defaults))
+        if extra:
+            # Every case type must find a value: a variant may only override a default.
+            raise DocumentError(f"template {path}: variant {case_type!r} sets {', '.join(extra)} "
+                                "without a default")
     return tpl
+
+
+def placeholders(tpl: DocTemplate) -> set[str]:
+    """Every context name the template reads, in any language and any variant."""
+    names: set[str] = set()
+
+    def scan(text: str) -> None:
+        names.update(_PLACEHOLDER.findall(text))
+
+    for value in [*tpl.defaults.values(), *(v for var in tpl.variants.values() for v in var.values())]:
+        for item in value if isinstance(value, list) else [value]:
+            scan(item)
+    for text in tpl.texts.values():
+        scan(text.title)
+        scan(text.footer)
+        for block in text.blocks:
+            names.update(k for k in (block.when, block.unless) if k)
+            if isinstance(block, Heading | ParagraphBlock):
+                scan(block.text)
+            elif isinstance(block, LinesBlock):
+                names.add(block.source)
+            elif isinstance(block, FieldsBlock):
+                for label, value in block.rows:
+                    scan(label)
+                    scan(value)
+            elif isinstance(block, ClosingBlock):
+                for line in block.lines:
+                    scan(line)
+    return names
+
+
+def unfilled(tpl: DocTemplate, context_keys: set[str] | frozenset[str]) -> list[str]:
+    """Names the template reads that neither its defaults nor a render context with `context_keys` give."""
+    return sorted(placeholders(tpl) - set(tpl.defaults) - set(context_keys))
 
 
 def builtin_kinds() -> list[str]:
@@ -175,8 +231,28 @@ def truthy(context: Mapping[str, object], key: str | None) -> bool:
     return bool(value)
 
 
+_ZH_NUMERALS = "一二三四五六七八九十"
+
+
+def section_number(n: int, lang: str) -> str:
+    if lang == "zh" and 1 <= n <= 20:
+        zh = _ZH_NUMERALS[n - 1] if n <= 10 else "十" + _ZH_NUMERALS[n - 11]
+        return f"{zh}、"
+    return f"{n}. "
+
+
+def shown(context: Mapping[str, object], when: str | None, unless: str | None) -> bool:
+    return truthy(context, when) and (unless is None or not truthy(context, unless))
+
+
+_OPTIONAL = re.compile(r"\[\[(.*?)\]\]", re.S)
+
+
 def fill(text: str, context: Mapping[str, object], lang: str) -> str:
-    """Substitute `{name}` placeholders with plain (unescaped) text; unknown names are an error."""
+    """Substitute `{name}` placeholders with plain (unescaped) text; unknown names are an error.
+
+    `[[…]]` marks an optional part, printed only when every placeholder in it has a value: a
+    document leaves out what is not known (「（身份证号码：…）」) instead of printing a stand-in."""
 
     def sub(m: re.Match[str]) -> str:
         key = m.group(1)
@@ -184,10 +260,54 @@ def fill(text: str, context: Mapping[str, object], lang: str) -> str:
             raise DocumentError(f"missing value for placeholder {{{key}}}")
         return clean_text(format_value(context[key], lang))
 
-    return _PLACEHOLDER.sub(sub, clean_text(text))
+    def optional(m: re.Match[str]) -> str:
+        inner = m.group(1)
+        for key in _PLACEHOLDER.findall(inner):
+            if key not in context:
+                raise DocumentError(f"missing value for placeholder {{{key}}}")
+            if not truthy(context, key):
+                return ""
+        return _PLACEHOLDER.sub(sub, inner)
+
+    return _PLACEHOLDER.sub(sub, _OPTIONAL.sub(optional, clean_text(text)))
 
 
-def merged_context(tpl: DocTemplate, context: Mapping[str, object]) -> dict[str, object]:
+def merged_context(tpl: DocTemplate, context: Mapping[str, object], lang: str = "zh") -> dict[str, object]:
+    """Defaults, then the case type's variant (its texts filled from the context), then the context."""
     merged: dict[str, object] = dict(tpl.defaults)
     merged.update(context)
+    wording: dict[str, str | list[str]] = dict(tpl.defaults)
+    wording.update(tpl.variants.get(str(context.get("case_type", "")), {}))
+    for key, value in wording.items():
+        if key in context:
+            continue  # a value the case supplies wins over the template's wording
+        merged[key] = [fill(v, merged, lang) for v in value] if isinstance(value, list) else fill(value, merged, lang)
     return merged
+
+
+def render_text(tpl: DocTemplate, context: Mapping[str, object], lang: str) -> list[str]:
+    """The document as plain lines (title first) for a chat card: same blocks, conditions and
+    numbering as the PDF, so the card and the document never say different things."""
+    text = tpl.texts.get(lang) or next(iter(tpl.texts.values()))
+    ctx = merged_context(tpl, context, lang)
+    out = [fill(text.title, ctx, lang)]
+    section = 0
+    for block in text.blocks:
+        if not shown(ctx, block.when, block.unless):
+            continue
+        if isinstance(block, Heading):
+            section += 1 if block.numbered else 0
+            out.append((section_number(section, lang) if block.numbered else "") + fill(block.text, ctx, lang))
+        elif isinstance(block, ParagraphBlock):
+            out.append(fill(block.text, ctx, lang))
+        elif isinstance(block, LinesBlock):
+            items = ctx.get(block.source)
+            for i, item in enumerate(items if isinstance(items, list | tuple) else [], 1):
+                out.append((f"{i}. " if block.numbered else "") + clean_text(format_value(item, lang)))
+        elif isinstance(block, FieldsBlock):
+            for label, value in block.rows:
+                if filled := fill(value, ctx, lang):
+                    out.append(f"{fill(label, ctx, lang)}：{filled}")
+        elif isinstance(block, ClosingBlock):
+            out += [fill(line, ctx, lang) for line in block.lines]
+    return out

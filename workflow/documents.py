@@ -13,6 +13,7 @@ DOCUMENT_TITLES: MappingProxyType[str, Text] = MappingProxyType(
         "termination_notice": Text("解除劳动合同通知书", "termination notice"),
         "handover_confirmation": Text("工作交接确认单", "handover confirmation"),
         "rights_notice": Text("离职权益告知书", "notice of rights"),
+        "completion_notice": Text("离职手续完成确认函", "confirmation that the departure is complete"),
         "resignation_letter": Text("辞职申请书", "resignation letter"),
         "settlement_agreement": Text("协商解除劳动合同协议书", "mutual termination agreement"),
         "fallback_notice": Text("解除劳动合同送达通知（邮寄/登报）", "delivery notice (mail / newspaper)"),

@@ -31,8 +31,8 @@ CONTEXTS: dict[str, dict[str, object]] = {
         employee_name="李四", department="研发部", position="工程师", receiver_name="王五",
         handover_date=date(2025, 4, 3), items=["笔记本电脑一台", "代码仓库权限", "客户资料"]),
     "rights_notice": dict(
-        company_name="示例公司", employee_name="李四", termination_date=date(2025, 3, 31),
-        social_insurance_lines=["2025年4月起停缴"], certificate_note="离职证明已通过本系统发送。",
+        company_name="示例公司", employee_name="李四", termination_date=date(2025, 3, 31), case_type="resignation",
+        certificate_signed_on=date(2025, 4, 1), final_pay_date=date(2025, 4, 8), final_pay_reference="P-1",
         contact="hr@example.com", notice_date=date(2025, 4, 10)),
     "fallback_notice": dict(
         company_name="示例公司", employee_name="李四", id_number="1101", termination_date=date(2025, 3, 31),
@@ -105,8 +105,11 @@ def test_separation_certificate_reason_only_on_request(tmp_path: Path) -> None:
     for needle in ("劳动合同期限", "2022年3月1日至2025年2月28日", "2025年3月31日", "工程师", "3年1个月"):
         assert needle in text
     assert "原因" not in text
-    with_reason = pdftotext(render_document("separation_certificate", dict(ctx, reason="个人原因辞职")),
-                            tmp_path)
+    # HR's reason for the case never reaches the certificate; only the employee's request does.
+    hr_reason = pdftotext(render_document("separation_certificate", dict(ctx, reason="严重违纪")), tmp_path)
+    assert "严重违纪" not in hr_reason and "原因" not in hr_reason
+    with_reason = pdftotext(render_document("separation_certificate",
+                                            dict(ctx, certificate_reason="个人原因辞职")), tmp_path)
     assert "个人原因辞职" in with_reason
 
 

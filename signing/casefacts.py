@@ -1,0 +1,147 @@
+"""The facts a document states about one case, derived from the directory, the flow and its steps.
+
+Pure functions over plain values (no database): `signing.pipeline.build_context` gathers the rows
+and calls these. What a fact reads like per case type is template data (`variants` in
+`signing/doc_templates/*.toml`); here are only the facts and their computation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from settlement.basis import money
+from settlement.compensation import compensation
+from settlement.errors import SettlementError
+from signing.amounts import rmb_upper
+from workflow.template import FlowTemplate
+
+# Supreme People's Court, Interpretation (I) on labour disputes (法释〔2020〕26号) Art. 36: without an
+# agreed amount, 30 % of the average monthly wage of the 12 months before the contract ended, and
+# not below the local minimum wage.
+NON_COMPETE_FLOOR_RATE = Decimal("0.30")
+NON_COMPETE_MAX_MONTHS = 24  # Labour Contract Law Art. 24
+
+_URL = re.compile(r"(来源)?\s*(https?://[^\s，；。、）)]+)")
+
+
+def has_backpay(template: FlowTemplate) -> bool:
+    """Back-pay is owed only in a flow that has a back-pay step (the guarantee letter, finance's payment)."""
+    return any(s.id == "backpay" or "guarantee_letter" in s.documents for s in template.steps)
+
+
+def amount(value: object) -> Decimal | None:
+    """A positive-or-zero amount HR typed, to the cent; None when empty or not a number."""
+    if value is None or str(value).strip() == "":
+        return None
+    try:
+        d = Decimal(str(value).strip().replace(",", ""))
+    except InvalidOperation:
+        return None
+    if not d.is_finite() or d < 0:
+        return None
+    return d.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def upper(value: Decimal | None) -> str:
+    return rmb_upper(value) if value is not None else ""
+
+
+class Notes:
+    """Source URLs lifted out of basis lines into numbered notes, so no sentence carries a URL."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def lift(self, lines: Iterable[str]) -> list[str]:
+        out = []
+        for line in lines:
+            def sub(m: re.Match[str]) -> str:
+                url = m.group(2)
+                if url in self.lines:
+                    n = self.lines.index(url) + 1
+                else:
+                    self.lines.append(url)
+                    n = len(self.lines)
+                return f"来源见注{n}" if m.group(1) else f"（见注{n}）"
+
+            out.append(_URL.sub(sub, line))
+        return out
+
+    def printed(self) -> list[str]:
+        return [f"注{i}：{url}" for i, url in enumerate(self.lines, 1)]
+
+
+@dataclass(frozen=True)
+class NonCompete:
+    months: int
+    monthly: Decimal
+    floor: Decimal
+    lines: tuple[str, ...]
+
+
+def non_compete(months_raw: object, monthly_raw: object, wage: Decimal | None) -> NonCompete | None:
+    """The non-compete HR recorded, with the monthly compensation raised to the legal floor if below it."""
+    months_d = amount(months_raw)
+    if months_d is None or months_d <= 0:
+        return None
+    months = min(int(months_d), NON_COMPETE_MAX_MONTHS)
+    recorded = amount(monthly_raw) or Decimal("0.00")
+    floor = (wage * NON_COMPETE_FLOOR_RATE).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP) \
+        if wage is not None else Decimal("0.00")
+    monthly = max(recorded, floor)
+    lines = [
+        f"竞业限制期限：自劳动合同解除之日起 {months} 个月（不超过二年，《劳动合同法》第二十四条）。",
+        f"竞业限制期间，本单位按月向你支付经济补偿 {money(monthly)} 元（大写：{rmb_upper(monthly)}）"
+        "（《劳动合同法》第二十三条）。",
+    ]
+    if wage is not None:
+        note = "按登记月工资计算的下限" if recorded >= floor else "登记金额低于法定下限，按下限支付"
+        lines.append(
+            f"该金额不低于你劳动合同解除前十二个月平均工资的 30%（{money(wage)} × 30% = {money(floor)}，{note}；"
+            "《最高人民法院关于审理劳动争议案件适用法律问题的解释（一）》第三十六条），且不低于当地最低工资标准。"
+        )
+    lines += [
+        "在竞业限制期限内，本单位可以解除竞业限制协议；解除时你可以请求额外支付三个月的竞业限制经济补偿"
+        "（同一解释第三十九条）。",
+        "因本单位原因连续三个月未支付经济补偿的，你可以解除竞业限制约定（同一解释第三十八条）。",
+    ]
+    return NonCompete(months, monthly, floor, tuple(lines))
+
+
+@dataclass(frozen=True)
+class Compensation:
+    agreed: Decimal
+    lines: tuple[str, ...]
+
+
+def mutual_compensation(agreed: Decimal, hire_date: date | None, last_day: date | None,
+                        wage: Decimal | None) -> Compensation:
+    """The agreed compensation, with the Art. 47 standard beside it when the directory allows computing it."""
+    lines = [f"经济补偿金额 {money(agreed)} 元为双方协商确定。"]
+    if hire_date is None or last_day is None or wage is None:
+        return Compensation(agreed, tuple(lines))
+    try:
+        ref = compensation(hire_date=hire_date, last_day=last_day, ground="36-employer",
+                           average_monthly_wage=wage)
+    except SettlementError:
+        # Service before 2008 needs HR's choice of rule; the agreed figure stands on its own.
+        return Compensation(agreed, tuple(lines))
+    if ref.total == agreed:
+        lines = [f"经济补偿金额 {money(agreed)} 元按《劳动合同法》第四十七条计算，计算依据如下："]
+    else:
+        lines.append(f"供核对：如由本单位提出解除，按《劳动合同法》第四十七条计算的经济补偿为 {money(ref.total)} 元，"
+                     "计算依据如下：")
+    lines.append(f"月工资按员工名册登记的月工资 {money(wage)} 元计。")
+    lines += list(ref.basis)
+    return Compensation(agreed, tuple(lines))
+
+
+def step_value(steps_data: Iterable[Mapping[str, object]], key: str) -> object:
+    for data in steps_data:
+        if key in data:
+            return data[key]
+    return None
