@@ -69,9 +69,10 @@ def plain(markdown: str) -> str:
 def render(card: Card, *, task: str, link: str, form_url: FormUrl) -> dict[str, Any]:
     """`link` opens the case's details page (the card's own click target); `form_url(button)` the
     web form for a button whose action asks for text."""
-    text: list[str] = []
-    if card.status:
-        text.append(card.status)
+    # The text is clipped at the end, so what must not be lost comes first: the status, then why a
+    # button is locked, then the rest.
+    text: list[str] = [card.status] if card.status else []
+    text.extend(f"🔒 {b.label}：{b.reason}" for b in card.buttons if not b.enabled)
     if card.progress:
         text.append(card.progress)
     rows = [{"keyname": k, "value": _clip(v, 60)} for k, v in card.fields[:MAX_ROWS]]
@@ -81,7 +82,6 @@ def render(card: Card, *, task: str, link: str, form_url: FormUrl) -> dict[str, 
     buttons: list[dict[str, Any]] = []
     for b in card.buttons:
         if not b.enabled:
-            text.append(f"🔒 {b.label}：{b.reason}")
             continue
         if b.url:
             buttons.append({"type": 1, "text": _clip(b.label, 10), "style": _STYLE[b.style], "url": b.url})
