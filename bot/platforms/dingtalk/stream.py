@@ -66,8 +66,10 @@ class _SdkNoise(logging.Filter):
     """0.24.3 logs every (correctly ACKed) ping as 'unknown message topic'."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.msg.startswith("unknown message topic") and record.args
-                    and record.args[0] == SystemMessage.TOPIC_PING)
+        # Must never raise: a failing filter would abort the SDK's route_message before its ACK.
+        msg, args = record.msg, record.args
+        return not (isinstance(msg, str) and msg.startswith("unknown message topic")
+                    and isinstance(args, tuple) and bool(args) and args[0] == "ping")
 
 
 class _Dedup:
