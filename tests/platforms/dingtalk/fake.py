@@ -82,7 +82,7 @@ class FakeDingTalk:
         self.opens: list[dict[str, Any]] = []
         self.acks: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.requests: list[tuple[str, str]] = []  # (method, path) of every OpenAPI request
-        self.card_requests: Counter[str] = Counter()  # createAndDeliver requests per outTrackId
+        self.card_requests: Counter[str] = Counter()  # createAndDeliver requests per outTrackId (all)
         self.cards: dict[str, dict[str, Any]] = {}  # outTrackId -> body of the request that made it
         self.cards_made: Counter[str] = Counter()  # cards made per outTrackId (must stay 1)
         self.updates: list[dict[str, Any]] = []
@@ -279,6 +279,8 @@ class FakeDingTalk:
         body = await request.json() if request.can_read_body else {}
         with self.lock:
             self.requests.append((request.method, path))
+            if path == "/v1.0/card/instances/createAndDeliver":  # every attempt, answered or not
+                self.card_requests[body.get("outTrackId", "")] += 1
             scripted = self._scripts[path].popleft() if self._scripts[path] else None
             throttled = self._throttle(path)
             token_ok = token in self._tokens
@@ -314,7 +316,6 @@ class FakeDingTalk:
         if not oid:
             return web.json_response({"code": "param.outTrackIdEmpty"}, status=400)
         with self.lock:
-            self.card_requests[oid] += 1
             if oid not in self.cards:  # the same outTrackId again does not make a second card
                 self.cards[oid] = body
                 self.cards_made[oid] += 1
