@@ -48,6 +48,7 @@ class TokenBucket:
         self.clock = clock or MonotonicClock()
         self._interval = 1.0 / rate
         self._tat = float("-inf")  # theoretical arrival time of the next slot
+        self._hold_until = float("-inf")
 
     def reserve(self) -> float:
         """Take the next slot; return how long the caller must wait for it (0 if now)."""
@@ -60,25 +61,43 @@ class TokenBucket:
         delay = self.reserve()
         if delay > 0:
             await self.clock.sleep(delay)
+        # A throttle answer that arrived while we waited voids the slot we reserved before it.
+        while (left := self._hold_until - self.clock.now()) > 0:
+            await self.clock.sleep(left)
+            delay = self.reserve()
+            if delay > 0:
+                await self.clock.sleep(delay)
+
+    @property
+    def held_until(self) -> float:
+        return self._hold_until
 
     def hold(self, seconds: float) -> None:
         """The platform said "too fast": nobody gets a slot for `seconds` (the doc says wait 1 s)."""
-        self._tat = max(self._tat, self.clock.now() + seconds)
+        self._hold_until = max(self._hold_until, self.clock.now() + seconds)
+        self._tat = max(self._tat, self._hold_until)
 
 
 @dataclass
 class RateLimits:
-    """One bucket per API name, created on first use; `overrides` sets a different rate for some."""
+    """One bucket per API name, created on first use; `overrides` sets a different rate for some.
+
+    `rate` is the platform's documented limit; we pace `margin` below it because DingTalk counts
+    arrivals, not our sends: at exactly 20/s a few ms of scheduling or network jitter puts a 21st
+    request into some 1 s window, and each throttle answer then costs a 1 s pause for everyone.
+    """
 
     rate: float = DEFAULT_RATE
     overrides: dict[str, float] = field(default_factory=dict)
     clock: Clock = field(default_factory=MonotonicClock)
+    margin: float = 0.07
     _buckets: dict[str, TokenBucket] = field(default_factory=dict, init=False, repr=False)
 
     def bucket(self, api: str) -> TokenBucket:
         b = self._buckets.get(api)
         if b is None:
-            b = self._buckets[api] = TokenBucket(self.overrides.get(api, self.rate), clock=self.clock)
+            rate = self.overrides.get(api, self.rate) * (1 - self.margin)
+            b = self._buckets[api] = TokenBucket(rate, clock=self.clock)
         return b
 
     async def acquire(self, api: str) -> None:

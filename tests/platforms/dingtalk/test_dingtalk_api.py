@@ -26,7 +26,7 @@ FAST = RetryPolicy(attempts=4, base=0.01, cap=0.05, throttle_wait=0.02)
 
 
 class StepClock:
-    """Time that moves only when told; sleeping yields to the loop without waiting."""
+    """Time that moves only when told or slept through; sleeping does not wait."""
 
     def __init__(self) -> None:
         self.t = 1000.0
@@ -35,6 +35,7 @@ class StepClock:
         return self.t
 
     async def sleep(self, seconds: float) -> None:
+        self.t += seconds
         await asyncio.sleep(0)
 
 
@@ -235,12 +236,14 @@ async def test_monthly_counter_counts_card_and_robot_calls_not_token_or_contacts
 
 async def test_pacing_holds_callers_after_a_throttle_answer(fake: FakeDingTalk) -> None:
     clock = StepClock()
-    limits = RateLimits(rate=1000, clock=clock)  # 1 ms slots: only the hold can make the wait reach 20 ms
+    limits = RateLimits(rate=1000, clock=clock)
+    start = clock.t
     async with make_api(fake, limits=limits) as api:
         fake.script(CREATE, QPS_403)
         await api.create_and_deliver_card("tpl.schema", "offb-15-emp", "emp001", {})
-    # the throttle answer pushed the bucket's next free slot at least throttle_wait into the future
-    assert limits.bucket("card.create").reserve() >= FAST.throttle_wait
+    # the throttle answer closed the bucket for every caller, not just the one that was refused
+    assert limits.bucket("card.create").held_until >= start + FAST.throttle_wait
+    assert limits.bucket("card.update").held_until == float("-inf")
 
 
 async def test_permanent_errors_are_not_retryable(fake: FakeDingTalk, api: DingTalkApi) -> None:

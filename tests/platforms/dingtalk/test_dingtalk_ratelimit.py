@@ -18,7 +18,7 @@ from bot.platforms.dingtalk.errors import (
     UnknownUser,
     classify,
 )
-from bot.platforms.dingtalk.ratelimit import TokenBucket, map_bounded, month_key
+from bot.platforms.dingtalk.ratelimit import RateLimits, TokenBucket, map_bounded, month_key
 
 
 class StepClock:
@@ -127,3 +127,20 @@ def test_permission_message_names_the_scope_from_the_answer_or_the_api() -> None
     guessed = classify("robot.oto", Answer(403, {"code": "Forbidden.AccessDenied.AccessTokenPermissionDenied"}))
     assert isinstance(guessed, PermissionDenied) and "qyapi_robot_sendmsg" in str(guessed)
     assert "企业内机器人发送消息权限" in str(guessed)
+
+
+async def test_a_hold_arriving_while_callers_wait_voids_their_earlier_slots() -> None:
+    clock = StepClock()
+    b = TokenBucket(10, clock=clock)
+    b.reserve()  # slot at 0
+    waiter = asyncio.ensure_future(b.acquire())  # reserves the slot at 0.1 and sleeps (clock moves to 0.1)
+    b.hold(1.0)  # ...but a throttle answer came in at t=0 (before the clock moved)
+    await waiter
+    assert clock.t >= 1.0
+
+
+def test_rate_limits_pace_a_margin_below_the_documented_rate() -> None:
+    limits = RateLimits(rate=20, margin=0.07, overrides={"robot.oto": 10})
+    assert limits.bucket("card.create").rate == pytest.approx(18.6)
+    assert limits.bucket("robot.oto").rate == pytest.approx(9.3)
+    assert limits.bucket("card.create") is limits.bucket("card.create")
