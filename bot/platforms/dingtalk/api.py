@@ -191,6 +191,26 @@ class DingTalkApi:
             parsed = text
         return Answer(resp.status, parsed)
 
+    async def _attempt(self, api: str, method: str, url: str, body: Any, token: str, old: bool,
+                       counted: bool) -> tuple[dict[str, Any], DingTalkError | None]:
+        headers = {} if old else {"x-acs-dingtalk-access-token": token}
+        params = {"access_token": token} if old else None
+        if counted and self.counter is not None:
+            try:
+                await self.counter.record(api, month_key(datetime.now(UTC)))
+            except Exception:
+                log.exception("dingtalk: call counter failed (the call goes ahead)")
+        try:
+            answer = await self._http(method, url, body, headers, params)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            # A refused connection never reached DingTalk; anything later may have.
+            sent = not isinstance(exc, aiohttp.ClientConnectorError)
+            return {}, TransientError(f"{api}: {type(exc).__name__}", maybe_delivered=sent, api=api)
+        err = classify(api, answer)
+        if err is None:
+            log.debug("dingtalk %s: HTTP %s", api, answer.status)
+        return (answer.body if isinstance(answer.body, dict) else {}), err
+
     async def call(self, api: str, method: str, path: str, body: Any = None, *, old: bool = False,
                    counted: bool = True, idempotent: bool = True) -> dict[str, Any]:
         """One API call with pacing, token, retries and classification; the parsed JSON answer.
@@ -204,26 +224,16 @@ class DingTalkApi:
         while True:
             attempt += 1
             await self.limits.acquire(api)
-            token = await self.tokens.get()
-            headers = {} if old else {"x-acs-dingtalk-access-token": token}
-            params = {"access_token": token} if old else None
-            if counted and self.counter is not None:
-                try:
-                    await self.counter.record(api, month_key(datetime.now(UTC)))
-                except Exception:
-                    log.exception("dingtalk: call counter failed (the call goes ahead)")
+            token = ""
             err: DingTalkError | None
             try:
-                answer = await self._http(method, url, body, headers, params)
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                # A refused connection never reached DingTalk; anything later may have.
-                sent = not isinstance(exc, aiohttp.ClientConnectorError)
-                err = TransientError(f"{api}: {type(exc).__name__}", maybe_delivered=sent, api=api)
+                token = await self.tokens.get()
+            except (ThrottledError, TransientError) as exc:  # the token endpoint itself had trouble
+                err = exc
             else:
-                err = classify(api, answer)
+                answer, err = await self._attempt(api, method, url, body, token, old, counted)
                 if err is None:
-                    log.debug("dingtalk %s: HTTP %s", api, answer.status)
-                    return answer.body if isinstance(answer.body, dict) else {}
+                    return answer
             log.info("dingtalk %s attempt %d: %s", api, attempt, err)
             if isinstance(err, AuthError):
                 if auth_retried:

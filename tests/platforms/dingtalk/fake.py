@@ -253,7 +253,11 @@ class FakeDingTalk:
         body = await request.json()
         with self.lock:
             self.token_requests += 1
+            path = "/v1.0/oauth2/accessToken"
+            scripted = self._scripts[path].popleft() if self._scripts[path] else None
         await asyncio.sleep(self.latency)
+        if scripted is not None:
+            return web.Response(text=str(scripted[1]), status=scripted[0])
         if body.get("appKey") != CLIENT_ID or body.get("appSecret") != CLIENT_SECRET:
             return web.json_response({"code": "invalidClientIdOrSecret", "message": "无效的clientId或者clientSecret"},
                                      status=400)

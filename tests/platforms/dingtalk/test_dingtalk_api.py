@@ -94,6 +94,12 @@ async def test_old_api_token_error_88_40014_is_refetched(fake: FakeDingTalk, api
     assert user.name == "李四" and fake.token_requests == 2
 
 
+async def test_token_endpoint_failing_once_is_retried(fake: FakeDingTalk, api: DingTalkApi) -> None:
+    fake.script("/v1.0/oauth2/accessToken", (503, "<html>busy</html>"))
+    assert (await api.get_user("emp001")).userid == "emp001"
+    assert fake.token_requests == 2
+
+
 async def test_token_is_refreshed_before_it_expires(fake: FakeDingTalk) -> None:
     clock = StepClock()
     async with make_api(fake, limits=RateLimits(rate=1000, clock=clock)) as api:
