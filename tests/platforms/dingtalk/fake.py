@@ -208,7 +208,11 @@ class FakeDingTalk:
         ticket = uuid.uuid4().hex
         with self.lock:
             self.opens.append(body)
+            path = "/v1.0/gateway/connections/open"
+            scripted = self._scripts[path].popleft() if self._scripts[path] else None
             self._tickets.add(ticket)
+        if scripted is not None:
+            return web.json_response(scripted[1], status=scripted[0])
         return web.json_response({"endpoint": f"ws://127.0.0.1:{self.port}/connect", "ticket": ticket})
 
     async def _connect(self, request: web.Request) -> web.StreamResponse:

@@ -217,3 +217,28 @@ async def test_wrong_secret_never_connects_and_one_stop_ends_the_retry_loop(fake
     assert task.done()
     assert c.connections == 0 and fake.connections == 0
     assert asyncio.all_tasks() - before == set()
+
+
+async def test_one_cancel_ends_start(fake: FakeDingTalk, rec: Recorder) -> None:
+    # 0.24.3's own start() catches CancelledError and sleeps 10 s; ours must end on the first cancel.
+    before = asyncio.all_tasks()
+    c = make_client(fake, rec)
+    task = asyncio.create_task(c.start())
+    await asyncio.to_thread(fake.wait_connections, 1)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled()
+    assert asyncio.all_tasks() - before == set()
+
+
+async def test_gateway_answer_without_endpoint_is_retried_not_fatal(fake: FakeDingTalk, rec: Recorder) -> None:
+    # With websockets >= 14 this answer killed 0.24.3's start() (lazy websockets.exceptions).
+    fake.script("/v1.0/gateway/connections/open", (200, {}), (500, {"code": "ServiceUnavailable"}))
+    c = make_client(fake, rec)
+    task = asyncio.create_task(c.start())
+    await asyncio.to_thread(fake.wait_connections, 1)
+    assert len(fake.opens) == 3 and not task.done()
+    fake.push(bot_frame("e1", "/help"))
+    await ack(fake, "e1")
+    await c.stop()
+    assert task.done()
