@@ -90,6 +90,7 @@ class FakeDingTalk:
         self.throttled = 0
         self.token_requests = 0
         self.connections = 0
+        self.open_gate: threading.Event | None = None
         # internals
         self._tokens: set[str] = set()
         self._token_seq = itertools.count(1)
@@ -194,6 +195,11 @@ class FakeDingTalk:
             if not self.lock.wait_for(lambda: self.connections >= n, timeout):
                 raise AssertionError(f"{self.connections} connections, wanted {n}")
 
+    def wait_opens(self, n: int, timeout: float = 10.0) -> None:
+        with self.lock:
+            if not self.lock.wait_for(lambda: len(self.opens) >= n, timeout):
+                raise AssertionError(f"{len(self.opens)} open-connection requests, wanted {n}")
+
     def wait_disconnected(self, timeout: float = 10.0) -> None:
         with self.lock:
             if not self.lock.wait_for(lambda: self._ws is None, timeout):
@@ -208,9 +214,12 @@ class FakeDingTalk:
         ticket = uuid.uuid4().hex
         with self.lock:
             self.opens.append(body)
+            self.lock.notify_all()
             path = "/v1.0/gateway/connections/open"
             scripted = self._scripts[path].popleft() if self._scripts[path] else None
             self._tickets.add(ticket)
+        if self.open_gate is not None:  # the test decides when the gateway answers
+            await asyncio.to_thread(self.open_gate.wait, 10)
         if scripted is not None:
             return web.json_response(scripted[1], status=scripted[0])
         return web.json_response({"endpoint": f"ws://127.0.0.1:{self.port}/connect", "ticket": ticket})

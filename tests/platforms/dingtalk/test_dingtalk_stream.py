@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -142,10 +143,12 @@ async def test_failed_dispatch_is_not_acked_and_a_redelivery_is_dispatched_again
 
 
 async def test_ping_ack_echoes_opaque(fake: FakeDingTalk, client: StreamClient) -> None:
+    assert client.last_system_frame == 0.0
     fake.push(ping_frame("ping-7", "opaque-abc"))
     answer = await ack(fake, "ping-7")
     assert answer["code"] == 200
     assert json.loads(answer["data"]) == {"opaque": "opaque-abc"}
+    assert client.last_system_frame > 0  # what a watchdog reads
 
 
 async def test_card_callback_becomes_a_card_action_with_form_values_and_the_ack_carries_the_answer(
@@ -240,5 +243,23 @@ async def test_gateway_answer_without_endpoint_is_retried_not_fatal(fake: FakeDi
     assert len(fake.opens) == 3 and not task.done()
     fake.push(bot_frame("e1", "/help"))
     await ack(fake, "e1")
+    await c.stop()
+    assert task.done()
+
+
+async def test_a_slow_gateway_does_not_freeze_the_event_loop(fake: FakeDingTalk, rec: Recorder) -> None:
+    # The SDK's open_connection is a sync requests call. The fake answers only after this test's
+    # coroutine has run while the request is pending: if the call blocked the loop, the request
+    # would time out first and a second open would be needed.
+    fake.open_gate = threading.Event()
+    c = StreamClient(CLIENT_ID, CLIENT_SECRET, rec, open_url=fake.open_url, http_timeout=3,
+                     backoff=Backoff(base=0.05, cap=0.2))
+    task = asyncio.create_task(c.start())
+    await asyncio.to_thread(fake.wait_opens, 1)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    fake.open_gate.set()
+    await asyncio.to_thread(fake.wait_connections, 1)
+    assert len(fake.opens) == 1
     await c.stop()
     assert task.done()
