@@ -319,6 +319,7 @@ class FakeDingTalk:
                    ("POST", "/v1.0/robot/oToMessages/batchSend"): self._batch_send,
                    ("POST", "/topapi/v2/user/get"): self._user_get,
                    ("POST", "/topapi/v2/department/listsub"): self._dept_listsub,
+                   ("POST", "/topapi/v2/department/get"): self._dept_get,
                    ("POST", "/topapi/user/listid"): self._user_listid}.get((request.method, path))
         if handler is None:
             return web.json_response({"code": "notFound", "message": path}, status=404)
@@ -364,6 +365,17 @@ class FakeDingTalk:
         tree = {1: [{"dept_id": 2, "name": "研发部", "parent_id": 1}, {"dept_id": 3, "name": "人事部", "parent_id": 1}],
                 2: [{"dept_id": 4, "name": "后端组", "parent_id": 2}]}
         return web.json_response({"errcode": 0, "result": tree.get(int(body["dept_id"]), [])})
+
+    def _dept_get(self, body: dict[str, Any]) -> web.Response:
+        dept_id = int(body["dept_id"])
+        heads = [u for u, info in self.users.items()
+                 if any(x.get("dept_id") == dept_id and x.get("leader") for x in info.get("leader_in_dept", ()))]
+        parents = {1: None, 2: 1, 3: 1, 4: 2}
+        if dept_id not in parents:
+            return web.json_response({"errcode": 60003, "errmsg": "部门不存在"})
+        return web.json_response({"errcode": 0, "result": {"dept_id": dept_id, "name": f"dept{dept_id}",
+                                                          "parent_id": parents[dept_id],
+                                                          "dept_manager_userid_list": heads}})
 
     def _user_listid(self, body: dict[str, Any]) -> web.Response:
         ids = [u for u, info in self.users.items() if int(body["dept_id"]) in info.get("dept_id_list", ())]

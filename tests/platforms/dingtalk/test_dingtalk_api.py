@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from bot.platforms.dingtalk.api import AppCredentials, DingTalkApi, RetryPolicy
+from bot.platforms.dingtalk.directory import manager_of
 from bot.platforms.dingtalk.errors import (
     ConfigurationError,
     PermanentError,
@@ -258,3 +259,14 @@ async def test_permanent_errors_are_not_retryable(fake: FakeDingTalk, api: DingT
         await api.create_and_deliver_card("tpl.schema", "offb-16-emp", "emp001", {})
     assert not err.value.retryable and "param.contentUnsafe" in str(err.value)
     assert fake.requests.count(("POST", CREATE)) == 1
+
+
+async def test_manager_falls_back_to_the_department_head_then_up_the_tree(fake: FakeDingTalk,
+                                                                          api: DingTalkApi) -> None:
+    fake.users["dev002"] = {"userid": "dev002", "name": "赵六", "dept_id_list": [4]}  # no manager_userid
+    fake.users["cto001"] = {"userid": "cto001", "name": "钱七", "dept_id_list": [2],
+                            "leader_in_dept": [{"dept_id": 2, "leader": True}]}
+    assert await manager_of(api, await api.get_user("emp001")) == "mgr001"  # manager_userid
+    assert await manager_of(api, await api.get_user("dev002")) == "mgr001"  # head of dept 4
+    assert await manager_of(api, await api.get_user("mgr001")) == "cto001"  # heads dept 4: parent's head
+    assert await manager_of(api, await api.get_user("cto001")) is None  # nobody above
