@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -263,3 +264,17 @@ async def test_a_slow_gateway_does_not_freeze_the_event_loop(fake: FakeDingTalk,
     assert len(fake.opens) == 1
     await c.stop()
     assert task.done()
+
+
+async def test_the_secret_is_never_logged(fake: FakeDingTalk, rec: Recorder, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    fake.script("/v1.0/gateway/connections/open", (500, {"code": "busy"}))
+    c = make_client(fake, rec)
+    task = asyncio.create_task(c.start())
+    await asyncio.to_thread(fake.wait_connections, 1)
+    fake.push(bot_frame("l1", "/help"))
+    await ack(fake, "l1")
+    await c.stop()
+    assert task.done()
+    assert "open connection failed" in caplog.text  # the failure is logged, without the request body
+    assert CLIENT_SECRET not in caplog.text and CLIENT_SECRET not in repr(c)
