@@ -316,8 +316,9 @@ class DingTalkApi:
     # -- robot 1:1 messages -----------------------------------------------------------------
 
     async def send_oto(self, user_ids: list[str], msg_key: str, msg_param: Mapping[str, Any]) -> list[OtoResult]:
-        """Robot 1:1 message to each user, 20 per request. Users DingTalk flow-controlled are resent
-        (only them) after a wait; if they stay flow-controlled a ThrottledError says so. Not
+        """Robot 1:1 message to each user, 20 per request; one result per request, with the userids
+        DingTalk did not know (`invalid`). Users DingTalk flow-controlled are resent (only them)
+        after a wait; if they stay flow-controlled a ThrottledError says so. Not
         idempotent: a timeout after sending is raised, not resent (a second notice is worse than
         a late one only for the caller to judge)."""
         out: list[OtoResult] = []
@@ -347,15 +348,20 @@ class DingTalkApi:
         if pending:
             raise ThrottledError(f"robot.oto: still flow-controlled: {len(pending)} users",
                                  retry_after=self.retry.throttle_wait, api="robot.oto", code="flowControlled")
-        if invalid and len(invalid) == len(users):
-            raise UnknownUser(invalid, api="robot.oto", code="invalidStaffIdList")
         return OtoResult(key, tuple(invalid), tuple(filtered))
 
+    async def _send_one(self, user_id: str, msg_key: str, msg_param: Mapping[str, Any]) -> OtoResult:
+        (result,) = await self.send_oto([user_id], msg_key, msg_param)
+        if result.invalid:
+            raise UnknownUser(list(result.invalid), api="robot.oto", code="invalidStaffIdList")
+        return result
+
     async def send_text(self, user_id: str, text: str) -> OtoResult:
-        return (await self.send_oto([user_id], "sampleText", {"content": text}))[0]
+        """Plain text to one person; UnknownUser if DingTalk does not know the userid."""
+        return await self._send_one(user_id, "sampleText", {"content": text})
 
     async def send_markdown(self, user_id: str, title: str, text: str) -> OtoResult:
-        return (await self.send_oto([user_id], "sampleMarkdown", {"title": title, "text": text}))[0]
+        return await self._send_one(user_id, "sampleMarkdown", {"title": title, "text": text})
 
     # -- directory (old API; contacts calls are exempt from the monthly budget) -------------
 

@@ -270,3 +270,12 @@ async def test_manager_falls_back_to_the_department_head_then_up_the_tree(fake: 
     assert await manager_of(api, await api.get_user("dev002")) == "mgr001"  # head of dept 4
     assert await manager_of(api, await api.get_user("mgr001")) == "cto001"  # heads dept 4: parent's head
     assert await manager_of(api, await api.get_user("cto001")) is None  # nobody above
+
+
+async def test_batch_send_goes_20_users_per_request_and_reports_unknown_ones(fake: FakeDingTalk,
+                                                                            api: DingTalkApi) -> None:
+    users = ["emp001", *[f"ghost{i}" for i in range(43)], "mgr001"]
+    results = await api.send_oto(users, "sampleText", {"content": "通知"})
+    assert [len(b["userIds"]) for b in fake.oto] == [20, 20, 5]
+    assert [u for b in fake.oto for u in b["userIds"]] == users
+    assert sorted(u for r in results for u in r.invalid) == sorted(f"ghost{i}" for i in range(43))
