@@ -61,7 +61,7 @@ class CardRenderer:
         wants_backpay = backpay_for is not None and shows_backpay(template.step(backpay_for))
         backpay = await self._backpay(case, template, state, now) \
             if detail and wants_backpay and recipient is not None else None
-        completion_lines: tuple[str, ...] = ()
+        completion_lines: tuple[tuple[str, str], ...] = ()
         if completion and detail:
             completion_lines = await self._completion(case, now, language or self.settings.language)
         return CaseView(
@@ -72,7 +72,7 @@ class CardRenderer:
             completion_lines=completion_lines,
         )
 
-    async def _completion(self, case: Case, now: datetime, language: str) -> tuple[str, ...]:
+    async def _completion(self, case: Case, now: datetime, language: str) -> tuple[tuple[str, str], ...]:
         from signing.pipeline import PipelineError, notice_lines
 
         try:
