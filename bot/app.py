@@ -83,9 +83,21 @@ def background(name: str, loop: Callable[[web.Application], Awaitable[None]]) ->
     return ctx
 
 
+PLACEHOLDER_COMPANY = "本公司"
+
+
+def check_company(settings: Settings) -> None:
+    """Documents for real employees must name the real employer: a real platform refuses the placeholder."""
+    real = [p for p in settings.platforms if p != "emulator"]
+    if real and settings.company_name.strip() in ("", PLACEHOLDER_COMPANY):
+        raise SystemExit(f"COMPANY_NAME: set the employer's legal name before serving {', '.join(real)} "
+                         f"(documents would say {PLACEHOLDER_COMPANY!r})")
+
+
 async def serve(settings: Settings) -> None:
     from bot.outbox import ADAPTERS
 
+    check_company(settings)
     app = create_app(settings)
     missing = [p for p in settings.platforms if p not in app.get(ADAPTERS, {})]
     if missing:

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     seal_pkcs12_passphrase: SecretStr | None = None
     # Printed in documents as the issuing company and as the addressee of the guarantee letter.
     company_name: str = "本公司"
+    # The issuer's address and unified social credit code (统一社会信用代码), printed on company documents.
+    company_address: str = ""
+    company_registration_number: str = ""
     # Proxies whose X-Forwarded-For we believe (comma list of IPs or CIDR networks); empty: none.
     trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
     signing_sweep_seconds: float = Field(30.0, gt=0)

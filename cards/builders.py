@@ -267,11 +267,12 @@ def alert_card(view: CaseView, step_id: str, *, purpose: str) -> Card:
 
 def completion_card(view: CaseView) -> Card:
     if view.completion_lines:
-        # Template layout: title, the opening sentence, one paragraph per right, then issuer and date;
-        # the rights read best as a list on a phone.
-        title, opening, *rest = view.completion_lines
-        rights, closing = rest[:-2], rest[-2:]
-        body = "\n".join([f"**{title}**", "", opening, *(f"- {r}" for r in rights), "", *closing])
+        # The opening sentence as it is, each right after it as a list item (they read best as a list
+        # on a phone), the issuer's lines at the end.
+        head = [f"**{text}**" if kind == "title" else text for kind, text in view.completion_lines[:2]]
+        items = [f"- {text}" for kind, text in view.completion_lines[2:] if kind != "closing"]
+        closing = [text for kind, text in view.completion_lines if kind == "closing"]
+        body = "\n".join([head[0], "", *head[1:], *items, "", *closing])
     else:
         # The notice could not be produced (e.g. directory data missing): say only what holds for every
         # case type, and where to ask.

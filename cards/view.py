@@ -33,9 +33,9 @@ class CaseView:
     # The social-insurance back-pay the employee signs for, with how it was computed (settlement/):
     # (amount text, basis lines), or an explanation of why it cannot be computed yet.
     backpay: tuple[str, tuple[str, ...]] | None = None
-    # The completion notice (离职手续完成确认函) as lines, title first, worded for this case type and
-    # case from its document template; empty when it could not be produced.
-    completion_lines: tuple[str, ...] = ()
+    # The completion notice (离职手续完成确认函) as (block type, text), title first, worded for this case
+    # type and case from its document template; empty when it could not be produced.
+    completion_lines: tuple[tuple[str, str], ...] = ()
 
     def t(self, zh: str, en: str) -> str:
         return en if self.language == "en" else zh

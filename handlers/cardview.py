@@ -62,7 +62,7 @@ class CardRenderer:
         wants_backpay = backpay_for is not None and shows_backpay(template.step(backpay_for))
         backpay = await self._backpay(case, template, state, now, hr=Role.HR in roles) \
             if detail and wants_backpay and recipient is not None else None
-        completion_lines: tuple[str, ...] = ()
+        completion_lines: tuple[tuple[str, str], ...] = ()
         if completion and detail:
             completion_lines = await self._completion(case, now, language or self.settings.language)
         return CaseView(
@@ -73,7 +73,7 @@ class CardRenderer:
             completion_lines=completion_lines,
         )
 
-    async def _completion(self, case: Case, now: datetime, language: str) -> tuple[str, ...]:
+    async def _completion(self, case: Case, now: datetime, language: str) -> tuple[tuple[str, str], ...]:
         from signing.pipeline import PipelineError, notice_lines
 
         try:

@@ -162,7 +162,7 @@ def _story(text: LangText, ctx: Mapping[str, object], lang: str, st: _Styles,
             story += [table, Spacer(1, 4 * mm)]
         elif isinstance(block, ClosingBlock):
             story.append(Spacer(1, 6 * mm))
-            story += [_p(fill(line, ctx, lang), st.closing) for line in block.lines]
+            story += [_p(line, st.closing) for line in (fill(raw, ctx, lang) for raw in block.lines) if line]
     if text.signatures:
         story.append(_signature_table(text, marks, st))
     return story

@@ -33,7 +33,7 @@ from signing.documents import SignatureMark, render_document, render_signed
 from signing.keys import KeyMaterial, load_or_create_keys
 from signing.merge import append_pages
 from signing.seal import TsaUnavailable, async_seal_pdf
-from signing.templates import DocumentError, format_value, load_template, render_text, unfilled
+from signing.templates import DocumentError, format_value, load_template, render_blocks, unfilled
 from storage.models import AuditEntry, Case, CaseStep, Checkpoint, Document, Employee, Signature
 from workflow.documents import document_title
 from workflow.errors import TemplateError
@@ -262,7 +262,8 @@ def flow_of(template_id: str, settings: Settings) -> FlowTemplate:
 # Every name build_context fills, for every kind and case type (empty when it does not apply), so a
 # template can be checked at load time against what a render will give it (check_flow_documents).
 CONTEXT_KEYS = frozenset({
-    "company_name", "case_type", "employee_name", "id_number", "department", "position",
+    "company_name", "company_address", "company_registration_number", "case_type",
+    "employee_name", "id_number", "department", "position",
     "termination_date", "contract_start", "contract_term", "years_of_service", "reason", "legal_basis",
     "handover_deadline", "notice_date", "issue_date", "handover_date", "receiver_name", "items", "contact",
     "backpay_period", "backpay_amount", "backpay_amount_upper", "basis_lines", "backpay_paid_on",
@@ -312,6 +313,8 @@ async def build_context(case: Case, kind: str, settings: Settings, *, now: datet
     notes = Notes()
     ctx: dict[str, object] = {
         "company_name": settings.company_name,
+        "company_address": settings.company_address,
+        "company_registration_number": settings.company_registration_number,
         "case_type": flow.case_type,
         "employee_name": emp.name,
         "id_number": emp.id_number or "",
@@ -379,13 +382,13 @@ def freeze_context(ctx: Mapping[str, object], lang: str) -> dict[str, Any]:
 
 
 async def notice_lines(case: Case, kind: str, settings: Settings, *, now: datetime,
-                       lang: str | None = None) -> list[str]:
+                       lang: str | None = None) -> list[tuple[str, str]]:
     """A notice's text for a card (e.g. the completion notice), from the same context as its PDF."""
     lang = lang or settings.language
     try:
         tpl = load_template(kind, extra_dir=settings.doc_templates_dir)
         values = freeze_context(await build_context(case, kind, settings, now=now), lang)
-        return render_text(tpl, values, lang)
+        return render_blocks(tpl, values, lang)
     except DocumentError as exc:
         raise PipelineError(f"文件无法生成：{exc}") from exc
 

@@ -285,29 +285,34 @@ def merged_context(tpl: DocTemplate, context: Mapping[str, object], lang: str = 
     return merged
 
 
-def render_text(tpl: DocTemplate, context: Mapping[str, object], lang: str) -> list[str]:
-    """The document as plain lines (title first) for a chat card: same blocks, conditions and
-    numbering as the PDF, so the card and the document never say different things."""
+def render_blocks(tpl: DocTemplate, context: Mapping[str, object], lang: str) -> list[tuple[str, str]]:
+    """The document as (block type, text) pairs, title first, for a chat card: same blocks, conditions
+    and numbering as the PDF, so the card and the document never say different things."""
     text = tpl.texts.get(lang) or next(iter(tpl.texts.values()))
     ctx = merged_context(tpl, context, lang)
-    out = [fill(text.title, ctx, lang)]
+    out = [("title", fill(text.title, ctx, lang))]
     section = 0
     for block in text.blocks:
         if not shown(ctx, block.when, block.unless):
             continue
         if isinstance(block, Heading):
             section += 1 if block.numbered else 0
-            out.append((section_number(section, lang) if block.numbered else "") + fill(block.text, ctx, lang))
+            number = section_number(section, lang) if block.numbered else ""
+            out.append(("heading", number + fill(block.text, ctx, lang)))
         elif isinstance(block, ParagraphBlock):
-            out.append(fill(block.text, ctx, lang))
+            out.append(("paragraph", fill(block.text, ctx, lang)))
         elif isinstance(block, LinesBlock):
             items = ctx.get(block.source)
             for i, item in enumerate(items if isinstance(items, list | tuple) else [], 1):
-                out.append((f"{i}. " if block.numbered else "") + clean_text(format_value(item, lang)))
+                out.append(("line", (f"{i}. " if block.numbered else "") + clean_text(format_value(item, lang))))
         elif isinstance(block, FieldsBlock):
             for label, value in block.rows:
                 if filled := fill(value, ctx, lang):
-                    out.append(f"{fill(label, ctx, lang)}：{filled}")
+                    out.append(("field", f"{fill(label, ctx, lang)}：{filled}"))
         elif isinstance(block, ClosingBlock):
-            out += [fill(line, ctx, lang) for line in block.lines]
+            out += [("closing", line) for line in (fill(raw, ctx, lang) for raw in block.lines) if line]
     return out
+
+
+def render_text(tpl: DocTemplate, context: Mapping[str, object], lang: str) -> list[str]:
+    return [text for _, text in render_blocks(tpl, context, lang)]

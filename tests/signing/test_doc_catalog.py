@@ -128,7 +128,8 @@ def _full_context(case_type: str, *, facts: bool) -> dict[str, object]:
                    final_pay_reference="P-2", certificate_signed_on=date(2026, 2, 1), compensation_amount="120,000.00",
                    compensation_amount_upper="壹拾贰万元整", compensation_lines=["N = 10"], non_compete_months=6,
                    non_compete_monthly="3,600.00", non_compete_lines=["期限 6 个月"], source_notes=["注1：https://x.example"],
-                   certificate_reason="个人原因")
+                   certificate_reason="个人原因", company_address="上海市示例路 1 号",
+                   company_registration_number="91310115MA1H000000")
     return ctx
 
 
@@ -148,3 +149,14 @@ def test_every_template_renders_for_every_case_type_with_and_without_facts(case_
             assert "{" not in text and "[[" not in text and "（未提供）" not in text, (kind, text)
             if not facts:
                 assert "（大写：）" not in text and "（身份证号码：）" not in text, (kind, text)
+                assert "地址：" not in text and "统一社会信用代码：" not in text, (kind, text)
+
+
+def test_serving_a_real_platform_refuses_the_placeholder_company_name(tmp_path: Path) -> None:
+    from bot.app import check_company
+
+    base = {"_env_file": None, "secret_key": "k" * 32, "data_dir": tmp_path}
+    with pytest.raises(SystemExit, match="COMPANY_NAME"):
+        check_company(load_settings(**base, platforms="emulator,dingtalk"))
+    check_company(load_settings(**base, platforms="emulator"))  # the emulator may keep the placeholder
+    check_company(load_settings(**base, platforms="wecom", company_name="上海示例科技有限公司"))

@@ -36,6 +36,10 @@ from workflow.templates import load_templates
 HR, FINANCE, IT, HANDOVER = "E001", "E004", "E005", "E006"
 FLOWS = load_templates()
 CONSENT_VERSION = "2025-01"
+COMPANY = {"company_name": "上海示例科技有限公司", "company_address": "上海市浦东新区示例路 1 号",
+           "company_registration_number": "91310115MA1H000000"}
+# What the company issues carries its name, address and registration number.
+COMPANY_ISSUED = {"termination_notice", "separation_certificate", "rights_notice", "settlement_agreement"}
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,7 @@ async def sign_on_page(http: aiohttp.ClientSession, url: str) -> None:
 async def server(demo_org: Settings) -> AsyncIterator[tuple[str, Settings]]:
     port = _free_port()
     settings = demo_org.model_copy(update={"http_port": port, "outbox_poll_seconds": 0.05, "timer_poll_seconds": 0.05,
-                                           "public_base_url": f"http://127.0.0.1:{port}"})
+                                           "public_base_url": f"http://127.0.0.1:{port}", **COMPANY})
     runner = web.AppRunner(create_app(settings, with_db=False), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -277,6 +281,7 @@ async def test_every_flow_from_command_to_closure(sc: Scenario, server: tuple[st
 
     body = _flat(completion["body"])
     assert "离职手续完成确认函" in body and "十五日内" in body and "一年" in body
+    assert _flat(COMPANY["company_name"]) in body
     if sc.flow == "probation":
         assert "社会保险补缴" in body and "1,438.42" in body and "保证书" in body
     else:
@@ -295,6 +300,8 @@ async def test_every_flow_from_command_to_closure(sc: Scenario, server: tuple[st
             assert "Signature is Valid" in _pdfsig(sealed, tmp_path, doc.kind), doc.kind
             text = _pdftotext(sealed, tmp_path, doc.kind)
             _check_common(text, doc.kind)
+            if doc.kind in COMPANY_ISSUED:
+                assert all(_flat(v) in _flat(text) for v in COMPANY.values()), doc.kind
             if doc.kind == "rights_notice":
                 _check_rights_notice(sc, _flat(text), agreed)
             if doc.kind == "settlement_agreement":
