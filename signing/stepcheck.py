@@ -19,7 +19,22 @@ from storage.canonical import canonical_json
 from storage.models import AuditEntry, Case, CaseStep, Employee
 from workflow import engine
 from workflow.effects import Audit
-from workflow.events import Act, Cancel, Close, DocumentSigned, Event, Remind, TimerFired, Viewed
+from workflow.events import (
+    NOTE_KINDS,
+    Act,
+    Answer,
+    Ask,
+    Cancel,
+    Close,
+    DocumentSigned,
+    Event,
+    Note,
+    Remind,
+    Reopen,
+    SealFailed,
+    TimerFired,
+    Viewed,
+)
 from workflow.model import CaseState, Role, StepState
 from workflow.template import FlowTemplate
 from workflow.timeutil import load_time
@@ -28,6 +43,8 @@ from workflow.timeutil import load_time
 # the signature evidence (checked against the signature row), and refusals (which change nothing).
 _NOT_DECISIONS = frozenset({"case_opened", "refused", "signature_evidence"})
 _ALL_ROLES = frozenset(Role)
+# What every entry carries beside its event's own facts (see engine._Tx.decide).
+_ENVELOPE = frozenset({"case_id", "at", "activated", "completed", "case_status", "actor_id", "actor_roles"})
 
 
 def _roles(data: Mapping[str, Any]) -> frozenset[Role]:
@@ -57,6 +74,20 @@ def event_of(kind: str, data: Mapping[str, Any]) -> Event | None:
         return Cancel(data["actor_id"], _roles(data), data["reason"], at)  # type: ignore[arg-type]
     if kind == "case_closed":
         return Close(data["actor_id"], _roles(data), at)  # type: ignore[arg-type]
+    if kind == "question_asked":
+        return Ask(data["actor_id"], _roles(data), data["text"], at, step)
+    if kind == "question_answered":
+        return Answer(data["question_id"], data["actor_id"], _roles(data), data["text"], at)
+    if kind == "question_reminded":
+        return TimerFired(data["question_id"], "question", at)
+    if kind == "step_reopened":
+        return Reopen(step, data["actor_id"], _roles(data), data.get("reason", ""), at)  # type: ignore[arg-type]
+    if kind == "seal_failed":
+        # The attempt key only tells the messages of two give-ups apart; the entry does not depend on it.
+        return SealFailed(step, data["document"], "", data["reason"], at)  # type: ignore[arg-type]
+    if kind in NOTE_KINDS or kind.startswith("note_"):
+        facts = {k: v for k, v in data.items() if k not in _ENVELOPE}
+        return Note(kind, data["actor_id"], _roles(data), facts, at)
     return None
 
 

@@ -215,7 +215,7 @@ class Document(Model):
     created_at = fields.DatetimeField()
     sealed_at = fields.DatetimeField(null=True)
     # Failed seal attempts (TSA down, any seal error): bounded by SEAL_MAX_ATTEMPTS, then "failed".
-    seal_attempts = fields.IntField(default=0)
+    seal_attempts = fields.IntField(default=0, null=True)  # never NULL in practice: see migration 0007
     seal_error = fields.TextField(null=True)
 
     class Meta:

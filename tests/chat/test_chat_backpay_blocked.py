@@ -177,12 +177,12 @@ async def test_months_outside_every_table_rates_entered_with_a_reason(server: st
         # Base 7,270 (the floor HR entered; wage 5,000 is below it): 581.60 + 145.40 + 3.00 + 36.35 = 766.35
         # a month, × 2 = 1,532.70.
         letter = await _wait_card(http, server, EMPLOYEE, lambda c: c["step_id"] == "guarantee" and
-                                  "1532.70 元" in str(c["fields"]))
+                                  "1,532.70 元" in str(c["fields"]))
         assert "HR 录入的北京费率" in letter["body"], letter["body"]
         await _no_leaks(http, server)
         await _sign(http, server, EMPLOYEE, "guarantee")
         doc = await Document.get(case_id=case_id, kind="guarantee_letter")
-        assert doc.status == "sealed" and doc.context["values"]["backpay_amount"] == "1532.70", doc.context
+        assert doc.status == "sealed" and doc.context["values"]["backpay_amount"] == "1,532.70", doc.context
         await _finish(http, server, case_id)
         await _no_leaks(http, server)
 
@@ -238,7 +238,7 @@ async def test_stranded_case_told_on_the_signing_page_then_directory_corrected_a
         assert (await _click(http, server, HR, check, "complete", {"unpaid_months": "2"}))["ok"]
         # Hire 2025-05: May and June 2025 under Beijing 2024 (base 6,821): 719.21 × 2 = 1,438.42.
         await _wait_card(http, server, EMPLOYEE, lambda c: c["step_id"] == "guarantee" and
-                         "1438.42 元" in str(c["fields"]))
+                         "1,438.42 元" in str(c["fields"]))
         await _no_leaks(http, server)
         await _sign(http, server, EMPLOYEE, "guarantee")
         await _finish(http, server, case_id)

@@ -63,7 +63,7 @@ async def test_city_without_any_table_named_in_chinese_then_rates_entered(chat: 
     await chat.deliver()
     # Base 5,284 (wage 5,000 below the floor): 422.72 + 105.68 + 10.568 → 10.57 = 538.97 a month; × 2.
     letter = await chat.card(EMPLOYEE, step="guarantee")
-    assert letter.card is not None and "1077.94 元" in str(letter.card.fields), letter.card.fields
+    assert letter.card is not None and "1,077.94 元" in str(letter.card.fields), letter.card.fields
 
 
 @pytest.mark.parametrize(("tail", "words"), [

@@ -395,7 +395,13 @@ def test_the_start_up_rules(settings: Settings) -> None:
 async def test_start_up_with_the_override_serves_and_prints_the_token_once(db_url: str, tmp_path: Path) -> None:
     port = _free_port()
     env = _base(tmp_path, DATABASE_URL=db_url, HTTP_PORT=str(port), TRUSTED_PROXIES="127.0.0.1",
-                EMULATOR_ALLOW_EXPOSED="true", PLATFORMS="emulator,dingtalk", LOG_LEVEL="DEBUG")
+                EMULATOR_ALLOW_EXPOSED="true", PLATFORMS="emulator,dingtalk", LOG_LEVEL="DEBUG",
+                COMPANY_NAME="测试科技有限公司")
+    # A real install: the root CA made offline, only the seal on the server (serve refuses without it).
+    keys = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "keys", "--root-dir",
+                                                str(tmp_path / "offline-root"), cwd=tmp_path, env=env,
+                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    assert await keys.wait() == 0
     log = tmp_path / "stderr.log"
     with log.open("w") as err_file:  # a file, not a pipe: DEBUG logging must never block the server
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "serve", cwd=tmp_path, env=env,

@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from pydantic import SecretStr
 from tortoise import connections
 
 from bot.app import create_app
@@ -29,6 +30,7 @@ from settlement.basis import money
 from settlement.compensation import compensation
 from signing.amounts import rmb_upper
 from storage.models import Case, CaseStep, Document, Employee, Timer
+from tests.chat.test_chat_emulator import AUTH, TOKEN
 from tests.conftest import ROOT
 from tests.signing_flow.conftest import signature_strokes
 from workflow.templates import load_templates
@@ -78,7 +80,7 @@ class EmulatorAPI:
         self.http, self.base = http, base
 
     def headers(self) -> dict[str, str]:
-        return {}
+        return dict(AUTH)
 
     async def send(self, user: str, text: str) -> dict[str, Any]:
         async with self.http.post(f"{self.base}/emulator/api/send", json={"user": user, "text": text},
@@ -128,7 +130,8 @@ async def sign_on_page(http: aiohttp.ClientSession, url: str) -> None:
 async def server(demo_org: Settings) -> AsyncIterator[tuple[str, Settings]]:
     port = _free_port()
     settings = demo_org.model_copy(update={"http_port": port, "outbox_poll_seconds": 0.05, "timer_poll_seconds": 0.05,
-                                           "public_base_url": f"http://127.0.0.1:{port}", **COMPANY})
+                                           "public_base_url": f"http://127.0.0.1:{port}", **COMPANY,
+                                           "emulator_token": SecretStr(TOKEN)})
     runner = web.AppRunner(create_app(settings, with_db=False), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()

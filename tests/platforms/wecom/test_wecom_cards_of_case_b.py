@@ -33,19 +33,19 @@ def _check(card, card_id: str) -> dict:  # type: ignore[no-untyped-def]
 async def test_every_case_b_card_renders(chat) -> None:  # type: ignore[no-untyped-def]
     await chat.send("E001", START)
     await chat.deliver()
-    app = chat.card("E003", step="application")
+    app = await chat.card("E003", step="application")
     await chat.click("E003", app.card_id, "submit", {"last_working_day": "2025-07-31", "reason": "试用期考核未通过"})
     await chat.deliver()
-    review = chat.card("E002", step="performance_review")
+    review = await chat.card("E002", step="performance_review")
     await chat.click("E002", review.card_id, "approve", {"result": "完成率 60%，要求 80%"})
     await chat.deliver()
-    check = chat.card("E001", step="hr_check")
+    check = await chat.card("E001", step="hr_check")
     await chat.click("E001", check.card_id, "complete", {"unpaid_months": "2"})
     await chat.deliver()
     seen: dict[str, int] = {}
     locked = 0
     for user in ("E001", "E002", "E003", "E004", "E005", "E006"):
-        for msg in chat.cards(user):
+        for msg in await chat.cards(user):
             if msg.card is None:
                 continue
             out = _check(msg.card, msg.card_id)
