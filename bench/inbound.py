@@ -226,6 +226,9 @@ def bench_full(label: str, db_url: str, n: int, clients: int, workdir: Path) -> 
            "DATA_DIR": str(workdir / "data"), "LOG_LEVEL": "WARNING", "SECRET_KEY": "bench-secret-0123456789abcdef",
            "EMULATOR_TOKEN": EMULATOR_TOKEN}
     prepare(env, n, workdir)
+    # As a real install: the root CA made offline, only the seal on the server (serve refuses without it).
+    subprocess.run([PY, "-m", "bot", "keys", "--root-dir", str(workdir / "offline-root")], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
     proc = run_server([PY, "-m", "bot", "serve"], env)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -211,6 +211,10 @@ async def server_run(parallel: int, *, ordinary: bool = False) -> None:
         env = {**os.environ, "DATABASE_URL": db_url, "DATA_DIR": str(data_dir), "SECRET_KEY": SECRET,
                "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port), "PUBLIC_BASE_URL": base, "PLATFORMS": "emulator",
                "LOG_LEVEL": "WARNING", "SIGNING_SWEEP_SECONDS": "3600"}
+        # As a real install: the root CA made offline, only the seal on the server (serve refuses without it).
+        keys = await asyncio.create_subprocess_exec(PY, "-m", "bot", "keys", "--root-dir", str(work / "offline-root"),
+                                                    cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+        assert await keys.wait() == 0, "python -m bot keys failed"
         proc = start_server(env)
         try:
             async with aiohttp.ClientSession() as http:
