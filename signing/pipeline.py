@@ -20,6 +20,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from tortoise.expressions import F
+from tortoise.transactions import in_transaction
 
 from bot.settings import Settings
 from settlement.basis import money
@@ -34,6 +35,7 @@ from signing.keys import KeyMaterial, load_or_create_keys
 from signing.merge import append_pages
 from signing.seal import TsaUnavailable, async_seal_pdf
 from signing.templates import DocumentError, format_value, load_template, render_blocks, unfilled
+from storage import audit
 from storage.models import AuditEntry, Case, CaseStep, Checkpoint, Document, Employee, Signature
 from workflow.documents import document_title
 from workflow.errors import TemplateError
@@ -42,6 +44,14 @@ from workflow.template import FlowTemplate
 from workflow.templates import load_templates
 
 log = logging.getLogger("signing")
+
+# Documents the company issues on its own, signed by no one: sealed as rendered, and their hashes entered
+# in the audit chain when sealed (a signed document's hash is there through its signature's evidence).
+COMPANY_ISSUED = frozenset({"completion_notice"})
+# The step id a company-issued completion notice is filed under (no flow step produces it).
+ISSUED_STEP = "case_completed"
+# Audit kind recording a company-issued document's hashes once sealed; not an engine decision.
+ISSUED_KIND = "document_issued"
 
 # Which signature slot a signer fills, by their role on the step (templates name slots this way).
 SLOT_FOR_ROLE = {"employee": "employee", "handover": "receiver"}
@@ -465,6 +475,8 @@ async def signers_evidence(doc: Document, settings: Settings) -> list[dict[str, 
 async def assemble_signed(doc: Document, settings: Settings, keys: KeyMaterial) -> bytes:
     """The complete PDF before the seal: signed render + completion page."""
     sigs = await Signature.filter(document_id=doc.id).order_by("id")
+    if not sigs and doc.kind in COMPANY_ISSUED:
+        return bytes(doc.pdf_unsigned)  # nobody signs it: no signature slot, no evidence page
     if not sigs:
         raise PipelineError(f"document {doc.id} has no signature")
     tpl = load_template(doc.kind, extra_dir=settings.doc_templates_dir)
@@ -518,9 +530,10 @@ async def seal_document(doc_id: int, settings: Settings, keys: KeyMaterial | Non
         return "exhausted"  # handed to the signing sweep, which tells HR and asks for a new signature
     keys = keys or keys_for(settings)
     title = document_title(doc.kind).get("zh")
+    done = "公司出具" if doc.kind in COMPANY_ISSUED else "签署完成"
     try:
         pdf = await assemble_signed(doc, settings, keys)
-        sealed = await async_seal_pdf(pdf, keys, reason=f"{title} 签署完成（{doc.case_id}）",  # type: ignore[attr-defined]
+        sealed = await async_seal_pdf(pdf, keys, reason=f"{title} {done}（{doc.case_id}）",  # type: ignore[attr-defined]
                                       location=settings.company_name, tsa_url=settings.tsa_url)
     except TsaUnavailable as exc:
         log.warning("document %s: %s; will retry (never sealed without the timestamp)", doc.id, exc)
@@ -532,11 +545,55 @@ async def seal_document(doc_id: int, settings: Settings, keys: KeyMaterial | Non
         await _count_attempt(doc.id, exc)
         raise
     now = now or datetime.now(UTC)
-    # Compare-and-set: if the sweep and the request both sealed, only the first result is kept.
-    n = await Document.filter(id=doc.id, status__in=["signed", "pending_tsa"]).update(
-        status="sealed", pdf_signed=sealed, sha256_signed=sha256_hex(sealed), sealed_at=now,
-    )
+    async with in_transaction() as conn:
+        # Compare-and-set: if the sweep and the request both sealed, only the first result is kept.
+        n = await Document.filter(id=doc.id, status__in=["signed", "pending_tsa"]).using_db(conn).update(
+            status="sealed", pdf_signed=sealed, sha256_signed=sha256_hex(sealed), sealed_at=now,
+        )
+        if n == 1 and doc.kind in COMPANY_ISSUED:
+            await _record_issued(doc, sha256_hex(sealed), keys, conn, now)
     return "sealed" if n == 1 else (await Document.get(id=doc.id)).status
+
+
+async def _record_issued(doc: Document, sha256_signed: str, keys: KeyMaterial, conn: Any, now: datetime) -> None:
+    """The sealed company-issued document's hashes into the audit chain, and a fresh checkpoint over the new
+    head (the case is usually closed already: its closing checkpoint must still cover the final entry)."""
+    case_id: str = doc.case_id  # type: ignore[attr-defined]
+    # Bumping the version first locks the case row and makes a writer holding an older snapshot retry.
+    await Case.filter(id=case_id).using_db(conn).update(version=F("version") + 1)
+    await audit.append(case_id, at=now, actor="system", kind=ISSUED_KIND, using=conn, data={
+        "document_id": doc.id, "kind": doc.kind, "step_id": doc.step_id,
+        "sha256_unsigned": doc.sha256_unsigned, "sha256_signed": sha256_signed,
+        "template_sha256": str((doc.context or {}).get("template_sha256", "")),
+    })
+    await write_checkpoint(case_id, keys, using=conn, now=now)
+
+
+async def sealed_documents(case_id: str) -> list[Document]:
+    """Every sealed document of a case, oldest first (signed ones and the completion notice): what the
+    employee is sent and what an archive of the case holds."""
+    return await Document.filter(case_id=case_id, status="sealed").order_by("id")
+
+
+async def issue_completion_notice(case: Case, settings: Settings, *, now: datetime,
+                                  keys: KeyMaterial | None = None) -> Document | None:
+    """The completed case's completion notice as a sealed PDF, rendered and sealed on first call and
+    returned as stored afterwards; None for a case that did not complete. A seal that fails here (TSA
+    down) is left "signed"/"pending_tsa" for the sweep, like a signed document."""
+    if case.status != "completed":
+        return None
+    doc = await ensure_draft(case, ISSUED_STEP, "completion_notice", settings, now=now)
+    # Company-issued: ready to seal as rendered (compare-and-set, so two callers move it once).
+    await Document.filter(id=doc.id, status="draft").update(status="signed")
+    await seal_document(doc.id, settings, keys, now=now)
+    return await Document.get(id=doc.id)
+
+
+async def unissued_completed(since: datetime) -> list[Case]:
+    """Cases completed since `since` that have no completion notice yet (the sweep issues them)."""
+    have = await Document.filter(kind="completion_notice", step_id=ISSUED_STEP).exclude(
+        status="failed").values_list("case_id", flat=True)
+    return await Case.filter(status="completed", closed_at__gte=since).exclude(id__in=list(have)).order_by("id")
 
 
 async def _count_attempt(doc_id: int, exc: Exception) -> None:
