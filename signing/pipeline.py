@@ -60,6 +60,29 @@ LEGAL_BASIS = {
     "probation": "《中华人民共和国劳动合同法》第三十九条第一项（在试用期间被证明不符合录用条件）",
     "misconduct": "《中华人民共和国劳动合同法》第三十九条",
 }
+LEGAL_BASIS_EN = {
+    "probation": "Labour Contract Law of the PRC, Art. 39(1) (shown during probation not to meet the hiring "
+                 "conditions)",
+    "misconduct": "Labour Contract Law of the PRC, Art. 39",
+}
+# Values build_context words itself, per document language (basis lines come from settlement/ and
+# signing.casefacts in the same language).
+WORDS = {
+    "zh": {"legal_basis": "《中华人民共和国劳动合同法》相关规定", "open_ended": "无固定期限", "term": "{start}至{end}",
+           "hr_contact": "{name}（人事）", "hr_dept": "人力资源部", "none": "无",
+           "no_backpay": "试用期社会保险已足额缴纳，无需补缴。",
+           "backpay_split": "上述补缴金额 {employee} 元为个人缴费部分；单位缴费部分 {employer} 元由公司另行承担。"},
+    "en": {"legal_basis": "the relevant provisions of the Labour Contract Law of the PRC",
+           "open_ended": "open-ended", "term": "{start} to {end}", "hr_contact": "{name} (HR)",
+           "hr_dept": "Human Resources", "none": "none",
+           "no_backpay": "Social insurance for the probation period was paid in full; nothing is owed.",
+           "backpay_split": "The back-pay of RMB {employee} above is the employee's share; the employer's share "
+                            "of RMB {employer} is borne by the company."},
+}
+
+
+def _words(lang: str) -> dict[str, str]:
+    return WORDS.get(lang, WORDS["zh"])
 
 
 # Chinese names of large cities a directory may hold by slug, so HR's message names the city even when no
@@ -213,16 +236,18 @@ def check_coverage(tables: RateTables, city: str | None, months: Sequence[str]) 
 
 
 def backpay_context(emp: Employee, last_day: date | None, unpaid: object, *,
-                    rate_tables_dir: Path | None = None, entered: Sequence[RateTable] = ()) -> dict[str, object]:
+                    rate_tables_dir: Path | None = None, entered: Sequence[RateTable] = (),
+                    lang: str = "zh") -> dict[str, object]:
     """backpay_period, backpay_amount and basis_lines for the guarantee letter (months: `backpay_months`).
 
     Every failure is a PipelineError in Chinese (RatesMissing when no table covers a month): the message
     goes to HR, never to the employee, and never carries the settlement package's English text.
     """
     months = backpay_months(emp, last_day, unpaid)
+    words = _words(lang)
     if not months:
-        return {"backpay_period": "无", "backpay_amount": Decimal("0.00"),
-                "basis_lines": ["试用期社会保险已足额缴纳，无需补缴。"]}
+        return {"backpay_period": words["none"], "backpay_amount": Decimal("0.00"),
+                "basis_lines": [words["no_backpay"]]}
     try:
         tables = case_tables(rate_tables_dir, entered)
         check_coverage(tables, emp.city or None, months)
@@ -231,18 +256,22 @@ def backpay_context(emp: Employee, last_day: date | None, unpaid: object, *,
         log.warning("back-pay for %s: %s", emp.employee_id, exc)
         raise BackpayError(f"社保补缴金额无法计算（{exc.field}）：请核对通讯录中该员工的入职日期、城市和月工资，"
                             "或所用费率表") from exc
-    period = period_zh(months)
-    lines = list(result.basis)
-    lines.append(f"上述补缴金额 {money(result.employee_total)} 元为个人缴费部分；单位缴费部分 "
-                 f"{money(result.employer_total)} 元由公司另行承担。")
+    period = period_zh(months) if lang == "zh" else (
+        months[0] if len(months) == 1 else f"{months[0]} to {months[-1]}")
+    lines = list(result.basis_en if lang == "en" else result.basis)
+    lines.append(words["backpay_split"].format(employee=money(result.employee_total),
+                                               employer=money(result.employer_total)))
     return {"backpay_period": period, "backpay_amount": result.employee_total, "basis_lines": lines}
 
 
-def _years_of_service(start: date | None, end: date | None) -> str:
+def _years_of_service(start: date | None, end: date | None, lang: str = "zh") -> str:
     if start is None or end is None or end < start:
         return ""
     months = (end.year - start.year) * 12 + end.month - start.month + (1 if end.day >= start.day else 0)
     years, rest = divmod(max(months, 0), 12)
+    if lang == "en":
+        parts = [f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in ((years, "year"), (rest, "month")) if n]
+        return " ".join(parts) or "0 months"
     if years and rest:
         return f"{years}年{rest}个月"
     return f"{years}年" if years else f"{rest}个月"
@@ -299,10 +328,14 @@ def _data_of(steps: list[CaseStep], step_id: str, key: str) -> str:
     return ""
 
 
-async def build_context(case: Case, kind: str, settings: Settings, *, now: datetime) -> dict[str, object]:
-    """Every value the templates use, from the case, its employee, its flow and the steps' data.
+async def build_context(case: Case, kind: str, settings: Settings, *, now: datetime,
+                        lang: str | None = None) -> dict[str, object]:
+    """Every value the templates use, from the case, its employee, its flow and the steps' data, worded
+    in the document's language (default: the service's).
 
     The one place a document's values come from; the keys are always exactly CONTEXT_KEYS."""
+    lang = lang or settings.language
+    words = _words(lang)
     emp = await Employee.get(id=case.employee_id)  # type: ignore[attr-defined]
     steps = await CaseStep.filter(case_id=case.id).order_by("position")
     flow = flow_of(case.template_id, settings)
@@ -317,10 +350,10 @@ async def build_context(case: Case, kind: str, settings: Settings, *, now: datet
     term_end = emp.contract_end
     contract_term = ""
     if emp.contract_start is not None:
-        end_text = format_value(term_end, "zh") if term_end else "无固定期限"
-        contract_term = f"{format_value(emp.contract_start, 'zh')}至{end_text}"
+        end_text = format_value(term_end, lang) if term_end else words["open_ended"]
+        contract_term = words["term"].format(start=format_value(emp.contract_start, lang), end=end_text)
     wage = Decimal(emp.monthly_wage) if emp.monthly_wage is not None else None
-    notes = Notes()
+    notes = Notes(lang)
     ctx: dict[str, object] = {
         "company_name": settings.company_name,
         "company_address": settings.company_address,
@@ -333,16 +366,17 @@ async def build_context(case: Case, kind: str, settings: Settings, *, now: datet
         "termination_date": last_day or today,
         "contract_start": emp.contract_start or "",
         "contract_term": contract_term,
-        "years_of_service": _years_of_service(emp.hire_date, last_day or today),
+        "years_of_service": _years_of_service(emp.hire_date, last_day or today, lang),
         "reason": case.reason or "",
-        "legal_basis": LEGAL_BASIS.get(case.template_id, "《中华人民共和国劳动合同法》相关规定"),
+        "legal_basis": (LEGAL_BASIS_EN if lang == "en" else LEGAL_BASIS).get(case.template_id,
+                                                                            words["legal_basis"]),
         "handover_deadline": last_day or today,
         "notice_date": today,
         "issue_date": today,
         "handover_date": today,
         "receiver_name": receiver.name if receiver else "",
         "items": _step_value(steps, "items") or HANDOVER_ITEMS,
-        "contact": f"{hr.name}（人事）" if hr else "人力资源部",
+        "contact": words["hr_contact"].format(name=hr.name) if hr else words["hr_dept"],
         "backpay_period": "", "backpay_amount": "", "backpay_amount_upper": "", "basis_lines": [],
         "backpay_paid_on": _done_on(steps, "backpay", tz) or "",
         "backpay_reference": _data_of(steps, "backpay", "payment_reference"),
@@ -357,19 +391,21 @@ async def build_context(case: Case, kind: str, settings: Settings, *, now: datet
     }
     if has_backpay(flow):
         bp = backpay_context(emp, last_day, _step_value(steps, "unpaid_months"),
-                             rate_tables_dir=settings.rate_tables_dir, entered=await entered_tables(case.id))
+                             rate_tables_dir=settings.rate_tables_dir, entered=await entered_tables(case.id),
+                             lang=lang)
         ctx.update(bp)
-        ctx["backpay_amount_upper"] = upper(bp["backpay_amount"])  # type: ignore[arg-type]
+        ctx["backpay_amount_upper"] = upper(bp["backpay_amount"], lang)  # type: ignore[arg-type]
         # Printed as money (thousands separators), the way the basis lines print the same figure.
         ctx["backpay_amount"] = money(bp["backpay_amount"])  # type: ignore[arg-type]
         ctx["basis_lines"] = notes.lift(bp["basis_lines"])  # type: ignore[arg-type]
     agreed = amount(step_value(hr_data, "compensation"))
     if agreed is not None:
-        comp = mutual_compensation(agreed, emp.hire_date, last_day, wage)
+        comp = mutual_compensation(agreed, emp.hire_date, last_day, wage, lang)
         ctx["compensation_amount"] = money(comp.agreed)
-        ctx["compensation_amount_upper"] = upper(comp.agreed)
+        ctx["compensation_amount_upper"] = upper(comp.agreed, lang)
         ctx["compensation_lines"] = notes.lift(comp.lines)
-    nc = non_compete(step_value(hr_data, "non_compete_months"), step_value(hr_data, "non_compete_monthly"), wage)
+    nc = non_compete(step_value(hr_data, "non_compete_months"), step_value(hr_data, "non_compete_monthly"), wage,
+                     lang)
     if nc is not None:
         ctx["non_compete_months"] = nc.months
         ctx["non_compete_monthly"] = money(nc.monthly)
@@ -397,7 +433,7 @@ async def notice_lines(case: Case, kind: str, settings: Settings, *, now: dateti
     lang = lang or settings.language
     try:
         tpl = load_template(kind, extra_dir=settings.doc_templates_dir)
-        values = freeze_context(await build_context(case, kind, settings, now=now), lang)
+        values = freeze_context(await build_context(case, kind, settings, now=now, lang=lang), lang)
         return render_blocks(tpl, values, lang)
     except DocumentError as exc:
         raise PipelineError(f"文件无法生成：{exc}") from exc
@@ -420,7 +456,7 @@ async def ensure_draft(case: Case, step_id: str, kind: str, settings: Settings, 
     lang = settings.language
     try:
         tpl = load_template(kind, extra_dir=settings.doc_templates_dir)
-        values = freeze_context(await build_context(case, kind, settings, now=now), lang)
+        values = freeze_context(await build_context(case, kind, settings, now=now, lang=lang), lang)
         pdf = await asyncio.to_thread(render_document, kind, values, lang=lang,
                                       extra_dir=settings.doc_templates_dir, font_path=_font(settings))
     except DocumentError as exc:
