@@ -638,9 +638,13 @@ async def _count_attempt(doc_id: int, exc: Exception) -> None:
 
 
 async def exhausted(settings: Settings) -> list[Document]:
-    """Signed documents whose seal failed SEAL_MAX_ATTEMPTS times: to be given up and signed again."""
+    """Signed documents whose seal failed SEAL_MAX_ATTEMPTS times: to be given up and signed again.
+
+    A company-issued document is never given up (nobody could sign it again, and a fresh one would fail
+    the same way): it stays for an operator to seal, with its error stored."""
     return await Document.filter(status__in=["signed", "pending_tsa"],
-                                 seal_attempts__gte=settings.seal_max_attempts).order_by("id")
+                                 seal_attempts__gte=settings.seal_max_attempts).exclude(
+        kind__in=sorted(COMPANY_ISSUED)).order_by("id")
 
 
 async def sweep(settings: Settings, keys: KeyMaterial | None = None) -> dict[int, str]:
