@@ -669,6 +669,9 @@ async def sweep_round(settings: Settings, service: CaseService) -> dict[int, str
     for case in await unissued_completed(_now() - timedelta(days=ISSUE_RETRY_DAYS)):
         try:
             doc = await issue_completion_notice(case, settings, now=_now())
+        except PipelineError as exc:  # data HR must fix (told by the card render's log); retried next round
+            log.error("case %s: completion notice not issued: %s", case.id, exc)
+            continue
         except Exception:  # retried next round
             log.exception("case %s: completion notice not issued", case.id)
             continue

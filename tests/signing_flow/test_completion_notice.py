@@ -10,11 +10,13 @@ import aiohttp
 import pytest
 
 from bot.settings import Settings
+from handlers import signing_web
 from handlers.cases import utcnow
 from handlers.links import download_url
 from signing.pipeline import ISSUED_KIND, keys_for, sealed_documents
 from signing.verify import all_ok, verify_case
 from storage.models import AuditEntry, Case, Document
+from tests.signing_flow.conftest import Flow, complete_case
 from tests.signing_flow.test_every_flow_e2e import (
     HR,
     SCENARIOS,
@@ -107,3 +109,19 @@ async def test_completion_notice_sealed_and_every_document_downloadable(
     failed = [c.name for c in checks if not c.ok]
     assert not all_ok(checks)
     assert f"document {notice.id} (completion_notice) signed hash" in failed
+
+
+async def test_the_sweep_issues_a_notice_no_card_issued(flow: Flow) -> None:
+    """A case completed with no completion card rendered yet (relay down, render failed): the signing
+    sweep issues and seals its notice once, and the case still verifies."""
+    await complete_case(flow)
+    assert not await Document.filter(case_id=flow.case_id, kind="completion_notice").exists()
+    first = await signing_web.sweep_round(flow.settings, flow.service)
+    again = await signing_web.sweep_round(flow.settings, flow.service)
+    notice = await Document.get(case_id=flow.case_id, kind="completion_notice")
+    assert first == {notice.id: "sealed"} and again == {}
+    keys = keys_for(flow.settings)
+    checks = await verify_case(flow.case_id, keys=keys, trust_root=keys.root_cert or keys.seal_cert)
+    assert all_ok(checks), [c.line() for c in checks if not c.ok]
+    # Probation wording: the back-pay paid under the guarantee letter.
+    assert "社会保险补缴" in _flat(_pdftotext(bytes(notice.pdf_signed), Path(flow.settings.data_dir), "n"))
