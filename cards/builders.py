@@ -284,7 +284,9 @@ def completion_card(view: CaseView) -> Card:
                 fields=tuple(_case_fields(view)), body=body,
                 status=view.t(f"完成于 {view.local(view.state.closed_at)}",
                               f"Completed {view.local(view.state.closed_at)}"),
-                tone="done", case_id=view.case_id, purpose="completion", language=view.language)
+                tone="done", case_id=view.case_id, purpose="completion", language=view.language,
+                buttons=tuple(Button(label=view.t(f"下载《{title}》", f"Download: {title}"), url=url)
+                              for title, url in view.downloads))
 
 
 def notice_card(view: CaseView, step_id: str | None, *, purpose: str) -> Card:

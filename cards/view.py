@@ -36,6 +36,8 @@ class CaseView:
     # The completion notice (离职手续完成确认函) as (block type, text), title first, worded for this case
     # type and case from its document template; empty when it could not be produced.
     completion_lines: tuple[tuple[str, str], ...] = ()
+    # The case's sealed documents for the completion card's holder: (title, personal download link).
+    downloads: tuple[tuple[str, str], ...] = ()
 
     def t(self, zh: str, en: str) -> str:
         return en if self.language == "en" else zh

@@ -6,6 +6,7 @@ delivery) and by the action handler (which buttons a card offers right now).
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from bot.settings import Settings
@@ -16,12 +17,15 @@ from cards.questions import QUESTION_PURPOSES, build_question
 from cards.view import CaseView
 from handlers.backpay import EMPLOYEE_STATUS
 from handlers.cases import CaseService, utcnow
-from handlers.links import signing_url
+from handlers.links import download_url, signing_url
 from signing.templates import format_value
 from storage import hotpath
 from storage.models import AuditEntry, Case, Employee, OutboxMessage
+from workflow.documents import document_title
 from workflow.model import CaseState, Role
 from workflow.template import FlowTemplate
+
+log = logging.getLogger("cards")
 
 
 class CardRenderer:
@@ -63,14 +67,17 @@ class CardRenderer:
         backpay = await self._backpay(case, template, state, now, hr=Role.HR in roles) \
             if detail and wants_backpay and recipient is not None else None
         completion_lines: tuple[tuple[str, str], ...] = ()
+        downloads: tuple[tuple[str, str], ...] = ()
         if completion and detail:
             completion_lines = await self._completion(case, now, language or self.settings.language)
+            if recipient is not None and roles & {Role.EMPLOYEE, Role.HR}:
+                downloads = await self._downloads(case, recipient, now, language or self.settings.language)
         return CaseView(
             case_id=case.id, template=template, state=state, employee_id=employee.employee_id,
             employee_name=employee.name, last_day=case.last_day, reason=case.reason, names=names,
             tz=self.settings.tz, language=language or self.settings.language, now=now, sign_urls=sign_urls,
             cancel_reason=cancel_reason, recipient_roles=frozenset(roles), backpay=backpay,
-            completion_lines=completion_lines,
+            completion_lines=completion_lines, downloads=downloads,
         )
 
     async def _completion(self, case: Case, now: datetime, language: str) -> tuple[tuple[str, str], ...]:
@@ -80,6 +87,21 @@ class CardRenderer:
             return tuple(await notice_lines(case, "completion_notice", self.settings, now=now, lang=language))
         except PipelineError:
             return ()
+
+    async def _downloads(self, case: Case, recipient: Employee, now: datetime,
+                         language: str) -> tuple[tuple[str, str], ...]:
+        """Personal links to every sealed document of a completed case, the completion notice among them
+        (issued and sealed here on the first completion card; the signing sweep retries a failure)."""
+        from signing.pipeline import issue_completion_notice, sealed_documents
+
+        if case.status == "completed":
+            try:
+                await issue_completion_notice(case, self.settings, now=now)
+            except Exception:  # the card still goes out with what is sealed; the sweep issues it later
+                log.exception("case %s: completion notice not issued", case.id)
+        return tuple((document_title(doc.kind).get(language),
+                      download_url(self.settings, case.id, doc.id, recipient.employee_id, now=now))
+                     for doc in await sealed_documents(case.id))
 
     async def _backpay(self, case: Case, template: FlowTemplate, state: CaseState,
                        now: datetime, *, hr: bool) -> tuple[str, tuple[str, ...]] | None:

@@ -23,7 +23,18 @@ def signing_url(settings: Settings, case_id: str, step_id: str, signer_id: str, 
     return f"{settings.public_base_url}/sign/{token}"
 
 
-_TOKEN_IN_PATH = re.compile(r"(/sign/)[^/\s?\"]+")
+def download_url(settings: Settings, case_id: str, document_id: int, holder_id: str, *,
+                 now: datetime | None = None) -> str:
+    """A personal, expiring link to one sealed document of a case (`/doc/<token>`): the token names the
+    document and its holder, and the download page serves it only to the case's employee or HR."""
+    now = now or utcnow()
+    token = make_token(settings.secret_bytes(), case_id=case_id, step_id=str(document_id), signer_id=holder_id,
+                       expires_at=now + timedelta(hours=settings.link_ttl_hours), nonce=new_nonce(),
+                       purpose="download")
+    return f"{settings.public_base_url}/doc/{token}"
+
+
+_TOKEN_IN_PATH = re.compile(r"(/sign/|/doc/)[^/\s?\"]+")
 
 
 class RedactLinkTokens(logging.Filter):
@@ -31,9 +42,10 @@ class RedactLinkTokens(logging.Filter):
     it on; `serve` runs without one) shows `/sign/…` instead of the token."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and "/sign/" in record.msg:
+        if isinstance(record.msg, str) and _TOKEN_IN_PATH.search(record.msg):
             record.msg = _TOKEN_IN_PATH.sub(r"\1…", record.msg)
-        if isinstance(record.args, tuple) and any(isinstance(a, str) and "/sign/" in a for a in record.args):
+        if isinstance(record.args, tuple) and any(isinstance(a, str) and _TOKEN_IN_PATH.search(a)
+                                                  for a in record.args):
             record.args = tuple(_TOKEN_IN_PATH.sub(r"\1…", a) if isinstance(a, str) else a for a in record.args)
         line = getattr(record, "first_request_line", None)
         if isinstance(line, str):

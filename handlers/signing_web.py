@@ -5,6 +5,8 @@ GET  /sign/{token}/page/{n}.png     page images of the unsigned draft
 POST /sign/{token}                  the signature (JSON from signpad.js); one transaction, then the seal
 GET  /sign/{token}/oauth/{platform} OAuth return: confirms the signer through DingTalk / WeCom
 GET  /sign/{token}/document.pdf     the sealed PDF, for the holder of the same link
+GET  /doc/{token}                   one sealed document of a case (completion card links), for the case's
+                                    employee or HR holding their own link
 
 Every refusal changes nothing and explains itself in Chinese. The link token is an HMAC over case, step,
 signer, expiry and nonce (signing.links); single use is the nonce row's `used_at`, claimed with a
@@ -46,9 +48,11 @@ from signing.pipeline import (
     current_document,
     ensure_draft,
     exhausted,
+    issue_completion_notice,
     keys_for,
     seal_document,
     sweep,
+    unissued_completed,
     write_checkpoint,
 )
 from signing.preview import PreviewError, pdf_to_png_pages
@@ -71,6 +75,7 @@ MAX_BODY = 1_000_000
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC_PREFIX = "/sign-assets"
 IDENTITY_COOKIE_SECONDS = 1800
+ISSUE_RETRY_DAYS = 7  # how long after completion the sweep keeps trying to issue a completion notice
 HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
@@ -593,6 +598,39 @@ async def download(request: web.Request) -> web.StreamResponse:
         **HEADERS, "Content-Disposition": f'attachment; filename="{name}"'})
 
 
+DOWNLOAD_ERRORS = {
+    "malformed": (400, "链接不完整或格式有误，请从离职完成卡片重新打开下载链接。"),
+    "tampered": (403, "链接无效（签名校验失败），请从离职完成卡片重新打开下载链接。"),
+    "expired": (410, "下载链接已过期，请在聊天中发送 /进度 或联系人事（HR）获取新的链接。"),
+}
+
+
+async def download_document(request: web.Request) -> web.StreamResponse:
+    """A sealed document of a case, for the holder the link was made for, if they are the case's employee
+    or HR: a link forwarded to anyone else is refused even before it expires."""
+    settings: Settings = request.app[SETTINGS]
+    service: CaseService = request.app[SERVICE]
+    try:
+        claims = read_token(settings.secret_bytes(), request.match_info["token"], _now(), purpose="download")
+    except LinkError as exc:
+        status, message = DOWNLOAD_ERRORS[exc.code]
+        return _page(status, "无法下载", message)
+    case = await Case.get_or_none(id=claims.case_id)
+    holder = await Employee.get_or_none(employee_id=claims.signer_id)
+    if case is None or holder is None:
+        return _page(404, "无法下载", "找不到对应的离职流程或员工。")
+    roles = await service.roles_of(case, holder)
+    if not roles & {Role.EMPLOYEE, Role.HR}:
+        return _page(403, "无法下载", "只有本流程的员工本人和人事（HR）可以下载这些文件。")
+    doc = await Document.get_or_none(id=int(claims.step_id), case_id=case.id, status="sealed") \
+        if claims.step_id.isdigit() else None
+    if doc is None or doc.pdf_signed is None:
+        return _page(404, "无法下载", "文件不存在或尚未完成盖章，请稍后再试。")
+    name = f"{case.id}-{doc.kind}.pdf"
+    return web.Response(body=bytes(doc.pdf_signed), content_type="application/pdf", headers={
+        **HEADERS, "Content-Disposition": f'attachment; filename="{name}"'})
+
+
 # ---------------------------------------------------------------- app wiring
 
 async def give_up(service: CaseService, doc: Document, *, now: datetime | None = None) -> bool:
@@ -627,6 +665,18 @@ async def give_up(service: CaseService, doc: Document, *, now: datetime | None =
 async def sweep_round(settings: Settings, service: CaseService) -> dict[int, str]:
     """One round of the sweep: seal what can be sealed, give up what used up its attempts."""
     results = await sweep(settings)
+    # A completion notice the completion card could not issue (render or seal failed) is issued here.
+    for case in await unissued_completed(_now() - timedelta(days=ISSUE_RETRY_DAYS)):
+        try:
+            doc = await issue_completion_notice(case, settings, now=_now())
+        except PipelineError as exc:  # data HR must fix (told by the card render's log); retried next round
+            log.error("case %s: completion notice not issued: %s", case.id, exc)
+            continue
+        except Exception:  # retried next round
+            log.exception("case %s: completion notice not issued", case.id)
+            continue
+        if doc is not None:
+            results[doc.id] = doc.status
     for doc in await exhausted(settings):
         if await give_up(service, doc):
             results[doc.id] = "failed"
@@ -651,6 +701,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get(r"/sign/{token}/page/{n:\d+}.png", page_image)
     app.router.add_get("/sign/{token}/oauth/{platform:dingtalk|wecom}", oauth_return)
     app.router.add_get("/sign/{token}/document.pdf", download)
+    app.router.add_get("/doc/{token}", download_document)
     redact_link_tokens_in_access_log()
     app.cleanup_ctx.append(background("signing-sweep", sweep_loop))
 

@@ -75,3 +75,34 @@ def rmb_upper(amount: Decimal) -> str:
     if fen:
         text += _DIGITS[fen] + "分"
     return sign + text
+
+
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+         "sixteen seventeen eighteen nineteen").split()
+_TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+_SCALES = ((10**9, "billion"), (10**6, "million"), (1000, "thousand"))
+
+
+def _words(n: int) -> str:
+    for size, name in _SCALES:
+        if n >= size:
+            head, rest = divmod(n, size)
+            return f"{_words(head)} {name}" + (f" {_words(rest)}" if rest else "")
+    if n >= 100:
+        head, rest = divmod(n, 100)
+        return f"{_ONES[head]} hundred" + (f" and {_words(rest)}" if rest else "")
+    if n >= 20:
+        tens, unit = divmod(n, 10)
+        return _TENS[tens] + (f"-{_ONES[unit]}" if unit else "")
+    return _ONES[n]
+
+
+def rmb_words(amount: Decimal) -> str:
+    """The English counterpart of `rmb_upper` for an English document: `Decimal("1438.42")` →
+    "one thousand four hundred and thirty-eight yuan and forty-two fen"."""
+    if not isinstance(amount, Decimal) or not amount.is_finite():
+        raise ValueError(f"amount must be a finite Decimal, got {amount!r}")
+    cents = int((abs(amount) * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    yuan, fen = divmod(cents, 100)
+    text = f"{_words(yuan)} yuan" + (f" and {_words(fen)} fen" if fen else " only")
+    return ("minus " if amount < 0 and cents else "") + text

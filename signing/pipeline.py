@@ -20,6 +20,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from tortoise.expressions import F
+from tortoise.transactions import in_transaction
 
 from bot.settings import Settings
 from settlement.basis import money
@@ -34,6 +35,7 @@ from signing.keys import KeyMaterial, load_or_create_keys
 from signing.merge import append_pages
 from signing.seal import TsaUnavailable, async_seal_pdf
 from signing.templates import DocumentError, format_value, load_template, render_blocks, unfilled
+from storage import audit
 from storage.models import AuditEntry, Case, CaseStep, Checkpoint, Document, Employee, Signature
 from workflow.documents import document_title
 from workflow.errors import TemplateError
@@ -43,6 +45,14 @@ from workflow.templates import load_templates
 
 log = logging.getLogger("signing")
 
+# Documents the company issues on its own, signed by no one: sealed as rendered, and their hashes entered
+# in the audit chain when sealed (a signed document's hash is there through its signature's evidence).
+COMPANY_ISSUED = frozenset({"completion_notice"})
+# The step id a company-issued completion notice is filed under (no flow step produces it).
+ISSUED_STEP = "case_completed"
+# Audit kind recording a company-issued document's hashes once sealed; not an engine decision.
+ISSUED_KIND = "document_issued"
+
 # Which signature slot a signer fills, by their role on the step (templates name slots this way).
 SLOT_FOR_ROLE = {"employee": "employee", "handover": "receiver"}
 HANDOVER_ITEMS = ["工作文件与资料", "在办事项与客户/项目联系人", "办公设备与物品", "系统账号与权限"]
@@ -50,6 +60,29 @@ LEGAL_BASIS = {
     "probation": "《中华人民共和国劳动合同法》第三十九条第一项（在试用期间被证明不符合录用条件）",
     "misconduct": "《中华人民共和国劳动合同法》第三十九条",
 }
+LEGAL_BASIS_EN = {
+    "probation": "Labour Contract Law of the PRC, Art. 39(1) (shown during probation not to meet the hiring "
+                 "conditions)",
+    "misconduct": "Labour Contract Law of the PRC, Art. 39",
+}
+# Values build_context words itself, per document language (basis lines come from settlement/ and
+# signing.casefacts in the same language).
+WORDS = {
+    "zh": {"legal_basis": "《中华人民共和国劳动合同法》相关规定", "open_ended": "无固定期限", "term": "{start}至{end}",
+           "hr_contact": "{name}（人事）", "hr_dept": "人力资源部", "none": "无",
+           "no_backpay": "试用期社会保险已足额缴纳，无需补缴。",
+           "backpay_split": "上述补缴金额 {employee} 元为个人缴费部分；单位缴费部分 {employer} 元由公司另行承担。"},
+    "en": {"legal_basis": "the relevant provisions of the Labour Contract Law of the PRC",
+           "open_ended": "open-ended", "term": "{start} to {end}", "hr_contact": "{name} (HR)",
+           "hr_dept": "Human Resources", "none": "none",
+           "no_backpay": "Social insurance for the probation period was paid in full; nothing is owed.",
+           "backpay_split": "The back-pay of RMB {employee} above is the employee's share; the employer's share "
+                            "of RMB {employer} is borne by the company."},
+}
+
+
+def _words(lang: str) -> dict[str, str]:
+    return WORDS.get(lang, WORDS["zh"])
 
 
 # Chinese names of large cities a directory may hold by slug, so HR's message names the city even when no
@@ -203,16 +236,18 @@ def check_coverage(tables: RateTables, city: str | None, months: Sequence[str]) 
 
 
 def backpay_context(emp: Employee, last_day: date | None, unpaid: object, *,
-                    rate_tables_dir: Path | None = None, entered: Sequence[RateTable] = ()) -> dict[str, object]:
+                    rate_tables_dir: Path | None = None, entered: Sequence[RateTable] = (),
+                    lang: str = "zh") -> dict[str, object]:
     """backpay_period, backpay_amount and basis_lines for the guarantee letter (months: `backpay_months`).
 
     Every failure is a PipelineError in Chinese (RatesMissing when no table covers a month): the message
     goes to HR, never to the employee, and never carries the settlement package's English text.
     """
     months = backpay_months(emp, last_day, unpaid)
+    words = _words(lang)
     if not months:
-        return {"backpay_period": "无", "backpay_amount": Decimal("0.00"),
-                "basis_lines": ["试用期社会保险已足额缴纳，无需补缴。"]}
+        return {"backpay_period": words["none"], "backpay_amount": Decimal("0.00"),
+                "basis_lines": [words["no_backpay"]]}
     try:
         tables = case_tables(rate_tables_dir, entered)
         check_coverage(tables, emp.city or None, months)
@@ -221,18 +256,22 @@ def backpay_context(emp: Employee, last_day: date | None, unpaid: object, *,
         log.warning("back-pay for %s: %s", emp.employee_id, exc)
         raise BackpayError(f"社保补缴金额无法计算（{exc.field}）：请核对通讯录中该员工的入职日期、城市和月工资，"
                             "或所用费率表") from exc
-    period = period_zh(months)
-    lines = list(result.basis)
-    lines.append(f"上述补缴金额 {money(result.employee_total)} 元为个人缴费部分；单位缴费部分 "
-                 f"{money(result.employer_total)} 元由公司另行承担。")
+    period = period_zh(months) if lang == "zh" else (
+        months[0] if len(months) == 1 else f"{months[0]} to {months[-1]}")
+    lines = list(result.basis_en if lang == "en" else result.basis)
+    lines.append(words["backpay_split"].format(employee=money(result.employee_total),
+                                               employer=money(result.employer_total)))
     return {"backpay_period": period, "backpay_amount": result.employee_total, "basis_lines": lines}
 
 
-def _years_of_service(start: date | None, end: date | None) -> str:
+def _years_of_service(start: date | None, end: date | None, lang: str = "zh") -> str:
     if start is None or end is None or end < start:
         return ""
     months = (end.year - start.year) * 12 + end.month - start.month + (1 if end.day >= start.day else 0)
     years, rest = divmod(max(months, 0), 12)
+    if lang == "en":
+        parts = [f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in ((years, "year"), (rest, "month")) if n]
+        return " ".join(parts) or "0 months"
     if years and rest:
         return f"{years}年{rest}个月"
     return f"{years}年" if years else f"{rest}个月"
@@ -289,10 +328,14 @@ def _data_of(steps: list[CaseStep], step_id: str, key: str) -> str:
     return ""
 
 
-async def build_context(case: Case, kind: str, settings: Settings, *, now: datetime) -> dict[str, object]:
-    """Every value the templates use, from the case, its employee, its flow and the steps' data.
+async def build_context(case: Case, kind: str, settings: Settings, *, now: datetime,
+                        lang: str | None = None) -> dict[str, object]:
+    """Every value the templates use, from the case, its employee, its flow and the steps' data, worded
+    in the document's language (default: the service's).
 
     The one place a document's values come from; the keys are always exactly CONTEXT_KEYS."""
+    lang = lang or settings.language
+    words = _words(lang)
     emp = await Employee.get(id=case.employee_id)  # type: ignore[attr-defined]
     steps = await CaseStep.filter(case_id=case.id).order_by("position")
     flow = flow_of(case.template_id, settings)
@@ -307,10 +350,10 @@ async def build_context(case: Case, kind: str, settings: Settings, *, now: datet
     term_end = emp.contract_end
     contract_term = ""
     if emp.contract_start is not None:
-        end_text = format_value(term_end, "zh") if term_end else "无固定期限"
-        contract_term = f"{format_value(emp.contract_start, 'zh')}至{end_text}"
+        end_text = format_value(term_end, lang) if term_end else words["open_ended"]
+        contract_term = words["term"].format(start=format_value(emp.contract_start, lang), end=end_text)
     wage = Decimal(emp.monthly_wage) if emp.monthly_wage is not None else None
-    notes = Notes()
+    notes = Notes(lang)
     ctx: dict[str, object] = {
         "company_name": settings.company_name,
         "company_address": settings.company_address,
@@ -323,16 +366,17 @@ async def build_context(case: Case, kind: str, settings: Settings, *, now: datet
         "termination_date": last_day or today,
         "contract_start": emp.contract_start or "",
         "contract_term": contract_term,
-        "years_of_service": _years_of_service(emp.hire_date, last_day or today),
+        "years_of_service": _years_of_service(emp.hire_date, last_day or today, lang),
         "reason": case.reason or "",
-        "legal_basis": LEGAL_BASIS.get(case.template_id, "《中华人民共和国劳动合同法》相关规定"),
+        "legal_basis": (LEGAL_BASIS_EN if lang == "en" else LEGAL_BASIS).get(case.template_id,
+                                                                            words["legal_basis"]),
         "handover_deadline": last_day or today,
         "notice_date": today,
         "issue_date": today,
         "handover_date": today,
         "receiver_name": receiver.name if receiver else "",
         "items": _step_value(steps, "items") or HANDOVER_ITEMS,
-        "contact": f"{hr.name}（人事）" if hr else "人力资源部",
+        "contact": words["hr_contact"].format(name=hr.name) if hr else words["hr_dept"],
         "backpay_period": "", "backpay_amount": "", "backpay_amount_upper": "", "basis_lines": [],
         "backpay_paid_on": _done_on(steps, "backpay", tz) or "",
         "backpay_reference": _data_of(steps, "backpay", "payment_reference"),
@@ -347,19 +391,21 @@ async def build_context(case: Case, kind: str, settings: Settings, *, now: datet
     }
     if has_backpay(flow):
         bp = backpay_context(emp, last_day, _step_value(steps, "unpaid_months"),
-                             rate_tables_dir=settings.rate_tables_dir, entered=await entered_tables(case.id))
+                             rate_tables_dir=settings.rate_tables_dir, entered=await entered_tables(case.id),
+                             lang=lang)
         ctx.update(bp)
-        ctx["backpay_amount_upper"] = upper(bp["backpay_amount"])  # type: ignore[arg-type]
+        ctx["backpay_amount_upper"] = upper(bp["backpay_amount"], lang)  # type: ignore[arg-type]
         # Printed as money (thousands separators), the way the basis lines print the same figure.
         ctx["backpay_amount"] = money(bp["backpay_amount"])  # type: ignore[arg-type]
         ctx["basis_lines"] = notes.lift(bp["basis_lines"])  # type: ignore[arg-type]
     agreed = amount(step_value(hr_data, "compensation"))
     if agreed is not None:
-        comp = mutual_compensation(agreed, emp.hire_date, last_day, wage)
+        comp = mutual_compensation(agreed, emp.hire_date, last_day, wage, lang)
         ctx["compensation_amount"] = money(comp.agreed)
-        ctx["compensation_amount_upper"] = upper(comp.agreed)
+        ctx["compensation_amount_upper"] = upper(comp.agreed, lang)
         ctx["compensation_lines"] = notes.lift(comp.lines)
-    nc = non_compete(step_value(hr_data, "non_compete_months"), step_value(hr_data, "non_compete_monthly"), wage)
+    nc = non_compete(step_value(hr_data, "non_compete_months"), step_value(hr_data, "non_compete_monthly"), wage,
+                     lang)
     if nc is not None:
         ctx["non_compete_months"] = nc.months
         ctx["non_compete_monthly"] = money(nc.monthly)
@@ -387,7 +433,7 @@ async def notice_lines(case: Case, kind: str, settings: Settings, *, now: dateti
     lang = lang or settings.language
     try:
         tpl = load_template(kind, extra_dir=settings.doc_templates_dir)
-        values = freeze_context(await build_context(case, kind, settings, now=now), lang)
+        values = freeze_context(await build_context(case, kind, settings, now=now, lang=lang), lang)
         return render_blocks(tpl, values, lang)
     except DocumentError as exc:
         raise PipelineError(f"文件无法生成：{exc}") from exc
@@ -410,7 +456,7 @@ async def ensure_draft(case: Case, step_id: str, kind: str, settings: Settings, 
     lang = settings.language
     try:
         tpl = load_template(kind, extra_dir=settings.doc_templates_dir)
-        values = freeze_context(await build_context(case, kind, settings, now=now), lang)
+        values = freeze_context(await build_context(case, kind, settings, now=now, lang=lang), lang)
         pdf = await asyncio.to_thread(render_document, kind, values, lang=lang,
                                       extra_dir=settings.doc_templates_dir, font_path=_font(settings))
     except DocumentError as exc:
@@ -465,6 +511,8 @@ async def signers_evidence(doc: Document, settings: Settings) -> list[dict[str, 
 async def assemble_signed(doc: Document, settings: Settings, keys: KeyMaterial) -> bytes:
     """The complete PDF before the seal: signed render + completion page."""
     sigs = await Signature.filter(document_id=doc.id).order_by("id")
+    if not sigs and doc.kind in COMPANY_ISSUED:
+        return bytes(doc.pdf_unsigned)  # nobody signs it: no signature slot, no evidence page
     if not sigs:
         raise PipelineError(f"document {doc.id} has no signature")
     tpl = load_template(doc.kind, extra_dir=settings.doc_templates_dir)
@@ -518,9 +566,10 @@ async def seal_document(doc_id: int, settings: Settings, keys: KeyMaterial | Non
         return "exhausted"  # handed to the signing sweep, which tells HR and asks for a new signature
     keys = keys or keys_for(settings)
     title = document_title(doc.kind).get("zh")
+    done = "公司出具" if doc.kind in COMPANY_ISSUED else "签署完成"
     try:
         pdf = await assemble_signed(doc, settings, keys)
-        sealed = await async_seal_pdf(pdf, keys, reason=f"{title} 签署完成（{doc.case_id}）",  # type: ignore[attr-defined]
+        sealed = await async_seal_pdf(pdf, keys, reason=f"{title} {done}（{doc.case_id}）",  # type: ignore[attr-defined]
                                       location=settings.company_name, tsa_url=settings.tsa_url)
     except TsaUnavailable as exc:
         log.warning("document %s: %s; will retry (never sealed without the timestamp)", doc.id, exc)
@@ -532,11 +581,55 @@ async def seal_document(doc_id: int, settings: Settings, keys: KeyMaterial | Non
         await _count_attempt(doc.id, exc)
         raise
     now = now or datetime.now(UTC)
-    # Compare-and-set: if the sweep and the request both sealed, only the first result is kept.
-    n = await Document.filter(id=doc.id, status__in=["signed", "pending_tsa"]).update(
-        status="sealed", pdf_signed=sealed, sha256_signed=sha256_hex(sealed), sealed_at=now,
-    )
+    async with in_transaction() as conn:
+        # Compare-and-set: if the sweep and the request both sealed, only the first result is kept.
+        n = await Document.filter(id=doc.id, status__in=["signed", "pending_tsa"]).using_db(conn).update(
+            status="sealed", pdf_signed=sealed, sha256_signed=sha256_hex(sealed), sealed_at=now,
+        )
+        if n == 1 and doc.kind in COMPANY_ISSUED:
+            await _record_issued(doc, sha256_hex(sealed), keys, conn, now)
     return "sealed" if n == 1 else (await Document.get(id=doc.id)).status
+
+
+async def _record_issued(doc: Document, sha256_signed: str, keys: KeyMaterial, conn: Any, now: datetime) -> None:
+    """The sealed company-issued document's hashes into the audit chain, and a fresh checkpoint over the new
+    head (the case is usually closed already: its closing checkpoint must still cover the final entry)."""
+    case_id: str = doc.case_id  # type: ignore[attr-defined]
+    # Bumping the version first locks the case row and makes a writer holding an older snapshot retry.
+    await Case.filter(id=case_id).using_db(conn).update(version=F("version") + 1)
+    await audit.append(case_id, at=now, actor="system", kind=ISSUED_KIND, using=conn, data={
+        "document_id": doc.id, "kind": doc.kind, "step_id": doc.step_id,
+        "sha256_unsigned": doc.sha256_unsigned, "sha256_signed": sha256_signed,
+        "template_sha256": str((doc.context or {}).get("template_sha256", "")),
+    })
+    await write_checkpoint(case_id, keys, using=conn, now=now)
+
+
+async def sealed_documents(case_id: str) -> list[Document]:
+    """Every sealed document of a case, oldest first (signed ones and the completion notice): what the
+    employee is sent and what an archive of the case holds."""
+    return await Document.filter(case_id=case_id, status="sealed").order_by("id")
+
+
+async def issue_completion_notice(case: Case, settings: Settings, *, now: datetime,
+                                  keys: KeyMaterial | None = None) -> Document | None:
+    """The completed case's completion notice as a sealed PDF, rendered and sealed on first call and
+    returned as stored afterwards; None for a case that did not complete. A seal that fails here (TSA
+    down) is left "signed"/"pending_tsa" for the sweep, like a signed document."""
+    if case.status != "completed":
+        return None
+    doc = await ensure_draft(case, ISSUED_STEP, "completion_notice", settings, now=now)
+    # Company-issued: ready to seal as rendered (compare-and-set, so two callers move it once).
+    await Document.filter(id=doc.id, status="draft").update(status="signed")
+    await seal_document(doc.id, settings, keys, now=now)
+    return await Document.get(id=doc.id)
+
+
+async def unissued_completed(since: datetime) -> list[Case]:
+    """Cases completed since `since` that have no completion notice yet (the sweep issues them)."""
+    have = await Document.filter(kind="completion_notice", step_id=ISSUED_STEP).exclude(
+        status="failed").values_list("case_id", flat=True)
+    return await Case.filter(status="completed", closed_at__gte=since).exclude(id__in=list(have)).order_by("id")
 
 
 async def _count_attempt(doc_id: int, exc: Exception) -> None:
@@ -545,9 +638,13 @@ async def _count_attempt(doc_id: int, exc: Exception) -> None:
 
 
 async def exhausted(settings: Settings) -> list[Document]:
-    """Signed documents whose seal failed SEAL_MAX_ATTEMPTS times: to be given up and signed again."""
+    """Signed documents whose seal failed SEAL_MAX_ATTEMPTS times: to be given up and signed again.
+
+    A company-issued document is never given up (nobody could sign it again, and a fresh one would fail
+    the same way): it stays for an operator to seal, with its error stored."""
     return await Document.filter(status__in=["signed", "pending_tsa"],
-                                 seal_attempts__gte=settings.seal_max_attempts).order_by("id")
+                                 seal_attempts__gte=settings.seal_max_attempts).exclude(
+        kind__in=sorted(COMPANY_ISSUED)).order_by("id")
 
 
 async def sweep(settings: Settings, keys: KeyMaterial | None = None) -> dict[int, str]:

@@ -40,8 +40,9 @@ from workflow.template import FlowTemplate
 from workflow.timeutil import load_time
 
 # Entries that record no engine decision: the case row's opening facts (checked against the row),
-# the signature evidence (checked against the signature row), and refusals (which change nothing).
-_NOT_DECISIONS = frozenset({"case_opened", "refused", "signature_evidence"})
+# the signature evidence (checked against the signature row), a company-issued document's hashes
+# (checked against the document row) and refusals (which change nothing).
+_NOT_DECISIONS = frozenset({"case_opened", "refused", "signature_evidence", "document_issued"})
 _ALL_ROLES = frozenset(Role)
 # What every entry carries beside its event's own facts (see engine._Tx.decide).
 _ENVELOPE = frozenset({"case_id", "at", "activated", "completed", "case_status", "actor_id", "actor_roles"})

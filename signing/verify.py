@@ -21,7 +21,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 
 from signing.evidence import AUDIT_KIND, SignatureFacts, evidence_sha256
 from signing.keys import KeyMaterial
-from signing.pipeline import checkpoint_message, public_key_b64
+from signing.pipeline import COMPANY_ISSUED, ISSUED_KIND, checkpoint_message, public_key_b64
 from signing.render import RenderBusy
 from signing.render import render as render_signature
 from signing.seal import async_validate_pdf
@@ -102,7 +102,22 @@ async def _document_checks(doc: Document, trust_root: x509.Certificate | None) -
     signed = bytes(doc.pdf_signed)
     out.append(Check(f"{label} signed hash", sha256_hex(signed) == doc.sha256_signed))
     out.append(await check_seal(f"{label} PAdES seal", signed, trust_root))
+    if doc.kind in COMPANY_ISSUED:
+        out.append(await _issued_check(doc, label, signed))
     return out
+
+
+async def _issued_check(doc: Document, label: str, signed: bytes) -> Check:
+    """A company-issued document (no signature evidence) must have its hashes in the audit chain."""
+    entries = [e for e in await AuditEntry.filter(case_id=doc.case_id, kind=ISSUED_KIND).order_by("seq")  # type: ignore[attr-defined]
+               if (e.data or {}).get("document_id") == doc.id]
+    if not entries:
+        return Check(f"{label} hashes in audit chain", False, "no issuance entry")
+    data = entries[-1].data or {}
+    ok = (data.get("sha256_unsigned") == doc.sha256_unsigned == sha256_hex(bytes(doc.pdf_unsigned))
+          and data.get("sha256_signed") == doc.sha256_signed == sha256_hex(signed))
+    return Check(f"{label} hashes in audit chain", ok, f"entry #{entries[-1].seq}" if ok
+                 else f"the stored document differs from the hashes recorded at #{entries[-1].seq}")
 
 
 async def _signature_checks(sig: Signature, doc: Document) -> list[Check]:

@@ -41,7 +41,8 @@ CONSENT_VERSION = "2025-01"
 COMPANY = {"company_name": "上海示例科技有限公司", "company_address": "上海市浦东新区示例路 1 号",
            "company_registration_number": "91310115MA1H000000"}
 # What the company issues carries its name, address and registration number.
-COMPANY_ISSUED = {"termination_notice", "separation_certificate", "rights_notice", "settlement_agreement"}
+COMPANY_ISSUED = {"termination_notice", "separation_certificate", "rights_notice", "settlement_agreement",
+                  "completion_notice"}
 
 
 @dataclass(frozen=True)
@@ -292,9 +293,11 @@ async def test_every_flow_from_command_to_closure(sc: Scenario, server: tuple[st
     assert ("竞业限制" in body) == (sc.flow == "mutual")
 
     docs = await Document.filter(case_id=case.id).order_by("id")
-    named = {k for s in FLOWS[sc.flow].steps if not s.fallback_only for k in s.documents}
+    # Every completed case ends with the sealed completion notice the company issues.
+    named = {k for s in FLOWS[sc.flow].steps if not s.fallback_only for k in s.documents} | {"completion_notice"}
     if sc.fallback:
-        assert docs == []  # the employee signed nothing; mail stood in for every signature
+        # The employee signed nothing; mail stood in for every signature.
+        assert [d.kind for d in docs] == ["completion_notice"]
     else:
         assert {d.kind for d in docs} == named
         for doc in docs:

@@ -270,8 +270,12 @@ async def test_seal_given_up_on_a_finished_case_tells_hr(flow: Flow) -> None:
             results = [await signing_web.sweep_round(settings, flow.service) for _ in range(3)]
     finally:
         await runner.cleanup()
+    # The completion notice the completed case gets is sealed (and fails) with the same TSA: left out here.
+    notice = set(await Document.filter(case_id=flow.case_id, kind="completion_notice").values_list("id", flat=True))
+    assert len(notice) == 1 and doc.id not in notice  # one notice, kept (never given up, never re-issued)
+    results = [{k: v for k, v in r.items() if k not in notice} for r in results]
     assert results == [{doc.id: "failed"}, {}, {}]  # the second attempt fails and uses up the two
-    assert len(calls) == 2
+    assert (await Document.get(id=doc.id)).seal_attempts == 2 and len(calls) >= 2
     assert (await Document.get(id=doc.id)).status == "failed"
     assert (await Case.get(id=flow.case_id)).status == "completed"
     assert (await CaseStep.get(case_id=flow.case_id, step_id="rights_notice")).status == "done"
