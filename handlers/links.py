@@ -23,7 +23,7 @@ def signing_url(settings: Settings, case_id: str, step_id: str, signer_id: str, 
     return f"{settings.public_base_url}/sign/{token}"
 
 
-_TOKEN_IN_PATH = re.compile(r"(/sign/)[^/\s?\"]+")
+_TOKEN_IN_PATH = re.compile(r"(/sign/|/export/)[^/\s?\"]+")
 
 
 class RedactLinkTokens(logging.Filter):
@@ -31,9 +31,10 @@ class RedactLinkTokens(logging.Filter):
     it on; `serve` runs without one) shows `/sign/…` instead of the token."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and "/sign/" in record.msg:
+        if isinstance(record.msg, str) and ("/sign/" in record.msg or "/export/" in record.msg):
             record.msg = _TOKEN_IN_PATH.sub(r"\1…", record.msg)
-        if isinstance(record.args, tuple) and any(isinstance(a, str) and "/sign/" in a for a in record.args):
+        if isinstance(record.args, tuple) and any(isinstance(a, str) and ("/sign/" in a or "/export/" in a)
+                                                   for a in record.args):
             record.args = tuple(_TOKEN_IN_PATH.sub(r"\1…", a) if isinstance(a, str) else a for a in record.args)
         line = getattr(record, "first_request_line", None)
         if isinstance(line, str):

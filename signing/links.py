@@ -19,6 +19,8 @@ from typing import Literal
 DEFAULT_TTL = timedelta(hours=72)
 MAX_TOKEN_LEN = 1024
 _DOMAIN = b"offboard-sign-link/v1."  # keeps these MACs distinct from any other use of SECRET_KEY
+# A token made for one purpose never reads as another's: an archive link is not a signing link.
+_DOMAINS: dict[str, bytes] = {"sign": _DOMAIN, "export": b"offboard-export-link/v1."}
 _MIN_SECRET = 16
 _MIN_NONCE = 16
 
@@ -56,8 +58,8 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _mac(secret: bytes, body: str) -> bytes:
-    return hmac.new(secret, _DOMAIN + body.encode("ascii"), hashlib.sha256).digest()
+def _mac(secret: bytes, body: str, purpose: str = "sign") -> bytes:
+    return hmac.new(secret, _DOMAINS[purpose] + body.encode("ascii"), hashlib.sha256).digest()
 
 
 def _check_secret(secret: bytes) -> None:
@@ -66,7 +68,7 @@ def _check_secret(secret: bytes) -> None:
 
 
 def make_token(secret: bytes, *, case_id: str | int, step_id: str | int, signer_id: str | int,
-               expires_at: datetime, nonce: str) -> str:
+               expires_at: datetime, nonce: str, purpose: str = "sign") -> str:
     _check_secret(secret)
     if expires_at.tzinfo is None:
         raise ValueError("expires_at must be timezone-aware")
@@ -75,13 +77,13 @@ def make_token(secret: bytes, *, case_id: str | int, step_id: str | int, signer_
     claims = {"c": str(case_id), "s": str(step_id), "u": str(signer_id),
               "e": int(expires_at.timestamp()), "n": nonce}
     body = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode())
-    token = f"{body}.{_b64(_mac(secret, body))}"
+    token = f"{body}.{_b64(_mac(secret, body, purpose))}"
     if len(token) > MAX_TOKEN_LEN:
         raise ValueError("identifiers too long for a link token")
     return token
 
 
-def read_token(secret: bytes, token: str, now: datetime) -> TokenClaims:
+def read_token(secret: bytes, token: str, now: datetime, purpose: str = "sign") -> TokenClaims:
     """Claims of a genuine, unexpired token; LinkError(code) otherwise."""
     _check_secret(secret)
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LEN or token.count(".") != 1:
@@ -92,7 +94,7 @@ def read_token(secret: bytes, token: str, now: datetime) -> TokenClaims:
         body.encode("ascii")
     except (binascii.Error, ValueError, UnicodeEncodeError):
         raise LinkError("malformed", "link token is malformed") from None
-    if not hmac.compare_digest(given, _mac(secret, body)):
+    if not hmac.compare_digest(given, _mac(secret, body, purpose)):
         raise LinkError("tampered", "link token signature does not match")
     try:
         claims = json.loads(_unb64(body))
