@@ -26,7 +26,7 @@ ANNOUNCE = web.AppKey("announce", list)
 # capability is one line here, not a change to the factory.
 EXTENSIONS: list[str] = [
     "bot.timers", "bot.inbound", "bot.outbox", "bot.platforms.emulator", "handlers.signing_web",
-    "handlers.checkpoints",
+    "handlers.checkpoints", "handlers.archive",
 ]
 
 

@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         cli_calc.add_parser(sub)
-    for extra in ("cli_verify", "cli_demo", "cli_keys"):
+    for extra in ("cli_verify", "cli_demo", "cli_keys", "cli_export"):
         try:
             mod = __import__(f"bot.{extra}", fromlist=["add_parser"])
         except ImportError:

@@ -1,7 +1,8 @@
-"""`python -m bot verify [--case ID | FILE.pdf]`: PASS/FAIL per check, exit 1 if any check fails.
+"""`python -m bot verify [--case ID | FILE.pdf | FILE.zip]`: PASS/FAIL per check, exit 1 if any check fails.
 
 With neither argument every case in the database is checked. A FILE is checked on its own (the seal
 against our root, or `--root PEM`), and, when the database knows the file, its whole case as well.
+A case archive (`export`) is checked offline, with no database (signing/archive_check.py).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import zipfile
 from pathlib import Path
 
 from cryptography import x509
@@ -16,7 +18,7 @@ from cryptography import x509
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     v = sub.add_parser("verify", help="re-check audit chains, document hashes, seals and signatures")
-    v.add_argument("file", nargs="?", help="a sealed PDF to check")
+    v.add_argument("file", nargs="?", help="a sealed PDF or a case archive (.zip) to check")
     v.add_argument("--case", help="check one case (default: every case)")
     v.add_argument("--root", help="trust this root certificate (PEM) instead of our own")
     v.set_defaults(func=run)
@@ -27,12 +29,32 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.root:
             root_pem = Path(args.root).read_bytes()
+        if args.file and zipfile.is_zipfile(args.file):
+            # An archive is read member by member, never whole.
+            return asyncio.run(_run_archive(args, root_pem))
         if args.file:
             pdf = Path(args.file).read_bytes()
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return asyncio.run(_run(args, root_pem, pdf))
+
+
+async def _run_archive(args: argparse.Namespace, root_pem: bytes | None) -> int:
+    from signing.archive_check import verify_archive
+    from signing.verify import all_ok
+
+    if args.case:
+        print("error: give either --case or a FILE, not both", file=sys.stderr)
+        return 2
+    if root_pem is None:
+        print("trusting the root certificate inside the archive (pass --root PEM to pin your own)")
+    checks = await verify_archive(Path(args.file), root_pem)
+    for c in checks:
+        print(c.line())
+    ok = all_ok(checks)
+    print("RESULT: PASS" if ok else f"RESULT: FAIL ({sum(not c.ok for c in checks)} failed)")
+    return 0 if ok else 1
 
 
 async def _run(args: argparse.Namespace, root_pem: bytes | None, pdf: bytes | None) -> int:

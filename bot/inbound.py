@@ -24,6 +24,7 @@ QUIET_SECONDS = 0.05
 
 def build_router() -> Router:
     from handlers.actions import router as actions
+    from handlers.archive import router as archive
     from handlers.backpay_commands import router as backpay
     from handlers.commands import router as commands
     from handlers.employee import router as employee
@@ -34,6 +35,7 @@ def build_router() -> Router:
     root.include(backpay)
     root.include(actions)
     root.include(employee)
+    root.include(archive)
     return root
 
 

@@ -344,12 +344,12 @@ async def cancel(ctx: Context) -> Reply:
 # ---- /help and everything else -----------------------------------------------------------
 HELP_HR = ("离职助手 · HR 命令\n"
            f"{USAGE_OFFBOARD[0]}\n{USAGE_STATUS[0]}\n/列表 — 进行中的流程（逾期在前）\n{USAGE_REMIND[0]}\n"
-           f"{USAGE_CANCEL[0]}\n{USAGE_ANSWER[0]}\n/帮助\n"
-           "英文命令同样可用：/offboard /status /list /remind /cancel /answer /help",
+           f"{USAGE_CANCEL[0]}\n{USAGE_ANSWER[0]}\n/导出 <流程号|员工> — 离职档案下载链接\n/帮助\n"
+           "英文命令同样可用：/offboard /status /list /remind /cancel /answer /export /help",
            "Offboarding bot · HR commands\n"
            f"{USAGE_OFFBOARD[1]}\n{USAGE_STATUS[1]}\n/list — open cases, overdue first\n{USAGE_REMIND[1]}\n"
-           f"{USAGE_CANCEL[1]}\n{USAGE_ANSWER[1]}\n/help\n"
-           "Chinese aliases work too: /离职 /状态 /列表 /催办 /取消 /回复 /帮助")
+           f"{USAGE_CANCEL[1]}\n{USAGE_ANSWER[1]}\n/export <case|employee> — a download link for the case archive\n"
+           "/help\nChinese aliases work too: /离职 /状态 /列表 /催办 /取消 /回复 /导出 /帮助")
 HELP_OTHERS = ("离职助手会把需要你处理的事项以卡片发给你，直接点卡片上的按钮即可。\n"
                "/进度 — 查看你的离职流程：已完成什么、下一步、截止时间\n"
                "正在办理离职的员工有疑问可直接发消息给我（或点卡片上的「问HR」），问题会转给 HR，回复也会发到这里；"

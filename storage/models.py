@@ -292,3 +292,19 @@ class EmulatorMessage(Model):
     class Meta:
         table = "emulator_message"
         unique_together = (("recipient", "seq"),)
+
+
+class CaseAccess(Model):
+    """Who took what out of a case, and when: archive exports, links issued, downloads. Kept with the
+    case but outside its audit chain, whose closing checkpoint must stay the last word on a closed case."""
+
+    id = fields.BigIntField(primary_key=True)
+    case = fields.ForeignKeyField("models.Case", related_name="accesses", on_delete=fields.RESTRICT)
+    at = fields.DatetimeField()
+    actor = fields.CharField(max_length=128)  # employee id, or "cli:<os user>"
+    action = fields.CharField(max_length=32)  # export | link | download
+    detail = fields.JSONField(default=dict)  # e.g. the archive's manifest hash, the client address
+
+    class Meta:
+        table = "case_access"
+        indexes = (("case_id", "at"),)

@@ -19,7 +19,8 @@ from storage.db import close_db, init_db, migrate
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CSV = ROOT / "bot" / "demo_data" / "org.csv"
-TABLES = ["emulator_message", "signature", "signing_link", "document", "checkpoint", "timer", "outbox", "inbox",
+TABLES = ["case_access", "emulator_message",
+          "signature", "signing_link", "document", "checkpoint", "timer", "outbox", "inbox",
           "audit_entry", "case_step", '"case"', "employee"]
 
 
