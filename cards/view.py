@@ -36,6 +36,10 @@ class CaseView:
     # The completion notice (离职手续完成确认函) as (block type, text), title first, worded for this case
     # type and case from its document template; empty when it could not be produced.
     completion_lines: tuple[tuple[str, str], ...] = ()
+    # HR's settlement check (signing.settlefigures): each figure as (label, amount text), and the basis
+    # lines under it; empty on every other card.
+    settlement_fields: tuple[tuple[str, str], ...] = ()
+    settlement_basis: tuple[str, ...] = ()
 
     def t(self, zh: str, en: str) -> str:
         return en if self.language == "en" else zh
