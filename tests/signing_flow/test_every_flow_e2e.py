@@ -145,7 +145,7 @@ def _form(sc: Scenario, step_id: str, agreed: Decimal | None) -> dict[str, str]:
     values = {
         "last_working_day": sc.last_day.isoformat(), "reason": "个人原因", "result": "完成率 60%，要求 80%",
         "unpaid_months": "2", "receipt_number": "SB-2025-0001", "payment_reference": f"PAY-{step_id}",
-        "tracking_number": "EMS1234567890", "compensation": str(agreed or ""), **sc.extra_form,
+        "tracking_number": "EMS1234567890", "proposed_by": "公司", **sc.extra_form,
     }
     return {f.key: values[f.key] for f in FLOWS[sc.flow].step(step_id).fields if f.key in values}
 
