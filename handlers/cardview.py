@@ -66,8 +66,8 @@ class CardRenderer:
         backpay = await self._backpay(case, template, state, now, hr=Role.HR in roles) \
             if detail and wants_backpay and recipient is not None else None
         settlement_view: tuple[tuple[tuple[str, str], ...], tuple[str, ...]] = ((), ())
-        if detail and backpay_for is not None and Role.HR in roles:
-            settlement_view = await self._settlement(case, template, state, backpay_for, language or
+        if detail and backpay_for is not None and roles & {Role.HR, Role.MANAGER}:
+            settlement_view = await self._settlement(case, template, state, backpay_for, roles, language or
                                                      self.settings.language)
         completion_lines: tuple[tuple[str, str], ...] = ()
         if completion and detail:
@@ -90,15 +90,21 @@ class CardRenderer:
             return ()
 
     async def _settlement(self, case: Case, template: FlowTemplate, state: CaseState, step_id: str,
-                          language: str) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+                          roles: frozenset[Role], language: str
+                          ) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
         """HR's check card shows each settlement figure and its basis: as recorded once the step is done,
         else computed now from the directory (for a mutual agreement not yet told who proposed it, as if
-        the company did, with the employee's 0 beside it)."""
+        the company did, with the employee's 0 beside it). The manager who approves the terms sees what
+        HR recorded."""
         step = sf.check_step(template)
-        if step is None or step.id != step_id:
+        if step is None:
+            return (), ()
+        checking = step.id == step_id and Role.HR in roles
+        approving = step.id in template.step(step_id).depends_on and state.steps[step.id].status == "done"
+        if not (checking or approving):
             return (), ()
         zh = language != "en"
-        st = state.steps[step_id]
+        st = state.steps[step.id]
         rec = st.data.get(sf.RECORD_KEY) if st.status == "done" else None
         reason = ""
         assumed = False

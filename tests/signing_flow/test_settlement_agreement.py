@@ -162,6 +162,9 @@ async def test_a_changed_figure_with_a_reason_is_audited_beside_the_computed_one
     assert card is not None
     assert dict(card.fields)["经济补偿"] == \
         "150,000.00 元（计算结果 120,000.00 元；调整原因：双方协商，公司多付三个月）"
+    # The manager approving the terms sees the same figures, the change and its reason.
+    manager_card = (await chat.card(MANAGER, step="manager_approve")).card
+    assert manager_card is not None and dict(manager_card.fields)["经济补偿"] == dict(card.fields)["经济补偿"]
 
     text = await _agreement_text(chat, case_id, tmp_path)
     assert f"人民币{money(Decimal('150000'))}元（大写：壹拾伍万元整）" in text
