@@ -13,7 +13,7 @@ from who proposed it (Art. 46(2): compensation only when the employer did).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -212,7 +212,7 @@ def from_figures(figures: Mapping[str, Figure]) -> dict[str, Stated]:
     return {k: Stated(k, f.computed, f.computed, f.basis, f.missing) for k, f in figures.items()}
 
 
-def compensation_lines(fig: Stated, *, mutual: bool, upper: Any) -> list[str]:
+def compensation_lines(fig: Stated, *, mutual: bool, upper: Callable[[Decimal], str]) -> list[str]:
     """The compensation's annex: the standard computation, and the agreed figure beside it when they differ."""
     if fig.agreed is None:
         return []
@@ -227,8 +227,8 @@ def compensation_lines(fig: Stated, *, mutual: bool, upper: Any) -> list[str]:
             "计算依据如下：", *fig.basis]
 
 
-def summary_lines(figs: Mapping[str, Stated], upper: Any, keys: Iterable[str] = ("annual_leave", "final_pay")
-                  ) -> list[str]:
+def summary_lines(figs: Mapping[str, Stated], upper: Callable[[Decimal], str],
+                  keys: Iterable[str] = ("annual_leave", "final_pay")) -> list[str]:
     """One line per figure with its amount in words, and the standard beside an agreed figure that differs."""
     out = []
     for key in keys:
