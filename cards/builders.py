@@ -173,6 +173,7 @@ def step_card(view: CaseView, step_id: str, *, purpose: str = "step") -> Card:
     fields.append((view.t("截止时间", "Deadline"), deadline(view, step)))
     if view.backpay is not None and shows_backpay(step):
         fields.append((view.t("社保补缴（个人部分）", "Social-insurance back-pay (employee share)"), view.backpay[0]))
+    fields.extend(view.settlement_fields)
     if step.role == Role.MANAGER and view.reason:
         # The performance result is what the manager is asked to confirm: keep it on the card itself.
         fields.append((view.t("绩效结果 / 原因", "Performance result / reason"), view.reason))
@@ -180,6 +181,8 @@ def step_card(view: CaseView, step_id: str, *, purpose: str = "step") -> Card:
             f"**{view.t('为什么', 'Why')}**", step.why.get(view.language)]
     if view.backpay is not None and shows_backpay(step) and view.backpay[1]:
         body += ["", f"**{view.t('计算依据', 'How it was computed')}**", *view.backpay[1]]
+    if view.settlement_basis:
+        body += ["", f"**{view.t('结算金额计算依据', 'How the settlement was computed')}**", *view.settlement_basis]
     earlier = _earlier_answers(view, step)
     if earlier:
         body += ["", f"**{view.t('此前记录', 'Earlier in this case')}**", *earlier]

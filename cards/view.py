@@ -38,6 +38,10 @@ class CaseView:
     completion_lines: tuple[tuple[str, str], ...] = ()
     # The case's sealed documents for the completion card's holder: (title, personal download link).
     downloads: tuple[tuple[str, str], ...] = ()
+    # HR's settlement check (signing.settlefigures): each figure as (label, amount text), and the basis
+    # lines under it; empty on every other card.
+    settlement_fields: tuple[tuple[str, str], ...] = ()
+    settlement_basis: tuple[str, ...] = ()
 
     def t(self, zh: str, en: str) -> str:
         return en if self.language == "en" else zh

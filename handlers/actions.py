@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.router import Context, Reply, Router
-from handlers import backpay
+from handlers import backpay, settlement
 from handlers.cardview import CardRenderer
 from handlers.cases import DECIDED, CaseError
 from storage import hotpath
@@ -119,6 +119,11 @@ async def step_action(ctx: Context) -> Reply:
     blocked = await backpay.gate(ctx, case, row.step_id, data)
     if blocked is not None:
         return blocked
+    # HR's settlement check: figures computed, a changed figure only with a reason (handlers.settlement).
+    checked = await settlement.gate(ctx, case, row.step_id, data)
+    if isinstance(checked, Reply):
+        return checked
+    data = checked
     roles = await case_roles(ctx, case)
     actor_id = ctx.actor.employee_id  # type: ignore[union-attr]
     step_id, action, at = row.step_id, ctx.action, ctx.incoming.at

@@ -15,9 +15,12 @@ from cards.builders import shows_backpay
 from cards.model import Card
 from cards.questions import QUESTION_PURPOSES, build_question
 from cards.view import CaseView
+from handlers import settlement
 from handlers.backpay import EMPLOYEE_STATUS
 from handlers.cases import CaseService, utcnow
 from handlers.links import download_url, signing_url
+from settlement.basis import money
+from signing import settlefigures as sf
 from signing.templates import format_value
 from storage import hotpath
 from storage.models import AuditEntry, Case, Employee, OutboxMessage
@@ -66,6 +69,10 @@ class CardRenderer:
         wants_backpay = backpay_for is not None and shows_backpay(template.step(backpay_for))
         backpay = await self._backpay(case, template, state, now, hr=Role.HR in roles) \
             if detail and wants_backpay and recipient is not None else None
+        settlement_view: tuple[tuple[tuple[str, str], ...], tuple[str, ...]] = ((), ())
+        if detail and backpay_for is not None and roles & {Role.HR, Role.MANAGER}:
+            settlement_view = await self._settlement(case, template, state, backpay_for, roles, language or
+                                                     self.settings.language)
         completion_lines: tuple[tuple[str, str], ...] = ()
         downloads: tuple[tuple[str, str], ...] = ()
         if completion and detail:
@@ -77,7 +84,8 @@ class CardRenderer:
             employee_name=employee.name, last_day=case.last_day, reason=case.reason, names=names,
             tz=self.settings.tz, language=language or self.settings.language, now=now, sign_urls=sign_urls,
             cancel_reason=cancel_reason, recipient_roles=frozenset(roles), backpay=backpay,
-            completion_lines=completion_lines, downloads=downloads,
+            completion_lines=completion_lines, downloads=downloads, settlement_fields=settlement_view[0],
+            settlement_basis=settlement_view[1],
         )
 
     async def _completion(self, case: Case, now: datetime, language: str) -> tuple[tuple[str, str], ...]:
@@ -102,6 +110,58 @@ class CardRenderer:
         return tuple((document_title(doc.kind).get(language),
                       download_url(self.settings, case.id, doc.id, recipient.employee_id, now=now))
                      for doc in await sealed_documents(case.id))
+
+    async def _settlement(self, case: Case, template: FlowTemplate, state: CaseState, step_id: str,
+                          roles: frozenset[Role], language: str
+                          ) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+        """HR's check card shows each settlement figure and its basis: as recorded once the step is done,
+        else computed now from the directory (for a mutual agreement not yet told who proposed it, as if
+        the company did, with the employee's 0 beside it). The manager who approves the terms sees what
+        HR recorded."""
+        step = sf.check_step(template)
+        if step is None:
+            return (), ()
+        checking = step.id == step_id and Role.HR in roles
+        approving = step.id in template.step(step_id).depends_on and state.steps[step.id].status == "done"
+        if not (checking or approving):
+            return (), ()
+        zh = language != "en"
+        st = state.steps[step.id]
+        rec = st.data.get(sf.RECORD_KEY) if st.status == "done" else None
+        reason = ""
+        assumed = False
+        if isinstance(rec, dict):
+            figs = sf.stated(rec)
+            reason = str(rec.get("override_reason") or "")
+        else:
+            data: dict[str, str] = {}
+            if any(f.key == sf.PROPOSER_FIELD for f in step.fields):
+                data[sf.PROPOSER_FIELD] = "employer"
+                assumed = True
+            figures, _, _ = await settlement.figures_for(self.service, case, data)
+            figs = sf.from_figures(figures)
+        fields: list[tuple[str, str]] = []
+        basis: list[str] = []
+        for item in sf.ITEMS:
+            fig = figs.get(item.key)
+            if fig is None:
+                continue
+            label = item.zh if zh else item.en
+            if item.key == "compensation" and assumed:
+                label += "（如由公司提出；由员工提出则为 0）" if zh else \
+                    " (if the company proposed; 0 if the employee did)"
+            if fig.agreed is None:
+                value = (f"无法计算：{fig.missing}" if zh else f"cannot be computed: {fig.missing}")
+            else:
+                value = f"{money(fig.agreed)} 元" if zh else f"CNY {money(fig.agreed)}"
+                if fig.differs and fig.computed is not None:
+                    value += (f"（计算结果 {money(fig.computed)} 元；调整原因：{reason}）" if zh else
+                              f" (computed {money(fig.computed)}; reason for the change: {reason})")
+            fields.append((label, value))
+            if fig.basis:
+                basis.append(f"{label}：" if zh else f"{label}:")
+                basis += [f"- {line}" for line in fig.basis]
+        return tuple(fields), tuple(basis)
 
     async def _backpay(self, case: Case, template: FlowTemplate, state: CaseState,
                        now: datetime, *, hr: bool) -> tuple[str, tuple[str, ...]] | None:

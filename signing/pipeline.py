@@ -27,6 +27,7 @@ from settlement.basis import money
 from settlement.errors import SettlementError
 from settlement.social_insurance import backpay
 from settlement.tables import RateTable, RateTables, bundled_tables, load_tables, merge, parse_table
+from signing import settlefigures as sf
 from signing.canonical import canonical_json, sha256_hex
 from signing.casefacts import Notes, amount, has_backpay, mutual_compensation, non_compete, step_value, upper
 from signing.completion import completion_page
@@ -309,6 +310,7 @@ CONTEXT_KEYS = frozenset({
     "backpay_reference", "final_pay_date", "final_pay_reference", "certificate_signed_on",
     "compensation_amount", "compensation_amount_upper", "compensation_lines", "compensation_pay_date",
     "non_compete_months", "non_compete_monthly", "non_compete_lines", "source_notes", "certificate_reason",
+    "compensation_zero_basis", "settlement_lines", "settlement_basis_lines",
 })
 
 
@@ -388,6 +390,7 @@ async def build_context(case: Case, kind: str, settings: Settings, *, now: datet
         "non_compete_months": "", "non_compete_monthly": "", "non_compete_lines": [],
         # Only the employee may ask for the reason on the certificate; no flow records that request yet.
         "certificate_reason": "",
+        "compensation_zero_basis": "", "settlement_lines": [], "settlement_basis_lines": [],
     }
     if has_backpay(flow):
         bp = backpay_context(emp, last_day, _step_value(steps, "unpaid_months"),
@@ -398,8 +401,28 @@ async def build_context(case: Case, kind: str, settings: Settings, *, now: datet
         # Printed as money (thousands separators), the way the basis lines print the same figure.
         ctx["backpay_amount"] = money(bp["backpay_amount"])  # type: ignore[arg-type]
         ctx["basis_lines"] = notes.lift(bp["basis_lines"])  # type: ignore[arg-type]
+    rec = step_value(hr_data, sf.RECORD_KEY)
     agreed = amount(step_value(hr_data, "compensation"))
-    if agreed is not None:
+
+    def words(value: Decimal) -> str:  # amounts in words in the document's language
+        return upper(value, lang)
+
+    if isinstance(rec, dict):
+        # The figures as HR's check recorded them (computed and agreed, handlers.settlement): the
+        # documents print what the audit chain holds.
+        figs = sf.stated(rec)
+        comp = figs.get("compensation")
+        if comp is not None and comp.agreed is not None:
+            if comp.agreed > 0:
+                ctx["compensation_amount"] = money(comp.agreed)
+                ctx["compensation_amount_upper"] = upper(comp.agreed, lang)
+            else:
+                ctx["compensation_zero_basis"] = sf.ZERO_BASIS.get(str(rec.get("ground")), "")
+            ctx["compensation_lines"] = notes.lift(sf.compensation_lines(comp, mutual=flow.case_type == "mutual",
+                                                                         upper=words))
+        ctx["settlement_lines"] = sf.summary_lines(figs, words)
+        ctx["settlement_basis_lines"] = notes.lift(sf.basis_lines(figs))
+    elif agreed is not None:
         comp = mutual_compensation(agreed, emp.hire_date, last_day, wage, lang)
         ctx["compensation_amount"] = money(comp.agreed)
         ctx["compensation_amount_upper"] = upper(comp.agreed, lang)

@@ -146,7 +146,7 @@ def _form(sc: Scenario, step_id: str, agreed: Decimal | None) -> dict[str, str]:
     values = {
         "last_working_day": sc.last_day.isoformat(), "reason": "个人原因", "result": "完成率 60%，要求 80%",
         "unpaid_months": "2", "receipt_number": "SB-2025-0001", "payment_reference": f"PAY-{step_id}",
-        "tracking_number": "EMS1234567890", "compensation": str(agreed or ""), **sc.extra_form,
+        "tracking_number": "EMS1234567890", "proposed_by": "公司", **sc.extra_form,
     }
     return {f.key: values[f.key] for f in FLOWS[sc.flow].step(step_id).fields if f.key in values}
 
@@ -244,6 +244,12 @@ def _check_rights_notice(sc: Scenario, flat: str, agreed: Decimal | None) -> Non
         assert "PAY-final_pay" in flat  # the final pay date and its reference
     if sc.flow in ("resignation", "mutual", "misconduct"):
         assert "签收电子版" in flat  # the certificate was signed for in this system
+    if sc.flow in ("mutual", "misconduct"):
+        # The figures HR's check recorded, each with its amount in words and its basis in the annex.
+        assert "未休年休假工资报酬：人民币" in flat and "最后一个月工资：人民币" in flat
+        assert "附件：未休年休假工资报酬及最后一个月工资计算依据" in flat
+    else:
+        assert "未休年休假工资报酬：" not in flat
     if sc.flow == "mutual":
         assert agreed is not None
         assert money(agreed) in flat and rmb_upper(agreed) in flat
@@ -282,6 +288,15 @@ async def test_every_flow_from_command_to_closure(sc: Scenario, server: tuple[st
         await _drive(api, http, sc, case.id, agreed)
 
         completion = await api.wait_card(sc.employee, lambda c: c["purpose"] == "completion", "the completion card")
+        check = {"mutual": "terms", "misconduct": "deregistration"}.get(sc.flow)
+        if check is not None:
+            # HR's check card shows each computed figure and its basis.
+            card = await api.wait_card(HR, lambda c: c["step_id"] == check, "HR's settlement check card")
+            figures = {f["label"]: f["value"] for f in card["fields"]}
+            assert figures["经济补偿"] == (f"{money(agreed)} 元" if agreed is not None else "0.00 元")
+            assert figures["最后一个月工资"].endswith(" 元") and "结算金额计算依据" in card["body"]
+            if sc.flow == "misconduct":
+                assert "第三十九条" in card["body"] and "不支付经济补偿" in card["body"]
 
     body = _flat(completion["body"])
     assert "离职手续完成确认函" in body and "十五日内" in body and "一年" in body
