@@ -25,6 +25,7 @@ from signing.archive import ArchiveError
 from signing.archive_check import verify_archive
 from signing.keys import load_or_create_keys
 from signing.links import make_token, new_nonce
+from storage import audit
 from storage.canonical import sha256_hex
 from storage.models import AuditEntry, Case, CaseAccess, Document, Signature
 from tests.chat.conftest import build_chat
@@ -170,6 +171,32 @@ async def test_unknown_case_is_a_clear_error_and_writes_nothing(flow: Flow, tmp_
     done = _run(sys.executable, "-m", "bot", "export", "--case", "OB-NOPE00", "--out", str(target), env=env)
     assert done.returncode == 2 and "no case OB-NOPE00" in done.stderr, done.stderr
     assert not target.exists() and not (tmp_path / "x.zip.part").exists()
+
+
+async def test_long_case_is_paged_with_progress(flow: Flow, tmp_path: Path) -> None:
+    """More entries than one page of the audit log: all of them are in the archive, in order, with progress
+    reported page by page; the index stays one page; the entries the engine did not write make the export's
+    verify report FAIL, and the offline check says so."""
+    at = datetime.now(UTC)
+    for i in range(1100):
+        await audit.append(flow.case_id, at=at, actor=HR, kind="note", data={"i": i})
+    case = await Case.get(id=flow.case_id)
+    seen: list[tuple[str, int, int]] = []
+    out = tmp_path / "long.zip"
+    with out.open("wb") as f:
+        await export_case(flow.settings, flow.case_id, f, templates=flow.service.templates,
+                          progress=lambda stage, done, total: seen.append((stage, done, total)))
+    audit_steps = [(d, t) for s, d, t in seen if s == "audit"]
+    assert len(audit_steps) == 3 and audit_steps[-1] == (case.audit_seq, case.audit_seq)
+    with zipfile.ZipFile(out) as zf:
+        seqs = [json.loads(x)["seq"] for x in zf.read("audit.jsonl").splitlines()]
+        (tmp_path / "index.pdf").write_bytes(zf.read("index.pdf"))
+    assert seqs == list(range(1, case.audit_seq + 1))
+    assert re.search(r"^Pages:\s+1$", _run("pdfinfo", str(tmp_path / "index.pdf")).stdout, re.M)
+    assert "more entries in audit.jsonl" in _run("pdftotext", str(tmp_path / "index.pdf"), "-").stdout
+    checks = {c.name: c for c in await verify_archive(out)}
+    assert checks["audit chain (audit.jsonl)"].ok and checks["manifest.json signature"].ok
+    assert not checks["verify report at export"].ok
 
 
 async def test_cli_export_writes_the_zip_and_logs_it(flow: Flow, tmp_path: Path) -> None:
