@@ -77,7 +77,8 @@ def test_all_bundled_templates_load():
 def test_probation_matches_case_b():
     t = load_templates()["probation"]
     assert [s.id for s in t.steps] == [
-        "application", "performance_review", "hr_check", "handover", "guarantee", "backpay", "rights_notice",
+        "application", "performance_review", "hr_check", "handover", "guarantee", "backpay",
+        "separation_certificate", "rights_notice",
     ]
     g = t.step("guarantee")
     assert (g.number, g.kind, g.role, g.documents, g.depends_on) == (
@@ -87,7 +88,19 @@ def test_probation_matches_case_b():
     assert t.step("backpay").depends_on == ("guarantee",)
     assert t.step("backpay").role is Role.FINANCE
     assert t.step("handover").depends_on == t.step("hr_check").depends_on == ("performance_review",)
-    assert set(t.step("rights_notice").depends_on) == {"backpay", "handover"}
+    assert set(t.step("separation_certificate").depends_on) == {"backpay", "handover"}
+    assert t.step("separation_certificate").documents == ("separation_certificate",)
+    assert t.step("rights_notice").depends_on == ("separation_certificate",)
+
+
+def test_probation_first_step_is_an_acknowledgement_not_a_resignation():
+    # The company decides this termination: nothing the employee is asked to submit may read as a request.
+    first = load_templates()["probation"].step("application")
+    texts = [first.title, first.ask, first.why, *(f.label for f in first.fields)]
+    assert not [t.zh for t in texts if "申请" in t.zh or "辞职" in t.zh]
+    assert not [t.en for t in texts if "application" in t.en.lower() or "resign" in t.en.lower().replace(
+        "not a resignation", "")]
+    assert "确认收到解除通知" in first.title.zh and "陈述" in first.title.zh
 
 
 def test_misconduct_policy_and_fallback_path():
@@ -97,7 +110,15 @@ def test_misconduct_policy_and_fallback_path():
     assert (notice.policy.remind_after_hours, notice.policy.alert_after_hours,
             notice.policy.fallback_after_hours) == (24, 72, 168)
     assert set(t.fallback_only_ids) == {"registered_mail", "newspaper_notice"}
-    assert [f.key for f in t.step("registered_mail").fields if f.required] == ["tracking_number"]
+    mail = t.step("registered_mail")
+    assert [f.key for f in mail.fields if f.required] == ["delivery_result", "tracking_number"]
+    assert mail.outcome_field == "delivery_result" and mail.replaces_on == ("delivered",)
+    news = t.step("newspaper_notice")
+    assert news.depends_on == ("registered_mail",)
+    assert dict(news.depends_on_outcome) == {"registered_mail": ("returned", "undeliverable")}
+    handover = t.step("handover")
+    assert (handover.role, handover.signed_by, handover.documents) == (
+        Role.HANDOVER, Role.EMPLOYEE, ("handover_confirmation",))
 
 
 def test_mutual_has_settlement_agreement_and_parallel_it_finance():
