@@ -300,3 +300,53 @@ def test_broken_company_template_names_its_file(tmp_path):
     with pytest.raises(TemplateError) as info:
         load_templates([tmp_path])
     assert info.value.path == path and "acme.toml" in str(info.value)
+
+
+def test_outcome_keys_are_checked_and_name_the_step(tmp_path):
+    # depends_on_outcome on a step not in depends_on
+    text = BASE.replace('depends_on = ["first"]', 'depends_on = []\ndepends_on_outcome = { first = ["acknowledged"] }')
+    err = error_for(tmp_path, text)
+    assert "not in depends_on" in err.problem and err.step == "second"
+    # an outcome the dependency never ends with
+    text = BASE.replace('depends_on = ["first"]', 'depends_on = ["first"]\ndepends_on_outcome = { first = ["returned"] }')
+    err = error_for(tmp_path, text)
+    assert "never ends as returned" in err.problem and "acknowledged" in err.problem and err.step == "second"
+    # outcome_field must be a required choice field
+    text = BASE.replace('kind = "acknowledge"', 'kind = "acknowledge"\noutcome_field = "result"')
+    err = error_for(tmp_path, text)
+    assert "outcome_field" in err.problem and err.step == "first"
+    # a choice field without options
+    text = BASE.replace('kind = "acknowledge"\ndeadline_hours = 24',
+                        'kind = "acknowledge"\ndeadline_hours = 24\n\n[[steps.fields]]\nkey = "result"\n'
+                        'label = { zh = "结果", en = "Result" }\ntype = "choice"')
+    err = error_for(tmp_path, text)
+    assert "needs options" in err.problem and err.step == "first"
+
+
+def test_outcome_of_a_choice_opens_or_closes_a_step(tmp_path):
+    from datetime import UTC, datetime
+
+    from workflow import engine
+    from workflow.events import Act
+
+    text = BASE.replace('kind = "acknowledge"\ndeadline_hours = 24',
+                        'kind = "acknowledge"\ndeadline_hours = 24\noutcome_field = "result"\n\n[[steps.fields]]\n'
+                        'key = "result"\nlabel = { zh = "结果", en = "Result" }\ntype = "choice"\n'
+                        'options = [ { value = "yes", label = { zh = "是", en = "Yes" } },'
+                        ' { value = "no", label = { zh = "否", en = "No" } } ]')
+    text = text.replace('depends_on = ["first"]', 'depends_on = ["first"]\ndepends_on_outcome = { first = ["yes"] }')
+    text = text.replace('deadline_hours = 24\n"""', 'deadline_hours = 24\nrequired = false\n"""') + (
+        '\n[[steps]]\nid = "third"\ntitle = { zh = "三", en = "Third" }\nask = { zh = "a", en = "a" }\n'
+        'why = { zh = "b", en = "b" }\nrole = "hr"\nkind = "hr_task"\ndepends_on = ["second"]\ndeadline_hours = 1\n'
+        'required = false\n')
+    t = load_template(write(tmp_path, text))
+    at = datetime(2025, 1, 6, tzinfo=UTC)
+    start = engine.start(t, "c", at).state
+    emp = ("e", frozenset({Role.EMPLOYEE}))
+    yes = engine.apply(t, start, Act("first", "acknowledge", *emp, {"result": "yes"}, at))
+    assert yes.state.steps["second"].status == "active" and yes.state.status == "open"
+    no = engine.apply(t, start, Act("first", "acknowledge", *emp, {"result": "no"}, at))
+    # "second" is not needed on this branch, and so "third" which waits on it; the case then completes.
+    assert [(no.state.steps[s].status, no.state.steps[s].outcome) for s in ("second", "third")] == [
+        ("not_needed", "branch"), ("not_needed", "after")]
+    assert no.state.status == "completed"
