@@ -68,7 +68,7 @@ async def test_employee_status_shows_done_next_why_deadline_and_locks(demo_org: 
     assert not await AuditEntry.filter(case_id=case_id, kind__contains="status").exists()
 
     en = await chat.send("E003", "/status", lang="en")
-    assert en.ok and "Done (2 of 7)" in en.text and "yours to do" in en.text and "waits for: step 3" in en.text
+    assert en.ok and "Done (2 of 8)" in en.text and "yours to do" in en.text and "waits for: step 3" in en.text
     # Their own case number is accepted; anything else is not theirs to look at.
     assert (await chat.send("E003", f"/进度 {case_id}")).ok
     for text_, user in ((f"/进度 {case_id}", "E002"), ("/进度 OB-ZZZZZZ", "E003"), ("/进度 张三", "E006")):

@@ -308,7 +308,8 @@ def test_outcome_keys_are_checked_and_name_the_step(tmp_path):
     err = error_for(tmp_path, text)
     assert "not in depends_on" in err.problem and err.step == "second"
     # an outcome the dependency never ends with
-    text = BASE.replace('depends_on = ["first"]', 'depends_on = ["first"]\ndepends_on_outcome = { first = ["returned"] }')
+    text = BASE.replace('depends_on = ["first"]',
+                        'depends_on = ["first"]\ndepends_on_outcome = { first = ["returned"] }')
     err = error_for(tmp_path, text)
     assert "never ends as returned" in err.problem and "acknowledged" in err.problem and err.step == "second"
     # outcome_field must be a required choice field
