@@ -12,6 +12,7 @@ from datetime import timedelta
 from cards.model import Button, Card, FormField
 from cards.view import CaseView
 from workflow.documents import document_title
+from workflow.messages import NOT_NEEDED, not_needed_reason
 from workflow.model import Role, StepKind
 from workflow.template import StepTemplate
 
@@ -73,8 +74,20 @@ def done_line(view: CaseView, step_id: str) -> str:
     who = view.name(st.done_by)
     when = view.local(st.done_at, "%H:%M") if st.done_at and view.local(st.done_at, "%Y-%m-%d") == \
         view.local(view.now, "%Y-%m-%d") else view.local(st.done_at, "%m-%d %H:%M")
-    return view.t(f"已由 {who} 于 {when} {_verb(view, st.outcome)}",
+    line = view.t(f"已由 {who} 于 {when} {_verb(view, st.outcome)}",
                   f"{_verb(view, st.outcome).capitalize()} by {who} at {when}")
+    step = view.step(step_id)
+    chosen = step.option_label(step.outcome_field, st.outcome) if step.outcome_field else None
+    if chosen is not None:  # the outcome HR chose ("被退回") is what later steps hinge on
+        line += view.t(f"，结果：{chosen.zh}", f"; result: {chosen.en}")
+    return line
+
+
+def not_needed_line(view: CaseView, step_id: str) -> str:
+    """A step closed without being done: "不再需要：<why>" (the case completed, a branch not taken)."""
+    st = view.st(step_id)
+    why = not_needed_reason(view.template.by_id, st.outcome, st.data)
+    return view.t(f"{NOT_NEEDED.zh}：{why.zh}", f"{NOT_NEEDED.en.capitalize()}: {why.en}")
 
 
 def missing_for(view: CaseView, step: StepTemplate) -> list[str]:
@@ -95,7 +108,7 @@ def close_blockers(view: CaseView) -> list[str]:
     out: list[str] = []
     for sid in view.template.required_ids:
         st = view.st(sid)
-        if st.status == "done":
+        if st.status in ("done", "not_needed"):
             continue
         step = view.step(sid)
         docs = [d for d in step.documents if d not in st.documents_signed]
@@ -144,7 +157,9 @@ def _action_buttons(view: CaseView, step: StepTemplate) -> list[Button]:
     blockers = missing_for(view, step)
     reason = (view.t("需先完成：", "Waiting for: ") + _sep(view).join(blockers)) if blockers else None
     form = tuple(FormField(f.key, f.label.get(view.language), required=f.required,
-                           multiline=f.type == "textarea") for f in step.fields)
+                           multiline=f.type == "textarea",
+                           options=tuple((v, label.get(view.language)) for v, label in f.options))
+                 for f in step.fields)
 
     def act(label_zh: str, label_en: str, action: str, *, style: str = "primary",
             fields: tuple[FormField, ...] = form) -> Button:
@@ -190,6 +205,8 @@ def step_card(view: CaseView, step_id: str, *, purpose: str = "step") -> Card:
         status, tone = done_line(view, step_id), "done"
         if st.outcome in ("reject", "rejected") and st.data.get("reason"):
             body += ["", view.t(f"驳回理由：{st.data['reason']}", f"Reason: {st.data['reason']}")]
+    elif st.status == "not_needed":
+        status, tone = not_needed_line(view, step_id), "closed"
     elif view.state.status != "open":
         status, tone = view.t(f"流程{_CASE_STATUS[view.state.status][0]}", f"Case {view.state.status}"), "closed"
     elif st.status == "locked":
@@ -336,6 +353,8 @@ def summary_card(view: CaseView) -> Card:
         label = f"{step.number}. {step.title.get(view.language)}（{view.role_title(step.role)}）"
         if st.status == "done":
             lines.append(f"- ✓ {label} — {done_line(view, step.id)}")
+        elif st.status == "not_needed":
+            lines.append(f"- – {label} — {not_needed_line(view, step.id)}")
         elif view.state.status == "cancelled":  # nothing open or locked goes on after a cancel
             lines.append(f"- ✗ {label} — {view.t('已取消', 'cancelled')}")
         elif st.status == "active":

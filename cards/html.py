@@ -43,6 +43,12 @@ def markdown(text: str) -> str:
     return "".join(out)
 
 
+def _select(name: str, options: tuple[tuple[str, str], ...]) -> str:
+    opts = '<option value="">—</option>' + "".join(
+        f'<option value="{escape(v, quote=True)}">{escape(label)}</option>' for v, label in options)
+    return f'<select name="{escape(name, quote=True)}">{opts}</select>'
+
+
 def _button(b: Button, card_id: str) -> str:
     label = escape(b.label)
     reason = f'<span class="why">{escape(b.reason)}</span>' if b.reason else ""
@@ -54,7 +60,8 @@ def _button(b: Button, card_id: str) -> str:
     if b.form:
         fields = "".join(
             f'<label>{escape(f.label)}{"*" if f.required else ""}'
-            + (f'<textarea name="{escape(f.name, quote=True)}"></textarea>' if f.multiline else
+            + (_select(f.name, f.options) if f.options else
+               f'<textarea name="{escape(f.name, quote=True)}"></textarea>' if f.multiline else
                f'<input name="{escape(f.name, quote=True)}">')
             + "</label>"
             for f in b.form

@@ -22,6 +22,7 @@ class FormField:
     label: str
     required: bool = True
     multiline: bool = True
+    options: tuple[tuple[str, str], ...] = ()  # a choice: (value, label); the value is what is sent
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,8 @@ class Card:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Card:
         buttons = tuple(
-            Button(**{**b, "form": tuple(FormField(**f) for f in b.get("form", ()))}) for b in data["buttons"]
+            Button(**{**b, "form": tuple(FormField(**{**f, "options": tuple(tuple(o) for o in f.get("options", ()))})
+                                         for f in b.get("form", ()))}) for b in data["buttons"]
         )
         fields = tuple((f["label"], f["value"]) for f in data["fields"])
         return cls(**{**data, "buttons": buttons, "fields": fields})

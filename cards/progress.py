@@ -4,7 +4,7 @@ text out; the same facts the cards show, gathered on one screen."""
 
 from __future__ import annotations
 
-from cards.builders import _CASE_STATUS, deadline, done_line, missing_for
+from cards.builders import _CASE_STATUS, deadline, done_line, missing_for, not_needed_line
 from cards.questions import question_ref
 from cards.view import CaseView
 from workflow.model import Role
@@ -21,6 +21,8 @@ def employee_progress(view: CaseView) -> str:
         lines.append(t(f"最后工作日：{view.last_day.isoformat()}", f"Last working day: {view.last_day.isoformat()}"))
     lines += ["", t(f"已完成（{len(done)}/{len(template)}）：", f"Done ({len(done)} of {len(template)}):")]
     lines += [f"✓ {s.number}. {s.title.get(view.language)} — {done_line(view, s.id)}" for s in done] or ["—"]
+    skipped = [s for s in template.steps if view.st(s.id).status == "not_needed"]
+    lines += [f"– {s.number}. {s.title.get(view.language)} — {not_needed_line(view, s.id)}" for s in skipped]
     if state.status == "open":
         active = [template.step(sid) for sid in state.active_steps()]
         lines += ["", t("下一步：", "Next:")]

@@ -19,6 +19,7 @@ from storage import hotpath
 from storage.models import Case, CaseStep, Employee
 from workflow import cleantext
 from workflow.events import Cancel, Remind
+from workflow.messages import not_needed_reason
 
 router = Router("commands")
 
@@ -211,7 +212,7 @@ async def offboard(ctx: Context) -> Reply:
 
 
 # ---- /status -----------------------------------------------------------------------------
-_STEP_MARK = {"done": "✓", "active": "●", "locked": "🔒"}
+_STEP_MARK = {"done": "✓", "active": "●", "locked": "🔒", "not_needed": "–"}
 
 
 @router.command("status", aliases=["状态", "查询", "进度"], hr_only=False, usage_zh=USAGE_STATUS[0],
@@ -239,7 +240,10 @@ async def status(ctx: Context) -> Reply:
         line = f"{_STEP_MARK.get(st, '?')} {step.number}. {step.title.get(ctx.language)}"
         if case.status == "cancelled" and st != "done":
             line = f"✗ {step.number}. {step.title.get(ctx.language)}" + ctx.t(" — 已取消", " — cancelled")
-        if row and row.done_at:
+        if row and st == "not_needed":
+            why = not_needed_reason(template.by_id, row.outcome, row.data or {})
+            line += ctx.t(f" — 不再需要：{why.zh}", f" — no longer needed: {why.en}")
+        elif row and row.done_at:
             when = row.done_at.astimezone(ctx.settings.tz).strftime("%m-%d %H:%M")
             line += ctx.t(f" — {names.get(row.done_by or '', row.done_by)} {when}",
                           f" — {names.get(row.done_by or '', row.done_by)} {when}")

@@ -188,7 +188,8 @@ async def resolve(request: web.Request, *, allow_used: bool = False) -> Target:
         raise Refused(409, "case_closed", "该离职流程已结束，无需再签署。")
     ss = state.steps[step.id]
     if ss.status != "active":
-        message = "该步骤已完成。" if ss.status == "done" else "该步骤尚未开始，请等待前面的步骤完成。"
+        message = {"done": "该步骤已完成。", "not_needed": "该步骤已不再需要，无需签署。"}.get(
+            ss.status, "该步骤尚未开始，请等待前面的步骤完成。")
         raise Refused(409, "step_not_active", message)
     unsigned = [d for d in step.documents if d not in ss.documents_signed]
     if not unsigned:

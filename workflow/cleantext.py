@@ -31,7 +31,7 @@ FORM_SHORT_MAX = 64  # a card form's number or date value
 # A form field's (limit, multiline) by its declared type (workflow.template.FieldType).
 FIELD_RULES: dict[str, tuple[int, bool]] = {
     "textarea": (FORM_TEXT_MAX, True), "text": (FORM_LINE_MAX, False), "file": (FORM_LINE_MAX, False),
-    "date": (FORM_SHORT_MAX, False), "number": (FORM_SHORT_MAX, False),
+    "date": (FORM_SHORT_MAX, False), "number": (FORM_SHORT_MAX, False), "choice": (FORM_SHORT_MAX, False),
 }
 ID_MAX = 255  # platform ids, dedup keys, card ids
 NAME_MAX = 64  # action names, field keys

@@ -25,6 +25,7 @@ RefusalCode = Literal[
     "too_long",
     "too_many",
     "not_reopenable",
+    "not_needed",
 ]
 
 @dataclass(frozen=True, slots=True)

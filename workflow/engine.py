@@ -44,6 +44,8 @@ ALLOWED_ACTIONS: dict[StepKind, tuple[str, ...]] = {
     StepKind.HR_TASK: ("complete",),
     StepKind.SIGN: (),
 }
+# A step in one of these states no longer holds up the case.
+SETTLED = ("done", "not_needed")
 OUTCOMES = {
     "approve": "approved",
     "confirm": "confirmed",
@@ -60,7 +62,7 @@ def _roles(roles: frozenset[Role]) -> list[str]:
 class _Tx:
     """Accumulates one decision: copy-on-write steps, effects in order, and what to audit."""
 
-    __slots__ = ("activated", "at", "case_fields", "completed", "effects", "state", "steps", "template")
+    __slots__ = ("activated", "at", "case_fields", "completed", "effects", "not_needed", "state", "steps", "template")
 
     def __init__(self, template: FlowTemplate, state: CaseState, at: datetime):
         self.template = template
@@ -71,6 +73,7 @@ class _Tx:
         self.case_fields: dict[str, Any] = {}
         self.activated: list[str] = []
         self.completed: list[str] = []
+        self.not_needed: list[str] = []
 
     def get(self, step_id: str) -> StepState:
         return (self.steps or self.state.steps)[step_id]
@@ -136,10 +139,14 @@ class _Tx:
             return False
         if step.fallback_only and not self.fallback_started:
             return False
-        return all(self.get(dep).status == "done" for dep in step.depends_on)
+        if not all(self.get(dep).status == "done" for dep in step.depends_on):
+            return False
+        return all(self.get(dep).outcome in allowed for dep, allowed in step.depends_on_outcome)
 
     def unlock(self) -> None:
-        """Activate every step the completions of this decision made ready, in template order."""
+        """Activate every step the completions of this decision made ready, in template order, after
+        closing the steps those completions made unnecessary."""
+        self.close_branches()
         candidates: set[str] = set()
         for done in self.completed:
             candidates.update(self.template.dependants[done])
@@ -147,11 +154,46 @@ class _Tx:
             if step.id in candidates and self.can_start(step):
                 self.activate(step)
 
+    def close_not_needed(self, step: StepTemplate, reason: str, data: dict[str, Any]) -> None:
+        was = self.get(step.id)
+        self.put(step.id, status="not_needed", done_at=self.at, done_by=None, outcome=reason, data=data)
+        self.not_needed.append(step.id)
+        if was.status == "active":
+            self.effects.append(CancelTimers(step.id))
+        if was.activated_at is not None:  # its cards are out: they now say why nothing is asked
+            self.effects.append(UpdateStep(step.id))
+
+    def close_branches(self) -> None:
+        """A step waiting on a dependency that finished with another outcome than it opens on will never
+        open: close it as not needed, and so every step that waits on it, until nothing changes."""
+        changed = True
+        while changed:
+            changed = False
+            for step in self.template.steps:
+                if self.get(step.id).status not in ("locked", "active"):
+                    continue
+                allowed = dict(step.depends_on_outcome)
+                for dep in step.depends_on:
+                    ds = self.get(dep)
+                    if ds.status == "not_needed":
+                        self.close_not_needed(step, "after", {"step": dep})
+                    elif ds.status == "done" and dep in allowed and ds.outcome not in allowed[dep]:
+                        self.close_not_needed(step, "branch", {"step": dep, "outcome": ds.outcome})
+                    else:
+                        continue
+                    changed = True
+                    break
+
     def complete_case_if_done(self) -> bool:
         if self.state.status != "open" or self.case_fields.get("status", "open") != "open":
             return False
-        if any(self.get(sid).status != "done" for sid in self.template.required_ids):
+        if any(self.get(sid).status not in SETTLED for sid in self.template.required_ids):
             return False
+        # What is still open or waiting (optional steps, an unused fallback) will never be needed now:
+        # it is closed as such, so no card of a completed case still reads "in progress".
+        for step in self.template.steps:
+            if self.get(step.id).status in ("locked", "active"):
+                self.close_not_needed(step, "case_completed", {})
         self.close_case("completed")
         self.notify(Role.EMPLOYEE, None, "completion")
         self.notify(Role.HR, None, "completion")
@@ -186,6 +228,8 @@ class _Tx:
             "completed": list(self.completed),
             "case_status": new_state.status,
         }
+        if self.not_needed:  # only when there are some, so entries written before this key stay as they were
+            audit["not_needed"] = list(self.not_needed)
         self.effects.append(Audit(kind, audit))
         return Decision(new_state, tuple(self.effects))
 
@@ -268,6 +312,8 @@ def _blocked(template: FlowTemplate, state: CaseState, step: StepTemplate, ss: S
     """Why a step cannot be acted on yet (locked by dependencies, or waiting for the fallback)."""
     if ss.status == "done":
         return refuse("already_done", msg.already_done(step))
+    if ss.status == "not_needed":
+        return refuse("not_needed", msg.not_needed(step, msg.not_needed_reason(template.by_id, ss.outcome, ss.data)))
     if ss.status == "active":
         return None
     waiting = [template.by_id[d] for d in step.depends_on if state.steps[d].status != "done"]
@@ -289,7 +335,8 @@ def _check_fields(step: StepTemplate, data: dict[str, Any]) -> Refusal | None:
                 missing.append(f.key)
                 labels_missing.append(f.label)
             continue
-        if not _valid_value(f.type, value):
+        if not _valid_value(f.type, value) or (f.type == "choice" and str(value).strip() not in
+                                                 {v for v, _ in f.options}):
             missing.append(f.key)
             labels_invalid.append(f.label)
     if missing:
@@ -329,7 +376,7 @@ def missing_for_completion(template: FlowTemplate, state: CaseState) -> Refusal 
     docs: list[str] = []
     for sid in template.required_ids:
         ss = state.steps[sid]
-        if ss.status == "done":
+        if ss.status in SETTLED:
             continue
         step = template.by_id[sid]
         unsigned = _unsigned(step, ss)
@@ -435,15 +482,21 @@ def _on_act(template: FlowTemplate, state: CaseState, event: Act) -> Decision | 
     if bad:
         return bad
     tx = _Tx(template, state, event.at)
-    tx.finish(step, event.actor_id, OUTCOMES[event.action], data)
-    _replace_steps(tx, step, event.actor_id)
+    # A step with an outcome field ends with the chosen value (e.g. the mail was returned), so that
+    # later steps can open on it (depends_on_outcome).
+    outcome = str(data[step.outcome_field]).strip() if step.outcome_field else OUTCOMES[event.action]
+    tx.finish(step, event.actor_id, outcome, data)
+    _replace_steps(tx, step, outcome, event.actor_id)
     tx.unlock()
     tx.complete_case_if_done()
     return tx.decide("step_done", base)
 
 
-def _replace_steps(tx: _Tx, step: StepTemplate, actor_id: str) -> None:
-    """A finished fallback step (mail / newspaper) stands in for the signatures it replaces."""
+def _replace_steps(tx: _Tx, step: StepTemplate, outcome: str, actor_id: str) -> None:
+    """A finished fallback step (mail / newspaper) stands in for the signatures it replaces, if its
+    outcome is one that does (mail that came back undelivered proves nothing)."""
+    if step.replaces_on and outcome not in step.replaces_on:
+        return
     for target_id in step.replaces:
         if tx.get(target_id).status != "done":
             tx.finish(tx.template.by_id[target_id], actor_id, "replaced", {"replaced_by": step.id})
@@ -696,7 +749,13 @@ def _on_reopen(template: FlowTemplate, state: CaseState, event: Reopen) -> Decis
     tx.effects.append(UpdateStep(step.id))
     relocked = []
     for sid in later:
-        if state.steps[sid].status == "active":
+        if state.steps[sid].status == "not_needed":
+            # Closed because of the outcome being redone: it waits again for the new one.
+            tx.put(sid, status="locked", done_at=None, outcome=None, data={})
+            if state.steps[sid].activated_at is not None:
+                tx.effects.append(UpdateStep(sid))
+            relocked.append(sid)
+        elif state.steps[sid].status == "active":
             # activated_at stays: activate() then knows the step's cards are out (see _Tx.activate).
             tx.put(sid, status="locked", viewed_at=None, reminders_sent=0, timers_fired=frozenset())
             tx.effects.append(CancelTimers(sid))

@@ -182,3 +182,27 @@ def not_reopenable(step: StepTemplate, later: StepTemplate, signed: bool) -> Tex
                     f"Cannot redo {label.en}: the document of {after.en} is already signed.")
     return Text(f"不能重做{label.zh}：{after.zh}已完成。",
                 f"Cannot redo {label.en}: {after.en} is already done.")
+
+
+# Why a step was closed as not needed (StepState.outcome of a not_needed step, details in its data).
+NOT_NEEDED = Text("不再需要", "no longer needed")
+
+
+def not_needed_reason(by_id: dict[str, StepTemplate], outcome: str | None, data: dict[str, object]) -> Text:
+    """The reason a not_needed step shows on cards and in /status."""
+    other = by_id.get(str(data.get("step"))) if data.get("step") else None
+    if outcome == "branch" and other is not None:
+        value = data.get("outcome")
+        label = other.option_label(other.outcome_field, value) if other.outcome_field else None
+        shown = label or Text(str(value), str(value))
+        return Text(f"{step_label(other).zh}的结果为「{shown.zh}」",
+                    f"{step_label(other).en} ended as \"{shown.en}\"")
+    if outcome == "after" and other is not None:
+        return Text(f"{step_label(other).zh}不再需要", f"{step_label(other).en} is no longer needed")
+    return Text("流程已完成，此步骤为可选步骤", "the case completed; this step was optional")
+
+
+def not_needed(step: StepTemplate, reason: Text) -> Text:
+    label = step_label(step)
+    return Text(f"{label.zh} 不再需要（{reason.zh}），无需操作。",
+                f"{_cap(label.en)} is no longer needed ({reason.en}); nothing to do.")

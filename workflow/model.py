@@ -39,7 +39,10 @@ ROLE_TITLES: dict[Role, Text] = {
     Role.HANDOVER: Text("工作交接人", "handover colleague"),
 }
 
-StepStatus = Literal["locked", "active", "done"]
+# not_needed: closed without being done, because the case completed without it or a branch
+# (an outcome-dependent step, see workflow/README.md) made it unnecessary; `outcome` says why.
+StepStatus = Literal["locked", "active", "done", "not_needed"]
+STEP_STATUSES = ("locked", "active", "done", "not_needed")
 CaseStatus = Literal["open", "completed", "cancelled"]
 
 
@@ -100,7 +103,7 @@ class StepState:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StepState:
         status = data["status"]
-        if status not in ("locked", "active", "done"):
+        if status not in STEP_STATUSES:
             raise ValueError(f"unknown step status {status!r}")
         return cls(
             status=status,

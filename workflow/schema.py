@@ -53,11 +53,17 @@ class PolicyOverrideIn(_Strict):
     fallback_after_hours: Hours | None = None
 
 
+class OptionIn(_Strict):
+    value: Identifier
+    label: TextIn
+
+
 class FieldIn(_Strict):
     key: Identifier
     label: TextIn
-    type: Literal["text", "textarea", "date", "number", "file"] = "text"
+    type: Literal["text", "textarea", "date", "number", "file", "choice"] = "text"
     required: bool = True
+    options: list[OptionIn] = []
 
 
 class StepIn(_Strict):
@@ -76,6 +82,9 @@ class StepIn(_Strict):
     signed_by: Role | None = None
     fields: list[FieldIn] = []
     replaces: list[str] = []
+    replaces_on: list[Identifier] = []
+    outcome_field: Identifier | None = None
+    depends_on_outcome: dict[str, list[Identifier]] = {}
     policy: PolicyOverrideIn | None = None
 
 
@@ -190,6 +199,8 @@ def _check_graph(t: TemplateIn) -> None:
                     f"replaces step '{target}', which does not start the fallback (fallback = true)",
                     loc=(*here, "replaces"), step=s.id, needle=target,
                 )
+    for i, s in enumerate(t.steps):
+        _check_outcomes(s, ("steps", i), by_id)
     cycle = _find_cycle(t.steps)
     if cycle:
         first = cycle[0]
@@ -200,6 +211,54 @@ def _check_graph(t: TemplateIn) -> None:
     _check_fallback_reachability(t, ids)
     if not any(s.required for s in t.steps):
         raise TemplateProblem("no step is required, so a case would complete before anyone acts", loc=("steps",))
+
+
+_KIND_OUTCOME = {StepKind.APPROVE: "approved", StepKind.CONFIRM: "confirmed", StepKind.ACKNOWLEDGE: "acknowledged",
+                 StepKind.FORM: "submitted", StepKind.HR_TASK: "completed", StepKind.SIGN: "signed"}
+
+
+def _outcomes(s: StepIn) -> set[str]:
+    """Every outcome a step can finish with."""
+    if s.outcome_field:
+        field = next(f for f in s.fields if f.key == s.outcome_field)
+        found = {o.value for o in field.options}
+    else:
+        found = {_KIND_OUTCOME[s.kind]}
+    return found | ({"replaced"} if s.fallback else set())
+
+
+def _check_outcomes(s: StepIn, here: Loc, by_id: dict[str, StepIn]) -> None:
+    for f in s.fields:
+        if (f.type == "choice") != bool(f.options):
+            raise TemplateProblem("a choice field needs options, and only a choice field has them",
+                                  loc=(*here, "fields"), step=s.id, needle=f.key)
+        values = [o.value for o in f.options]
+        if len(set(values)) != len(values):
+            raise TemplateProblem("options list a value twice", loc=(*here, "fields"), step=s.id, needle=f.key)
+    if s.outcome_field is not None:
+        field = next((f for f in s.fields if f.key == s.outcome_field), None)
+        if field is None or field.type != "choice" or not field.required:
+            raise TemplateProblem("outcome_field must name a required choice field of the step",
+                                  loc=(*here, "outcome_field"), step=s.id, needle=s.outcome_field)
+    for dep, allowed in s.depends_on_outcome.items():
+        if dep not in s.depends_on:
+            raise TemplateProblem(f"depends_on_outcome names '{dep}', which is not in depends_on",
+                                  loc=(*here, "depends_on_outcome"), step=s.id, needle=dep)
+        if not allowed:
+            raise TemplateProblem(f"depends_on_outcome lists no outcome of '{dep}'",
+                                  loc=(*here, "depends_on_outcome"), step=s.id, needle=dep)
+        unknown = sorted(set(allowed) - _outcomes(by_id[dep]))
+        if unknown:
+            raise TemplateProblem(f"step '{dep}' never ends as {', '.join(unknown)} "
+                                  f"(it can end as: {', '.join(sorted(_outcomes(by_id[dep])))})",
+                                  loc=(*here, "depends_on_outcome"), step=s.id, needle=unknown[0])
+    if s.replaces_on:
+        if not s.replaces:
+            raise TemplateProblem("replaces_on needs replaces", loc=(*here, "replaces_on"), step=s.id)
+        unknown = sorted(set(s.replaces_on) - _outcomes(s))
+        if unknown:
+            raise TemplateProblem(f"replaces_on names outcomes the step never ends as: {', '.join(unknown)}",
+                                  loc=(*here, "replaces_on"), step=s.id, needle=unknown[0])
 
 
 def _check_fallback_reachability(t: TemplateIn, ids: dict[str, int]) -> None:
@@ -265,8 +324,12 @@ def compile_template(raw: dict[str, Any], source: str = "") -> FlowTemplate:
             fallback_only=s.fallback_only,
             policy=_policy(t.policy, s.policy),
             signed_by=s.signed_by or s.role,
-            fields=tuple(FieldSpec(f.key, f.label.compile(), f.type, f.required) for f in s.fields),
+            fields=tuple(FieldSpec(f.key, f.label.compile(), f.type, f.required,
+                                   tuple((o.value, o.label.compile()) for o in f.options)) for f in s.fields),
             replaces=tuple(s.replaces),
+            replaces_on=tuple(s.replaces_on),
+            outcome_field=s.outcome_field,
+            depends_on_outcome=tuple((dep, tuple(v)) for dep, v in s.depends_on_outcome.items()),
         )
         for i, s in enumerate(t.steps)
     )

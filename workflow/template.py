@@ -13,7 +13,7 @@ from typing import Literal
 from workflow.model import Role, StepKind
 from workflow.text import Text
 
-FieldType = Literal["text", "textarea", "date", "number", "file"]
+FieldType = Literal["text", "textarea", "date", "number", "file", "choice"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +44,7 @@ class FieldSpec:
     label: Text
     type: FieldType = "text"
     required: bool = True
+    options: tuple[tuple[str, Text], ...] = ()  # choice: (value, label) in the order shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,18 @@ class StepTemplate:
     signed_by: Role  # who signs this step's documents (defaults to the acting role)
     fields: tuple[FieldSpec, ...] = ()
     replaces: tuple[str, ...] = ()  # fallback_only: steps this one stands in for once done
+    replaces_on: tuple[str, ...] = ()  # outcomes of this step that stand in for them (empty: any)
+    outcome_field: str | None = None  # a choice field whose value is the step's outcome
+    # dependency -> outcomes it must have finished with for this step to open; any other outcome
+    # makes this step unnecessary (status not_needed)
+    depends_on_outcome: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def option_label(self, key: str, value: object) -> Text | None:
+        """The label of a choice field's value (what an outcome reads as on a card)."""
+        for f in self.fields:
+            if f.key == key:
+                return next((label for v, label in f.options if v == value), None)
+        return None
 
     @property
     def deadline(self) -> timedelta:

@@ -113,6 +113,7 @@ async def _finish(http: aiohttp.ClientSession, base: str, case_id: str) -> None:
     pay = await _wait_card(http, base, FINANCE, lambda c: c["step_id"] == "backpay" and any(
         b["action"] == "confirm" and b["enabled"] for b in c["buttons"]))
     assert (await _click(http, base, FINANCE, pay, "confirm", {"payment_reference": "PAY-2026-0042"}))["ok"]
+    await _sign(http, base, EMPLOYEE, "separation_certificate")
     await _sign(http, base, EMPLOYEE, "rights_notice")
     notice = await _wait_card(http, base, EMPLOYEE, lambda c: c["step_id"] == "rights_notice" and any(
         b["action"] == "acknowledge" and b["enabled"] for b in c["buttons"]))

@@ -21,7 +21,7 @@ async def test_offboard_starts_case_and_sends_cards(chat) -> None:
     assert str(case.last_day) == "2025-07-31"
     await chat.deliver()
     first = await chat.card("E003", step="application")
-    assert first.card.progress == "第 1 步 / 共 7 步"
+    assert first.card.progress == "第 1 步 / 共 8 步"
     assert "截止时间" in dict(first.card.fields)
     summary = await chat.card("E001", purpose="summary")
     assert "张三" in summary.card.summary

@@ -110,7 +110,7 @@ async def test_question_to_hr_over_http(server: str) -> None:
         assert asked["ok"] and asked["data"]["question"] == f"{case_id}-Q1", asked
         question = await _wait_card(http, server, "E001", lambda c: c["purpose"] == "question")
         assert "保证书是必要环节吗？" in question["body"]
-        assert {"label": "当前步骤", "value": "第 1 步「提交书面离职申请」（离职员工）"} in question["fields"]
+        assert {"label": "当前步骤", "value": "第 1 步「确认收到解除通知并陈述意见」（离职员工）"} in question["fields"]
         # The manager cannot answer on HR's card.
         refused = await _post(http, server, "click", {"user": "E002", "card_id": question["card_id"],
                                                       "action": "answer", "form": {"answer": "是"}})
@@ -175,7 +175,7 @@ async def test_case_b_in_the_browser(server: str) -> None:
             await summary.wait_for()
 
             # The employee submits the written application from the phone.
-            app_card = emp.locator(".card", has_text="提交书面离职申请")
+            app_card = emp.locator(".card", has_text="确认收到解除通知并陈述意见")
             await app_card.locator("button", has_text="提交").click()  # opens the form
             await app_card.locator("input[name=last_working_day]").fill("2025-07-31")
             await app_card.locator("textarea[name=reason]").fill("试用期考核未通过")

@@ -54,8 +54,8 @@ async def test_question_from_a_card_answered_on_hrs_card(chat: Chat) -> None:
     card = await chat.card("E001", purpose="question")
     fields = dict(card.card.fields)
     assert fields["员工"] == "张三（E003）" and "试用期不符合录用条件解除" in fields["流程"]
-    assert fields["当前步骤"] == "第 1 步「提交书面离职申请」（离职员工）"
-    assert fields["提问时针对"] == "第 1 步「提交书面离职申请」（离职员工）"
+    assert fields["当前步骤"] == "第 1 步「确认收到解除通知并陈述意见」（离职员工）"
+    assert fields["提问时针对"] == "第 1 步「确认收到解除通知并陈述意见」（离职员工）"
     assert fields["问题编号"] == f"{case_id}-Q1"
     assert "保证书是必须签的吗？不签会怎样？" in card.card.body and f"/回复 {case_id}-Q1" in card.card.body
     assert card.card.status == "等待回复（应在提问后 1 天内回复）"

@@ -50,8 +50,8 @@ async def test_employee_status_shows_done_next_why_deadline_and_locks(demo_org: 
     assert reply.ok and reply.data["case_id"] == case_id, reply.text
     text = reply.text
     assert text.startswith(f"你的离职流程 {case_id} · 试用期不符合录用条件解除 · 进行中")
-    assert "已完成（2/7）" in text
-    assert re.search(r"✓ 1\. 提交书面离职申请 — 已由 张三 于 .+提交", text)
+    assert "已完成（2/8）" in text
+    assert re.search(r"✓ 1\. 确认收到解除通知并陈述意见 — 已由 张三 于 .+提交", text)
     assert re.search(r"✓ 2\. 部门负责人确认考核结果 — 已由 王五 于 .+批准", text)
     # Next: HR's check (someone else's) and the handover, which waits for the employee's signature.
     assert "● 3. HR 核对考勤与社保缴纳 — 由人事（HR）办理" in text
@@ -68,7 +68,7 @@ async def test_employee_status_shows_done_next_why_deadline_and_locks(demo_org: 
     assert not await AuditEntry.filter(case_id=case_id, kind__contains="status").exists()
 
     en = await chat.send("E003", "/status", lang="en")
-    assert en.ok and "Done (2 of 7)" in en.text and "yours to do" in en.text and "waits for: step 3" in en.text
+    assert en.ok and "Done (2 of 8)" in en.text and "yours to do" in en.text and "waits for: step 3" in en.text
     # Their own case number is accepted; anything else is not theirs to look at.
     assert (await chat.send("E003", f"/进度 {case_id}")).ok
     for text_, user in ((f"/进度 {case_id}", "E002"), ("/进度 OB-ZZZZZZ", "E003"), ("/进度 张三", "E006")):

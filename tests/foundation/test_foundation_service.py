@@ -102,6 +102,7 @@ async def test_case_b_cannot_complete_without_signed_letter(svc: CaseService) ->
 
     assert (await _sign(svc, cid, "E003", "guarantee", "guarantee_letter")).ok
     assert (await _act(svc, cid, "E004", "backpay", "confirm", {"payment_reference": "PAY-2025-001"})).ok
+    assert (await _sign(svc, cid, "E003", "separation_certificate", "separation_certificate")).ok
     assert (await _sign(svc, cid, "E003", "rights_notice", "rights_notice")).ok
     assert (await _act(svc, cid, "E003", "rights_notice", "acknowledge")).ok
     case = await Case.get(id=cid)

@@ -136,5 +136,6 @@ async def complete_case(flow: Flow) -> None:
     await act(flow.service, flow.case_id, "handover", "confirm", HANDOVER, {Role.HANDOVER})
     await act(flow.service, flow.case_id, "backpay", "confirm", FINANCE, {Role.FINANCE},
               {"payment_reference": "PAY-2025-0001"})
+    await sign_step(flow, "separation_certificate")
     await sign_step(flow, "rights_notice")
     await act(flow.service, flow.case_id, "rights_notice", "acknowledge", EMPLOYEE, {Role.EMPLOYEE})

@@ -62,6 +62,9 @@ SCENARIOS = [
              date(2025, 7, 31)),
     Scenario("misconduct", "E003", "E002", "/离职 张三 违纪 2025-07-31 严重违反考勤制度 交接人:周八",
              date(2025, 7, 31), fallback=True),
+    # The mail comes back: only then does the newspaper notice open, and it stands in for the signatures.
+    Scenario("misconduct", "E003", "E002", "/离职 张三 违纪 2025-07-31 严重违反考勤制度 交接人:周八",
+             date(2025, 7, 31), fallback=True, extra_form={"delivery_result": "returned"}),
     Scenario("resignation", "E007", "E008", "/离职 吴九 辞职 2026-01-30 交接人:周八", date(2026, 1, 30)),
     Scenario("mutual", "E007", "E008", "/离职 吴九 协商 2026-01-30 交接人:周八", date(2026, 1, 30),
              extra_form={"non_compete_months": "6", "non_compete_monthly": "1000"}),
@@ -146,7 +149,8 @@ def _form(sc: Scenario, step_id: str, agreed: Decimal | None) -> dict[str, str]:
     values = {
         "last_working_day": sc.last_day.isoformat(), "reason": "个人原因", "result": "完成率 60%，要求 80%",
         "unpaid_months": "2", "receipt_number": "SB-2025-0001", "payment_reference": f"PAY-{step_id}",
-        "tracking_number": "EMS1234567890", "proposed_by": "公司", **sc.extra_form,
+        "tracking_number": "EMS1234567890", "proposed_by": "公司", "delivery_result": "delivered",
+        "newspaper": "法治日报", "published_on": "2025-08-20", "scan": "scan-0001", **sc.extra_form,
     }
     return {f.key: values[f.key] for f in FLOWS[sc.flow].step(step_id).fields if f.key in values}
 
@@ -164,7 +168,10 @@ async def _drive(api: EmulatorAPI, http: aiohttp.ClientSession, sc: Scenario, ca
         if case.status == "completed":
             return
         active = await CaseStep.filter(case_id=case_id, status="active").order_by("position")
-        wanted = [st for st in active if template.step(st.step_id).required or template.step(st.step_id).fallback_only]
+        # Optional steps with a document (the misconduct handover) are done too, so that every document a
+        # flow names is signed; an optional step without one (a statement) is left for the case to close.
+        wanted = [st for st in active if template.step(st.step_id).required or template.step(st.step_id).fallback_only
+                  or template.step(st.step_id).documents]
         if sc.fallback:
             # The employee never answers; only HR's steps (the mail, then deregistration) move the case.
             wanted = [st for st in wanted if template.step(st.step_id).role == "hr"]
@@ -261,7 +268,8 @@ def _check_rights_notice(sc: Scenario, flat: str, agreed: Decimal | None) -> Non
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sc", SCENARIOS, ids=lambda s: s.flow + ("-fallback" if s.fallback else ""))
+@pytest.mark.parametrize("sc", SCENARIOS, ids=lambda s: s.flow + ("-fallback" if s.fallback else "")
+                         + (f"-mail-{s.extra_form['delivery_result']}" if "delivery_result" in s.extra_form else ""))
 async def test_every_flow_from_command_to_closure(sc: Scenario, server: tuple[str, Settings],
                                                   tmp_path: Path) -> None:
     base, settings = server
@@ -306,6 +314,24 @@ async def test_every_flow_from_command_to_closure(sc: Scenario, server: tuple[st
     else:
         assert "试用期" not in body and "补缴" not in body and "保证书" not in body
     assert ("竞业限制" in body) == (sc.flow == "mutual")
+
+    steps = {st.step_id: st for st in await CaseStep.filter(case_id=case.id)}
+    assert not [sid for sid, st in steps.items() if st.status in ("active", "locked")]  # nothing left "in progress"
+    if sc.fallback:
+        returned = sc.extra_form.get("delivery_result") == "returned"
+        assert steps["registered_mail"].outcome == ("returned" if returned else "delivered")
+        news = steps["newspaper_notice"]
+        assert (news.status, news.outcome) == (("done", "completed") if returned else ("not_needed", "branch"))
+        replaced_by = "newspaper_notice" if returned else "registered_mail"
+        assert steps["termination_notice"].data == {"replaced_by": replaced_by}
+    if sc.flow == "misconduct":
+        # HR's live summary says why the unused steps were closed, not "进行中".
+        async with aiohttp.ClientSession() as http:
+            summary = await EmulatorAPI(http, base).wait_card(
+                HR, lambda c: c["purpose"] == "summary" and c["status"] == "状态：已完成", "the completed summary")
+        assert "进行中" not in summary["body"] and "不再需要" in summary["body"]
+        if not sc.fallback:
+            assert steps["handover"].status == "done" and steps["handover"].done_by == HANDOVER
 
     docs = await Document.filter(case_id=case.id).order_by("id")
     # Every completed case ends with the sealed completion notice the company issues.

@@ -257,6 +257,7 @@ async def test_seal_given_up_on_a_finished_case_tells_hr(flow: Flow) -> None:
     await act(flow.service, flow.case_id, "handover", "confirm", HANDOVER, {Role.HANDOVER})
     await act(flow.service, flow.case_id, "backpay", "confirm", FINANCE, {Role.FINANCE},
               {"payment_reference": "PAY-2025-0001"})
+    await sign_step(flow, "separation_certificate")
     runner, url, calls = await _failing_tsa()
     settings = flow.settings.model_copy(update={"tsa_url": url, "seal_max_attempts": 2})
     try:

@@ -158,11 +158,13 @@ async def test_replay_explains_every_kind_of_decision(flow: Flow) -> None:
     for kind, hours in (("remind", 30), ("alert", 80), ("fallback", 200)):
         await apply(TimerFired("termination_notice", kind, now + timedelta(hours=hours)))  # type: ignore[arg-type]
     await agrees()
-    await apply(Act("registered_mail", "complete", HR, hr, {"tracking_number": "EMS123", "receipt_scan": "scan.pdf"},
+    await apply(Act("registered_mail", "complete", HR, hr, {"tracking_number": "EMS123", "receipt_scan": "scan.pdf",
+                                                             "delivery_result": "delivered"},
                     now + timedelta(hours=201)))
-    await agrees()
+    await agrees()  # the replay also closes the newspaper notice as not needed, as the rows say
     steps = {s.step_id: s for s in await CaseStep.filter(case_id=case.id)}
     assert steps["separation_certificate"].outcome == "replaced"
+    assert (steps["newspaper_notice"].status, steps["newspaper_notice"].outcome) == ("not_needed", "branch")
     # A refused attempt leaves an entry that changes nothing; the replay skips it, rows still agree.
     out = await service.apply(case.id, lambda c, s: Cancel(EMPLOYEE, frozenset({Role.EMPLOYEE}), "x", now),
                               actor=EMPLOYEE)

@@ -35,8 +35,9 @@ async def test_completed_case_verifies_and_has_checkpoint(flow: Flow) -> None:
     assert not failed(checks), [c.line() for c in checks]
     names = {c.name for c in checks}
     assert f"checkpoint #{cp.seq} signature" in names
-    assert sum(1 for n in names if n.endswith("PAdES seal")) == 3
-    assert sum(1 for n in names if n.endswith("stroke re-render")) == 3
+    # guarantee letter, handover, separation certificate, rights notice
+    assert sum(1 for n in names if n.endswith("PAdES seal")) == 4
+    assert sum(1 for n in names if n.endswith("stroke re-render")) == 4
 
 
 async def test_one_byte_in_sealed_pdf_is_detected(flow: Flow) -> None:

@@ -118,8 +118,8 @@ def test_case_b_cannot_close_without_signed_guarantee_letter(probation):
     assert refusal.code == "incomplete"
     assert refusal.message_zh.startswith("无法结案：缺少已签署的《离职保证书》（第 5 步 签署离职保证书）")
     assert "missing the signed guarantee letter (step 5 Sign the guarantee letter)" in refusal.message_en
-    assert refusal.missing == ("guarantee", "backpay", "rights_notice")
-    assert refusal.missing_documents == ("guarantee_letter", "rights_notice")
+    assert refusal.missing == ("guarantee", "backpay", "separation_certificate", "rights_notice")
+    assert refusal.missing_documents == ("guarantee_letter", "separation_certificate", "rights_notice")
     assert refusal.audit is None
 
 
@@ -140,6 +140,9 @@ def test_case_b_completes_once_letter_signed_and_backpay_confirmed(probation):
     assert d.state.steps["guarantee"].outcome == "signed"
     assert d.state.steps["backpay"].status == "active"
     d = ok(probation, d.state, act("backpay", "confirm", FIN, {"payment_reference": "P-1"}, 4))
+    assert d.state.steps["separation_certificate"].status == "active"
+    assert d.state.steps["rights_notice"].status == "locked"
+    d = ok(probation, d.state, sign("separation_certificate", "separation_certificate", EMP, 4))
     assert d.state.steps["rights_notice"].status == "active"
     d = ok(probation, d.state, sign("rights_notice", "rights_notice", EMP, 5))
     assert d.state.status == "open"  # an acknowledge step still needs its acknowledgement
@@ -165,7 +168,7 @@ def test_out_of_order_events_change_nothing(probation):
     r = refused(probation, state, sign("guarantee", "guarantee_letter", EMP))
     assert r.code == "locked" and r.missing == ("hr_check",)
     r = refused(probation, state, act("performance_review", "approve", MGR))
-    assert r.code == "locked" and "第 1 步 提交书面离职申请" in r.message_zh
+    assert r.code == "locked" and "第 1 步 确认收到解除通知并陈述意见" in r.message_zh
     assert refused(probation, state, act("nope", "approve", MGR)).code == "unknown_step"
 
 
@@ -337,6 +340,7 @@ def test_every_changing_decision_has_exactly_one_audit(probation):
         act("handover", "confirm", HAND),
         sign("guarantee", "guarantee_letter", EMP),
         act("backpay", "confirm", FIN, {"payment_reference": "P-1"}),
+        sign("separation_certificate", "separation_certificate", EMP),
         sign("rights_notice", "rights_notice", EMP),
         act("rights_notice", "acknowledge", EMP),
     ]

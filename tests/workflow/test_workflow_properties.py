@@ -25,11 +25,14 @@ def event_pools(template) -> tuple[list, list]:
     noise: list = []
     everyone = [(r.value, frozenset({r})) for r in Role]
     for step in template.steps:
-        data = {f.key: SAMPLE[f.type] for f in step.fields}
+        data = {f.key: SAMPLE[f.type] for f in step.fields if f.type != "choice"}
         right = (step.role.value, frozenset({step.role}))
+        # Every option of a step's choice fields, so every branch an outcome opens or closes is explored.
+        choices = [{**data, **{f.key: v}} for f in step.fields for v, _ in f.options] or [data]
         for action in engine.ALLOWED_ACTIONS[step.kind]:
-            payload = {"reason": "不同意"} if action == "reject" else data
-            legit.append(("act", step.id, action, right, payload))
+            for chosen in choices:
+                payload = {"reason": "不同意"} if action == "reject" else chosen
+                legit.append(("act", step.id, action, right, payload))
         legit.append(("viewed", step.id, right))
         for doc in step.documents:
             legit.append(("sign", step.id, doc, (step.signed_by.value, frozenset({step.signed_by}))))

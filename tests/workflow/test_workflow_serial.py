@@ -88,6 +88,7 @@ def test_state_round_trip_through_a_whole_case():
         Act("handover", "confirm", *hand, {}, later),
         DocumentSigned("guarantee", "guarantee_letter", *EMP, later),
         Act("backpay", "confirm", *fin, {"payment_reference": "P-1"}, later),
+        DocumentSigned("separation_certificate", "separation_certificate", *EMP, later),
         DocumentSigned("rights_notice", "rights_notice", *EMP, later),
         Act("rights_notice", "acknowledge", *EMP, {}, later),
     ]:

@@ -77,7 +77,8 @@ def test_all_bundled_templates_load():
 def test_probation_matches_case_b():
     t = load_templates()["probation"]
     assert [s.id for s in t.steps] == [
-        "application", "performance_review", "hr_check", "handover", "guarantee", "backpay", "rights_notice",
+        "application", "performance_review", "hr_check", "handover", "guarantee", "backpay",
+        "separation_certificate", "rights_notice",
     ]
     g = t.step("guarantee")
     assert (g.number, g.kind, g.role, g.documents, g.depends_on) == (
@@ -87,7 +88,19 @@ def test_probation_matches_case_b():
     assert t.step("backpay").depends_on == ("guarantee",)
     assert t.step("backpay").role is Role.FINANCE
     assert t.step("handover").depends_on == t.step("hr_check").depends_on == ("performance_review",)
-    assert set(t.step("rights_notice").depends_on) == {"backpay", "handover"}
+    assert set(t.step("separation_certificate").depends_on) == {"backpay", "handover"}
+    assert t.step("separation_certificate").documents == ("separation_certificate",)
+    assert t.step("rights_notice").depends_on == ("separation_certificate",)
+
+
+def test_probation_first_step_is_an_acknowledgement_not_a_resignation():
+    # The company decides this termination: nothing the employee is asked to submit may read as a request.
+    first = load_templates()["probation"].step("application")
+    texts = [first.title, first.ask, first.why, *(f.label for f in first.fields)]
+    assert not [t.zh for t in texts if "申请" in t.zh or "辞职" in t.zh]
+    assert not [t.en for t in texts if "application" in t.en.lower() or "resign" in t.en.lower().replace(
+        "not a resignation", "")]
+    assert "确认收到解除通知" in first.title.zh and "陈述" in first.title.zh
 
 
 def test_misconduct_policy_and_fallback_path():
@@ -97,7 +110,15 @@ def test_misconduct_policy_and_fallback_path():
     assert (notice.policy.remind_after_hours, notice.policy.alert_after_hours,
             notice.policy.fallback_after_hours) == (24, 72, 168)
     assert set(t.fallback_only_ids) == {"registered_mail", "newspaper_notice"}
-    assert [f.key for f in t.step("registered_mail").fields if f.required] == ["tracking_number"]
+    mail = t.step("registered_mail")
+    assert [f.key for f in mail.fields if f.required] == ["delivery_result", "tracking_number"]
+    assert mail.outcome_field == "delivery_result" and mail.replaces_on == ("delivered",)
+    news = t.step("newspaper_notice")
+    assert news.depends_on == ("registered_mail",)
+    assert dict(news.depends_on_outcome) == {"registered_mail": ("returned", "undeliverable")}
+    handover = t.step("handover")
+    assert (handover.role, handover.signed_by, handover.documents) == (
+        Role.HANDOVER, Role.EMPLOYEE, ("handover_confirmation",))
 
 
 def test_mutual_has_settlement_agreement_and_parallel_it_finance():
@@ -279,3 +300,54 @@ def test_broken_company_template_names_its_file(tmp_path):
     with pytest.raises(TemplateError) as info:
         load_templates([tmp_path])
     assert info.value.path == path and "acme.toml" in str(info.value)
+
+
+def test_outcome_keys_are_checked_and_name_the_step(tmp_path):
+    # depends_on_outcome on a step not in depends_on
+    text = BASE.replace('depends_on = ["first"]', 'depends_on = []\ndepends_on_outcome = { first = ["acknowledged"] }')
+    err = error_for(tmp_path, text)
+    assert "not in depends_on" in err.problem and err.step == "second"
+    # an outcome the dependency never ends with
+    text = BASE.replace('depends_on = ["first"]',
+                        'depends_on = ["first"]\ndepends_on_outcome = { first = ["returned"] }')
+    err = error_for(tmp_path, text)
+    assert "never ends as returned" in err.problem and "acknowledged" in err.problem and err.step == "second"
+    # outcome_field must be a required choice field
+    text = BASE.replace('kind = "acknowledge"', 'kind = "acknowledge"\noutcome_field = "result"')
+    err = error_for(tmp_path, text)
+    assert "outcome_field" in err.problem and err.step == "first"
+    # a choice field without options
+    text = BASE.replace('kind = "acknowledge"\ndeadline_hours = 24',
+                        'kind = "acknowledge"\ndeadline_hours = 24\n\n[[steps.fields]]\nkey = "result"\n'
+                        'label = { zh = "结果", en = "Result" }\ntype = "choice"')
+    err = error_for(tmp_path, text)
+    assert "needs options" in err.problem and err.step == "first"
+
+
+def test_outcome_of_a_choice_opens_or_closes_a_step(tmp_path):
+    from datetime import UTC, datetime
+
+    from workflow import engine
+    from workflow.events import Act
+
+    text = BASE.replace('kind = "acknowledge"\ndeadline_hours = 24',
+                        'kind = "acknowledge"\ndeadline_hours = 24\noutcome_field = "result"\n\n[[steps.fields]]\n'
+                        'key = "result"\nlabel = { zh = "结果", en = "Result" }\ntype = "choice"\n'
+                        'options = [ { value = "yes", label = { zh = "是", en = "Yes" } },'
+                        ' { value = "no", label = { zh = "否", en = "No" } } ]')
+    text = text.replace('depends_on = ["first"]', 'depends_on = ["first"]\ndepends_on_outcome = { first = ["yes"] }')
+    text = text.replace('deadline_hours = 24\n"""', 'deadline_hours = 24\nrequired = false\n"""') + (
+        '\n[[steps]]\nid = "third"\ntitle = { zh = "三", en = "Third" }\nask = { zh = "a", en = "a" }\n'
+        'why = { zh = "b", en = "b" }\nrole = "hr"\nkind = "hr_task"\ndepends_on = ["second"]\ndeadline_hours = 1\n'
+        'required = false\n')
+    t = load_template(write(tmp_path, text))
+    at = datetime(2025, 1, 6, tzinfo=UTC)
+    start = engine.start(t, "c", at).state
+    emp = ("e", frozenset({Role.EMPLOYEE}))
+    yes = engine.apply(t, start, Act("first", "acknowledge", *emp, {"result": "yes"}, at))
+    assert yes.state.steps["second"].status == "active" and yes.state.status == "open"
+    no = engine.apply(t, start, Act("first", "acknowledge", *emp, {"result": "no"}, at))
+    # "second" is not needed on this branch, and so "third" which waits on it; the case then completes.
+    assert [(no.state.steps[s].status, no.state.steps[s].outcome) for s in ("second", "third")] == [
+        ("not_needed", "branch"), ("not_needed", "after")]
+    assert no.state.status == "completed"

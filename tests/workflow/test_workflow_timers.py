@@ -100,36 +100,95 @@ def test_fallback_steps_locked_until_fallback_starts(misconduct):
     assert "补救" in result.message_zh
 
 
-def test_fallback_activates_fallback_steps_once(misconduct):
+def test_fallback_opens_mail_first_and_newspaper_waits_for_its_result(misconduct):
     state = engine.start(misconduct, "case-a", T0).state
     d = ok(misconduct, state, TimerFired("termination_notice", "fallback", at(168)))
     assert d.state.fallback_started
-    active = {sid for sid, st in d.state.steps.items() if st.status == "active"}
-    assert {"registered_mail", "newspaper_notice"} <= active
+    assert d.state.steps["registered_mail"].status == "active"
+    # A newspaper notice is the last resort: it does not open beside the mail.
+    assert d.state.steps["newspaper_notice"].status == "locked"
     notes = [(e.role, e.step_id, e.purpose) for e in d.effects if isinstance(e, Notify)]
     assert (Role.HR, "termination_notice", "fallback") in notes
-    assert (Role.HR, "registered_mail", "step") in notes and (Role.HR, "newspaper_notice", "step") in notes
+    assert (Role.HR, "registered_mail", "step") in notes and (Role.HR, "newspaper_notice", "step") not in notes
     assert [e.kind for e in d.effects if isinstance(e, Audit)] == ["fallback_started"]
     noop(misconduct, d.state, TimerFired("termination_notice", "fallback", at(169)))
+    early = engine.apply(misconduct, d.state, Act("newspaper_notice", "complete", *HR,
+                                                   {"newspaper": "法制日报", "published_on": "2025-01-20",
+                                                    "scan": "f-1"}, at(170)))
+    assert isinstance(early, Refusal) and early.code == "locked" and early.missing == ("registered_mail",)
 
 
-def test_registered_mail_stands_in_for_signatures_and_case_completes(misconduct):
+MAIL = {"tracking_number": "EA123456789CN"}
+
+
+def test_registered_mail_delivered_stands_in_and_closes_the_newspaper_as_not_needed(misconduct):
     state = engine.start(misconduct, "case-a", T0).state
     state = ok(misconduct, state, TimerFired("termination_notice", "fallback", at(168))).state
     missing = engine.apply(misconduct, state, Act("registered_mail", "complete", *HR, {}, at(170)))
-    assert isinstance(missing, Refusal) and missing.code == "missing_data" and missing.missing == ("tracking_number",)
-    d = ok(misconduct, state, Act("registered_mail", "complete", *HR, {"tracking_number": "EA123456789CN"}, at(170)))
+    assert isinstance(missing, Refusal) and missing.code == "missing_data"
+    assert missing.missing == ("delivery_result", "tracking_number")
+    bad = engine.apply(misconduct, state, Act("registered_mail", "complete", *HR,
+                                              {**MAIL, "delivery_result": "lost"}, at(170)))
+    assert isinstance(bad, Refusal) and bad.code == "missing_data" and bad.missing == ("delivery_result",)
+    d = ok(misconduct, state, Act("registered_mail", "complete", *HR, {**MAIL, "delivery_result": "delivered"},
+                                  at(170)))
+    assert d.state.steps["registered_mail"].outcome == "delivered"
     for sid in ("termination_notice", "separation_certificate"):
         step = d.state.steps[sid]
         assert step.status == "done" and step.outcome == "replaced"
         assert step.data == {"replaced_by": "registered_mail"}
+    news = d.state.steps["newspaper_notice"]
+    assert (news.status, news.outcome, news.data) == (
+        "not_needed", "branch", {"step": "registered_mail", "outcome": "delivered"})
+    assert d.audit is not None and d.audit.data["not_needed"] == ["newspaper_notice"]
     assert d.state.steps["deregistration"].status == "active"
-    assert d.state.steps["registered_mail"].data == {"tracking_number": "EA123456789CN"}
+    late = engine.apply(misconduct, d.state, Act("newspaper_notice", "complete", *HR, {}, at(170)))
+    assert isinstance(late, Refusal) and late.code == "not_needed" and "邮寄送达" in late.message_zh
     d = ok(misconduct, d.state, Act("deregistration", "complete", *HR, {"receipt_number": "R-9"}, at(171)))
     assert d.state.status == "completed"
-    # the unused newspaper step and the optional response stop their timers with the case
+    # the optional response and the handover are closed with the case, not left "in progress"
+    for sid in ("employee_response", "handover"):
+        assert (d.state.steps[sid].status, d.state.steps[sid].outcome) == ("not_needed", "case_completed")
+    assert d.audit is not None and set(d.audit.data["not_needed"]) == {"employee_response", "handover"}
     cancelled = {e.step_id for e in d.effects if type(e).__name__ == "CancelTimers"}
-    assert {"deregistration", "newspaper_notice", "employee_response"} <= cancelled
+    assert {"deregistration", "handover", "employee_response"} <= cancelled
+    assert not d.state.active_steps()
+
+
+def test_mail_returned_opens_the_newspaper_which_then_stands_in(misconduct):
+    state = engine.start(misconduct, "case-a", T0).state
+    state = ok(misconduct, state, TimerFired("termination_notice", "fallback", at(168))).state
+    d = ok(misconduct, state, Act("registered_mail", "complete", *HR, {**MAIL, "delivery_result": "returned"},
+                                  at(200)))
+    # Returned mail proves nothing: the signatures are not replaced, the newspaper notice opens.
+    assert d.state.steps["termination_notice"].status == "active"
+    assert d.state.steps["newspaper_notice"].status == "active"
+    assert (Role.HR, "newspaper_notice", "step") in [(e.role, e.step_id, e.purpose) for e in d.effects
+                                                      if isinstance(e, Notify)]
+    d = ok(misconduct, d.state, Act("newspaper_notice", "complete", *HR,
+                                    {"newspaper": "法制日报", "published_on": "2025-02-01", "scan": "f-1"}, at(300)))
+    assert d.state.steps["termination_notice"].data == {"replaced_by": "newspaper_notice"}
+    d = ok(misconduct, d.state, Act("deregistration", "complete", *HR, {"receipt_number": "R-9"}, at(301)))
+    assert d.state.status == "completed"
+    assert d.state.steps["registered_mail"].outcome == "returned"
+
+
+def test_employee_signs_after_all_and_the_unused_fallback_closes_as_not_needed(misconduct):
+    state = engine.start(misconduct, "case-a", T0).state
+    state = ok(misconduct, state, TimerFired("termination_notice", "fallback", at(168))).state
+    emp = ("e1", frozenset({Role.EMPLOYEE}))
+    for step, doc in (("termination_notice", "termination_notice"),
+                      ("separation_certificate", "separation_certificate")):
+        state = ok(misconduct, state, DocumentSigned(step, doc, *emp, at(170))).state
+    state = ok(misconduct, state, Act("deregistration", "complete", *HR, {"receipt_number": "R-1"}, at(171))).state
+    state = ok(misconduct, state, DocumentSigned("rights_notice", "rights_notice", *emp, at(172))).state
+    d = ok(misconduct, state, Act("rights_notice", "acknowledge", *emp, {}, at(173)))
+    assert d.state.status == "completed"
+    for sid in ("registered_mail", "newspaper_notice"):
+        assert (d.state.steps[sid].status, d.state.steps[sid].outcome) == ("not_needed", "case_completed")
+    # The mail card HR holds is updated to say so; the newspaper one never went out.
+    updated = {e.step_id for e in d.effects if type(e).__name__ == "UpdateStep"}
+    assert "registered_mail" in updated and "newspaper_notice" not in updated
 
 
 def test_manual_remind_ignores_viewed_state(misconduct):

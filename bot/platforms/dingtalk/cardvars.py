@@ -52,8 +52,8 @@ def _button(b: Button, form_url: FormUrl | None) -> dict[str, Any]:
         "label": b.label, "kind": kind, "action": b.action or "", "url": b.url or "",
         "open_url": dingtalk_link(target) if target else "", "enabled": b.enabled, "disabled": not b.enabled,
         "reason": b.reason or "", "style": b.style,
-        "form": [{"name": f.name, "label": f.label, "required": f.required, "multiline": f.multiline}
-                 for f in b.form],
+        "form": [{"name": f.name, "label": f.label, "required": f.required, "multiline": f.multiline,
+                  "options": [list(o) for o in f.options]} for f in b.form],
         "form_url": link or "", "params": {"action": b.action} if b.action else {},
     }
 
@@ -81,7 +81,8 @@ def from_vars(v: Mapping[str, str]) -> Card:
         Button(label=b["label"], action=b["action"] or None, url=b["url"] or None, enabled=bool(b["enabled"]),
                reason=b["reason"] or None, style=b["style"],
                form=tuple(FormField(f["name"], f["label"], required=bool(f["required"]),
-                                    multiline=bool(f["multiline"])) for f in b["form"]))
+                                    multiline=bool(f["multiline"]),
+                                    options=tuple(tuple(o) for o in f.get("options", ()))) for f in b["form"]))
         for b in json.loads(v.get("buttons") or "[]")
     )
     return Card(

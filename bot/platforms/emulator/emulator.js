@@ -88,7 +88,7 @@ async function boot() {
       if (wrap) {
         const fields = wrap.querySelector(".fields");
         if (fields.hidden) { fields.hidden = false; return; }  // first tap opens the form
-        for (const el of fields.querySelectorAll("input, textarea")) form[el.name] = el.value;
+        for (const el of fields.querySelectorAll("input, textarea, select")) form[el.name] = el.value;
       }
       btn.disabled = true;
       await api("/emulator/api/click", {user: state.get(pane).user, card_id: btn.dataset.card,
