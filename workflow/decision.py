@@ -25,6 +25,8 @@ RefusalCode = Literal[
     "too_long",
     "too_many",
     "not_reopenable",
+    "not_your_turn",
+    "already_signed",
 ]
 
 @dataclass(frozen=True, slots=True)

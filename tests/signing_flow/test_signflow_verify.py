@@ -36,7 +36,9 @@ async def test_completed_case_verifies_and_has_checkpoint(flow: Flow) -> None:
     names = {c.name for c in checks}
     assert f"checkpoint #{cp.seq} signature" in names
     assert sum(1 for n in names if n.endswith("PAdES seal")) == 3
-    assert sum(1 for n in names if n.endswith("stroke re-render")) == 3
+    # Four signatures: the handover sheet carries the employee's and the receiving colleague's.
+    assert sum(1 for n in names if n.endswith("stroke re-render")) == 4
+    assert sum(1 for n in names if n.endswith("(handover_confirmation) signers")) == 1
 
 
 async def test_one_byte_in_sealed_pdf_is_detected(flow: Flow) -> None:
