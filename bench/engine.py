@@ -43,7 +43,7 @@ def case_b_events(at: datetime) -> list:
         Act("performance_review", "approve", "M", M, {"result": "60%"}, at=t[1]),
         Act("hr_check", "complete", "H", HR, {"unpaid_months": 2}, at=t[2]),
         DocumentSigned("handover", "handover_confirmation", "E", E, at=t[3]),
-        Act("handover", "confirm", "O", HO, {}, at=t[4]),
+        DocumentSigned("handover", "handover_confirmation", "O", HO, at=t[4]),
         DocumentSigned("guarantee", "guarantee_letter", "E", E, at=t[5]),
         Act("backpay", "confirm", "F", FIN, {"payment_reference": "P1"}, at=t[6]),
         DocumentSigned("rights_notice", "rights_notice", "E", E, at=t[7]),

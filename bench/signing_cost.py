@@ -226,10 +226,13 @@ async def server_run(parallel: int, *, ordinary: bool = False) -> None:
                     except aiohttp.ClientError:
                         pass
                     await asyncio.sleep(0.1)
-                # Warm-up: an ordinary signature on the other signing step (keys, fonts, first seal).
-                warm = token(case_id, "handover", data_dir)
-                status, answer = await _post(http, base, warm, await _open(http, base, warm), signature_strokes())
-                assert status == 200, answer
+                # Warm-up: ordinary signatures on the other signing step (keys, fonts, first seal): the
+                # handover sheet, by the employee and then the receiving colleague.
+                for signer in ("E003", "E006"):
+                    warm = token(case_id, "handover", data_dir, signer)
+                    status, answer = await _post(http, base, warm, await _open(http, base, warm),
+                                                 signature_strokes())
+                    assert status == 200, answer
                 tok = token(case_id, "guarantee", data_dir)
                 h = await _open(http, base, tok)
                 payload = signature_strokes() if ordinary else worst_accepted()

@@ -97,11 +97,37 @@ def missing_for(view: CaseView, step: StepTemplate) -> list[str]:
         if view.st(dep).status != "done":
             d = view.step(dep)
             out.append(view.t(f"第 {d.number} 步「{d.title.zh}」", f"step {d.number} \"{d.title.en}\""))
-    unsigned = [doc for doc in step.documents if doc not in view.st(step.id).documents_signed]
+    st = view.st(step.id)
+    unsigned = [doc for doc in step.documents if doc not in st.documents_signed]
     for doc in unsigned:
         title = document_title(doc)
-        out.append(view.t(f"已签署的《{title.zh}》", f"the signed {title.en}"))
+        who = step.next_signer(st, doc)
+        if step.cosigned and who is not None:
+            # Signed in turn on one document: say whose signature it waits for.
+            out.append(view.t(f"{view.role_title(who)}签署《{title.zh}》",
+                              f"the {view.role_title(who)}'s signature on the {title.en}"))
+        else:
+            out.append(view.t(f"已签署的《{title.zh}》", f"the signed {title.en}"))
     return out
+
+
+def signed_so_far(view: CaseView, step: StepTemplate) -> list[str]:
+    """Who has signed a document several people sign (e.g. "离职员工已签署《工作交接确认单》")."""
+    if not step.cosigned:
+        return []
+    st = view.st(step.id)
+    out = []
+    for doc in step.documents:
+        title = document_title(doc)
+        for role in step.signed_roles(st, doc):
+            out.append(view.t(f"{view.role_title(role)}已签署《{title.zh}》",
+                              f"The {view.role_title(role)} has signed the {title.en}"))
+    return out
+
+
+def items_lines(view: CaseView, step: StepTemplate) -> list[str]:
+    """The lines the step's document lists (template items, then those HR added for this case)."""
+    return [f"- {i if isinstance(i, str) else i.get(view.language)}" for i in step.items_for(view.st(step.id).data)]
 
 
 def close_blockers(view: CaseView) -> list[str]:
@@ -148,10 +174,13 @@ def _action_buttons(view: CaseView, step: StepTemplate) -> list[Button]:
     """Buttons for the card's holder: actions if they act on the step, a signing link if they sign."""
     st = view.st(step.id)
     buttons: list[Button] = []
-    unsigned = [d for d in step.documents if d not in st.documents_signed]
+    turn = step.turn(st)
     url = view.sign_urls.get(step.id)
-    if unsigned and step.signed_by in view.recipient_roles and url:
+    if turn is not None and turn[1] in view.recipient_roles and url:
         buttons.append(Button(label=view.t("去签署", "Sign now"), url=url, style="primary"))
+    prepare = prepare_button(view, step)
+    if prepare is not None:
+        buttons.append(prepare)
     if step.role not in view.recipient_roles or step.kind == StepKind.SIGN:
         return buttons  # a sign step completes by itself once every document is signed
     blockers = missing_for(view, step)
@@ -177,6 +206,20 @@ def _action_buttons(view: CaseView, step: StepTemplate) -> list[Button]:
     return [*buttons, act(zh, en, action)]
 
 
+def prepare_button(view: CaseView, step: StepTemplate) -> Button | None:
+    """HR adds to what the step's document says (e.g. case-specific handover items) until it is signed."""
+    if not step.hr_fields or Role.HR not in view.recipient_roles:
+        return None
+    st = view.st(step.id)
+    reason = view.t("文件已开始签署，不能再补充", "Signing has begun; nothing more can be added") \
+        if st.documents_signed else None
+    form = tuple(FormField(f.key, f.label.get(view.language), required=False, multiline=f.type == "textarea")
+                 for f in step.hr_fields)
+    return Button(label=view.t("补充交接事项", "Add handover items") if any(f.key == "items" for f in step.hr_fields)
+                  else view.t("补充内容", "Add to the document"), action="prepare", enabled=reason is None,
+                  reason=reason, form=form)
+
+
 def step_card(view: CaseView, step_id: str, *, purpose: str = "step") -> Card:
     step = view.step(step_id)
     st = view.st(step_id)
@@ -198,6 +241,12 @@ def step_card(view: CaseView, step_id: str, *, purpose: str = "step") -> Card:
         body += ["", f"**{view.t('计算依据', 'How it was computed')}**", *view.backpay[1]]
     if view.settlement_basis:
         body += ["", f"**{view.t('结算金额计算依据', 'How the settlement was computed')}**", *view.settlement_basis]
+    items = items_lines(view, step)
+    if items:
+        body += ["", f"**{view.t('交接事项', 'Items handed over')}**", *items]
+    signed = signed_so_far(view, step)
+    if signed:
+        body += ["", *signed]
     earlier = _earlier_answers(view, step)
     if earlier:
         body += ["", f"**{view.t('此前记录', 'Earlier in this case')}**", *earlier]
@@ -211,6 +260,10 @@ def step_card(view: CaseView, step_id: str, *, purpose: str = "step") -> Card:
         status, tone = view.t(f"流程{_CASE_STATUS[view.state.status][0]}", f"Case {view.state.status}"), "closed"
     elif st.status == "locked":
         status, tone = view.t("尚未开始", "Not started yet"), "info"
+    elif step.cosigned and view.sign_urls.get(step_id) and (turn := step.turn(st)) is not None:
+        # Signed in turn: say it is this holder's turn now (the others' cards name whose it is).
+        title_doc = document_title(turn[0])
+        status, tone = view.t(f"等待你签署《{title_doc.zh}》", f"Waiting for you to sign the {title_doc.en}"), "action"
     else:
         blockers = missing_for(view, step)
         status = (view.t("等待：", "Waiting for: ") + _sep(view).join(blockers)) if blockers else \

@@ -27,8 +27,8 @@ def employee_progress(view: CaseView) -> str:
         active = [template.step(sid) for sid in state.active_steps()]
         lines += ["", t("下一步：", "Next:")]
         for s in active:
-            yours = s.role == Role.EMPLOYEE or (s.signed_by == Role.EMPLOYEE and
-                                                 any(d not in view.st(s.id).documents_signed for d in s.documents))
+            turn = s.turn(view.st(s.id))
+            yours = turn[1] == Role.EMPLOYEE if turn is not None else s.role == Role.EMPLOYEE
             who = t("由你办理", "yours to do") if yours else t(f"由{view.role_title(s.role)}办理",
                                                                f"for the {view.role_title(s.role)}")
             lines.append(f"● {s.number}. {s.title.get(view.language)} — {who}；"

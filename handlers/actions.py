@@ -15,10 +15,12 @@ from bot.router import Context, Reply, Router
 from handlers import backpay, settlement
 from handlers.cardview import CardRenderer
 from handlers.cases import DECIDED, CaseError
+from signing.pipeline import supersede_drafts
 from storage import hotpath
 from storage.models import Case, Employee, OutboxMessage
 from workflow import cleantext, engine
-from workflow.events import ACTIONS, Act, Close, Remind
+from workflow.events import ACTIONS, Act, Close, Prepare, Remind
+from workflow.items import item_problem, split_items
 from workflow.model import Role
 
 router = Router("actions")
@@ -28,6 +30,7 @@ _DONE_TEXT: dict[str, tuple[str, str]] = {
     "confirm": ("已确认。", "Confirmed."), "acknowledge": ("已确认知悉。", "Acknowledged."),
     "submit": ("已提交。", "Submitted."), "complete": ("已完成。", "Done."),
     "close": ("流程已结案。", "Case closed."), "remind": ("已发送提醒。", "Reminders sent."),
+    "prepare": ("已补充，文件会按新内容重新生成。", "Added; the document is produced again with it."),
 }
 
 
@@ -83,16 +86,26 @@ async def _card_and_case(ctx: Context) -> tuple[OutboxMessage, Case] | Reply:
     return row, case
 
 
-async def _apply(ctx: Context, case: Case, make_event: Callable[[Case, Any], Any]) -> Reply:
+async def _apply(ctx: Context, case: Case, make_event: Callable[[Case, Any], Any],
+                 more: Callable[[Any], Awaitable[None]] | None = None) -> Reply:
+    """Apply the event; `more` adds writes of the caller's to the same transaction, run only when the
+    engine accepted the event."""
     actor = ctx.actor
     zh, en = _DONE_TEXT.get(ctx.action, ("已完成。", "Done."))
 
     def answer(result: Any) -> Reply:
         return _answer(ctx, result if isinstance(result, engine.Refusal) else None, zh, en, case.id)
 
+    summary = touch_summary(ctx, case.id, answer)
+
+    async def also(conn: Any) -> None:
+        await summary(conn)
+        if more is not None and isinstance(DECIDED.get(), engine.Decision):
+            await more(conn)
+
     try:
         outcome = await ctx.service.apply(case.id, make_event, actor=actor.employee_id if actor else "",
-                                          also=touch_summary(ctx, case.id, answer))
+                                          also=also)
     except CaseError as exc:
         return ctx.refuse(exc.code, exc.message_zh, exc.message_en)
     return _answer(ctx, outcome.refusal, zh, en, case.id)
@@ -150,6 +163,38 @@ def _declared_form(ctx: Context, case: Case, step_id: str) -> dict[str, str] | R
 
 for _name in sorted(ACTIONS):
     router.action(_name)(step_action)
+
+
+@router.action("prepare")
+async def prepare(ctx: Context) -> Reply:
+    """HR adds to what a step's document says (the case's own handover items) before it is signed; the
+    draft rendered so far is replaced in the same transaction, so nobody signs the old text."""
+    found = await _card_and_case(ctx)
+    if isinstance(found, Reply):
+        return found
+    row, case = found
+    step = ctx.service.template(case.template_id).by_id.get(row.step_id or "")
+    if step is None or not step.hr_fields:
+        return ctx.refuse("no_such_button", "此卡片上没有这个操作。", "This card has no such button.")
+    declared = {f.key: (f.label.get(ctx.language), *cleantext.FIELD_RULES[f.type]) for f in step.hr_fields}
+    try:
+        data = cleantext.check_form(ctx.form, declared)
+    except cleantext.UndeclaredField as exc:
+        return ctx.refuse(exc.code, exc.message_zh, exc.message_en, field=exc.field)
+    except cleantext.TextProblem as exc:
+        return ctx.refuse("bad_text", exc.message_zh, exc.message_en, field=exc.field)
+    for f in step.hr_fields:
+        if f.type == "textarea" and data.get(f.key):
+            problem = item_problem(split_items(data[f.key]))
+            if problem is not None:
+                return ctx.refuse("bad_items", problem.zh, problem.en, field=f.key)
+    roles = await case_roles(ctx, case)
+    actor_id, at, step_id = ctx.actor.employee_id, ctx.incoming.at, step.id  # type: ignore[union-attr]
+
+    async def supersede(conn: Any) -> None:
+        await supersede_drafts(case.id, step_id, using=conn)
+
+    return await _apply(ctx, case, lambda c, s: Prepare(step_id, actor_id, roles, data, at), supersede)
 
 
 async def _hr_case_event(ctx: Context, event: type[Close] | type[Remind]) -> Reply:

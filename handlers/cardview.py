@@ -56,8 +56,8 @@ class CardRenderer:
         if detail and recipient is not None and state.status == "open":
             for step in template.steps:
                 st = state.steps[step.id]
-                unsigned = [d for d in step.documents if d not in st.documents_signed]
-                if st.status == "active" and unsigned and step.signed_by in roles:
+                turn = step.turn(st)  # a link only for whoever signs next (documents several sign: in turn)
+                if st.status == "active" and turn is not None and turn[1] in roles:
                     sign_urls[step.id] = signing_url(self.settings, case.id, step.id, recipient.employee_id,
                                                      now=now)
         cancel_reason = ""

@@ -29,6 +29,7 @@ from storage.hotpath import Recipient
 from storage.models import Case, CaseStep, Employee
 from workflow import effects as fx
 from workflow import engine
+from workflow.events import Start
 from workflow.model import CaseState, Role, StepState, questions_from_list, questions_to_list
 from workflow.template import FlowTemplate
 
@@ -124,14 +125,19 @@ class CaseService:
         self, *, employee: Employee, template_id: str, last_day: date | None, reason: str, created_by: str,
         handover_id: str | None = None, at: datetime | None = None, also: Also | None = None,
         case_id: str | None = None, known: Sequence[Employee] = (), extra_outbox: Sequence[dict[str, Any]] = (),
+        prepared: dict[str, dict[str, Any]] | None = None,
     ) -> Outcome:
         """Open a case. `case_id` lets a caller name the case before it exists (for rows of its own);
         `known` are directory rows the caller has just read (the HR actor), so notifying them needs no
-        second read; `extra_outbox` rows are queued with the case's own messages in one statement."""
+        second read; `extra_outbox` rows are queued with the case's own messages in one statement;
+        `prepared` is what HR adds to steps from the start (e.g. handover items: {step: {field: value}})."""
         at = at or utcnow()
         template = self.template(template_id)
         case_id = case_id or new_case_id()
-        decision = engine.start(template, case_id, at)
+        started = engine.apply(template, engine.new_state(template, case_id, at), Start(at, prepared or {}))
+        if isinstance(started, engine.Refusal):
+            raise CaseError(started.code, started.message_zh, started.message_en)
+        decision = started
         opened = fx.Audit("case_opened", {
             "employee": employee.employee_id, "template": template.id, "version": template.version,
             "last_day": last_day.isoformat() if last_day else None, "reason": reason,

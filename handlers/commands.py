@@ -19,7 +19,9 @@ from storage import hotpath
 from storage.models import Case, CaseStep, Employee
 from workflow import cleantext
 from workflow.events import Cancel, Remind
+from workflow.items import item_problem, split_items
 from workflow.messages import not_needed_reason
+from workflow.model import Role
 
 router = Router("commands")
 
@@ -31,16 +33,23 @@ CASE_TYPES: dict[str, str] = {
     "mutual": "mutual", "协商": "mutual", "协商解除": "mutual", "协商一致": "mutual",
 }
 _HANDOVER = re.compile(r"^(?:handover|交接人|交接)[:：=](?P<who>\S+)$", re.I)
+# `交接事项:` / `items:` runs to the end of the message (items may contain spaces); a 交接人: typed
+# after it still names the colleague.
+_ITEMS = re.compile(r"(?:^|(?<=\s))(?:交接事项|items)[:：=]", re.I)
+_HANDOVER_IN = re.compile(r"(?:^|(?<=\s))(?:handover|交接人|交接)[:：=]\S+", re.I)
 _DATE = re.compile(r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?$")
 _MENTION = re.compile(r"^(?:@|<@)(?P<who>[^>]+)>?$")
 _CASE_ID = re.compile(r"^OB-[0-9A-Z]{6}$", re.I)
 
-USAGE_OFFBOARD = ("/离职 <员工> <类型> <最后工作日> [原因] [交接人:<员工>]\n"
+USAGE_OFFBOARD = ("/离职 <员工> <类型> <最后工作日> [原因] [交接人:<员工>] [交接事项:<事项>；<事项>…]\n"
                   "  员工：工号、姓名或 @姓名；类型：试用期 / 违纪 / 辞职 / 协商；日期：2025-07-31\n"
-                  "  例：/离职 张三 试用期 2025-07-31 绩效未达标 交接人:周八",
-                  "/offboard <employee> <type> <last-day> [reason] [handover:<employee>]\n"
+                  "  交接事项放在最后，多项用分号分隔，会列入《工作交接确认单》\n"
+                  "  例：/离职 张三 试用期 2025-07-31 绩效未达标 交接人:周八 交接事项:客户A合同；项目B代码仓库",
+                  "/offboard <employee> <type> <last-day> [reason] [handover:<employee>] [items:<item>; <item>…]\n"
                   "  employee: id, name or @name; type: probation / misconduct / resignation / mutual; "
-                  "date: 2025-07-31\n  e.g. /offboard E003 probation 2025-07-31 missed targets handover:E006")
+                  "date: 2025-07-31\n  items come last, separated by semicolons; they are listed in the handover "
+                  "confirmation\n  e.g. /offboard E003 probation 2025-07-31 missed targets handover:E006 "
+                  "items:client A contracts; project B repository")
 USAGE_STATUS = ("/状态 [员工|流程号]", "/status [employee|case]")
 USAGE_REMIND = ("/催办 <流程号|员工>", "/remind <case|employee>")
 USAGE_CANCEL = ("/取消 <流程号|员工> <原因>", "/cancel <case|employee> <reason>")
@@ -130,7 +139,14 @@ async def find_case(ctx: Context, token: str, *, open_only: bool = True) -> Case
 @router.command("offboard", aliases=["离职", "办理离职", "start"], usage_zh=USAGE_OFFBOARD[0],
                 usage_en=USAGE_OFFBOARD[1])
 async def offboard(ctx: Context) -> Reply:
-    tokens = ctx.args.split()
+    args, items_text = _split_items(ctx.args)
+    items: list[str] = []
+    if items_text is not None:
+        checked = _items(ctx, items_text)
+        if isinstance(checked, Reply):
+            return checked
+        items = checked
+    tokens = args.split()
     handover_token = None
     rest = []
     for tok in tokens:
@@ -172,12 +188,32 @@ async def offboard(ctx: Context) -> Reply:
         handover_id = h.employee.employee_id  # type: ignore[union-attr]
     today = ctx.incoming.at.astimezone(ctx.settings.tz).date()
     past_zh = past_en = ""
+    warnings: list[str] = []
     if last_day < today:
         # Allowed (a case may be recorded after the fact), but HR must not miss it.
         past_zh = (f"\n⚠ 注意：最后工作日 {last_day.isoformat()} 已经过去（今天是 {today.isoformat()}），"
                    "请确认日期无误。")
         past_en = (f"\n⚠ Note: the last working day {last_day.isoformat()} is already past (today is "
                    f"{today.isoformat()}); please check the date.")
+        warnings.append("last_day_past")
+    template = ctx.service.template(template_id)
+    prepared: dict[str, dict[str, str]] = {}
+    if items:
+        # The case's own items go to the step whose document lists them (its `items` hr field).
+        step = next((s for s in template.steps if any(f.key == "items" for f in s.hr_fields)), None)
+        if step is None:
+            return _usage(ctx, USAGE_OFFBOARD, "该离职类型没有工作交接步骤，不能指定交接事项。",
+                          "This case type has no handover step to list items in.")
+        prepared[step.id] = {"items": "\n".join(items)}
+        past_zh += f"\n交接事项：另加 {len(items)} 项（" + "；".join(items) + "），将列入《工作交接确认单》。"
+        past_en += f"\nHandover items: {len(items)} added (" + "; ".join(items) + "), listed in the handover " \
+                   "confirmation."
+    if handover_id is None and any(Role.HANDOVER in s.signers or s.role == Role.HANDOVER for s in template.steps):
+        # Allowed as before, but the receiving colleague's signature cannot come from anyone else.
+        past_zh += "\n⚠ 注意：未指定交接人（交接人:<员工>），《工作交接确认单》需交接人签字，该步骤将无人办理。"
+        past_en += ("\n⚠ Note: no handover colleague was named (handover:<employee>); the handover "
+                    "confirmation needs their signature, so that step has nobody to do it.")
+        warnings.append("no_handover")
     hr = ctx.actor
     assert hr is not None  # the actor middleware refused unknown senders
 
@@ -190,7 +226,7 @@ async def offboard(ctx: Context) -> Reply:
         "payload": {"case_id": case_id, "step_id": None, "purpose": "summary", "role": "hr"},
         "next_attempt_at": ctx.incoming.at, "created_at": ctx.incoming.at,
     }
-    title = ctx.service.template(template_id).title.get(ctx.language)
+    title = template.title.get(ctx.language)
     # Known before the transaction, so the inbox row commits with it (see Context.expected).
     ctx.expected = ctx.done(
         "started",
@@ -198,17 +234,46 @@ async def offboard(ctx: Context) -> Reply:
         f"最后工作日 {last_day.isoformat()}。员工和相关人员会收到卡片。" + past_zh,
         f"Started \"{title}\" case {case_id} for {employee.name} ({employee.employee_id}), "
         f"last working day {last_day.isoformat()}. The people involved get their cards." + past_en,
-        changed=True, case_id=case_id, warnings=["last_day_past"] if past_zh else [],
+        changed=True, case_id=case_id, warnings=warnings,
     )
     try:
         await ctx.service.start_case(
             employee=employee, template_id=template_id, last_day=last_day, reason=reason,
             created_by=hr.employee_id, handover_id=handover_id, at=ctx.incoming.at, also=ctx.record,
-            case_id=case_id, known=(hr,), extra_outbox=(summary,),
+            case_id=case_id, known=(hr,), extra_outbox=(summary,), prepared=prepared,
         )
     except CaseError as exc:
         return ctx.refuse(exc.code, exc.message_zh, exc.message_en)
     return ctx.expected
+
+
+def _split_items(args: str) -> tuple[str, str | None]:
+    """The arguments without the `交接事项:` part, and that part's text (None when not given)."""
+    m = _ITEMS.search(args)
+    if m is None:
+        return args, None
+    moved: list[str] = []
+
+    def keep(found: re.Match[str]) -> str:
+        moved.append(found.group(0))
+        return " "
+
+    tail = _HANDOVER_IN.sub(keep, args[m.end():])
+    return " ".join([args[: m.start()], *moved]), tail
+
+
+def _items(ctx: Context, text: str) -> list[str] | Reply:
+    """The handover items HR typed, each checked; or the refusal naming what to fix."""
+    label = ctx.t("交接事项", "handover items")
+    try:
+        cleantext.check(text, label, max_len=cleantext.FORM_TEXT_MAX)
+    except cleantext.TextProblem as exc:
+        return ctx.refuse("bad_text", exc.message_zh, exc.message_en, field="items")
+    items = split_items(text)
+    problem = item_problem(items)
+    if problem is not None:
+        return _usage(ctx, USAGE_OFFBOARD, problem.zh, problem.en)
+    return items
 
 
 # ---- /status -----------------------------------------------------------------------------

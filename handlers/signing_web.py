@@ -23,7 +23,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,10 @@ from signing.pipeline import (
     exhausted,
     issue_completion_notice,
     keys_for,
+    prior_evidence,
     seal_document,
+    shown_key,
+    shown_pdf,
     sweep,
     unissued_completed,
     write_checkpoint,
@@ -66,7 +69,7 @@ from storage.models import Case, Document, Employee, Signature, SigningLink
 from workflow import cleantext, engine
 from workflow.documents import document_title
 from workflow.events import DocumentSigned, SealFailed, Viewed
-from workflow.model import CaseState, Role
+from workflow.model import ROLE_TITLES, CaseState, Role
 from workflow.template import StepTemplate
 
 log = logging.getLogger("signing")
@@ -179,7 +182,7 @@ async def resolve(request: web.Request, *, allow_used: bool = False) -> Target:
     if signer is None:
         raise Refused(403, "unknown_signer", "找不到签署人。")
     roles = await service.roles_of(case, signer)
-    if step.signed_by not in roles:
+    if not step.signs(roles):
         raise Refused(403, "not_signer", "这不是您需要签署的文件，请使用发给您本人的签署链接。")
     state = await service.load_state(case)
     if allow_used and link is not None and link.used_at is not None:
@@ -194,7 +197,16 @@ async def resolve(request: web.Request, *, allow_used: bool = False) -> Target:
     unsigned = [d for d in step.documents if d not in ss.documents_signed]
     if not unsigned:
         raise Refused(409, "already_signed", "该文件已签署。")
-    return Target(claims, case, state, step, signer, roles, unsigned[0], link)
+    kind = unsigned[0]
+    turn = step.next_signer(ss, kind)
+    if turn is not None and turn not in roles:
+        # A document several people sign, in order: this signer already signed, or it is not their turn.
+        waiting = ROLE_TITLES[turn].zh
+        if all(r in step.signed_roles(ss, kind) for r in step.signers if r in roles):
+            raise Refused(409, "already_signed", f"您已签署该文件，正在等待{waiting}签署。")
+        raise Refused(409, "not_your_turn", f"《{document_title(kind).zh}》需先由{waiting}签署，"
+                                            "轮到您签署时会另行通知您。")
+    return Target(claims, case, state, step, signer, roles, kind, link)
 
 
 async def _ensure_link(t: Target, now: datetime) -> SigningLink:
@@ -265,11 +277,12 @@ _previews: OrderedDict[str, list[bytes]] = OrderedDict()
 _PREVIEW_CACHE = 32
 
 
-async def _preview(doc: Document) -> list[bytes]:
-    key = doc.sha256_unsigned
+async def _preview(doc: Document, settings: Settings) -> list[bytes]:
+    """Page images of what the signer is shown: the draft, with any signatures already on it."""
+    key = await shown_key(doc)
     pages = _previews.get(key)
     if pages is None:
-        pages = await asyncio.to_thread(pdf_to_png_pages, bytes(doc.pdf_unsigned))
+        pages = await asyncio.to_thread(pdf_to_png_pages, await shown_pdf(doc, settings))
         _previews[key] = pages
         while len(_previews) > _PREVIEW_CACHE:
             _previews.popitem(last=False)
@@ -294,7 +307,7 @@ async def sign_page(request: web.Request) -> web.StreamResponse:
         await SigningLink.filter(nonce=link.nonce, opened_at=None).update(opened_at=now)
     try:
         doc = await ensure_draft(t.case, t.step.id, t.kind, settings, now=now)
-        pages = await _preview(doc)
+        pages = await _preview(doc, settings)
     except PipelineError as exc:
         # The reason is for HR (told once, in Chinese); the signer only learns that HR is on it.
         log.error("case %s step %s: %s", t.case.id, t.step.id, exc)
@@ -322,6 +335,7 @@ async def sign_page(request: web.Request) -> web.StreamResponse:
 
 
 async def page_image(request: web.Request) -> web.StreamResponse:
+    settings: Settings = request.app[SETTINGS]
     try:
         t = await resolve(request)
         _identity_check(request, t)
@@ -330,7 +344,7 @@ async def page_image(request: web.Request) -> web.StreamResponse:
     doc = await current_document(t.case.id, t.step.id, t.kind)
     if doc is None:
         return _page(404, "页面不存在", "请先打开签署页面。")
-    pages = await _preview(doc)
+    pages = await _preview(doc, settings)
     try:
         n = int(request.match_info["n"])
     except ValueError:
@@ -395,6 +409,10 @@ async def _read_json(request: web.Request) -> dict[str, Any]:
 
 class _LinkClaimed(Exception):
     pass
+
+
+class _DocumentChanged(Exception):
+    """The draft stopped being current while the signature was on its way (HR added to it)."""
 
 
 class _Sealed(Exception):
@@ -503,26 +521,41 @@ async def _submit_claimed(request: web.Request, t: Target, raw: bytes, now: date
         consent_version=CONSENT_VERSION, template_sha256=str((doc.context or {}).get("template_sha256", "")),
     )
     template = service.template(t.case.template_id)
-    refusal: dict[str, engine.Refusal] = {}
+    decided: dict[str, Any] = {}
 
     def make_event(case: Case, state: CaseState) -> DocumentSigned:
         event = DocumentSigned(t.step.id, t.kind, t.signer.employee_id, t.roles, now)
         # The engine is pure: deciding here tells `also` whether the service will refuse, so a refused
-        # signature writes nothing.
+        # signature writes nothing, and whether this signature completes the document.
         result = engine.apply(template, state, event)
-        if isinstance(result, engine.Refusal):
-            refusal["r"] = result
+        decided.clear()
+        decided["result"] = result
+        if not isinstance(result, engine.Refusal):
+            decided["signed_as"] = t.step.next_signer(state.steps[t.step.id], t.kind)
+            decided["complete"] = t.kind in result.state.steps[t.step.id].documents_signed
         return event
 
     async def also(conn: Any) -> None:
-        if "r" in refusal:
+        if isinstance(decided.get("result"), engine.Refusal):
             return
         claimed = await SigningLink.filter(nonce=link.nonce, used_at=None, claim_token=claim).using_db(
             conn).update(used_at=now, claim_token=None, claimed_until=None)
         if claimed != 1:
             raise _LinkClaimed()
+        # Sealed once every signer has signed; until then it waits for the next one ("partly_signed").
+        # A draft replaced meanwhile takes no signature: the whole transaction is undone.
+        moved = await Document.filter(id=doc.id, status__in=["draft", "partly_signed"]).using_db(conn).update(
+            status="signed" if decided["complete"] else "partly_signed")
+        if moved != 1:
+            raise _DocumentChanged()
+        record = facts
+        if t.step.cosigned:
+            # The signatures already on the document, which this signer saw on the page, bound into
+            # their own evidence record.
+            record = replace(facts, cosigned=True, signed_as=str(decided["signed_as"]),
+                             after=tuple(await prior_evidence(doc.id, t.case.id, using=conn)))
         entry = await audit.append(t.case.id, at=now, actor=t.signer.employee_id, kind=AUDIT_KIND,
-                                   data=audit_data(facts), using=conn)
+                                   data=audit_data(record), using=conn)
         await Signature.create(
             using_db=conn, document_id=doc.id, case_id=t.case.id, step_id=t.step.id,
             signer_id=t.signer.employee_id, identity_method=method, platform_identity=platform_identity,
@@ -530,15 +563,25 @@ async def _submit_claimed(request: web.Request, t: Target, raw: bytes, now: date
             image_hash=facts.image_hash, client_image_hash=client_hash, server_time=now, ip=facts.ip,
             user_agent=facts.user_agent, consent_version=CONSENT_VERSION, audit_seq=entry.seq,
         )
-        await Document.filter(id=doc.id, status="draft").using_db(conn).update(status="signed")
 
     try:
         outcome = await service.apply(t.case.id, make_event, actor=t.signer.employee_id, also=also)
     except _LinkClaimed:
         return _json_error(USED)
+    except _DocumentChanged:
+        return _json_error(Refused(409, "document_changed", "文件已更新，请刷新页面阅读后再签署。"))
     if not outcome.ok:
         r = outcome.refusal
         return _json_error(Refused(409, r.code if r else "refused", r.message_zh if r else "无法签署。"))
+    if not decided.get("complete"):
+        nxt = outcome.decision and t.step.next_signer(outcome.decision.state.steps[t.step.id], t.kind)
+        waiting = ROLE_TITLES[nxt].zh if nxt else "其他签署人"
+        return web.json_response({
+            "ok": True, "message": f"签署完成，谢谢。待{waiting}在同一份文件上签署后，文件将加盖电子印章，"
+                                   "届时可在此下载。",
+            "status": "partly_signed", "document_sha256": doc.sha256_unsigned,
+            "download": f"/sign/{quote(token)}/document.pdf",
+        }, headers=HEADERS)
     try:
         status = await seal_document(doc.id, settings)
     except Exception:  # the signature is committed; the sweep retries (bounded, see sweep_round)

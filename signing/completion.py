@@ -6,8 +6,11 @@ signer at top level:
 document: document_title, document_kind, document_sha256 (hash of the PDF presented before signing),
           [case_id], [root_fingerprint], [seal_level]
 signer:   signer_name, identity_method, signed_at (aware datetime), ip, device or user_agent,
-          strokes_sha256, [platform_identity], [image_sha256], [consent_version], [role],
-          audit_seq, audit_entry_hash, [signature_png]
+          strokes_sha256, [platform_identity], [image_sha256], [consent_version], [role], [order],
+          [signed_after], [evidence_sha256], audit_seq, audit_entry_hash, [signature_png]
+
+With several signers (a document both sides sign), each signer's evidence is a page of its own that
+repeats the document's lines, so every signature's record stands alone.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from reportlab.lib.enums import TA_CENTER
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
-from reportlab.platypus import Flowable, Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table
+from reportlab.platypus import Flowable, Image, KeepTogether, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table
 from reportlab.platypus import TableStyle as TS
 
 from signing.documents import signature_image
@@ -99,7 +102,8 @@ def _signers(evidence: Mapping[str, object]) -> list[Mapping[str, object]]:
 
 
 def completion_page(evidence: Mapping[str, object], *, font_path: str | None = None) -> bytes:
-    """A PDF (one page per ~2 signers) listing the signing evidence; every value is printed literally."""
+    """A PDF listing the signing evidence (one page per signer when there are several); every value is
+    printed literally."""
     missing = [k for k in _DOC_REQUIRED if k not in evidence]
     if missing:
         raise DocumentError(f"evidence missing: {', '.join(missing)}")
@@ -131,31 +135,37 @@ def completion_page(evidence: Mapping[str, object], *, font_path: str | None = N
     ]
     if evidence.get("case_id"):
         doc_rows.insert(0, ("案件 Case", evidence["case_id"]))
-    story: list[Flowable] = [p("电子签署存证页 · Signing Evidence", title), table(doc_rows)]
+    story: list[Flowable] = []
     for i, s in enumerate(signers, 1):
+        heading = "电子签署存证页 · Signing Evidence"
+        if len(signers) > 1:
+            heading += f"（{i}/{len(signers)}）"
+        story += [PageBreak()] if i > 1 else []
+        story += [p(heading, title), table(doc_rows)]
         utc, local = _times(s["signed_at"])
         device = s.get("device") or device_summary(str(s.get("user_agent", "")))
-        rows: list[tuple[str, object]] = [
-            ("签署人 Signer", s["signer_name"]),
-            ("身份核验方式 Identity method", s["identity_method"]),
+        rows: list[tuple[str, object]] = [("签署人 Signer", s["signer_name"])]
+        png = s.get("signature_png")
+        if isinstance(png, bytes | bytearray) and png:
+            img: Image = signature_image(bytes(png))
+            rows.append(("手写签名 Signature", img))
+        optional = (("role", "角色 Role"), ("order", "签署顺序 Order"),
+                    ("signed_after", "签署时文件上已有的签名 Signatures already on the document"))
+        rows += [(label, s[key]) for key, label in optional if s.get(key)]
+        rows.append(("身份核验方式 Identity method", s["identity_method"]))
+        if s.get("platform_identity"):
+            rows.append(("平台身份 Platform identity", s["platform_identity"]))
+        rows += [
             ("签署时间 Time (server)", f"{utc} / {local}"),
             ("IP 地址 IP address", s["ip"]),
             ("设备 Device", device),
             ("笔迹数据哈希 Stroke data SHA-256", s["strokes_sha256"]),
-            ("审计链位置 Audit chain", f"#{s['audit_seq']} {s['audit_entry_hash']}"),
         ]
-        if s.get("role"):
-            rows.insert(1, ("角色 Role", s["role"]))
-        if s.get("platform_identity"):
-            rows.insert(2, ("平台身份 Platform identity", s["platform_identity"]))
-        if s.get("image_sha256"):
-            rows.insert(-1, ("签名图像哈希 Signature image SHA-256", s["image_sha256"]))
-        if s.get("consent_version"):
-            rows.insert(-1, ("同意声明版本 Consent version", s["consent_version"]))
-        png = s.get("signature_png")
-        if isinstance(png, bytes | bytearray) and png:
-            img: Image = signature_image(bytes(png))
-            rows.insert(1, ("手写签名 Signature", img))
+        optional = (("image_sha256", "签名图像哈希 Signature image SHA-256"),
+                    ("consent_version", "同意声明版本 Consent version"),
+                    ("evidence_sha256", "存证记录哈希 Evidence record SHA-256"))
+        rows += [(label, s[key]) for key, label in optional if s.get(key)]
+        rows.append(("审计链位置 Audit chain", f"#{s['audit_seq']} {s['audit_entry_hash']}"))
         story.append(KeepTogether([p(f"签署人 {i} · Signer {i}", head), table(rows)]))
     story.append(Spacer(1, 6 * mm))
     notes = [

@@ -43,6 +43,12 @@ class SignatureFacts:
     user_agent: str
     consent_version: str
     template_sha256: str = ""
+    # A document several people sign (the two-party handover): the role this signer signed as, and
+    # the evidence hashes of the signatures already on the document when they signed (shown to them
+    # on their signing page), in signing order.
+    cosigned: bool = False
+    signed_as: str = ""
+    after: tuple[str, ...] = ()
 
 
 def _utc_ms(at: datetime) -> str:
@@ -56,7 +62,7 @@ def consent_sha256(lang: str = "zh") -> str:
 
 
 def evidence_record(f: SignatureFacts) -> dict[str, Any]:
-    return {
+    record: dict[str, Any] = {
         "v": EVIDENCE_VERSION,
         "case_id": f.case_id,
         "step_id": f.step_id,
@@ -71,6 +77,10 @@ def evidence_record(f: SignatureFacts) -> dict[str, Any]:
         "client": {"ip": f.ip, "user_agent": f.user_agent},
         "server": {"received_at": _utc_ms(f.server_time)},
     }
+    if f.cosigned:
+        # Only on documents with several signers, so single-signer records hash as they always did.
+        record["cosign"] = {"as": f.signed_as, "order": len(f.after) + 1, "after": list(f.after)}
+    return record
 
 
 def evidence_bytes(f: SignatureFacts) -> bytes:

@@ -40,8 +40,8 @@ from storage import audit
 from storage.models import AuditEntry, Case, CaseStep, Checkpoint, Document, Employee, Signature
 from workflow.documents import document_title
 from workflow.errors import TemplateError
-from workflow.model import Role
-from workflow.template import FlowTemplate
+from workflow.model import ROLE_TITLES, Role
+from workflow.template import FlowTemplate, StepTemplate
 from workflow.templates import load_templates
 
 log = logging.getLogger("signing")
@@ -56,7 +56,9 @@ ISSUED_KIND = "document_issued"
 
 # Which signature slot a signer fills, by their role on the step (templates name slots this way).
 SLOT_FOR_ROLE = {"employee": "employee", "handover": "receiver"}
-HANDOVER_ITEMS = ["工作文件与资料", "在办事项与客户/项目联系人", "办公设备与物品", "系统账号与权限"]
+# A document no longer current: failed (its seal was given up) or superseded (HR added to what it says
+# before anyone signed it). Kept as a record; signing starts from a fresh draft.
+NOT_CURRENT = ("failed", "superseded")
 LEGAL_BASIS = {
     "probation": "《中华人民共和国劳动合同法》第三十九条第一项（在试用期间被证明不符合录用条件）",
     "misconduct": "《中华人民共和国劳动合同法》第三十九条",
@@ -330,10 +332,25 @@ def _data_of(steps: list[CaseStep], step_id: str, key: str) -> str:
     return ""
 
 
+def document_step(flow: FlowTemplate, kind: str, step_id: str | None = None) -> StepTemplate | None:
+    """The step whose document this is (`step_id` when given, else the first step naming the kind)."""
+    if step_id is not None and step_id in flow.by_id and kind in flow.by_id[step_id].documents:
+        return flow.by_id[step_id]
+    return next((s for s in flow.steps if kind in s.documents), None)
+
+
+def _items(step: StepTemplate | None, steps: list[CaseStep]) -> list[object]:
+    if step is None:
+        return []
+    row = next((st for st in steps if st.step_id == step.id), None)
+    return list(step.items_for(row.data if row is not None and isinstance(row.data, dict) else {}))
+
+
 async def build_context(case: Case, kind: str, settings: Settings, *, now: datetime,
-                        lang: str | None = None) -> dict[str, object]:
+                        lang: str | None = None, step_id: str | None = None) -> dict[str, object]:
     """Every value the templates use, from the case, its employee, its flow and the steps' data, worded
-    in the document's language (default: the service's).
+    in the document's language (default: the service's; `step_id`: the step the document belongs to,
+    when the caller knows it).
 
     The one place a document's values come from; the keys are always exactly CONTEXT_KEYS."""
     lang = lang or settings.language
@@ -377,7 +394,8 @@ async def build_context(case: Case, kind: str, settings: Settings, *, now: datet
         "issue_date": today,
         "handover_date": today,
         "receiver_name": receiver.name if receiver else "",
-        "items": _step_value(steps, "items") or HANDOVER_ITEMS,
+        # The template's items for the step's document, then those HR added for this case.
+        "items": _items(document_step(flow, kind, step_id), steps),
         "contact": words["hr_contact"].format(name=hr.name) if hr else words["hr_dept"],
         "backpay_period": "", "backpay_amount": "", "backpay_amount_upper": "", "basis_lines": [],
         "backpay_paid_on": _done_on(steps, "backpay", tz) or "",
@@ -465,10 +483,20 @@ async def notice_lines(case: Case, kind: str, settings: Settings, *, now: dateti
 # ---------------------------------------------------------------- drafts
 
 async def current_document(case_id: str, step_id: str, kind: str) -> Document | None:
-    """The step's document of this kind; one whose seal was given up ("failed") is kept as evidence but
-    is no longer current, so signing again starts from a fresh draft."""
+    """The step's document of this kind; one whose seal was given up ("failed") or that HR's additions
+    replaced ("superseded") is kept as a record but is no longer current, so signing starts from a
+    fresh draft."""
     return await Document.filter(case_id=case_id, step_id=step_id, kind=kind).exclude(
-        status="failed").order_by("id").first()
+        status__in=NOT_CURRENT).order_by("id").first()
+
+
+async def supersede_drafts(case_id: str, step_id: str, *, using: Any = None) -> int:
+    """HR added to what the step's documents say: drafts nobody has signed yet are replaced by a fresh
+    render on the next open (a page still showing the old one is refused as "document changed")."""
+    signed = await Signature.filter(case_id=case_id, step_id=step_id).using_db(using).values_list(
+        "document_id", flat=True)
+    return await Document.filter(case_id=case_id, step_id=step_id, status="draft").exclude(
+        id__in=list(signed)).using_db(using).update(status="superseded")
 
 
 async def ensure_draft(case: Case, step_id: str, kind: str, settings: Settings, *, now: datetime) -> Document:
@@ -479,7 +507,8 @@ async def ensure_draft(case: Case, step_id: str, kind: str, settings: Settings, 
     lang = settings.language
     try:
         tpl = load_template(kind, extra_dir=settings.doc_templates_dir)
-        values = freeze_context(await build_context(case, kind, settings, now=now, lang=lang), lang)
+        values = freeze_context(await build_context(case, kind, settings, now=now, lang=lang, step_id=step_id),
+                                lang)
         pdf = await asyncio.to_thread(render_document, kind, values, lang=lang,
                                       extra_dir=settings.doc_templates_dir, font_path=_font(settings))
     except DocumentError as exc:
@@ -507,14 +536,52 @@ def seal_level(settings: Settings) -> str:
     return "PAdES B-T" if settings.tsa_url else "PAdES B-B"
 
 
+async def _audit_hashes(case_id: str, seqs: Sequence[int | None], using: Any = None) -> dict[int, AuditEntry]:
+    wanted = [q for q in seqs if q is not None]
+    if not wanted:
+        return {}
+    rows = await AuditEntry.filter(case_id=case_id, seq__in=wanted).using_db(using)
+    return {e.seq: e for e in rows}
+
+
+async def prior_evidence(doc_id: int, case_id: str, *, before: int | None = None,
+                         using: Any = None) -> list[str]:
+    """The evidence hashes (as written in the audit chain) of the signatures on a document, in signing
+    order; with `before`, only those made before that signature. What a later signer saw on the page."""
+    qs = Signature.filter(document_id=doc_id).using_db(using)
+    if before is not None:
+        qs = qs.filter(id__lt=before)
+    sigs = await qs.order_by("id")
+    entries = await _audit_hashes(case_id, [s.audit_seq for s in sigs], using)
+    out: list[str] = []
+    for sig in sigs:
+        entry = entries.get(sig.audit_seq) if sig.audit_seq is not None else None
+        out.append(str((entry.data or {}).get("evidence_sha256", "?")) if entry is not None else "?")
+    return out
+
+
+async def signer_role(case: Case, signer_id: str) -> str:
+    """The role a signer holds in the case, as signature slots and evidence name it."""
+    emp = await Employee.get_or_none(employee_id=signer_id)
+    if emp is not None and emp.id == case.employee_id:  # type: ignore[attr-defined]
+        return "employee"
+    if case.handover_id and signer_id == case.handover_id:
+        return "handover"
+    return "other"
+
+
 async def signers_evidence(doc: Document, settings: Settings) -> list[dict[str, object]]:
     sigs = await Signature.filter(document_id=doc.id).order_by("id")
     out: list[dict[str, object]] = []
     case = await Case.get(id=doc.case_id)  # type: ignore[attr-defined]
-    for s in sigs:
-        entry = await AuditEntry.get_or_none(case_id=case.id, seq=s.audit_seq)
+    entries = await _audit_hashes(case.id, [s.audit_seq for s in sigs])
+    several = len(sigs) > 1
+    evidence_hashes: list[str] = []
+    for n, s in enumerate(sigs, 1):
+        entry = entries.get(s.audit_seq) if s.audit_seq is not None else None
+        evidence_hashes.append(str(((entry.data or {}) if entry else {}).get("evidence_sha256", "?")))
         emp = await Employee.get_or_none(employee_id=s.signer_id)
-        out.append({
+        item: dict[str, object] = {
             "signer_name": f"{emp.name if emp else s.signer_id}（{s.signer_id}）",
             "identity_method": s.identity_method,
             "platform_identity": s.platform_identity,
@@ -527,26 +594,61 @@ async def signers_evidence(doc: Document, settings: Settings) -> list[dict[str, 
             "audit_seq": s.audit_seq,
             "audit_entry_hash": entry.hash if entry else "?",
             "signature_png": bytes(s.image_png),
-        })
+        }
+        if several:
+            role = await signer_role(case, s.signer_id)
+            title = ROLE_TITLES.get(Role(role)) if role in {r.value for r in Role} else None
+            item["role"] = f"{title.zh} · {title.en}" if title else role
+            item["order"] = f"{n} / {len(sigs)}"
+            item["evidence_sha256"] = evidence_hashes[-1]
+            # The earlier signatures this signer saw on the document, by their evidence records.
+            earlier = [f"签署人 {i} · Signer {i}：{evidence_hashes[i - 1]}" for i in range(1, n)]
+            item["signed_after"] = "；".join(earlier) if earlier else "—"
+        out.append(item)
     return out
 
 
+async def _marks(doc: Document, sigs: Sequence[Signature], settings: Settings) -> list[SignatureMark]:
+    """Each signature's image for its slot in the document (signers without a slot are left out)."""
+    tpl = load_template(doc.kind, extra_dir=settings.doc_templates_dir)
+    text = tpl.texts.get(doc.lang) or next(iter(tpl.texts.values()))
+    slots = {s.role for s in text.signatures}
+    case = await Case.get(id=doc.case_id)  # type: ignore[attr-defined]
+    marks: list[SignatureMark] = []
+    for s in sigs:
+        role = SLOT_FOR_ROLE.get(await signer_role(case, s.signer_id), "employee")
+        if role in slots and all(m.role != role for m in marks):
+            local = s.server_time.astimezone(settings.tz)
+            marks.append(SignatureMark(role, bytes(s.image_png), f"{local:%Y-%m-%d %H:%M}"))
+    return marks
+
+
+async def shown_key(doc: Document) -> str:
+    """Names what a signer is shown for `doc` (the draft, plus the signatures already on it)."""
+    ids = await Signature.filter(document_id=doc.id).order_by("id").values_list("id", flat=True)
+    return doc.sha256_unsigned + ("+" + ",".join(str(i) for i in ids) if ids else "")
+
+
+async def shown_pdf(doc: Document, settings: Settings) -> bytes:
+    """What a signer is shown on the signing page: the draft with the signatures already on it in their
+    slots (a later signer of a document several people sign sees the earlier signatures on it)."""
+    sigs = await Signature.filter(document_id=doc.id).order_by("id")
+    marks = await _marks(doc, sigs, settings) if sigs else []
+    if not marks:
+        return bytes(doc.pdf_unsigned)
+    values = dict((doc.context or {}).get("values") or {})
+    return await asyncio.to_thread(render_signed, doc.kind, values, marks, lang=doc.lang,
+                                   extra_dir=settings.doc_templates_dir, font_path=_font(settings))
+
+
 async def assemble_signed(doc: Document, settings: Settings, keys: KeyMaterial) -> bytes:
-    """The complete PDF before the seal: signed render + completion page."""
+    """The complete PDF before the seal: signed render + completion page (one evidence page per signer)."""
     sigs = await Signature.filter(document_id=doc.id).order_by("id")
     if not sigs and doc.kind in COMPANY_ISSUED:
         return bytes(doc.pdf_unsigned)  # nobody signs it: no signature slot, no evidence page
     if not sigs:
         raise PipelineError(f"document {doc.id} has no signature")
-    tpl = load_template(doc.kind, extra_dir=settings.doc_templates_dir)
-    text = tpl.texts.get(doc.lang) or next(iter(tpl.texts.values()))
-    slots = {s.role for s in text.signatures}
-    marks: list[SignatureMark] = []
-    for s in sigs:
-        role = SLOT_FOR_ROLE.get(await _signer_role(doc, s), "employee")
-        if role in slots and all(m.role != role for m in marks):
-            local = s.server_time.astimezone(settings.tz)
-            marks.append(SignatureMark(role, bytes(s.image_png), f"{local:%Y-%m-%d %H:%M}"))
+    marks = await _marks(doc, sigs, settings)
     values = dict((doc.context or {}).get("values") or {})
     font = _font(settings)
     if marks:
@@ -567,16 +669,6 @@ async def assemble_signed(doc: Document, settings: Settings, keys: KeyMaterial) 
     }
     page = await asyncio.to_thread(completion_page, evidence, font_path=font)
     return await asyncio.to_thread(append_pages, body, page)
-
-
-async def _signer_role(doc: Document, sig: Signature) -> str:
-    case = await Case.get(id=doc.case_id)  # type: ignore[attr-defined]
-    emp = await Employee.get_or_none(employee_id=sig.signer_id)
-    if emp is not None and emp.id == case.employee_id:  # type: ignore[attr-defined]
-        return "employee"
-    if case.handover_id and sig.signer_id == case.handover_id:
-        return "handover"
-    return "other"
 
 
 async def seal_document(doc_id: int, settings: Settings, keys: KeyMaterial | None = None, *,

@@ -29,6 +29,7 @@ from workflow.events import (
     DocumentSigned,
     Event,
     Note,
+    Prepare,
     Remind,
     Reopen,
     SealFailed,
@@ -83,6 +84,8 @@ def event_of(kind: str, data: Mapping[str, Any]) -> Event | None:
         return TimerFired(data["question_id"], "question", at)
     if kind == "step_reopened":
         return Reopen(step, data["actor_id"], _roles(data), data.get("reason", ""), at)  # type: ignore[arg-type]
+    if kind == "step_prepared":
+        return Prepare(step, data["actor_id"], _roles(data), dict(data.get("data") or {}), at)  # type: ignore[arg-type]
     if kind == "seal_failed":
         # The attempt key only tells the messages of two give-ups apart; the entry does not depend on it.
         return SealFailed(step, data["document"], "", data["reason"], at)  # type: ignore[arg-type]
@@ -104,7 +107,8 @@ def replay(template: FlowTemplate, case_id: str, entries: Sequence[tuple[int, st
             if kind == "case_started":
                 if state is not None:
                     return f"entry #{seq}: the case is started twice"
-                decision: engine.Decision | engine.Refusal = engine.start(template, case_id, load_time(data["at"]))
+                decision: engine.Decision | engine.Refusal = engine.start(
+                    template, case_id, load_time(data["at"]), prepared=data.get("prepared"))
             elif state is None:
                 return f"entry #{seq} ({kind}) comes before the case was started"
             else:

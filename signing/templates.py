@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from workflow.text import Text
+
 BUILTIN_DIR = Path(__file__).parent / "doc_templates"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -201,6 +203,8 @@ def clean_text(text: str) -> str:
 
 
 def format_value(value: object, lang: str) -> str:
+    if isinstance(value, Text):  # bilingual wording from a flow template (e.g. a handover item)
+        return value.get(lang)
     if isinstance(value, Decimal):
         # "f" avoids scientific notation (Decimal("1E+3") would otherwise print as 1E+3).
         return format(value, "f")

@@ -4,7 +4,8 @@ For a case: the audit hash chain, the case and step rows against a replay of it 
 every checkpoint's Ed25519 signature and head (a closed case's at its final entry), every document's stored
 hashes and PAdES seal, and for every signature the stroke-data hash, a fresh server-side render of the
 strokes compared with the stored image hash, the presented document hash, and the evidence record in the
-audit chain recomputed from the stored row.
+audit chain recomputed from the stored row. A document several people sign (the two-party handover) must
+carry one signature per signer, in the template's order, each record naming the ones before it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 
 from signing.evidence import AUDIT_KIND, SignatureFacts, evidence_sha256
 from signing.keys import KeyMaterial
-from signing.pipeline import COMPANY_ISSUED, ISSUED_KIND, checkpoint_message, public_key_b64
+from signing.pipeline import (
+    COMPANY_ISSUED,
+    ISSUED_KIND,
+    checkpoint_message,
+    prior_evidence,
+    public_key_b64,
+    signer_role,
+)
 from signing.render import RenderBusy
 from signing.render import render as render_signature
 from signing.seal import async_validate_pdf
@@ -30,7 +38,7 @@ from signing.strokes import StrokeError, parse_strokes_json
 from storage.audit import verify_chain
 from storage.canonical import sha256_hex
 from storage.models import AuditEntry, Case, Checkpoint, Document, Signature
-from workflow.template import FlowTemplate
+from workflow.template import FlowTemplate, StepTemplate
 from workflow.templates import load_templates
 
 
@@ -94,8 +102,8 @@ async def _checkpoint_checks(case: Case, keys: KeyMaterial | None) -> list[Check
 async def _document_checks(doc: Document, trust_root: x509.Certificate | None) -> list[Check]:
     label = f"document {doc.id} ({doc.kind})"
     out = [Check(f"{label} unsigned hash", sha256_hex(bytes(doc.pdf_unsigned)) == doc.sha256_unsigned)]
-    if doc.status == "draft":
-        return out
+    if doc.status in ("draft", "partly_signed", "superseded"):
+        return out  # not (yet) signed by everyone: nothing sealed to check
     if doc.status != "sealed" or doc.pdf_signed is None:
         out.append(Check(f"{label} sealed", False, f"not sealed yet (status {doc.status})"))
         return out
@@ -120,7 +128,20 @@ async def _issued_check(doc: Document, label: str, signed: bytes) -> Check:
                  else f"the stored document differs from the hashes recorded at #{entries[-1].seq}")
 
 
-async def _signature_checks(sig: Signature, doc: Document) -> list[Check]:
+async def _signer_checks(case: Case, doc: Document, sigs: list[Signature], step: StepTemplate) -> Check:
+    """A document several people sign: one signature per signer, in the template's order (all of them
+    once it is signed or sealed)."""
+    label = f"document {doc.id} ({doc.kind}) signers"
+    roles = [await signer_role(case, s.signer_id) for s in sigs]
+    want = [str(r) for r in step.signers]
+    complete = doc.status not in ("draft", "partly_signed", "superseded", "failed")
+    ok = roles == (want if complete else want[: len(roles)]) and len({s.signer_id for s in sigs}) == len(sigs)
+    said = ", then ".join(f"{r} {s.signer_id}" for r, s in zip(roles, sigs, strict=True)) or "none"
+    return Check(label, ok, said if ok else f"{said}; the template wants {', then '.join(want)}")
+
+
+async def _signature_checks(sig: Signature, doc: Document, case: Case | None = None,
+                            step: StepTemplate | None = None) -> list[Check]:
     label = f"signature {sig.id} ({sig.signer_id})"
     strokes = bytes(sig.strokes)
     out = [Check(f"{label} stroke data hash", sha256_hex(strokes) == sig.strokes_hash)]
@@ -145,6 +166,11 @@ async def _signature_checks(sig: Signature, doc: Document) -> list[Check]:
         out.append(Check(f"{label} evidence in audit chain", False, f"no evidence entry at #{sig.audit_seq}"))
         return out
     record = entry.data.get("evidence") or {}
+    # Signatures on a document several people sign also record their role and the evidence of the
+    # signatures already on it: recomputed here from the case and the earlier rows.
+    cosigned = (step is not None and step.cosigned) or "cosign" in record
+    signed_as = await signer_role(case, sig.signer_id) if cosigned and case is not None else ""
+    after = tuple(await prior_evidence(doc.id, sig.case_id, before=sig.id)) if cosigned else ()  # type: ignore[attr-defined]
     facts = SignatureFacts(
         case_id=sig.case_id, step_id=sig.step_id, document_kind=doc.kind, document_id=doc.id,  # type: ignore[attr-defined]
         signer_id=sig.signer_id, signer_name=str((record.get("signer") or {}).get("name", "")),
@@ -155,6 +181,7 @@ async def _signature_checks(sig: Signature, doc: Document) -> list[Check]:
         canvas=(payload.width, payload.height) if payload else (0, 0), server_time=sig.server_time, ip=sig.ip,
         user_agent=sig.user_agent, consent_version=sig.consent_version,
         template_sha256=str((doc.context or {}).get("template_sha256", "")),
+        cosigned=cosigned, signed_as=signed_as, after=after,
     )
     ok = evidence_sha256(facts) == entry.data.get("evidence_sha256")
     out.append(Check(f"{label} evidence in audit chain", ok, f"entry #{entry.seq}" if ok
@@ -171,16 +198,26 @@ async def verify_case(case_id: str, *, keys: KeyMaterial | None = None,
         return [Check(f"case {case_id}", False, "not found")]
     chain = await verify_chain(case.id)
     checks = [Check("audit chain", chain.ok, chain.problem or f"{chain.entries} entries, head {chain.head[:16]}…")]
-    checks.append(Check("step states", *await check_case_state(case, templates or load_templates())))
+    templates = templates or load_templates()
+    checks.append(Check("step states", *await check_case_state(case, templates)))
     checks += await _checkpoint_checks(case, keys)
     if case.status != "open":
         # The checkpoint made when it closed is what protects a closed case; deleting it must show.
         closing = await Checkpoint.filter(case_id=case.id, seq=case.audit_seq, head_hash=case.audit_head).exists()
         checks.append(Check("closing checkpoint", closing, f"#{case.audit_seq}" if closing
                             else f"no checkpoint covers the final entry #{case.audit_seq}"))
+    flow = templates.get(case.template_id)
+    if flow is not None and flow.version != case.template_version:
+        flow = None  # another version's steps say nothing about this case's signers
     docs = {d.id: d for d in await Document.filter(case_id=case.id).order_by("id")}
+    sigs = await Signature.filter(case_id=case.id).order_by("id")
     for doc in docs.values():
         checks += await _document_checks(doc, trust_root)
-    for sig in await Signature.filter(case_id=case.id).order_by("id"):
-        checks += await _signature_checks(sig, docs[sig.document_id])  # type: ignore[attr-defined]
+        step = flow.by_id.get(doc.step_id) if flow is not None else None
+        if step is not None and step.cosigned and doc.kind in step.documents:
+            checks.append(await _signer_checks(case, doc, [s for s in sigs if s.document_id == doc.id], step))  # type: ignore[attr-defined]
+    for sig in sigs:
+        doc = docs[sig.document_id]  # type: ignore[attr-defined]
+        step = flow.by_id.get(doc.step_id) if flow is not None else None
+        checks += await _signature_checks(sig, doc, case, step)
     return checks

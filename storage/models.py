@@ -199,7 +199,9 @@ class Document(Model):
     case = fields.ForeignKeyField("models.Case", related_name="documents", on_delete=fields.RESTRICT)
     step_id = fields.CharField(max_length=64)
     kind = fields.CharField(max_length=64)
-    # draft | signed | sealed | pending_tsa | failed (sealing gave up; the signer was asked to sign again)
+    # draft | partly_signed (a document several people sign, waiting for the next one) | signed | sealed |
+    # pending_tsa | failed (sealing gave up; the signer was asked to sign again) | superseded (HR added to
+    # what the draft says before anyone signed it; the next open renders a fresh one)
     status = fields.CharField(max_length=16, default="draft")
     sha256_unsigned = fields.CharField(max_length=64)
     sha256_signed = fields.CharField(max_length=64, null=True)

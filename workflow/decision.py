@@ -26,6 +26,8 @@ RefusalCode = Literal[
     "too_many",
     "not_reopenable",
     "not_needed",
+    "not_your_turn",
+    "already_signed",
 ]
 
 @dataclass(frozen=True, slots=True)

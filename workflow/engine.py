@@ -23,6 +23,7 @@ from workflow.events import (
     DocumentSigned,
     Event,
     Note,
+    Prepare,
     Remind,
     Reopen,
     SealFailed,
@@ -30,7 +31,17 @@ from workflow.events import (
     TimerFired,
     Viewed,
 )
-from workflow.model import MAX_QUESTION_CHARS, MAX_QUESTIONS, CaseState, Question, Role, StepKind, StepState
+from workflow.items import MAX_ITEMS, item_problem, split_items
+from workflow.model import (
+    MAX_QUESTION_CHARS,
+    MAX_QUESTIONS,
+    CaseState,
+    Question,
+    Role,
+    StepKind,
+    StepState,
+    signature_mark,
+)
 from workflow.plain import plain_copy
 from workflow.template import FlowTemplate, StepTemplate
 from workflow.text import Text
@@ -110,8 +121,11 @@ class _Tx:
         self.put(step.id, status="active", activated_at=at)
         self.activated.append(step.id)
         self.notify(step.role, step.id, "step")
-        if step.signed_by != step.role:
-            self.notify(step.signed_by, step.id, "step")
+        first = step.signed_by  # the first signer; later ones are told when it is their turn
+        if first != step.role:
+            self.notify(first, step.id, "step")
+        if step.hr_fields and Role.HR not in (step.role, first):
+            self.notify(Role.HR, step.id, "step")  # HR may still add to the step's document
         if again:
             self.effects.append(UpdateStep(step.id))
         # HR is alerted only about steps the case cannot complete without; an optional step that
@@ -253,9 +267,10 @@ def new_state(template: FlowTemplate, case_id: str, at: datetime) -> CaseState:
     )
 
 
-def start(template: FlowTemplate, case_id: str, at: datetime) -> Decision:
-    """Create a case and activate its first steps."""
-    decision = apply(template, new_state(template, case_id, at), Start(at))
+def start(template: FlowTemplate, case_id: str, at: datetime,
+          prepared: dict[str, dict[str, Any]] | None = None) -> Decision:
+    """Create a case and activate its first steps; `prepared` is what HR added to steps at the start."""
+    decision = apply(template, new_state(template, case_id, at), Start(at, prepared or {}))
     if isinstance(decision, Refusal):
         raise RuntimeError(f"a new case refused to start: {decision.message_en}")
     return decision
@@ -363,10 +378,48 @@ def _valid_value(kind: str, value: Any) -> bool:
 
 
 def _next_actor(step: StepTemplate, ss: StepState) -> Role:
-    """Who a reminder should reach: the signer while documents are unsigned, else the acting role."""
-    if step.signed_by != step.role and _unsigned(step, ss):
-        return step.signed_by
-    return step.role
+    """Who a reminder should reach: whose turn it is to sign while documents are unsigned, else the
+    acting role."""
+    turn = step.turn(ss)
+    return turn[1] if turn is not None else step.role
+
+
+def _with_hr_data(step: StepTemplate, ss: StepState, data: dict[str, Any]) -> dict[str, Any]:
+    """A step's new data keeps what HR added to it (hr_fields) beside what the actor entered."""
+    kept = {f.key: ss.data[f.key] for f in step.hr_fields if f.key in ss.data and f.key not in data}
+    return {**kept, **data} if kept else data
+
+
+def _prepared(step: StepTemplate, ss: StepState, data: Any) -> dict[str, Any] | Refusal:
+    """The step's data with HR's additions merged in: a textarea's lines are added to the lines already
+    there (each line once), any other value replaces the one there."""
+    if not step.hr_fields:
+        return refuse("bad_action", msg.nothing_to_prepare(step))
+    if not isinstance(data, dict):
+        return refuse("missing_data", msg.nothing_added(step))
+    specs = {f.key: f for f in step.hr_fields}
+    unknown = sorted(str(k) for k in data if k not in specs)
+    if unknown:
+        return refuse("bad_action", msg.unknown_fields(step, unknown), tuple(unknown))
+    given = {k: v for k, v in data.items() if v is not None and not (isinstance(v, str) and not v.strip())}
+    if not given:
+        return refuse("missing_data", msg.nothing_added(step), tuple(specs))
+    invalid = [specs[k] for k, v in given.items() if not _valid_value(specs[k].type, v)]
+    if invalid:
+        return refuse("missing_data", msg.missing_data(step, [], [f.label for f in invalid]),
+                      tuple(f.key for f in invalid))
+    merged = dict(ss.data)
+    for key, value in given.items():
+        if specs[key].type == "textarea":
+            lines = split_items(str(merged.get(key) or ""))
+            new = [ln for ln in split_items(str(value)) if ln not in lines]
+            problem = item_problem(new, len(lines)) if new else None
+            if problem is not None:
+                return refuse("too_many" if len(lines) + len(new) > MAX_ITEMS else "missing_data", problem, (key,))
+            merged[key] = "\n".join(lines + new)
+        else:
+            merged[key] = value.strip() if isinstance(value, str) else value
+    return merged
 
 
 def missing_for_completion(template: FlowTemplate, state: CaseState) -> Refusal | None:
@@ -416,9 +469,20 @@ def _on_start(template: FlowTemplate, state: CaseState, event: Start) -> Decisio
     if any(ss.status != "locked" for ss in state.steps.values()):
         return refuse("already_done", msg.already_started())
     tx = _Tx(template, state, event.at)
+    for sid, data in event.prepared.items():
+        step = _step(template, sid)
+        if isinstance(step, Refusal):
+            return step
+        merged = _prepared(step, tx.get(sid), data)
+        if isinstance(merged, Refusal):
+            return merged
+        tx.put(sid, data=merged)
     for sid in template.initial:
         tx.activate(template.by_id[sid])
-    return tx.decide("case_started", {"template_id": template.id, "template_version": template.version})
+    facts: dict[str, Any] = {"template_id": template.id, "template_version": template.version}
+    if event.prepared:
+        facts["prepared"] = plain_copy(event.prepared)
+    return tx.decide("case_started", facts)
 
 
 def _on_viewed(template: FlowTemplate, state: CaseState, event: Viewed) -> Decision | Refusal:
@@ -427,7 +491,7 @@ def _on_viewed(template: FlowTemplate, state: CaseState, event: Viewed) -> Decis
         return step
     if state.status != "open":
         return _noop(state)  # looking at an old card is fine; it just records nothing
-    if step.role not in event.actor_roles and step.signed_by not in event.actor_roles:
+    if step.role not in event.actor_roles and not step.signs(event.actor_roles):
         return _wrong_role(state, step, step.role, event, "view")
     ss = state.steps[step.id]
     if ss.status == "locked":
@@ -471,7 +535,8 @@ def _on_act(template: FlowTemplate, state: CaseState, event: Act) -> Decision | 
             return refuse("reason_required", msg.reason_required(step), ("reason",))
         tx = _Tx(template, state, event.at)
         rejections = ss.rejections + 1
-        tx.put(step.id, status="active", outcome="rejected", rejections=rejections, data=data)
+        tx.put(step.id, status="active", outcome="rejected", rejections=rejections,
+               data=_with_hr_data(step, ss, data))
         tx.effects.append(UpdateStep(step.id))
         tx.notify(Role.HR, step.id, "rejected", rejections)
         return tx.decide("step_rejected", {**base, "reason": reason.strip(), "rejections": rejections})
@@ -485,7 +550,7 @@ def _on_act(template: FlowTemplate, state: CaseState, event: Act) -> Decision | 
     # A step with an outcome field ends with the chosen value (e.g. the mail was returned), so that
     # later steps can open on it (depends_on_outcome).
     outcome = str(data[step.outcome_field]).strip() if step.outcome_field else OUTCOMES[event.action]
-    tx.finish(step, event.actor_id, outcome, data)
+    tx.finish(step, event.actor_id, outcome, _with_hr_data(step, ss, data))
     _replace_steps(tx, step, outcome, event.actor_id)
     tx.unlock()
     tx.complete_case_if_done()
@@ -509,7 +574,7 @@ def _on_signed(template: FlowTemplate, state: CaseState, event: DocumentSigned) 
     step = _step(template, event.step_id)
     if isinstance(step, Refusal):
         return step
-    if step.signed_by not in event.actor_roles:
+    if not step.signs(event.actor_roles):
         return _wrong_role(state, step, step.signed_by, event, f"sign {event.document}")
     if event.document not in step.documents:
         return refuse("bad_action", msg.foreign_document(step, event.document), (event.document,))
@@ -519,23 +584,48 @@ def _on_signed(template: FlowTemplate, state: CaseState, event: DocumentSigned) 
         return blocked
     if event.document in ss.documents_signed:
         return refuse("already_done", msg.already_signed(step, event.document))
+    signer = step.next_signer(ss, event.document)
+    assert signer is not None  # the document is not fully signed
+    if signer not in event.actor_roles:
+        # One of the document's signers, but not the one whose turn it is: either they signed already
+        # (one signature per party), or an earlier signer has not yet.
+        mine = [r for r in step.signers if r in event.actor_roles]
+        if all(r in step.signed_roles(ss, event.document) for r in mine):
+            return refuse("already_signed", msg.signed_by_you(step, event.document, signer))
+        return refuse("not_your_turn", msg.not_your_turn(step, event.document, signer), (str(signer),))
     tx = _Tx(template, state, event.at)
-    ss = tx.put(step.id, documents_signed=ss.documents_signed | {event.document})
+    signed = ss.documents_signed | {event.document}
+    if step.cosigned:
+        signed = ss.documents_signed | {signature_mark(event.document, signer)}
+        if step.next_signer(ss.evolve(documents_signed=signed), event.document) is None:
+            signed |= {event.document}
+    ss = tx.put(step.id, documents_signed=signed)
     if step.kind is StepKind.SIGN and not _unsigned(step, ss):
         tx.finish(step, event.actor_id, "signed")
         tx.unlock()
         tx.complete_case_if_done()
     else:
         tx.effects.append(UpdateStep(step.id))
-    return tx.decide(
-        "document_signed",
-        {
-            "step_id": step.id,
-            "document": event.document,
-            "actor_id": event.actor_id,
-            "actor_roles": _roles(event.actor_roles),
-        },
-    )
+        turn = step.turn(ss)
+        if turn is not None and turn[1] != signer:
+            # The next signer gets a card of their own with the link (their earlier card, if any, is
+            # updated in place as well); keyed by the time, so signing again after a seal failure
+            # tells them again. Their turn is reminded like a step of its own: what the previous
+            # signer viewed says nothing about whether they have seen it.
+            stamp = f"{event.at:%Y%m%d%H%M%S%f}"
+            tx.notify(turn[1], step.id, "step", f"turn-{stamp}")
+            tx.put(step.id, viewed_at=None, timers_fired=ss.timers_fired - {"remind"})
+            tx.effects.append(SetTimer(step.id, "remind", event.at + step.policy.delay("remind"),
+                                       f"{state.case_id}:{step.id}:remind:turn-{stamp}"))
+    facts: dict[str, Any] = {
+        "step_id": step.id,
+        "document": event.document,
+        "actor_id": event.actor_id,
+        "actor_roles": _roles(event.actor_roles),
+    }
+    if step.cosigned:
+        facts["signed_as"] = str(signer)
+    return tx.decide("document_signed", facts)
 
 
 def _on_timer(template: FlowTemplate, state: CaseState, event: TimerFired) -> Decision | Refusal:
@@ -767,6 +857,31 @@ def _on_reopen(template: FlowTemplate, state: CaseState, event: Reopen) -> Decis
     })
 
 
+def _on_prepare(template: FlowTemplate, state: CaseState, event: Prepare) -> Decision | Refusal:
+    """HR adds to a step's document (hr_fields) before anyone has signed it."""
+    closed = _closed(state)
+    if closed:
+        return closed
+    step = _step(template, event.step_id)
+    if isinstance(step, Refusal):
+        return step
+    if Role.HR not in event.actor_roles:
+        return _wrong_role(state, step, Role.HR, event, "prepare")
+    ss = state.steps[step.id]
+    if ss.status == "done":
+        return refuse("already_done", msg.already_done(step))
+    if ss.documents_signed:
+        return refuse("already_signed", msg.prepare_after_signing(step))
+    merged = _prepared(step, ss, event.data)
+    if isinstance(merged, Refusal):
+        return merged
+    tx = _Tx(template, state, event.at)
+    tx.put(step.id, data=merged)
+    tx.effects.append(UpdateStep(step.id))
+    return tx.decide("step_prepared", {"step_id": step.id, "actor_id": event.actor_id,
+                                       "actor_roles": _roles(event.actor_roles), "data": plain_copy(event.data)})
+
+
 def _on_note(template: FlowTemplate, state: CaseState, event: Note) -> Decision | Refusal:
     closed = _closed(state)
     if closed:
@@ -794,7 +909,10 @@ def _on_seal_failed(template: FlowTemplate, state: CaseState, event: SealFailed)
         tx.notify(Role.HR, step.id, "seal_failed", event.attempt_key)
         return tx.decide("seal_failed", {"step_id": step.id, "document": event.document,
                                          "reason": event.reason, "reopened": False})
-    signed = ss.documents_signed - {event.document}
+    # Every signature on it stops counting (for a document several people sign, each signer's too):
+    # the new draft is signed again from the first signer on.
+    signed = frozenset(d for d in ss.documents_signed
+                       if d != event.document and not d.startswith(signature_mark(event.document, "")))
     reopened = ss.status == "done"
     if reopened:
         tx.put(step.id, status="active", documents_signed=signed, done_at=None, done_by=None, outcome=None)
@@ -826,4 +944,5 @@ _HANDLERS: dict[type, Any] = {
     Reopen: _on_reopen,
     Note: _on_note,
     SealFailed: _on_seal_failed,
+    Prepare: _on_prepare,
 }

@@ -33,17 +33,24 @@ def _normalise(event: Any) -> None:
 @dataclass(frozen=True, slots=True)
 class Start:
     at: datetime
+    # What HR added to steps when starting the case ({step id: {hr field: value}}), e.g. the
+    # case-specific handover items typed with /offboard.
+    prepared: dict[str, dict[str, Any]] = field(default_factory=dict)
     type: ClassVar[str] = "Start"
 
     def __post_init__(self) -> None:
         _normalise(self)
+        object.__setattr__(self, "prepared", plain_copy(self.prepared))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "at": dump_time(self.at)}
+        out: dict[str, Any] = {"type": self.type, "at": dump_time(self.at)}
+        if self.prepared:
+            out["prepared"] = plain_copy(self.prepared)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Start:
-        return cls(at=_load_at(data))
+        return cls(at=_load_at(data), prepared=data.get("prepared") or {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +332,38 @@ class Reopen:
 
 
 @dataclass(frozen=True, slots=True)
+class Prepare:
+    """HR adds to what a step's document will say (its `hr_fields`, e.g. case-specific handover items)
+    while nothing of the step is signed yet."""
+
+    step_id: str
+    actor_id: str
+    actor_roles: frozenset[Role]
+    data: dict[str, Any]
+    at: datetime
+    type: ClassVar[str] = "Prepare"
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+        object.__setattr__(self, "data", plain_copy(self.data))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "step_id": self.step_id,
+            "actor_id": self.actor_id,
+            "actor_roles": sorted(self.actor_roles),
+            "data": plain_copy(self.data),
+            "at": dump_time(self.at),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Prepare:
+        return cls(data["step_id"], data["actor_id"], roles_of(data["actor_roles"]), data.get("data") or {},
+                   _load_at(data))
+
+
+@dataclass(frozen=True, slots=True)
 class Note:
     """A fact recorded in the case's audit chain without moving any step (a computation HR must resolve,
     rates HR entered with a reason). Who may record which note is the caller's decision."""
@@ -387,12 +426,12 @@ class SealFailed:
 NOTE_KINDS: frozenset[str] = frozenset(("backpay_blocked", "backpay_rates_entered"))
 
 Event = (Start | Viewed | Act | DocumentSigned | TimerFired | Cancel | Close | Remind | Ask | Answer | Reopen | Note
-         | SealFailed)
-PersonEvent = Viewed | Act | DocumentSigned | Cancel | Close | Remind | Ask | Answer | Reopen | Note
+         | SealFailed | Prepare)
+PersonEvent = Viewed | Act | DocumentSigned | Cancel | Close | Remind | Ask | Answer | Reopen | Note | Prepare
 
 _EVENT_TYPES: dict[str, Any] = {
     cls.type: cls for cls in (Start, Viewed, Act, DocumentSigned, TimerFired, Cancel, Close, Remind, Ask, Answer,
-                              Reopen, Note, SealFailed)
+                              Reopen, Note, SealFailed, Prepare)
 }
 
 

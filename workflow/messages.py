@@ -206,3 +206,42 @@ def not_needed(step: StepTemplate, reason: Text) -> Text:
     label = step_label(step)
     return Text(f"{label.zh} 不再需要（{reason.zh}），无需操作。",
                 f"{_cap(label.en)} is no longer needed ({reason.en}); nothing to do.")
+
+
+def not_your_turn(step: StepTemplate, document: str, waiting_for: Role) -> Text:
+    """A later signer of a document several people sign, before the earlier ones have."""
+    title, who = document_title(document), ROLE_TITLES[waiting_for]
+    return Text(f"《{title.zh}》需先由{who.zh}签署，轮到您时会另行通知（{step_label(step).zh}）。",
+                f"The {title.en} must first be signed by the {who.en}; you will be told when it is your turn "
+                f"({step_label(step).en}).")
+
+
+def signed_by_you(step: StepTemplate, document: str, waiting_for: Role | None) -> Text:
+    title = document_title(document)
+    if waiting_for is None:
+        return already_signed(step, document)
+    who = ROLE_TITLES[waiting_for]
+    return Text(f"您已签署《{title.zh}》，正在等待{who.zh}签署。",
+                f"You have signed the {title.en}; it is waiting for the {who.en}.")
+
+
+def nothing_to_prepare(step: StepTemplate) -> Text:
+    label = step_label(step)
+    return Text(f"{label.zh} 没有可由 HR 补充的内容。", f"{_cap(label.en)} takes no additions from HR.")
+
+
+def prepare_after_signing(step: StepTemplate) -> Text:
+    label = step_label(step)
+    return Text(f"{label.zh} 的文件已开始签署，不能再补充内容；如需修改请取消后重新发起。",
+                f"Signing of {label.en} has begun, so nothing can be added to its document any more.")
+
+
+def unknown_fields(step: StepTemplate, keys: list[str]) -> Text:
+    label = step_label(step)
+    return Text(f"{label.zh} 没有这些可补充的内容：{'、'.join(keys)}。",
+                f"{_cap(label.en)} takes no additions named {', '.join(keys)}.")
+
+
+def nothing_added(step: StepTemplate) -> Text:
+    label = step_label(step)
+    return Text(f"请填写要为{label.zh}补充的内容。", f"Please enter what to add to {label.en}.")

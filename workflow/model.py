@@ -46,6 +46,12 @@ STEP_STATUSES = ("locked", "active", "done", "not_needed")
 CaseStatus = Literal["open", "completed", "cancelled"]
 
 
+def signature_mark(document: str, role: Role | str) -> str:
+    """How one signer's signature on a document several people sign is kept in `documents_signed`
+    ("handover_confirmation@employee"); the bare kind is added once every signer has signed."""
+    return f"{document}@{role}"
+
+
 def roles_of(values: Any) -> frozenset[Role]:
     """Coerce role names (as the service or JSON delivers them) into Role members."""
     if isinstance(values, (str, Role)):
@@ -62,6 +68,8 @@ class StepState:
     done_by: str | None = None
     outcome: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    # Document kinds fully signed; for a document several people sign, also one `signature_mark`
+    # per signer who has signed it.
     documents_signed: frozenset[str] = frozenset()
     reminders_sent: int = 0
     rejections: int = 0

@@ -79,13 +79,21 @@ class StepIn(_Strict):
     required: bool = True
     fallback: bool = False
     fallback_only: bool = False
-    signed_by: Role | None = None
+    signed_by: Role | list[Role] | None = None
     fields: list[FieldIn] = []
     replaces: list[str] = []
     replaces_on: list[Identifier] = []
     outcome_field: Identifier | None = None
     depends_on_outcome: dict[str, list[Identifier]] = {}
     policy: PolicyOverrideIn | None = None
+    items: list[TextIn] = []
+    hr_fields: list[FieldIn] = []
+
+    @property
+    def signers(self) -> list[Role]:
+        if self.signed_by is None:
+            return [self.role]
+        return list(self.signed_by) if isinstance(self.signed_by, list) else [self.signed_by]
 
 
 class TemplateIn(_Strict):
@@ -180,6 +188,27 @@ def _check_graph(t: TemplateIn) -> None:
             raise TemplateProblem("a sign step cannot ask for fields", loc=(*here, "fields"), step=s.id)
         if s.signed_by is not None and not s.documents:
             raise TemplateProblem("signed_by needs documents to sign", loc=(*here, "signed_by"), step=s.id)
+        if isinstance(s.signed_by, list) and not s.signed_by:
+            raise TemplateProblem("signed_by lists no one", loc=(*here, "signed_by"), step=s.id)
+        if len(set(s.signers)) != len(s.signers):
+            raise TemplateProblem("signed_by lists a role twice", loc=(*here, "signed_by"), step=s.id)
+        if Role.HR in s.signers and len(s.signers) > 1:
+            # HR may add to what such a document says (hr_fields) until the first signature: HR cannot
+            # also be one of its parties.
+            raise TemplateProblem("HR cannot be one of several signers", loc=(*here, "signed_by"), step=s.id)
+        for key, what in (("items", "the lines its document lists"), ("hr_fields", "data for its document")):
+            if getattr(s, key) and not s.documents:
+                raise TemplateProblem(f"{key} ({what}) needs documents", loc=(*here, key), step=s.id)
+        hr_keys = [f.key for f in s.hr_fields]
+        if len(set(hr_keys)) != len(hr_keys):
+            raise TemplateProblem("hr_fields lists a key twice", loc=(*here, "hr_fields"), step=s.id)
+        clash = sorted(set(hr_keys) & {f.key for f in s.fields})
+        if clash:
+            raise TemplateProblem(f"hr_fields and fields both declare '{clash[0]}'", loc=(*here, "hr_fields"),
+                                  step=s.id, needle=clash[0])
+        if any(f.required for f in s.hr_fields):
+            raise TemplateProblem("hr_fields are additions HR may make, so none can be required",
+                                  loc=(*here, "hr_fields"), step=s.id)
         if s.fallback and s.fallback_only:
             raise TemplateProblem(
                 "a step cannot both start the fallback and be part of it", loc=(*here, "fallback_only"), step=s.id
@@ -323,13 +352,15 @@ def compile_template(raw: dict[str, Any], source: str = "") -> FlowTemplate:
             fallback=s.fallback,
             fallback_only=s.fallback_only,
             policy=_policy(t.policy, s.policy),
-            signed_by=s.signed_by or s.role,
+            signers=tuple(s.signers),
             fields=tuple(FieldSpec(f.key, f.label.compile(), f.type, f.required,
                                    tuple((o.value, o.label.compile()) for o in f.options)) for f in s.fields),
             replaces=tuple(s.replaces),
             replaces_on=tuple(s.replaces_on),
             outcome_field=s.outcome_field,
             depends_on_outcome=tuple((dep, tuple(v)) for dep, v in s.depends_on_outcome.items()),
+            items=tuple(i.compile() for i in s.items),
+            hr_fields=tuple(FieldSpec(f.key, f.label.compile(), f.type, f.required) for f in s.hr_fields),
         )
         for i, s in enumerate(t.steps)
     )

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
-from workflow.model import Role, StepKind
+from workflow.model import Role, StepKind, StepState, signature_mark
 from workflow.text import Text
 
 FieldType = Literal["text", "textarea", "date", "number", "file", "choice"]
@@ -63,7 +63,9 @@ class StepTemplate:
     fallback: bool
     fallback_only: bool
     policy: Policy  # template policy with this step's overrides applied
-    signed_by: Role  # who signs this step's documents (defaults to the acting role)
+    # Who signs this step's documents, in signing order (defaults to the acting role). With more than
+    # one, each document is signed by every one of them in turn, all on the same PDF.
+    signers: tuple[Role, ...]
     fields: tuple[FieldSpec, ...] = ()
     replaces: tuple[str, ...] = ()  # fallback_only: steps this one stands in for once done
     replaces_on: tuple[str, ...] = ()  # outcomes of this step that stand in for them (empty: any)
@@ -78,10 +80,61 @@ class StepTemplate:
             if f.key == key:
                 return next((label for v, label in f.options if v == value), None)
         return None
+    # Lines the step's document lists (e.g. the handover checklist); HR may add case-specific ones.
+    items: tuple[Text, ...] = ()
+    # Data HR may add to the step while nothing of it is signed yet (`Prepare`, or at /offboard).
+    hr_fields: tuple[FieldSpec, ...] = ()
 
     @property
     def deadline(self) -> timedelta:
         return timedelta(hours=self.deadline_hours)
+
+    @property
+    def signed_by(self) -> Role:
+        """The first (for most steps the only) signer; `signers` has them all."""
+        return self.signers[0]
+
+    @property
+    def cosigned(self) -> bool:
+        """Its documents are signed by more than one person."""
+        return len(self.signers) > 1
+
+    def signs(self, roles: frozenset[Role] | set[Role]) -> bool:
+        return any(r in roles for r in self.signers)
+
+    def signed_roles(self, ss: StepState, document: str) -> tuple[Role, ...]:
+        """The signers who have signed `document` so far, in signing order."""
+        if not self.cosigned:
+            return self.signers if document in ss.documents_signed else ()
+        return tuple(r for r in self.signers if signature_mark(document, r) in ss.documents_signed)
+
+    def next_signer(self, ss: StepState, document: str) -> Role | None:
+        """Whose turn it is to sign `document` (None once everyone has)."""
+        if document in ss.documents_signed:
+            return None
+        done = self.signed_roles(ss, document)
+        return self.signers[len(done)] if len(done) < len(self.signers) else None
+
+    def items_for(self, data: dict[str, object]) -> tuple[Text | str, ...]:
+        """The lines this step's document lists for one case: the template's items, then the ones HR
+        added for the case (the `items` hr field, one per line), each once."""
+        out: list[Text | str] = list(self.items)
+        if any(f.key == "items" for f in self.hr_fields):
+            seen = {t.zh for t in self.items} | {t.en for t in self.items}
+            for line in str(data.get("items") or "").split("\n"):
+                line = line.strip()
+                if line and line not in seen:
+                    seen.add(line)
+                    out.append(line)
+        return tuple(out)
+
+    def turn(self, ss: StepState) -> tuple[str, Role] | None:
+        """The first unsigned document and whose turn it is to sign it, or None if all are signed."""
+        for doc in self.documents:
+            who = self.next_signer(ss, doc)
+            if who is not None:
+                return doc, who
+        return None
 
 
 @dataclass(frozen=True, eq=False)

@@ -56,7 +56,7 @@ async def test_employee_status_shows_done_next_why_deadline_and_locks(demo_org: 
     # Next: HR's check (someone else's) and the handover, which waits for the employee's signature.
     assert "● 3. HR 核对考勤与社保缴纳 — 由人事（HR）办理" in text
     assert "● 4. 工作交接双方签字 — 由你办理" in text
-    assert "还差：已签署的《工作交接确认单》" in text
+    assert "还差：离职员工签署《工作交接确认单》" in text
     assert "为什么：补缴金额按未缴月数计算" in text
     step3 = await CaseStep.get(case_id=case_id, step_id="hr_check")
     due = (step3.activated_at + timedelta(hours=48)).astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M")
@@ -182,14 +182,15 @@ async def test_cancelled_case_cards_say_cancelled(chat: Chat) -> None:
 
 async def test_a_past_last_working_day_is_warned_about(chat: Chat) -> None:
     today = utcnow().astimezone(chat.settings.tz).date()
-    past = await chat.send("E001", f"/离职 张三 试用期 {today - timedelta(days=1)}")
+    past = await chat.send("E001", f"/离职 张三 试用期 {today - timedelta(days=1)} 交接人:周八")
     assert past.ok and past.data["warnings"] == ["last_day_past"]
     assert f"最后工作日 {today - timedelta(days=1)} 已经过去" in past.text
     assert (await Case.get(id=past.data["case_id"])).status == "open"  # a warning, not a refusal
     await Employee.create(employee_id="E201", name="孙三", manager_id="E002")
-    future = await chat.send("E001", f"/offboard E201 resignation {today + timedelta(days=30)}", lang="en")
+    future = await chat.send("E001", f"/offboard E201 resignation {today + timedelta(days=30)} handover:E006",
+                             lang="en")
     assert future.ok and future.data["warnings"] == [] and "already past" not in future.text
-    today_ = await chat.send("E001", f"/offboard E007 resignation {today}", lang="en")
+    today_ = await chat.send("E001", f"/offboard E007 resignation {today} handover:E006", lang="en")
     assert today_.ok and today_.data["warnings"] == []
 
 

@@ -87,7 +87,7 @@ async def test_case_b_cannot_complete_without_signed_letter(svc: CaseService) ->
     await _through_hr_check(svc, cid)
     # Handover done in parallel with hr_check.
     assert (await _sign(svc, cid, "E003", "handover", "handover_confirmation")).ok
-    assert (await _act(svc, cid, "E006", "handover", "confirm")).ok
+    assert (await _sign(svc, cid, "E006", "handover", "handover_confirmation")).ok
 
     before = await _snapshot(cid)
     locked = await _act(svc, cid, "E004", "backpay", "confirm")

@@ -57,7 +57,8 @@ async def test_case_b_statements_use_indexes(demo_org) -> None:
             ("E001", Role.HR, Act("hr_check", "complete", "E001", frozenset({Role.HR}), {"unpaid_months": 2}, at=T0)),
             ("E003", Role.EMPLOYEE, DocumentSigned("handover", "handover_confirmation", "E003",
                                                    frozenset({Role.EMPLOYEE}), at=T0)),
-            ("E006", Role.HANDOVER, Act("handover", "confirm", "E006", frozenset({Role.HANDOVER}), {}, at=T0)),
+            ("E006", Role.HANDOVER, DocumentSigned("handover", "handover_confirmation", "E006",
+                                                   frozenset({Role.HANDOVER}), at=T0)),
             # Signing the guarantee letter opens the back-pay step: finance is found by role.
             ("E003", Role.EMPLOYEE, DocumentSigned("guarantee", "guarantee_letter", "E003",
                                                    frozenset({Role.EMPLOYEE}), at=T0)),

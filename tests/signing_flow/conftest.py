@@ -133,7 +133,7 @@ async def complete_case(flow: Flow) -> None:
     """Sign every document and finish every step of the probation case after hr_check."""
     await sign_step(flow, "guarantee")
     await sign_step(flow, "handover")
-    await act(flow.service, flow.case_id, "handover", "confirm", HANDOVER, {Role.HANDOVER})
+    await sign_step(flow, "handover", HANDOVER)  # the receiving colleague signs the same sheet
     await act(flow.service, flow.case_id, "backpay", "confirm", FINANCE, {Role.FINANCE},
               {"payment_reference": "PAY-2025-0001"})
     await sign_step(flow, "separation_certificate")

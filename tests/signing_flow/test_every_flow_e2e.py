@@ -29,10 +29,11 @@ from bot.settings import Settings
 from settlement.basis import money
 from settlement.compensation import compensation
 from signing.amounts import rmb_upper
-from storage.models import Case, CaseStep, Document, Employee, Timer
+from storage.models import Case, CaseStep, Document, Employee, Signature, Timer
 from tests.chat.test_chat_emulator import AUTH, TOKEN
 from tests.conftest import ROOT
 from tests.signing_flow.conftest import signature_strokes
+from workflow.model import StepState
 from workflow.templates import load_templates
 
 HR, FINANCE, IT, HANDOVER = "E001", "E004", "E005", "E006"
@@ -54,10 +55,14 @@ class Scenario:
     last_day: date
     fallback: bool = False
     extra_form: dict[str, str] = field(default_factory=dict)
+    # Handover items HR adds on the handover step's card (the command may add some too).
+    hr_items: str = ""
+    items_expected: tuple[str, ...] = ()
 
 
 SCENARIOS = [
-    Scenario("probation", "E003", "E002", "/离职 张三 试用期 2025-07-31 绩效未达标 交接人:周八", date(2025, 7, 31)),
+    Scenario("probation", "E003", "E002", "/离职 张三 试用期 2025-07-31 绩效未达标 交接人:周八", date(2025, 7, 31),
+             hr_items="客户A合同原件\n门禁卡", items_expected=("客户A合同原件", "门禁卡")),
     Scenario("misconduct", "E003", "E002", "/离职 张三 违纪 2025-07-31 严重违反考勤制度 交接人:周八",
              date(2025, 7, 31)),
     Scenario("misconduct", "E003", "E002", "/离职 张三 违纪 2025-07-31 严重违反考勤制度 交接人:周八",
@@ -65,7 +70,8 @@ SCENARIOS = [
     # The mail comes back: only then does the newspaper notice open, and it stands in for the signatures.
     Scenario("misconduct", "E003", "E002", "/离职 张三 违纪 2025-07-31 严重违反考勤制度 交接人:周八",
              date(2025, 7, 31), fallback=True, extra_form={"delivery_result": "returned"}),
-    Scenario("resignation", "E007", "E008", "/离职 吴九 辞职 2026-01-30 交接人:周八", date(2026, 1, 30)),
+    Scenario("resignation", "E007", "E008", "/离职 吴九 辞职 2026-01-30 交接人:周八 交接事项:项目B代码仓库；周报模板",
+             date(2026, 1, 30), items_expected=("项目B代码仓库", "周报模板")),
     Scenario("mutual", "E007", "E008", "/离职 吴九 协商 2026-01-30 交接人:周八", date(2026, 1, 30),
              extra_form={"non_compete_months": "6", "non_compete_monthly": "1000"}),
 ]
@@ -163,6 +169,7 @@ def _actor(sc: Scenario, role: str) -> str:
 async def _drive(api: EmulatorAPI, http: aiohttp.ClientSession, sc: Scenario, case_id: str,
                  agreed: Decimal | None) -> None:
     template = FLOWS[sc.flow]
+    added: list[str] = []
     for _ in range(60):
         case = await Case.get(id=case_id)
         if case.status == "completed":
@@ -179,11 +186,19 @@ async def _drive(api: EmulatorAPI, http: aiohttp.ClientSession, sc: Scenario, ca
         # Mail first: a newspaper notice is the last resort and is not needed once mail is recorded.
         st = next((s for s in wanted if s.step_id != "newspaper_notice"), wanted[0])
         step = template.step(st.step_id)
-        unsigned = [d for d in step.documents if d not in (st.documents_signed or [])]
-        if unsigned:
-            signer = _actor(sc, step.signed_by)
+        ss = StepState(status="active", documents_signed=frozenset(st.documents_signed or ()))
+        if sc.hr_items and step.hr_fields and not ss.documents_signed and not added:
+            # HR adds the case's own items on the step's card before anyone signs.
+            card = await api.wait_card(HR, lambda c, s=step.id: c["step_id"] == s and any(
+                b["action"] == "prepare" and b["enabled"] for b in c["buttons"]), "HR's card to add items")
+            await api.click(HR, card["card_id"], "prepare", {"items": sc.hr_items})
+            added.append(step.id)
+        turn = step.turn(ss)
+        if turn is not None:
+            # Whoever signs next (a two-party sheet: the employee, then the receiving colleague).
+            signer = _actor(sc, turn[1])
             card = await api.wait_card(signer, lambda c, s=step.id: c["step_id"] == s and any(
-                b["url"] for b in c["buttons"]), f"a signing link for {step.id}")
+                b["url"] for b in c["buttons"]), f"a signing link for {step.id} ({turn[1]})")
             url = next(b["url"] for b in card["buttons"] if b["url"])
             await sign_on_page(http, url)
             continue
@@ -265,6 +280,19 @@ def _check_rights_notice(sc: Scenario, flat: str, agreed: Decimal | None) -> Non
         assert money(Decimal("7800")) in flat and rmb_upper(Decimal("7800")) in flat and "额外支付三个月" in flat
     else:
         assert "竞业限制" not in flat
+
+
+async def _check_handover(sc: Scenario, doc: Document, flat: str) -> None:
+    """Both parties signed the one sheet: two signatures, each with its own evidence page, in order."""
+    sigs = await Signature.filter(document_id=doc.id).order_by("id")
+    assert [s.signer_id for s in sigs] == [sc.employee, HANDOVER]
+    employee = await Employee.get(employee_id=sc.employee)
+    receiver = await Employee.get(employee_id=HANDOVER)
+    assert f"{employee.name}（{sc.employee}）" in flat and f"{receiver.name}（{HANDOVER}）" in flat
+    assert "签署人1·Signer1" in flat and "签署人2·Signer2" in flat and "签署顺序Order2/2" in flat
+    assert flat.count("电子签署存证页") == 2  # one evidence page per signer
+    for item in ("工作文件与资料", "系统账号与权限", *sc.items_expected):
+        assert item in flat, item
 
 
 @pytest.mark.slow
@@ -357,6 +385,8 @@ async def test_every_flow_from_command_to_closure(sc: Scenario, server: tuple[st
                 assert "按《劳动合同法》第四十七条计算" in flat and "附件：经济补偿计算依据" in flat
             if doc.kind == "separation_certificate":
                 assert "严重违反考勤制度" not in _flat(text)  # HR's reason stays off the certificate
+            if doc.kind == "handover_confirmation":
+                await _check_handover(sc, doc, _flat(text))
             if doc.kind == "resignation_letter":
                 flat = _flat(text)
                 assert "辞职申请书" in flat and "第三十七条" in flat and "2026年1月30日" in flat

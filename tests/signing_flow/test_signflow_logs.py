@@ -18,8 +18,9 @@ from signing.verify import verify_case
 from storage.db import close_db, init_db
 from storage.models import Case
 from tests.conftest import PG_URL
-from tests.signing_flow.conftest import EMPLOYEE, HANDOVER, Flow, act, sign_step, signature_strokes
+from tests.signing_flow.conftest import EMPLOYEE, HANDOVER, HR, Flow, sign_step, signature_strokes
 from tests.signing_flow.test_signflow_at_rest import ID_NUMBER, PHONE, _with_identity
+from workflow.events import Prepare
 from workflow.model import Role
 
 SECRET = "test-secret-key-0123456789"
@@ -43,8 +44,12 @@ async def test_debug_log_of_a_signing_flow_holds_no_parameters_or_secrets(
     assert status == 200, body
     pdf = await (await flow.client.get(f"/sign/{token}/document.pdf")).read()
     assert pdf.startswith(b"%PDF")
+    # HR's free text goes into the handover sheet both sides sign.
+    out = await flow.service.apply(flow.case_id, lambda c, s: Prepare("handover", HR, frozenset({Role.HR}),
+                                                                      {"items": FREE_TEXT}, datetime.now(UTC)))
+    assert out.ok, out.refusal
     await sign_step(flow, "handover")
-    await act(flow.service, flow.case_id, "handover", "confirm", HANDOVER, {Role.HANDOVER}, {"note": FREE_TEXT})
+    await sign_step(flow, "handover", HANDOVER)
     keys = keys_for(flow.settings)
     assert all(c.ok for c in await verify_case(flow.case_id, keys=keys, trust_root=keys.root_cert))
 

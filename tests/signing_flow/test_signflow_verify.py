@@ -37,7 +37,9 @@ async def test_completed_case_verifies_and_has_checkpoint(flow: Flow) -> None:
     assert f"checkpoint #{cp.seq} signature" in names
     # guarantee letter, handover, separation certificate, rights notice
     assert sum(1 for n in names if n.endswith("PAdES seal")) == 4
-    assert sum(1 for n in names if n.endswith("stroke re-render")) == 4
+    # Five signatures: the handover sheet carries the employee's and the receiving colleague's.
+    assert sum(1 for n in names if n.endswith("stroke re-render")) == 5
+    assert sum(1 for n in names if n.endswith("(handover_confirmation) signers")) == 1
 
 
 async def test_one_byte_in_sealed_pdf_is_detected(flow: Flow) -> None:

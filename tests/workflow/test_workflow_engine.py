@@ -11,6 +11,7 @@ from workflow.decision import Decision, Refusal
 from workflow.effects import Audit, CancelTimers, Notify, SetTimer, UpdateStep
 from workflow.events import Act, Cancel, Close, DocumentSigned, Remind, Start, Viewed
 from workflow.model import CaseState, Role
+from workflow.schema import compile_template
 from workflow.templates import load_templates
 
 T0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
@@ -68,7 +69,7 @@ def until_letter(t) -> CaseState:
     state = until_parallel(t)
     state = ok(t, state, act("hr_check", "complete", HR, {"unpaid_months": "2"})).state
     state = ok(t, state, sign("handover", "handover_confirmation", EMP)).state
-    return ok(t, state, act("handover", "confirm", HAND)).state
+    return ok(t, state, sign("handover", "handover_confirmation", HAND)).state
 
 
 def test_start_activates_first_step_with_notification_and_timers(probation):
@@ -95,8 +96,9 @@ def test_hr_check_and_handover_run_in_parallel(probation):
     active = {s for s, st in statuses(decision.state).items() if st == "active"}
     assert active == {"hr_check", "handover"}
     told = {(e.role, e.step_id) for e in decision.effects if isinstance(e, Notify)}
-    # the departing employee signs the handover sheet, the colleague confirms it
-    assert told == {(Role.HR, "hr_check"), (Role.HANDOVER, "handover"), (Role.EMPLOYEE, "handover")}
+    # the departing employee signs the handover sheet first, the colleague after; HR may add items to it
+    assert told == {(Role.HR, "hr_check"), (Role.HANDOVER, "handover"), (Role.EMPLOYEE, "handover"),
+                    (Role.HR, "handover")}
     assert CancelTimers("performance_review") in decision.effects
     assert UpdateStep("performance_review") in decision.effects
     # either parallel branch can finish first
@@ -107,7 +109,7 @@ def test_hr_check_and_handover_run_in_parallel(probation):
 
 def until_letter_without_hr(t, state: CaseState) -> CaseState:
     state = ok(t, state, sign("handover", "handover_confirmation", EMP)).state
-    state = ok(t, state, act("handover", "confirm", HAND)).state
+    state = ok(t, state, sign("handover", "handover_confirmation", HAND)).state
     assert state.steps["guarantee"].status == "locked"
     return state
 
@@ -181,11 +183,14 @@ def test_duplicate_events_change_nothing(probation):
     assert refused(probation, state, sign("guarantee", "guarantee_letter", EMP)).code == "already_done"
 
 
-def test_duplicate_signature_on_confirm_step_is_refused(probation):
+def test_duplicate_signature_on_two_party_document_is_refused(probation):
     state = until_parallel(probation)
     state = ok(probation, state, sign("handover", "handover_confirmation", EMP)).state
     assert state.steps["handover"].status == "active"
-    assert refused(probation, state, sign("handover", "handover_confirmation", EMP)).code == "already_done"
+    assert refused(probation, state, sign("handover", "handover_confirmation", EMP)).code == "already_signed"
+    state = ok(probation, state, sign("handover", "handover_confirmation", HAND)).state
+    assert state.steps["handover"].status == "done"
+    assert refused(probation, state, sign("handover", "handover_confirmation", HAND)).code == "already_done"
 
 
 def test_wrong_role_changes_nothing_but_carries_an_audit_entry(probation):
@@ -227,12 +232,21 @@ def test_action_must_match_step_kind(probation):
     assert refused(probation, state, act("application", "approve", EMP, APPLICATION)).code == "bad_action"
 
 
-def test_confirm_with_documents_needs_them_signed_first(probation):
-    state = until_parallel(probation)
-    r = refused(probation, state, act("handover", "confirm", HAND))
+def test_confirm_with_documents_needs_them_signed_first():
+    # A confirm step whose document someone else signs (as the handover was before version 2).
+    raw = {"id": "t", "version": 1, "title": {"zh": "测", "en": "t"}, "case_type": "t", "steps": [
+        {"id": "handover", "title": {"zh": "交接", "en": "h"}, "ask": {"zh": "a", "en": "a"},
+         "why": {"zh": "w", "en": "w"}, "role": "handover", "kind": "confirm", "deadline_hours": 24,
+         "documents": ["handover_confirmation"], "signed_by": "employee"}]}
+    t = compile_template(raw)
+    state = engine.start(t, "case-x", T0).state
+    r = refused(t, state, act("handover", "confirm", HAND))
     assert r.code == "missing_documents"
     assert r.missing == ("handover_confirmation",)
     assert "《工作交接确认单》" in r.message_zh
+    state = ok(t, state, sign("handover", "handover_confirmation", EMP)).state
+    assert state.steps["handover"].documents_signed == frozenset({"handover_confirmation"})
+    assert ok(t, state, act("handover", "confirm", HAND)).state.steps["handover"].status == "done"
 
 
 def test_form_fields_are_required_and_typed(probation):
@@ -337,7 +351,7 @@ def test_every_changing_decision_has_exactly_one_audit(probation):
         Remind(*HR, at(2)),
         sign("handover", "handover_confirmation", EMP),
         act("hr_check", "complete", HR, {"unpaid_months": "2"}),
-        act("handover", "confirm", HAND),
+        sign("handover", "handover_confirmation", HAND),
         sign("guarantee", "guarantee_letter", EMP),
         act("backpay", "confirm", FIN, {"payment_reference": "P-1"}),
         sign("separation_certificate", "separation_certificate", EMP),

@@ -142,13 +142,12 @@ def test_legitimate_actors_complete_every_bundled_template():
                 break
             step = active[0]
             at += timedelta(hours=1)
-            for doc in step.documents:
-                if doc not in state.steps[step.id].documents_signed:
-                    result = engine.apply(
-                        template, state, DocumentSigned(step.id, doc, "p", frozenset({step.signed_by}), at)
-                    )
-                    assert isinstance(result, Decision), result
-                    state = result.state
+            # Each signer in turn (a two-party document is signed by both, in order).
+            while (turn := step.turn(state.steps[step.id])) is not None:
+                doc, signer = turn
+                result = engine.apply(template, state, DocumentSigned(step.id, doc, "p", frozenset({signer}), at))
+                assert isinstance(result, Decision), result
+                state = result.state
             if state.steps[step.id].status != "done":
                 action = engine.ALLOWED_ACTIONS[step.kind][0]
                 data = {f.key: SAMPLE[f.type] for f in step.fields}

@@ -85,7 +85,7 @@ def test_state_round_trip_through_a_whole_case():
         TimerFired("hr_check", "remind", later + timedelta(hours=24)),
         DocumentSigned("handover", "handover_confirmation", *EMP, later),
         Act("hr_check", "complete", *hr, {"unpaid_months": "2"}, later),
-        Act("handover", "confirm", *hand, {}, later),
+        DocumentSigned("handover", "handover_confirmation", *hand, later),
         DocumentSigned("guarantee", "guarantee_letter", *EMP, later),
         Act("backpay", "confirm", *fin, {"payment_reference": "P-1"}, later),
         DocumentSigned("separation_certificate", "separation_certificate", *EMP, later),
