@@ -183,10 +183,33 @@ async def _document_checks(zf: zipfile.ZipFile, trust_root: x509.Certificate | N
     return out
 
 
+def _prior_hashes(zf: zipfile.ZipFile, names: list[str]) -> dict[int, list[tuple[int, str]]]:
+    """Per document, its signatures' (id, evidence hash) in signing order: what a later signer of a
+    document several people sign saw on it, which that signer's evidence record names."""
+    out: dict[int, list[tuple[int, str]]] = {}
+    for name in names:
+        sig = _json(zf, name)
+        if isinstance(sig, dict) and isinstance(sig.get("evidence_entry"), dict):
+            digest = str((sig["evidence_entry"].get("data") or {}).get("evidence_sha256", "?"))
+            out.setdefault(sig.get("document_id"), []).append((sig.get("id"), digest))  # type: ignore[arg-type]
+    return {doc: sorted(v) for doc, v in out.items()}
+
+
+def _cosign(record: dict[str, Any], prior: list[tuple[int, str]], sig_id: int) -> dict[str, Any]:
+    """A co-signed document's extra facts: the role recorded, and the evidence hashes of the signatures
+    made before this one, taken from the archive itself (so a removed or altered earlier signature fails)."""
+    if "cosign" not in record:
+        return {}
+    return {"cosigned": True, "signed_as": str((record["cosign"] or {}).get("as", "")),
+            "after": tuple(h for i, h in prior if i < sig_id)}
+
+
 async def _signature_checks(zf: zipfile.ZipFile, evidence: dict[int, dict[str, Any]]) -> list[Check]:
     out: list[Check] = []
-    for name in sorted(n for n in zf.namelist() if n.startswith("signatures/") and n.count(".") == 1
-                       and n.endswith(".json")):
+    names = sorted(n for n in zf.namelist() if n.startswith("signatures/") and n.count(".") == 1
+                   and n.endswith(".json"))
+    priors = _prior_hashes(zf, names)
+    for name in names:
         sig = _json(zf, name)
         if not isinstance(sig, dict):
             out.append(Check(name, False, "unreadable"))
@@ -224,7 +247,8 @@ async def _signature_checks(zf: zipfile.ZipFile, evidence: dict[int, dict[str, A
                 n_strokes=len(payload.strokes) if payload else -1, n_points=payload.point_count if payload else -1,
                 canvas=(payload.width, payload.height) if payload else (0, 0),
                 server_time=datetime.fromisoformat(sig["server_time"]), ip=sig["ip"], user_agent=sig["user_agent"],
-                consent_version=sig["consent_version"], template_sha256=sig["template_sha256"])
+                consent_version=sig["consent_version"], template_sha256=sig["template_sha256"],
+                **_cosign(record, priors.get(sig["document_id"], []), sig["id"]))
             ok = evidence_sha256(facts) == entry["data"].get("evidence_sha256")
         except (KeyError, TypeError, ValueError):
             ok = False

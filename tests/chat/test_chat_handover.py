@@ -41,7 +41,6 @@ async def test_offboard_takes_case_specific_handover_items(chat: Chat, text: str
     ("/离职 张三 试用期 2025-07-31 交接人:周八 交接事项:；；", "没有可添加的交接事项"),
     ("/离职 张三 试用期 2025-07-31 交接人:周八 交接事项:" + "长" * 101, "过长"),
     ("/离职 张三 试用期 2025-07-31 交接人:周八 交接事项:" + "；".join(f"事项{i}" for i in range(31)), "最多补充 30 项"),
-    ("/离职 张三 违纪 2025-07-31 旷工 交接人:周八 交接事项:门禁卡", "没有工作交接步骤"),
 ])
 async def test_bad_items_are_refused_and_nothing_starts(chat: Chat, text: str, needle: str) -> None:
     reply = await chat.send("E001", text)

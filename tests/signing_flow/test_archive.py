@@ -74,7 +74,7 @@ async def test_export_holds_the_case_and_verifies_offline(flow: Flow, tmp_path: 
         names = set(zf.namelist())
         docs = await Document.filter(case_id=flow.case_id, status="sealed").order_by("id")
         sigs = await Signature.filter(case_id=flow.case_id).order_by("id")
-        assert len(docs) == 4 and len(sigs) == 4  # guarantee, handover, certificate, rights notice
+        assert len(docs) == 4 and len(sigs) == 5  # the handover carries two signatures
         for d in docs:
             assert zf.read(f"documents/{d.id}-{d.kind}.pdf") == bytes(d.pdf_signed)
         for s in sigs:
@@ -106,7 +106,7 @@ async def test_export_holds_the_case_and_verifies_offline(flow: Flow, tmp_path: 
     checks = await verify_archive(out)
     assert checks and all(c.ok for c in checks), [c.line() for c in checks if not c.ok]
     assert sum(1 for c in checks if c.name.endswith("PAdES seal")) == 4
-    assert sum(1 for c in checks if c.name.endswith("stroke re-render")) == 4
+    assert sum(1 for c in checks if c.name.endswith("stroke re-render")) == 5
     done = _offline(out, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "RESULT: PASS" in done.stdout and "PASS  closing checkpoint" in done.stdout
@@ -208,7 +208,7 @@ async def test_cli_export_writes_the_zip_and_logs_it(flow: Flow, tmp_path: Path)
     done = _run(sys.executable, "-m", "bot", "export", "--case", flow.case_id.lower(), "--out", str(target),
                 env=env)
     assert done.returncode == 0, done.stderr
-    assert "signatures: 4/4" in done.stderr and "wrote" in done.stdout
+    assert "signatures: 5/5" in done.stderr and "wrote" in done.stdout
     assert all(c.ok for c in await verify_archive(target))
     log = await CaseAccess.filter(case_id=flow.case_id).order_by("id")
     assert [(a.action, a.actor.startswith("cli:")) for a in log] == [("export", True)]
