@@ -82,10 +82,10 @@ async def test_an_english_probation_case_prints_no_chinese_basis_lines(demo_org:
                                            ("case_completed", "completion_notice")], tmp_path)
 
 
-# TODO(issue 14): HR's settlement record (signing/settlefigures.py, merged beside this test) stores its
+# TODO: HR's settlement record (signing/settlefigures.py, merged beside this test) stores its
 # basis lines in Chinese when the check is tapped, and the agreement prints them as recorded; an English
 # document needs them recorded (or re-rendered) in both languages. Strict: it fails loudly once fixed.
-@pytest.mark.xfail(strict=True, reason="settlement record's basis lines are Chinese only (issue 14 left open)")
+@pytest.mark.xfail(strict=True, reason="HR's settlement record keeps its basis lines in Chinese only (known gap)")
 async def test_an_english_mutual_agreement_prints_no_chinese_basis_lines(demo_org: Settings,
                                                                           tmp_path: Path) -> None:
     settings = demo_org.model_copy(update={"language": "en"})
