@@ -8,6 +8,7 @@ answer and the reminder to HR go into the audit chain in the same transaction as
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from bot.router import Context, Reply, Router
@@ -57,6 +58,19 @@ async def open_case_of(ctx: Context) -> Case | None:
     actor = ctx.actor
     return None if actor is None else await Case.get_or_none(open_key=actor.employee_id)
 
+async def _apply(ctx: Context, case: Case, make_event: Callable[[Case, Any], Any],
+                 reply: Callable[[Any], Reply]) -> Reply:
+    """Apply a question event; `reply` words the answer, also stored with the inbox row and shown on
+    HR's summary card in the same transaction."""
+    actor = ctx.actor
+    assert actor is not None  # the actor middleware refused unknown senders
+    try:
+        outcome = await ctx.service.apply(case.id, make_event, actor=actor.employee_id,
+                                          also=touch_summary(ctx, case.id, reply))
+    except CaseError as exc:
+        return ctx.refuse(exc.code, exc.message_zh, exc.message_en)
+    return reply(outcome.refusal or outcome.decision)
+
 
 # ---- asking ------------------------------------------------------------------------------
 async def ask(ctx: Context, case: Case, text: str, step_id: str | None) -> Reply:
@@ -78,14 +92,8 @@ async def ask(ctx: Context, case: Case, text: str, step_id: str | None) -> Reply
                         f"Your question went to HR (number {ref}); you will get the answer here. Question and "
                         "answer are kept in your case record.", changed=True, case_id=case.id, question=ref)
 
-    try:
-        outcome = await ctx.service.apply(
-            case.id, lambda c, s: Ask(actor_id=actor.employee_id, actor_roles=roles, text=text, at=at,
-                                      step_id=step_id),
-            actor=actor.employee_id, also=touch_summary(ctx, case.id, reply))
-    except CaseError as exc:
-        return ctx.refuse(exc.code, exc.message_zh, exc.message_en)
-    return reply(outcome.refusal or outcome.decision)
+    return await _apply(ctx, case, lambda c, s: Ask(actor_id=actor.employee_id, actor_roles=roles, text=text,
+                                                    at=at, step_id=step_id), reply)
 
 
 @router.action("ask")
@@ -142,14 +150,8 @@ async def answer(ctx: Context, case: Case, question_id: str, text: str) -> Reply
                         f"Answered {ref}; the employee gets your answer, and both are in the case record.",
                         changed=True, case_id=case.id, question=ref)
 
-    try:
-        outcome = await ctx.service.apply(
-            case.id, lambda c, s: Answer(question_id=question_id, actor_id=actor.employee_id, actor_roles=roles,
-                                         text=text, at=at),
-            actor=actor.employee_id, also=touch_summary(ctx, case.id, reply))
-    except CaseError as exc:
-        return ctx.refuse(exc.code, exc.message_zh, exc.message_en)
-    return reply(outcome.refusal or outcome.decision)
+    return await _apply(ctx, case, lambda c, s: Answer(question_id=question_id, actor_id=actor.employee_id,
+                                                       actor_roles=roles, text=text, at=at), reply)
 
 
 @router.action("answer")

@@ -56,6 +56,8 @@ def test_contracts_hold_for_the_tree(linter: Path, tmp_path: Path) -> None:
         ("settlement/basis.py", "import bot.settings  # noqa", "The domain"),
         ("storage/audit.py", "import signing.verify  # noqa", "Layers"),
         ("cards/view.py", "import handlers.cases  # noqa", "Layers"),
+        # Today's upward imports from handlers are listed one by one: a new one is caught.
+        ("handlers/queries.py", "import bot.settings  # noqa", "Layers"),
         # Imports inside functions count too: they are how cycles were hidden before.
         ("signing/seal.py", "def _late():\n    import handlers.links  # noqa", "Layers"),
         ("storage/crypto.py", "def _late():\n    import storage.audit  # noqa", "No module cycles"),
