@@ -1,0 +1,226 @@
+"""The contract a messaging platform implements, in its own package, with no edits elsewhere.
+
+A platform package `bot/platforms/<name>/` exposes `create(env: ConnectorEnv) -> Connector`; the
+registry builds one connector per name in PLATFORMS. The bot then:
+
+- calls `await connector.start(dispatch)` once the database is up; the connector turns platform
+  input into `TextMessage` / `CardAction` and awaits `dispatch(...)`, which returns only after the
+  event's transaction committed, so the connector may acknowledge the platform right after it;
+- serves `connector.web_routes()` (HTTP callbacks, e.g. WeCom's) on the shared web server;
+- delivers outgoing cards and texts through `send_card` / `update_card` / `send_text`, each given an
+  already-resolved `Address` (no connector looks anyone up in our directory) and returning a
+  `Delivery` that is stored with the outbox row and handed back, as is, on the next update of that
+  card (WeCom keeps its single-use `response_code` there, DingTalk nothing);
+- calls `await connector.stop()` on shutdown: no task of the connector may outlive it.
+
+Idempotency: `card_id` is the outbox row's key, made to fit every platform's alphabet
+(`CARD_ID`, a subset of WeCom's `task_id` and DingTalk's `outTrackId`). A second `send_card` with
+the same `card_id` must not create a second card; it answers with the card already delivered.
+That lets the relay resend after a crash between "platform accepted" and "row marked sent".
+
+Errors: raise `DeliveryError` (transient: retried with backoff, `retry_after` honoured) or
+`PermanentDeliveryError` (parked as failed; `hint` tells HR the cause and the fix in one line).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol, runtime_checkable
+
+from aiohttp import web
+
+from cards.model import Card
+
+# Card ids the bot hands to platforms: WeCom task_id allows [A-Za-z0-9_@-] up to 128 bytes,
+# DingTalk outTrackId is a free string; 64 of the common alphabet fit both with room to spare.
+CARD_ID = re.compile(r"^[A-Za-z0-9_@-]{1,64}$")
+
+
+def check_card_id(card_id: str) -> str:
+    if not CARD_ID.fullmatch(card_id):
+        raise ValueError(f"card id {card_id!r} does not fit [A-Za-z0-9_@-]{{1,64}}")
+    return card_id
+
+
+# ---------------------------------------------------------------- addresses and deliveries
+
+@dataclass(frozen=True)
+class Address:
+    """Where a message goes on one platform, resolved by the bot before the connector sees it."""
+
+    platform: str
+    user_id: str  # the platform's own user id (the emulator uses employee ids)
+    employee_id: str = ""  # ours, for logs only
+    chat_id: str = ""  # a group conversation, when the message belongs there
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What the platform answered for one delivered message; stored with the outbox row (JSON)."""
+
+    message_id: str
+    update_token: str | None = None  # e.g. WeCom's response_code: single use, newest wins
+    state: Mapping[str, Any] = field(default_factory=dict)  # anything else the connector needs later
+    calls: int = 1  # platform API calls this delivery cost (the monthly budget counts them)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"message_id": self.message_id, "update_token": self.update_token, "state": dict(self.state),
+                "calls": self.calls}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Delivery | None:
+        if not data or not data.get("message_id"):
+            return None
+        return cls(message_id=str(data["message_id"]), update_token=data.get("update_token"),
+                   state=dict(data.get("state") or {}), calls=int(data.get("calls", 1)))
+
+
+class DeliveryError(Exception):
+    """The platform did not take the message; retrying may help."""
+
+    def __init__(self, message: str, *, transient: bool = True, retry_after: float | None = None,
+                 hint: str = "") -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.retry_after = retry_after
+        self.hint = hint
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Retrying cannot help (permission, configuration, unknown user). `hint`: the fix, for HR."""
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message, transient=False, hint=hint)
+
+
+# ---------------------------------------------------------------- inbound
+
+@dataclass(frozen=True)
+class TextMessage:
+    """A line typed to the bot (1:1, or an @-mention in a group)."""
+
+    platform: str
+    sender: str  # the platform's user id
+    text: str
+    event_id: str  # the platform's message id: the dedup key, unique per platform
+    chat_id: str = ""
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(frozen=True)
+class CardAction:
+    """A button pressed (or a card form submitted) on a card the bot delivered."""
+
+    platform: str
+    sender: str  # the platform's user id of whoever pressed
+    card_id: str  # the card id the bot gave at send time (outTrackId / task_id)
+    action: str
+    event_id: str  # dedup key: the platform's callback id, or its (card, user, action, time) tuple
+    form: Mapping[str, Any] = field(default_factory=dict)
+    update_token: str | None = None  # a fresh token for updating this holder's card (WeCom ResponseCode)
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+InboundEvent = TextMessage | CardAction
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What dispatch tells the connector: whether it worked and the line to show the sender."""
+
+    ok: bool
+    text: str
+    code: str = ""
+    duplicate: bool = False
+
+
+Dispatch = Callable[[InboundEvent], Awaitable[Answer]]
+
+
+# ---------------------------------------------------------------- what a platform offers
+
+@dataclass(frozen=True)
+class Limits:
+    """How fast the relay may deliver through this connector (per process)."""
+
+    rate_per_second: float  # sustained sends per second the platform allows this app
+    burst: int
+    concurrency: int = 4  # requests in flight at once (a send is an HTTPS round trip)
+    per_recipient_per_minute: int | None = None  # WeCom drops silently above 30
+    per_recipient_per_hour: int | None = None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    card_inputs: bool = True  # False: a button with a form opens the step's web form instead
+    update_in_place: bool = True
+
+
+class IdentityError(Exception):
+    """The platform did not confirm who opened a page (bad or used code, not a member)."""
+
+
+class WebIdentity(Protocol):
+    """Platform sign-in for our web pages (signing page, step forms, dashboard): OAuth code flow."""
+
+    def authorize_url(self, redirect_uri: str, state: str) -> str: ...
+
+    async def user_id(self, params: Mapping[str, str]) -> str:
+        """The platform user id behind the code in `params` (the redirect's query); IdentityError if none."""
+        ...
+
+
+@dataclass(frozen=True)
+class DirectoryUser:
+    user_id: str
+    name: str
+    title: str = ""
+    department: str = ""
+    manager_user_id: str = ""
+    mobile: str = ""
+    email: str = ""
+
+
+class Directory(Protocol):
+    """The platform's organisation, for `python -m bot directory sync` and unknown senders."""
+
+    def users(self) -> AsyncIterator[DirectoryUser]: ...
+
+    async def user(self, user_id: str) -> DirectoryUser | None: ...
+
+
+@dataclass(frozen=True)
+class ConnectorEnv:
+    """What the bot gives a connector when it builds it: core settings, not the platform's own
+    (a connector reads its own `<NAME>_*` settings)."""
+
+    public_base_url: str
+    language: str
+    env_file: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Connector(Protocol):
+    name: str
+    limits: Limits
+    capabilities: Capabilities
+    identity: WebIdentity | None  # None: the platform offers no web sign-in
+    directory: Directory | None
+
+    async def start(self, dispatch: Dispatch) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def web_routes(self) -> Sequence[web.RouteDef]: ...
+
+    async def send_card(self, to: Address, card: Card, card_id: str) -> Delivery: ...
+
+    async def update_card(self, to: Address, card: Card, card_id: str, delivery: Delivery) -> Delivery:
+        """Replace a delivered card's content in place; return the delivery to keep for next time."""
+        ...
+
+    async def send_text(self, to: Address, text: str, key: str) -> Delivery: ...
