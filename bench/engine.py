@@ -19,7 +19,7 @@ from tortoise import Tortoise, connections
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
 from bot.app import build_service
-from bot.settings import load_settings
+from config.settings import load_settings
 from storage import crypto
 from storage.db import close_db, init_db, migrate
 from storage.directory import import_csv

@@ -143,7 +143,7 @@ def free_port() -> int:
 async def prepare(db_url: str, data_dir: Path) -> str:
     """A migrated database with the demo organisation and one probation case at its signing steps."""
     from bot.app import build_service
-    from bot.settings import load_settings
+    from config.settings import load_settings
     from storage import crypto
     from storage.db import close_db, init_db, migrate
     from storage.directory import import_csv
@@ -167,7 +167,7 @@ async def prepare(db_url: str, data_dir: Path) -> str:
 def token(case_id: str, step: str, data_dir: Path, signer: str = "E003") -> str:
     from datetime import UTC, datetime, timedelta
 
-    from bot.settings import load_settings
+    from config.settings import load_settings
     from signing.links import make_token, new_nonce
 
     settings = load_settings(data_dir=data_dir, secret_key=SECRET, _env_file=None)

@@ -5,34 +5,26 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from bot import inbound, outbox, timers
+from bot.platforms import emulator
 from bot.runtime import configure
-from bot.settings import Settings
-from handlers.cases import CaseService
+from cases.service import CaseService
+from chat.appkeys import ANNOUNCE, SERVICE, SETTINGS
+from config.settings import Settings
+from handlers import archive, checkpoints, signing_web
+from signing.pipeline import check_flow_documents
 from storage.db import close_db, init_db
+from storage.models import Case
 from workflow.templates import load_templates
 
 log = logging.getLogger("bot")
 
-SETTINGS = web.AppKey("settings", Settings)
-SERVICE = web.AppKey("service", CaseService)
-# Lines for the person starting the bot, printed once it listens (e.g. the emulator's address).
-ANNOUNCE = web.AppKey("announce", list)
-
-# Modules that add routes or background loops: each exposes `setup(app)`. Kept as data so a new
-# capability is one line here, not a change to the factory.
-EXTENSIONS: list[str] = [
-    "bot.timers", "bot.inbound", "bot.outbox", "bot.platforms.emulator", "handlers.signing_web",
-    "handlers.checkpoints", "handlers.archive",
-]
-
 
 def build_service(settings: Settings) -> CaseService:
-    from signing.pipeline import check_flow_documents
-
     dirs = [settings.templates_dir] if settings.templates_dir else []
     templates = load_templates(dirs)
     # A flow naming a document that cannot be rendered fails here, not on the signing page.
@@ -41,8 +33,6 @@ def build_service(settings: Settings) -> CaseService:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    from storage.models import Case
-
     await Case.filter(id="healthz").exists()  # proves the database answers
     return web.json_response({"status": "ok"})
 
@@ -60,27 +50,16 @@ def create_app(settings: Settings, *, with_db: bool = True) -> web.Application:
             await close_db()
 
         app.cleanup_ctx.append(db_ctx)
-    for name in EXTENSIONS:
-        module = __import__(name, fromlist=["setup"])
-        module.setup(app)
+    # Routes and background loops, wired here with what each needs: none of them imports this
+    # module, so the factory is the only place that knows them all (and no import cycle hides).
+    timers.setup(app)
+    inbound.setup(app)
+    outbox.setup(app)
+    emulator.setup(app, render=app[outbox.RELAY].render, adapters=app[outbox.ADAPTERS])
+    signing_web.setup(app)
+    checkpoints.setup(app)
+    archive.setup(app)
     return app
-
-
-def background(name: str, loop: Callable[[web.Application], Awaitable[None]]) -> Callable[
-    [web.Application], AsyncIterator[None]
-]:
-    """A cleanup_ctx that runs `loop(app)` as a task for the app's lifetime and cancels it on exit."""
-
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(loop(app), name=name)
-        yield
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-
-    return ctx
 
 
 PLACEHOLDER_COMPANY = "本公司"
@@ -95,11 +74,9 @@ def check_company(settings: Settings) -> None:
 
 
 async def serve(settings: Settings) -> None:
-    from bot.outbox import ADAPTERS
-
     check_company(settings)
     app = create_app(settings)
-    missing = [p for p in settings.platforms if p not in app.get(ADAPTERS, {})]
+    missing = [p for p in settings.platforms if p not in app.get(outbox.ADAPTERS, {})]
     if missing:
         # Their messages wait in the outbox (nothing is lost) until an adapter for them runs.
         log.warning("no adapter yet for platform(s) %s: their cards stay queued in the outbox", ", ".join(missing))

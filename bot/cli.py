@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from bot.settings import SettingsError, get_settings
+from config.settings import SettingsError, get_settings
 
 
 def _run(coro_factory) -> int:  # type: ignore[no-untyped-def]

@@ -34,7 +34,7 @@ def _reject_constant(name: str) -> Any:
 def _tables(args: argparse.Namespace) -> RateTables | None:
     directory = getattr(args, "tables_dir", None) or os.environ.get("RATE_TABLES_DIR") or None
     if directory is None:
-        from bot.settings import get_settings  # also honours RATE_TABLES_DIR from .env
+        from config.settings import get_settings  # also honours RATE_TABLES_DIR from .env
 
         directory = get_settings().rate_tables_dir
     return load_tables(Path(directory)) if directory else None

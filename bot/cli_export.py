@@ -28,7 +28,7 @@ def _progress(stage: str, done: int, total: int) -> None:
 
 async def _run(args: argparse.Namespace) -> int:
     from bot.runtime import database
-    from bot.settings import get_settings
+    from config.settings import get_settings
     from handlers.archive import export_case, log_access
     from signing.archive import ArchiveError
     from workflow.templates import load_templates

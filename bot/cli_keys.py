@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from bot.settings import Settings, get_settings
+from config.settings import Settings, get_settings
 
 log = logging.getLogger("bot.keys")
 

@@ -59,7 +59,7 @@ async def _run_archive(args: argparse.Namespace, root_pem: bytes | None) -> int:
 
 async def _run(args: argparse.Namespace, root_pem: bytes | None, pdf: bytes | None) -> int:
     from bot.runtime import database
-    from bot.settings import get_settings
+    from config.settings import get_settings
     from signing.pipeline import keys_for
     from signing.verify import all_ok, find_document, verify_case, verify_pdf
     from storage.models import Case

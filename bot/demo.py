@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from importlib import resources
 
+from bot.app import build_service
+from bot.inbound import Inbound, build_router
 from bot.runtime import database
-from bot.settings import Settings
+from chat.router import Incoming
+from config.settings import Settings
 from storage.directory import import_csv
 from storage.models import Case, Employee
 
@@ -20,10 +23,6 @@ DEMO_COMMANDS = [
 
 
 async def load_demo(settings: Settings) -> None:
-    from bot.app import build_service
-    from bot.inbound import Inbound, build_router
-    from bot.router import Incoming
-
     text = resources.files("bot").joinpath("demo_data/org.csv").read_text(encoding="utf-8")
     async with database(settings):
         report = await import_csv(text)

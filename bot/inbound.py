@@ -14,21 +14,21 @@ import time
 
 from aiohttp import web
 
-from bot.router import Context, Incoming, Reply, Router, standard_middlewares
-from bot.settings import Settings
-from handlers.cases import CaseService
+from cases.service import CaseService
+from chat.appkeys import SERVICE, SETTINGS
+from chat.router import Context, Incoming, Reply, Router, standard_middlewares
+from config.settings import Settings
+from handlers.actions import router as actions
+from handlers.archive import router as archive
+from handlers.backpay_commands import router as backpay
+from handlers.commands import router as commands
+from handlers.employee import router as employee
 
 log = logging.getLogger("bot.inbound")
 QUIET_SECONDS = 0.05
 
 
 def build_router() -> Router:
-    from handlers.actions import router as actions
-    from handlers.archive import router as archive
-    from handlers.backpay_commands import router as backpay
-    from handlers.commands import router as commands
-    from handlers.employee import router as employee
-
     root = Router("root")
     standard_middlewares(root)
     root.include(commands)
@@ -77,6 +77,4 @@ INBOUND = web.AppKey("inbound", Inbound)
 
 
 def setup(app: web.Application) -> None:
-    from bot.app import SERVICE, SETTINGS
-
     app[INBOUND] = Inbound(build_router(), app[SETTINGS], app[SERVICE])

@@ -49,9 +49,13 @@ from aiohttp import web
 from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
 
+from bot.inbound import INBOUND
 from bot.platforms.base import DeliveryError, PlatformAdapter
 from cards.model import Card
-from handlers.cases import utcnow
+from cases.service import utcnow
+from chat.appkeys import SERVICE, SETTINGS
+from chat.background import background
+from handlers.cardview import CardRenderer
 from storage import hotpath
 from storage.models import OutboxMessage
 
@@ -288,10 +292,6 @@ ADAPTERS = web.AppKey("adapters", dict)
 
 
 def setup(app: web.Application) -> None:
-    from bot.app import SERVICE, SETTINGS, background
-    from bot.inbound import INBOUND
-    from handlers.cardview import CardRenderer
-
     settings = app[SETTINGS]
     adapters: dict[str, PlatformAdapter] = app.get(ADAPTERS, {})
     app[ADAPTERS] = adapters

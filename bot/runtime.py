@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from bot.settings import Settings
+from config.settings import Settings
 from storage import crypto
 from storage.db import close_db, init_db
 

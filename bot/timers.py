@@ -20,7 +20,9 @@ from aiohttp import web
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from handlers.cases import CaseError, CaseService, utcnow
+from cases.service import CaseError, CaseService, utcnow
+from chat.appkeys import SERVICE, SETTINGS
+from chat.background import background
 from storage.models import Timer
 from workflow.events import TimerFired
 
@@ -84,8 +86,6 @@ async def run_due(service: CaseService, now: datetime | None = None, *, worker: 
 
 
 async def timer_loop(app: web.Application) -> None:
-    from bot.app import SERVICE, SETTINGS
-
     interval = app[SETTINGS].timer_poll_seconds
     while True:
         try:
@@ -96,6 +96,4 @@ async def timer_loop(app: web.Application) -> None:
 
 
 def setup(app: web.Application) -> None:
-    from bot.app import background
-
     app.cleanup_ctx.append(background("timers", timer_loop))

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from workflow.model import CaseState, Role, StepState
+from workflow.model import ROLE_TITLES, CaseState, Role, StepState
 from workflow.template import FlowTemplate, StepTemplate
 
 
@@ -61,7 +61,5 @@ class CaseView:
         return when.astimezone(self.tz).strftime(fmt) if when else "—"
 
     def role_title(self, role: Role) -> str:
-        from workflow.model import ROLE_TITLES
-
         title = ROLE_TITLES.get(role)
         return title.get(self.language) if title else str(role)

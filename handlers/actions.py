@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot.router import Context, Reply, Router
+from cases.service import DECIDED, CaseError
+from chat.router import Context, Reply, Router
 from handlers import backpay, settlement
 from handlers.cardview import CardRenderer
-from handlers.cases import DECIDED, CaseError
 from signing.pipeline import supersede_drafts
 from storage import hotpath
 from storage.models import Case, Employee, OutboxMessage

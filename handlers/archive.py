@@ -19,10 +19,10 @@ from typing import IO, Any
 
 from aiohttp import web
 
-from bot.app import SERVICE, SETTINGS
-from bot.router import Context, Reply, Router, is_hr
-from bot.settings import Settings
-from handlers.cases import utcnow
+from cases.service import utcnow
+from chat.appkeys import SERVICE, SETTINGS
+from chat.router import Context, Reply, Router, is_hr
+from config.settings import Settings
 from handlers.commands import find_case
 from signing.archive import ArchiveError, ArchiveResult, Progress, write_archive
 from signing.links import LinkError, make_token, new_nonce, read_token

@@ -17,9 +17,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from bot.router import Context, Reply
 from cards.builders import shows_backpay
-from handlers.cases import CaseError, CaseService
+from cases.service import CaseError, CaseService
+from chat.router import Context, Reply
 from settlement.tables import RateTable
 from signing.pipeline import BackpayError, PipelineError, RatesMissing, backpay_context, entered_tables
 from storage import hotpath

@@ -18,10 +18,10 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from bot.router import Context, Reply, Router
+from cases.service import DECIDED, CaseError
+from chat.router import Context, Reply, Router
 from handlers.actions import case_roles, touch_summary
 from handlers.backpay import gate_steps
-from handlers.cases import DECIDED, CaseError
 from handlers.commands import find_case
 from settlement.errors import SettlementError
 from settlement.tables import RateTable, parse_table

@@ -9,18 +9,25 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from bot.settings import Settings
 from cards import builders
 from cards.builders import shows_backpay
 from cards.model import Card
 from cards.questions import QUESTION_PURPOSES, build_question
 from cards.view import CaseView
+from cases.service import CaseService, utcnow
+from config.settings import Settings
 from handlers import settlement
 from handlers.backpay import EMPLOYEE_STATUS
-from handlers.cases import CaseService, utcnow
 from handlers.links import download_url, signing_url
 from settlement.basis import money
 from signing import settlefigures as sf
+from signing.pipeline import (
+    PipelineError,
+    build_context,
+    issue_completion_notice,
+    notice_lines,
+    sealed_documents,
+)
 from signing.templates import format_value
 from storage import hotpath
 from storage.models import AuditEntry, Case, Employee, OutboxMessage
@@ -89,8 +96,6 @@ class CardRenderer:
         )
 
     async def _completion(self, case: Case, now: datetime, language: str) -> tuple[tuple[str, str], ...]:
-        from signing.pipeline import PipelineError, notice_lines
-
         try:
             return tuple(await notice_lines(case, "completion_notice", self.settings, now=now, lang=language))
         except PipelineError:
@@ -100,8 +105,6 @@ class CardRenderer:
                          language: str) -> tuple[tuple[str, str], ...]:
         """Personal links to every sealed document of a completed case, the completion notice among them
         (issued and sealed here on the first completion card; the signing sweep retries a failure)."""
-        from signing.pipeline import issue_completion_notice, sealed_documents
-
         if case.status == "completed":
             try:
                 await issue_completion_notice(case, self.settings, now=now)
@@ -168,8 +171,6 @@ class CardRenderer:
         """The amount and basis the guarantee letter will state, once HR's check has recorded the
         unpaid months: the same computation the letter uses, so the card and the PDF agree. When it
         cannot be computed, HR's card says why (in Chinese); everyone else's says HR is checking."""
-        from signing.pipeline import PipelineError, build_context
-
         wanted = [s for s in template.steps if "guarantee_letter" in s.documents or s.id == "backpay"]
         if not wanted or all(state.steps[s.id].status == "locked" for s in wanted):
             return None

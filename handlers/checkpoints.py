@@ -7,8 +7,9 @@ import logging
 
 from aiohttp import web
 
-from bot.app import SETTINGS, background
-from bot.settings import Settings
+from chat.appkeys import SETTINGS
+from chat.background import background
+from config.settings import Settings
 from signing.checkpoints import checkpoint_open_cases
 from signing.pipeline import keys_for
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from bot.router import Context, Reply, Router, is_hr
+from cases.service import CaseError, new_case_id
+from chat.router import Context, Reply, Router, is_hr
 from handlers.actions import case_roles, touch_summary
-from handlers.cases import CaseError, new_case_id
 from handlers.employee import USAGE_ANSWER, own_status, question_from_text
 from handlers.queries import list_cases
 from storage import hotpath

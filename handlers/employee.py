@@ -11,12 +11,12 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from bot.router import Context, Reply, Router
 from cards.progress import employee_progress
 from cards.questions import question_ref
+from cases.service import CaseError
+from chat.router import Context, Reply, Router
 from handlers.actions import _card_and_case, case_roles, touch_summary
 from handlers.cardview import CardRenderer
-from handlers.cases import CaseError
 from storage.models import Case
 from workflow import engine
 from workflow import messages as msg

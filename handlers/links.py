@@ -10,8 +10,8 @@ import logging
 import re
 from datetime import datetime, timedelta
 
-from bot.settings import Settings
-from handlers.cases import utcnow
+from cases.service import utcnow
+from config.settings import Settings
 from signing.links import make_token, new_nonce
 
 

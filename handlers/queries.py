@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from handlers.cases import utcnow
+from cases.service import utcnow
 from storage.models import Case, CaseStep
 from workflow.template import FlowTemplate
 

@@ -14,8 +14,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from bot.router import Context, Reply
-from handlers.cases import CaseService
+from cases.service import CaseService
+from chat.router import Context, Reply
 from signing import settlefigures as sf
 from storage.models import Case, Employee
 from workflow import engine

@@ -33,10 +33,11 @@ from aiohttp import web
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 
-from bot.app import SERVICE, SETTINGS, background
-from bot.settings import Settings
+from cases.service import CaseError, CaseService
+from chat.appkeys import SERVICE, SETTINGS
+from chat.background import background
+from config.settings import Settings
 from handlers import backpay
-from handlers.cases import CaseError, CaseService
 from handlers.links import redact_link_tokens_in_access_log
 from signing import oauth
 from signing.documents import signature_image

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from bot.settings import Settings
+from config.settings import Settings
 from storage.models import Employee
 
 Platform = Literal["dingtalk", "wecom"]

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from bot.settings import Settings
+from config.settings import Settings
 from settlement.basis import money
 from settlement.errors import SettlementError
 from settlement.social_insurance import backpay

@@ -62,12 +62,6 @@ def tortoise_config(url: str) -> dict[str, Any]:
     }
 
 
-def _default_url() -> str:
-    from bot.settings import get_settings
-
-    return get_settings().database_url
-
-
 # For the `tortoise` CLI (makemigrations): `tortoise -c storage.db.TORTOISE_ORM makemigrations`.
 TORTOISE_ORM = tortoise_config("sqlite://data/makemigrations.sqlite3")
 
@@ -78,17 +72,18 @@ def _private(url: str) -> str:
     return url
 
 
-async def init_db(url: str | None = None) -> None:
-    await Tortoise.init(config=tortoise_config(_private(url or _default_url())))
+async def init_db(url: str) -> None:
+    """`url` is the caller's DATABASE_URL (settings are handed down, never read here)."""
+    await Tortoise.init(config=tortoise_config(_private(url)))
 
 
 async def close_db() -> None:
     await Tortoise.close_connections()
 
 
-async def migrate(url: str | None = None) -> None:
+async def migrate(url: str) -> None:
     """Apply all migrations (idempotent)."""
     from tortoise.migrations.api import migrate as run_migrations
 
-    await run_migrations(config=tortoise_config(_private(url or _default_url())))
+    await run_migrations(config=tortoise_config(_private(url)))
     await Tortoise.close_connections()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from tortoise import Tortoise, connections
 
-from bot.settings import Settings, load_settings
+from config.settings import Settings, load_settings
 from storage import crypto
 from storage.db import close_db, init_db, migrate
 

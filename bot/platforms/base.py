@@ -1,6 +1,6 @@
 """What the rest of the bot needs from a messaging platform, and the errors an adapter may raise.
 
-An adapter turns platform input into `bot.router.Incoming` (its own web routes or stream client)
+An adapter turns platform input into `chat.router.Incoming` (its own web routes or stream client)
 and delivers outgoing cards and texts through this protocol. Cards arrive platform-neutral
 (`cards.model.Card`); each adapter renders them itself.
 

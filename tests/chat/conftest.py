@@ -13,8 +13,8 @@ from bot.app import build_service
 from bot.inbound import Inbound, build_router
 from bot.outbox import Relay, RetryPolicy
 from bot.platforms.emulator.adapter import EmulatorAdapter, Message
-from bot.router import Incoming, Reply
-from bot.settings import Settings
+from chat.router import Incoming, Reply
+from config.settings import Settings
 from handlers.cardview import CardRenderer
 
 _events = itertools.count(1)

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from bot.app import build_service
-from bot.settings import Settings
+from config.settings import Settings
 from storage.audit import verify_chain
 from storage.directory import import_csv
 from storage.models import AuditEntry, Case, CaseStep, Document, Employee

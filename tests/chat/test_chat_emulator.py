@@ -13,9 +13,9 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from bot.app import create_app
-from bot.settings import Settings
 from cards.html import render
 from cards.model import Button, Card
+from config.settings import Settings
 from storage.models import Employee
 
 START = "/离职 张三 试用期 2025-07-31 绩效未达标 交接人:周八"

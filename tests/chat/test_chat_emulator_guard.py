@@ -25,10 +25,11 @@ from aiohttp import web
 from pydantic import SecretStr
 from tortoise import connections
 
-from bot.app import ANNOUNCE, create_app
+from bot.app import create_app
 from bot.platforms.emulator import TOKEN as TOKEN_KEY
 from bot.platforms.emulator import check_startup
-from bot.settings import Settings, SettingsError, load_settings
+from chat.appkeys import ANNOUNCE
+from config.settings import Settings, SettingsError, load_settings
 from handlers.signing_web import HEADERS as SIGNING_HEADERS
 from storage.models import AuditEntry, Case, EmulatorMessage, InboxEvent, OutboxMessage
 from tests.conftest import PG_URL, ROOT

@@ -15,7 +15,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from bot.app import create_app
-from bot.settings import Settings
+from config.settings import Settings
 from storage.models import AuditEntry, Case, CaseStep, Checkpoint, InboxEvent, OutboxMessage
 from tests.chat.test_chat_emulator import AUTH, TOKEN
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from bot.timers import run_due
-from handlers.cases import utcnow
+from cases.service import utcnow
 from storage.models import AuditEntry, CaseStep
 from tests.chat.conftest import Chat
 

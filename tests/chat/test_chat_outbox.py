@@ -11,7 +11,7 @@ import pytest
 from bot.outbox import Relay, RetryPolicy, TokenBucket
 from bot.platforms.base import DeliveryError, PermanentDeliveryError
 from cards.model import Card
-from handlers.cases import utcnow
+from cases.service import utcnow
 from storage.models import OutboxMessage
 
 START = "/离职 张三 试用期 2025-07-31 绩效未达标 交接人:周八"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import Settings
 from bot.timers import run_due
-from handlers.cases import utcnow
+from cases.service import utcnow
+from config.settings import Settings
 from storage.audit import verify_chain
 from storage.models import AuditEntry, Case, OutboxMessage, Timer
 from tests.chat.conftest import Chat, build_chat

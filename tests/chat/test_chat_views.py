@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.settings import Settings
 from bot.timers import run_due
-from handlers.cases import utcnow
+from cases.service import utcnow
+from config.settings import Settings
 from storage.models import AuditEntry, Case, CaseStep, Employee, OutboxMessage
 from tests.chat.conftest import Chat, build_chat
 from tests.conftest import PG_URL

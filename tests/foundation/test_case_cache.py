@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from bot.app import build_service
-from handlers.cases import CaseService
+from cases.service import CaseService
 from storage import audit
 from storage.models import AuditEntry, Case, CaseStep, Employee, OutboxMessage
 from workflow.events import Act

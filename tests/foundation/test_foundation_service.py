@@ -10,7 +10,7 @@ from tortoise.expressions import F
 
 from bot.app import build_service
 from bot.timers import claim_due, fire, run_due
-from handlers.cases import CaseError, CaseService
+from cases.service import CaseError, CaseService
 from storage import audit
 from storage.models import AuditEntry, Case, CaseStep, Employee, OutboxMessage, Timer
 from workflow.events import Act, Close, DocumentSigned, Viewed

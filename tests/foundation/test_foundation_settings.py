@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import SettingsError, load_settings
+from config.settings import SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,7 +61,7 @@ def test_configured_secret_is_not_printed(env_clean: None) -> None:
 
 
 def test_env_example_documents_every_setting() -> None:
-    from bot.settings import Settings
+    from config.settings import Settings
 
     text = (ROOT / ".env.example").read_text(encoding="utf-8")
     for name in Settings.model_fields:

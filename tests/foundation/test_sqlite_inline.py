@@ -11,7 +11,7 @@ from tortoise import connections
 from tortoise.exceptions import OperationalError, TransactionManagementError
 from tortoise.transactions import in_transaction
 
-from bot.settings import Settings
+from config.settings import Settings
 from storage import sqlite_inline
 from storage.models import Employee
 from tests.conftest import PG_URL

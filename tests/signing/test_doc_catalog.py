@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.app import build_service
-from bot.settings import load_settings
+from config.settings import load_settings
 from signing.amounts import rmb_upper
 from signing.casefacts import Notes, non_compete
 from signing.pipeline import CONTEXT_KEYS, check_flow_documents

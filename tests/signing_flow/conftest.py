@@ -13,10 +13,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.app import SERVICE, SETTINGS, build_service
-from bot.settings import Settings
+from bot.app import build_service
+from cases.service import CaseService
+from chat.appkeys import SERVICE, SETTINGS
+from config.settings import Settings
 from handlers import signing_web
-from handlers.cases import CaseService
 from signing.links import make_token, new_nonce
 from storage.models import Employee
 from workflow.events import Act

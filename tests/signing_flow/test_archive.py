@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from tortoise import connections
 
-from bot.app import SERVICE, SETTINGS
+from chat.appkeys import SERVICE, SETTINGS
 from handlers import archive
 from handlers.archive import export_case
 from signing.archive import ArchiveError

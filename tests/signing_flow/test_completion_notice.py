@@ -9,9 +9,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.settings import Settings
+from cases.service import utcnow
+from config.settings import Settings
 from handlers import signing_web
-from handlers.cases import utcnow
 from handlers.links import download_url
 from signing.pipeline import ISSUED_KIND, keys_for, sealed_documents
 from signing.verify import all_ok, verify_case

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bot.app import build_service
-from bot.settings import Settings
+from config.settings import Settings
 from signing.pipeline import build_context, ensure_draft
 from storage.models import Case, Employee
 from tests.signing_flow.conftest import EMPLOYEE, HANDOVER, HR, MANAGER, act, start_probation

@@ -25,7 +25,7 @@ from pydantic import SecretStr
 from tortoise import connections
 
 from bot.app import create_app
-from bot.settings import Settings
+from config.settings import Settings
 from settlement.basis import money
 from settlement.compensation import compensation
 from signing.amounts import rmb_upper

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from bot.router import Reply
-from bot.settings import Settings
+from chat.router import Reply
+from config.settings import Settings
 from settlement.basis import money
 from signing.amounts import rmb_upper
 from signing.pipeline import ensure_draft

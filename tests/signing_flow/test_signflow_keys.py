@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from tortoise import connections
 
-from bot.settings import load_settings
+from config.settings import load_settings
 from signing.keys import KeyMaterialError, create_root, has_root_key, install_seal, load_or_create_keys
 from signing.pipeline import keys_for
 from signing.verify import verify_case, verify_pdf

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from bot.app import build_service
-from bot.settings import Settings
+from config.settings import Settings
 from signing import oauth
 from signing.links import read_token
 from storage.models import Employee, Signature

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from handlers.cases import _step_columns
+from cases.service import _step_columns
 from signing.checkpoints import checkpoint_open_cases
 from signing.pipeline import keys_for
 from signing.stepcheck import check_case_state, replay

@@ -15,7 +15,7 @@ from pathlib import Path
 from tortoise import connections
 
 from bot.inbound import Inbound, build_router
-from bot.router import Incoming
+from chat.router import Incoming
 from signing.evidence import AUDIT_KIND
 from signing.pipeline import keys_for
 from signing.preview import pdf_to_png_pages

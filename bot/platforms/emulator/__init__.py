@@ -27,15 +27,20 @@ import json
 import logging
 import secrets
 import uuid
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from bot.inbound import INBOUND
 from bot.platforms.emulator.adapter import EmulatorAdapter, EmulatorStore, card_json
-from bot.router import Incoming
-from bot.settings import Settings, SettingsError
+from cards.model import Card
+from chat.appkeys import ANNOUNCE, SETTINGS
+from chat.router import Incoming
+from config.settings import Settings, SettingsError
+from handlers.signing_web import HEADERS
 from storage import emulator as emulator_db
 from storage.models import Case, Employee, OutboxMessage
 from workflow import cleantext
@@ -118,9 +123,7 @@ def _refuse(request: web.Request, status: int, code: str, text: str) -> web.Resp
 
 
 def _headers() -> dict[str, str]:
-    from handlers.signing_web import HEADERS  # the signing page's CSP, frame-ancestors 'none' included
-
-    return dict(HEADERS)
+    return dict(HEADERS)  # the signing page's CSP, frame-ancestors 'none' included
 
 
 def _host_name(host: str) -> str:
@@ -154,8 +157,6 @@ def _authorised(request: web.Request, token: str) -> bool:
 
 def _check(request: web.Request) -> web.Response | None:
     """A refusal for anything but the local user's own page and scripts; None lets it through."""
-    from bot.app import SETTINGS
-
     settings = request.app[SETTINGS]
     hop = next((h for h in PROXY_HEADERS if h in request.headers), None)
     if hop is not None:
@@ -259,8 +260,6 @@ async def page(request: web.Request) -> web.Response:
         response.set_cookie(COOKIE, token, path="/emulator", httponly=True, samesite="Strict",
                             secure=request.secure)
         return response
-    from bot.app import SETTINGS
-
     text = page_text("page.html", request.app[SETTINGS].language)
     return web.Response(text=text, content_type="text/html", headers=_headers())
 
@@ -269,8 +268,6 @@ async def asset(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if name not in ASSETS:
         raise web.HTTPNotFound()
-    from bot.app import SETTINGS
-
     text = page_text(name, request.app[SETTINGS].language)
     return web.Response(text=text, content_type=ASSETS[name], headers=_headers())
 
@@ -289,8 +286,6 @@ async def directory(request: web.Request) -> web.Response:
 
 
 async def _dispatch(request: web.Request, data: dict[str, Any], kind: str, payload: dict[str, Any]) -> web.Response:
-    from bot.inbound import INBOUND
-
     event_id = data.get("event_id")
     if data.get("lang") in ("zh", "en"):
         payload["lang"] = data["lang"]
@@ -363,23 +358,24 @@ async def messages(request: web.Request) -> web.Response:
                               "last": max((m.seq for m in history), default=since)})
 
 
-async def _backfill(app: web.Application) -> None:
+Render = Callable[[OutboxMessage], Awaitable[Card | None]]
+
+
+async def _backfill(app: web.Application, render: Render) -> None:
     """Cards delivered before their messages were kept in the database (an upgraded database) are
     shown again, rendered from current state, so their updates find them by card id."""
-    from bot.outbox import RELAY
-
     adapter = app[EMULATOR]
     for row_id in await emulator_db.sent_without_message():
         row = await OutboxMessage.get(id=row_id)
-        card = await app[RELAY].render(row)
+        card = await render(row)
         if card is not None:
             await adapter.send_card(row.recipient, card, row.key)
 
 
-def setup(app: web.Application) -> None:
-    from bot.app import ANNOUNCE, SETTINGS
-    from bot.outbox import ADAPTERS
-
+def setup(app: web.Application, *, render: Render, adapters: dict[str, Any]) -> None:
+    """`render` builds an outbox row's card (the relay's); `adapters` is the relay's registry, which
+    the emulator joins. Both are handed in by the app factory: the relay imports the platforms'
+    base, so the emulator importing the relay would be a cycle."""
     settings = app[SETTINGS]
     if "emulator" not in settings.platforms:
         return
@@ -388,7 +384,7 @@ def setup(app: web.Application) -> None:
     app[EMULATOR] = adapter
     app[TOKEN] = (settings.emulator_token.get_secret_value() if settings.emulator_token is not None
                   else secrets.token_urlsafe(32))
-    app.setdefault(ADAPTERS, {})["emulator"] = adapter  # type: ignore[call-overload]
+    adapters["emulator"] = adapter
     app.setdefault(ANNOUNCE, []).append(startup_line(app, settings))  # type: ignore[call-overload]
     app.middlewares.append(guard)
     app.router.add_get("/emulator", page)
@@ -400,6 +396,6 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/emulator/api/messages", messages)
 
     async def backfill(app: web.Application) -> None:
-        await _backfill(app)
+        await _backfill(app, render)
 
     app.on_startup.append(backfill)

@@ -25,13 +25,13 @@ from typing import Any, Literal
 
 from tortoise.exceptions import IntegrityError
 
-from bot.settings import Settings
-from handlers.cases import CaseService
+from cases.service import CaseService
+from config.settings import Settings
 from storage import hotpath
 from storage.models import Employee
 from workflow import cleantext
 
-log = logging.getLogger("bot.router")
+log = logging.getLogger("chat.router")
 
 Kind = Literal["text", "action"]
 HR_ROLES = frozenset({"hr", "admin"})

@@ -23,7 +23,7 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from handlers.casecache import CaseCache, Holder, Snapshot
+from cases.cache import CaseCache, Holder, Snapshot
 from storage import audit, hotpath
 from storage.hotpath import Recipient
 from storage.models import Case, CaseStep, Employee
