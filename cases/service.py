@@ -3,7 +3,7 @@
 load case (version) -> pure engine decides -> case/step rows, audit entry, outbox rows and
 timer rows written -> version bumped with a compare-and-set -> commit. A lost race (another
 writer bumped the version first) re-runs the whole thing on fresh state; the engine is pure, so
-re-running is safe. The case as this process last committed it is kept (`handlers/casecache.py`),
+re-running is safe. The case as this process last committed it is kept (`cases/cache.py`),
 so the usual event reads nothing before it decides; the compare-and-set is what makes that safe.
 Callers may add their own writes to the same transaction (`also`), which
 is how the inbox row of an inbound event and the claim of a fired timer commit atomically with
