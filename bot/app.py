@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from bot import inbound, outbox, timers
-from bot.platforms import emulator
+from bot import connectors, inbound, timers
+from bot.platforms.registry import address_book
 from bot.runtime import configure
 from cases.service import CaseService
 from chat.appkeys import ANNOUNCE, SERVICE, SETTINGS
@@ -29,7 +29,7 @@ def build_service(settings: Settings) -> CaseService:
     templates = load_templates(dirs)
     # A flow naming a document that cannot be rendered fails here, not on the signing page.
     check_flow_documents(templates, extra_dir=settings.doc_templates_dir)
-    return CaseService(templates, platforms=settings.platforms)
+    return CaseService(templates, platforms=settings.platforms, addresses=address_book(settings.platforms))
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -54,8 +54,7 @@ def create_app(settings: Settings, *, with_db: bool = True) -> web.Application:
     # module, so the factory is the only place that knows them all (and no import cycle hides).
     timers.setup(app)
     inbound.setup(app)
-    outbox.setup(app)
-    emulator.setup(app, render=app[outbox.RELAY].render, adapters=app[outbox.ADAPTERS])
+    connectors.setup(app)  # the platforms from PLATFORMS, their routes and lifecycle, the outbox relay
     signing_web.setup(app)
     checkpoints.setup(app)
     archive.setup(app)
@@ -76,10 +75,6 @@ def check_company(settings: Settings) -> None:
 async def serve(settings: Settings) -> None:
     check_company(settings)
     app = create_app(settings)
-    missing = [p for p in settings.platforms if p not in app.get(outbox.ADAPTERS, {})]
-    if missing:
-        # Their messages wait in the outbox (nothing is lost) until an adapter for them runs.
-        log.warning("no adapter yet for platform(s) %s: their cards stay queued in the outbox", ", ".join(missing))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port)

@@ -19,10 +19,15 @@ def _run(coro_factory) -> int:  # type: ignore[no-untyped-def]
 def _cmd_serve(args: argparse.Namespace) -> int:
     from bot.app import serve
     from bot.cli_keys import serving_key_problem
-    from bot.platforms.emulator import check_startup
+    from bot.platforms import registry
 
     settings = get_settings()
-    check_startup(settings, warn=False)  # before migrating or loading the demo: a refused start changes nothing
+    try:
+        # Every platform's settings, before migrating or loading the demo: a refused start changes nothing.
+        registry.build(settings)
+    except registry.PlatformError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     problem = serving_key_problem(settings, demo=args.demo)
     if problem:
         print(f"error: {problem}", file=sys.stderr)

@@ -13,9 +13,11 @@ import logging
 import time
 
 from aiohttp import web
+from tortoise.transactions import in_transaction
 
 from cases.service import CaseService
 from chat.appkeys import SERVICE, SETTINGS
+from chat.connector import Answer, CardAction, InboundEvent, TextMessage
 from chat.router import Context, Incoming, Reply, Router, standard_middlewares
 from config.settings import Settings
 from handlers.actions import router as actions
@@ -23,6 +25,8 @@ from handlers.archive import router as archive
 from handlers.backpay_commands import router as backpay
 from handlers.commands import router as commands
 from handlers.employee import router as employee
+from storage import cardids, hotpath
+from storage.models import OutboxMessage
 
 log = logging.getLogger("bot.inbound")
 QUIET_SECONDS = 0.05
@@ -71,6 +75,50 @@ class Inbound:
         if reply.changed and not reply.duplicate:
             self.committed.set()
         return reply
+
+
+    async def dispatch(self, event: InboundEvent) -> Answer:
+        """What every connector calls: the typed event through the router (dedup, actor,
+        authorisation, handler); returns after the commit."""
+        reply = await self.handle(to_incoming(event))
+        if isinstance(event, CardAction) and event.update_token and not reply.duplicate:
+            await keep_update_token(self.service, event)
+        return Answer(ok=reply.ok, text=reply.text, code=reply.code, duplicate=reply.duplicate, data=reply.data)
+
+
+def to_incoming(event: InboundEvent) -> Incoming:
+    payload: dict[str, object]
+    if isinstance(event, TextMessage):
+        payload = {"text": event.text}
+        kind = "text"
+    else:
+        payload = {"card_id": event.card_id, "action": event.action, "form": dict(event.form)}
+        kind = "action"
+    if event.lang in ("zh", "en"):
+        payload["lang"] = event.lang
+    return Incoming(platform=event.platform, sender=event.sender, kind=kind,  # type: ignore[arg-type]
+                    payload=payload, dedup_key=f"{event.platform}:{event.event_id}",
+                    chat_id=getattr(event, "chat_id", ""), at=event.at)
+
+
+async def keep_update_token(service: CaseService, event: CardAction) -> None:
+    """A click's fresh update token (WeCom's ResponseCode) goes into the clicked card's delivery,
+    right after the event committed, so the next update of that holder's card uses it. Newest wins:
+    the relay, writing back a delivery, keeps a token that arrived while it was updating."""
+    conn = hotpath.default_conn()
+    row = await cardids.find(conn, event.card_id)
+    if row is None or row.platform != event.platform or row.kind != "card" or row.delivery is None:
+        return  # not one of ours, or not delivered yet: nothing to update with the token
+    holder = await hotpath.active_employee(conn, service.addresses.column(event.platform), event.sender)
+    if holder is None or holder.employee_id != row.recipient:
+        return  # only the holder's click carries a token for the holder's card
+    async with in_transaction() as tx:  # the relay writes deliveries under the same row lock
+        current = await OutboxMessage.filter(id=row.id).using_db(tx).select_for_update().first()
+        if current is None or current.delivery is None:
+            return
+        delivery = dict(current.delivery)
+        delivery["update_token"] = event.update_token
+        await OutboxMessage.filter(id=row.id).using_db(tx).update(delivery=delivery)
 
 
 INBOUND = web.AppKey("inbound", Inbound)

@@ -21,8 +21,19 @@ Retries. Transient failures go back to `pending` with exponential backoff and ji
 when longer. Permanent failures (`PermanentDeliveryError`) park the row as `failed` with the error,
 for HR to see; transient ones are retried until delivered, as the spec asks.
 
-Rate limit. One token bucket per platform per process; the relay waits for a token before every
-call. With N replicas set the adapter's rate to the platform quota divided by N.
+Connectors. Every row is delivered through its platform's connector (chat.connector): the relay
+resolves the recipient's platform `Address` first (storage.addresses, the one place that knows who
+is reached where), hands the connector a card id in every platform's alphabet (storage.cardids),
+stores the `Delivery` it returns with the row and hands it back on the next update of that card.
+
+Limits, per connector and process (`connector.limits`): a token bucket (`rate_per_second`,
+`burst`) taken before every call; at most `concurrency` calls in flight (rows of different
+recipients go out side by side, one recipient's rows in order); and an optional per-recipient
+quota (`per_recipient_per_minute/hour`): a row over it is not sent but waits, pending, until the
+window frees (WeCom silently drops what exceeds it). With N replicas set the rates divided by N.
+
+Permanent failures park the row as failed and tell the case's HR once (a text row keyed on the
+failed row), with the connector's `hint`: what went wrong and how to fix it.
 
 Inbound first. Rendering a card costs more than the event that queued it, and it shares the event
 loop with the inbound path, whose acknowledgements platforms time (WeCom gives five seconds). While
@@ -40,7 +51,8 @@ import os
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,15 +61,12 @@ from aiohttp import web
 from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
 
-from bot.inbound import INBOUND
-from bot.platforms.base import DeliveryError, PlatformAdapter
 from cards.model import Card
 from cases.service import utcnow
-from chat.appkeys import SERVICE, SETTINGS
-from chat.background import background
-from handlers.cardview import CardRenderer
-from storage import hotpath
-from storage.models import OutboxMessage
+from chat.connector import Address, Connector, Delivery, DeliveryError, Limits, PermanentDeliveryError
+from storage import cardids, hotpath
+from storage.addresses import AddressBook
+from storage.models import Case, Employee, OutboxMessage
 
 log = logging.getLogger("bot.outbox")
 MARK_BATCH = 10  # outcomes written per commit within one claimed batch
@@ -92,6 +101,36 @@ class TokenBucket:
             self.tokens -= 1
 
 
+class RecipientQuota:
+    """Sends per recipient within the last minute and hour (this process); `wait` says how long
+    until one more is allowed (0: now), `note` records one."""
+
+    def __init__(self, per_minute: int | None, per_hour: int | None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.windows = [(60.0, n) for n in (per_minute,) if n] + [(3600.0, n) for n in (per_hour,) if n]
+        self.clock = clock
+        self.sent: dict[str, deque[float]] = defaultdict(deque)
+
+    def wait(self, recipient: str) -> float:
+        if not self.windows:
+            return 0.0
+        now = self.clock()
+        stamps = self.sent[recipient]
+        longest = max(w for w, _ in self.windows)
+        while stamps and now - stamps[0] >= longest:
+            stamps.popleft()
+        wait = 0.0
+        for window, limit in self.windows:
+            inside = [t for t in stamps if now - t < window]
+            if len(inside) >= limit:
+                wait = max(wait, inside[-limit] + window - now)
+        return wait
+
+    def note(self, recipient: str) -> None:
+        if self.windows:
+            self.sent[recipient].append(self.clock())
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     base: float = 2.0
@@ -105,13 +144,15 @@ class RetryPolicy:
 
 class Relay:
     def __init__(
-        self, adapters: Mapping[str, PlatformAdapter], render: CardSource, *, worker: str = WORKER_ID,
+        self, connectors: Mapping[str, Connector], render: CardSource, *, addresses: AddressBook | None = None,
+        worker: str = WORKER_ID,
         lease: timedelta = timedelta(seconds=60), batch: int = 50, retry: RetryPolicy | None = None,
         rng: random.Random | None = None, busy: Callable[[], bool] = lambda: False, yield_factor: float = 3.0,
         clock: Callable[[], float] = time.perf_counter,
         rest: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self.adapters = dict(adapters)
+        self.connectors = dict(connectors)
+        self.addresses = addresses or AddressBook.of(list(self.connectors))
         self.busy = busy
         self.yield_factor = yield_factor
         self.clock = clock
@@ -124,12 +165,23 @@ class Relay:
         self.batch = batch
         self.retry = retry or RetryPolicy()
         self.rng = rng or random.Random()
-        self.buckets = {name: TokenBucket(a.rate_per_second, a.burst) for name, a in self.adapters.items()}
+        self.buckets: dict[str, TokenBucket] = {}
+        self.in_flight: dict[str, asyncio.Semaphore] = {}
+        self.quotas: dict[str, RecipientQuota] = {}
+        for name, c in self.connectors.items():
+            self.limit(name, c.limits)
+        self._people: dict[str, Employee] = {}
+        self._turns = asyncio.Lock()
+
+    def limit(self, name: str, limits: Limits) -> None:
+        self.buckets[name] = TokenBucket(limits.rate_per_second, limits.burst)
+        self.in_flight[name] = asyncio.Semaphore(max(1, limits.concurrency))
+        self.quotas[name] = RecipientQuota(limits.per_recipient_per_minute, limits.per_recipient_per_hour)
 
     # ---- claiming ---------------------------------------------------------------------------
     async def claim(self, now: datetime) -> list[OutboxMessage]:
         claimable = Q(status="pending", next_attempt_at__lte=now) | Q(status="claimed", lease_until__lt=now)
-        mine = Q(platform__in=list(self.adapters))
+        mine = Q(platform__in=list(self.connectors))
         lease = now + self.lease
         async with in_transaction() as conn:
             candidates = await (
@@ -156,59 +208,133 @@ class Relay:
     async def run_once(self, now: datetime | None = None) -> int:
         """Claim one batch and deliver it; returns how many rows were delivered.
 
-        The outcomes are written MARK_BATCH at a time, one commit each, not one commit per row.
-        A crash before they are written leaves those rows claimed; their lease runs out and they
-        are sent again under the same card id, which the platform answers with the card it has,
-        exactly as for a crash between one send and its mark."""
+        Rows of different recipients go out concurrently (bounded per connector), each recipient's
+        rows in order. The outcomes are written MARK_BATCH at a time, one commit each, not one
+        commit per row. A crash before they are written leaves those rows claimed; their lease
+        runs out and they are sent again under the same card id, which the platform answers with
+        the card it has, exactly as for a crash between one send and its mark."""
         now = now or utcnow()
         rows = await self.claim(now)
         self._marks, self._sent = [], 0
         try:
+            await self._load_people(rows)
+            lanes: dict[tuple[str, str], list[OutboxMessage]] = defaultdict(list)
             for row in rows:
-                started = self.clock()
-                await self.deliver(row, now)
-                if len(self._marks) >= MARK_BATCH:
-                    await self._flush_marks()
-                if self.busy():
-                    await self.rest((self.clock() - started) * self.yield_factor)
+                lanes[(row.platform, row.recipient)].append(row)
+            # A failure of one lane (a crash, in tests) cancels the others, as the process dying would.
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for lane in lanes.values():
+                        group.create_task(self._lane(lane, now))
+            except BaseExceptionGroup as failed:
+                raise failed.exceptions[0] from None
             await self._flush_marks()
             return self._sent
         finally:
             self._marks = None
+            self._people = {}
+
+    async def _lane(self, rows: Sequence[OutboxMessage], now: datetime) -> None:
+        for row in rows:
+            if self.busy():
+                # While inbound events are handled, lanes take turns, so the relay's share of the
+                # loop stays 1/(1 + yield_factor) however many lanes there are.
+                async with self._turns:
+                    started = self.clock()
+                    await self._deliver_one(row, now)
+                    await self.rest((self.clock() - started) * self.yield_factor)
+            else:
+                await self._deliver_one(row, now)
+
+    async def _deliver_one(self, row: OutboxMessage, now: datetime) -> None:
+        await self.deliver(row, now)
+        if self._marks is not None and len(self._marks) >= MARK_BATCH:
+            await self._flush_marks()
+
+    async def _load_people(self, rows: Sequence[OutboxMessage]) -> None:
+        wanted = sorted({r.recipient for r in rows} - set(self._people))
+        if wanted:
+            for emp in await Employee.filter(employee_id__in=wanted):
+                self._people[emp.employee_id] = emp
+
+    async def address(self, row: OutboxMessage) -> Address:
+        """Where the row's recipient is reached on the row's platform (PermanentDeliveryError if nowhere)."""
+        emp = self._people.get(row.recipient)
+        if emp is None:
+            emp = await Employee.get_or_none(employee_id=row.recipient)
+            if emp is not None:
+                self._people[row.recipient] = emp
+        if emp is None:
+            raise PermanentDeliveryError(f"recipient {row.recipient} is not in the directory",
+                                         hint=f"add {row.recipient} to the directory (or correct the case)")
+        user_id = self.addresses.user_id(emp, row.platform)
+        if not user_id:
+            column = self.addresses.column(row.platform)
+            raise PermanentDeliveryError(f"{row.recipient} has no {row.platform} user id",
+                                         hint=f"fill in {column} for {row.recipient} in the directory")
+        return Address(platform=row.platform, user_id=user_id, employee_id=row.recipient)
+
+    async def _call(self, platform: str, call: Callable[[], Awaitable[Delivery]]) -> Delivery:
+        await self.buckets[platform].take()
+        async with self.in_flight[platform]:
+            return await call()
 
     async def deliver(self, row: OutboxMessage, now: datetime | None = None) -> bool:
         now = now or utcnow()
-        adapter = self.adapters[row.platform]
+        connector = self.connectors[row.platform]
         try:
+            wait = self.quotas[row.platform].wait(row.recipient) if row.kind != "update" else 0.0
+            if wait > 0:
+                # Over the recipient's quota: the platform would drop it; wait, pending, for the window.
+                await self._mark(row, status="pending", next_attempt_at=now + timedelta(seconds=wait),
+                                 attempts=max(0, row.attempts - 1), lease_until=None)
+                return False
+            to = await self.address(row)
             if row.kind == "card":
-                message_id = await self._send_card(adapter, row)
+                delivery = await self._send_card(connector, to, row)
             elif row.kind == "update":
-                message_id = await self._update_cards(adapter, row, now)
-                if message_id is None:
+                updated = await self._update_cards(connector, to, row, now)
+                if updated is None:
                     return False
+                delivery = updated
             elif row.kind == "text":
-                await self.buckets[row.platform].take()
-                message_id = await adapter.send_text(row.recipient, str(row.payload.get("text", "")), row.key)
+                text = str(row.payload.get("text", ""))
+                delivery = await self._call(row.platform, lambda: connector.send_text(to, text, row.key))
             else:
                 raise DeliveryError(f"unknown outbox kind {row.kind!r}", transient=False)
         except DeliveryError as exc:
-            await self._failed(row, now, str(exc), transient=exc.transient, retry_after=exc.retry_after)
+            await self._failed(row, now, str(exc), transient=exc.transient, retry_after=exc.retry_after,
+                               hint=exc.hint)
             return False
         except Exception as exc:  # a bug in rendering must not wedge the queue; keep it visible
             log.exception("outbox %s: unexpected failure", row.key)
             await self._failed(row, now, f"{type(exc).__name__}: {exc}", transient=True)
             return False
-        return await self._mark(row, status="sent", platform_message_id=message_id, sent_at=now,
-                                last_error=None)
+        if row.kind != "update":
+            self.quotas[row.platform].note(row.recipient)
+        return await self._mark(row, status="sent", platform_message_id=delivery.message_id[:255], sent_at=now,
+                                last_error=None, **({"delivery": delivery.to_json()} if row.kind != "update" else {}))
 
-    async def _send_card(self, adapter: PlatformAdapter, row: OutboxMessage) -> str:
+    async def _send_card(self, connector: Connector, to: Address, row: OutboxMessage) -> Delivery:
         card = await self.render(row)
         if card is None:
             raise DeliveryError("nothing to render (case or step gone)", transient=False)
-        await self.buckets[row.platform].take()
-        return await adapter.send_card(row.recipient, card, row.key)
+        card_id = cardids.card_id_of(row)
+        return await self._call(row.platform, lambda: connector.send_card(to, card, card_id))
 
-    async def _update_cards(self, adapter: PlatformAdapter, row: OutboxMessage, now: datetime) -> str | None:
+    async def resend(self, row: OutboxMessage) -> None:
+        """Deliver a card row again (a platform that lost it); its delivery is replaced."""
+        card = await self.render(row)
+        if card is None:
+            return
+        connector = self.connectors[row.platform]
+        delivery = await connector.send_card(await self.address(row), card, cardids.card_id_of(row))
+        if row.delivery is not None:
+            await OutboxMessage.filter(id=row.id).update(delivery=delivery.to_json(),
+                                                         platform_message_id=delivery.message_id[:255])
+
+    async def _update_cards(self, connector: Connector, to: Address, row: OutboxMessage,
+                            now: datetime) -> Delivery | None:
         await self._flush_marks()  # a card sent earlier in this batch must read as sent below
         holders = await OutboxMessage.filter(
             case_id=row.case_id, step_id=row.step_id, recipient=row.recipient, kind="card",  # type: ignore[attr-defined]
@@ -227,21 +353,58 @@ class Relay:
             card = await self.render(holder)
             if card is None:
                 continue
-            await self.buckets[row.platform].take()
-            await adapter.update_card(holder.recipient, holder.platform_message_id, card, holder.key)
-            updated.append(holder.platform_message_id)
-        return ",".join(updated)[:255]
+            held = Delivery.from_json(holder.delivery) or Delivery(message_id=holder.platform_message_id)
+            card_id = cardids.card_id_of(holder)
+            fresh = await self._call(row.platform, lambda c=card, h=held, i=card_id: connector.update_card(to, c, i, h))
+            await self._keep_delivery(holder, held, fresh)
+            updated.append(fresh.message_id)
+        return Delivery(message_id=",".join(updated)[:255], calls=len(updated))
+
+    async def _keep_delivery(self, holder: OutboxMessage, used: Delivery, fresh: Delivery) -> None:
+        """The holder's card now carries `fresh`; but a click that brought a newer update token while
+        we were updating (stored by the inbound side) wins over what this update left."""
+        async with in_transaction() as conn:
+            current = await OutboxMessage.filter(id=holder.id).using_db(conn).select_for_update().first()
+            if current is None:
+                return
+            now_held = Delivery.from_json(current.delivery)
+            keep = fresh.to_json()
+            if now_held is not None and now_held.update_token and now_held.update_token != used.update_token:
+                keep["update_token"] = now_held.update_token
+            await OutboxMessage.filter(id=holder.id).using_db(conn).update(
+                delivery=keep, platform_message_id=fresh.message_id[:255])
 
     async def _failed(self, row: OutboxMessage, now: datetime, error: str, *, transient: bool,
-                      retry_after: float | None = None) -> None:
+                      retry_after: float | None = None, hint: str = "") -> None:
         if not transient:
             log.error("outbox %s failed permanently: %s", row.key, error)
-            await self._mark(row, status="failed", last_error=error[:2000], lease_until=None)
+            shown = f"{error} — {hint}" if hint else error
+            await self._mark(row, status="failed", last_error=shown[:2000], lease_until=None)
+            await self._tell_hr(row, now, error, hint)
             return
         delay = self.retry.delay(row.attempts, self.rng, retry_after)
         log.warning("outbox %s attempt %d failed (%s); retry in %.1fs", row.key, row.attempts, error, delay)
         await self._mark(row, status="pending", last_error=error[:2000], lease_until=None,
                          next_attempt_at=now + timedelta(seconds=delay))
+
+    async def _tell_hr(self, row: OutboxMessage, now: datetime, error: str, hint: str) -> None:
+        """Once per failed row (the notice's key is derived from it), in the case's HR's chat. A
+        notice that itself fails is not noticed again."""
+        if row.key.startswith("failed:") or row.case_id is None:  # type: ignore[attr-defined]
+            return
+        case = await Case.get_or_none(id=row.case_id)  # type: ignore[attr-defined]
+        hr = await Employee.get_or_none(employee_id=case.created_by) if case is not None else None
+        if hr is None:
+            return
+        what = {"card": "卡片", "update": "卡片更新", "text": "消息"}.get(row.kind, row.kind)
+        text = (f"无法向 {row.recipient} 发送{what}（案件 {row.case_id}，{row.platform}）：{error}。"  # type: ignore[attr-defined]
+                + (f"处理办法：{hint}" if hint else "请检查该平台的配置与通讯录。"))
+        platform = self.addresses.platform_for(hr)
+        await hotpath.insert_outbox(hotpath.default_conn(), [{
+            "key": f"failed:{cardids.encode(row.id, row.key)}", "case_id": row.case_id,  # type: ignore[attr-defined]
+            "platform": platform, "recipient": hr.employee_id, "step_id": None, "kind": "text",
+            "payload": {"text": text}, "next_attempt_at": now, "created_at": now,
+        }])
 
     async def _mark(self, row: OutboxMessage, **changes: Any) -> bool:
         """Record a row's outcome: queued when inside `run_once` (False: counted at the flush),
@@ -288,22 +451,3 @@ class Relay:
 
 
 RELAY = web.AppKey("relay", Relay)
-ADAPTERS = web.AppKey("adapters", dict)
-
-
-def setup(app: web.Application) -> None:
-    settings = app[SETTINGS]
-    adapters: dict[str, PlatformAdapter] = app.get(ADAPTERS, {})
-    app[ADAPTERS] = adapters
-    renderer = CardRenderer(settings, app[SERVICE])
-    relay = Relay(adapters, renderer.for_outbox)
-    app[RELAY] = relay
-
-    async def loop(app: web.Application) -> None:
-        # Adapters register during setup of later extensions; pick them up when the loop starts.
-        relay.adapters = dict(app[ADAPTERS])
-        relay.buckets = {n: TokenBucket(a.rate_per_second, a.burst) for n, a in relay.adapters.items()}
-        relay.busy = app[INBOUND].busy
-        await relay.run_forever(app[INBOUND].committed, settings.outbox_poll_seconds)
-
-    app.cleanup_ctx.append(background("outbox", loop))

@@ -25,6 +25,7 @@ from tortoise.transactions import in_transaction
 
 from cases.cache import CaseCache, Holder, Snapshot
 from storage import audit, hotpath
+from storage.addresses import AddressBook
 from storage.hotpath import Recipient
 from storage.models import Case, CaseStep, Employee
 from workflow import effects as fx
@@ -78,9 +79,12 @@ def utcnow() -> datetime:
 
 
 class CaseService:
-    def __init__(self, templates: dict[str, FlowTemplate], platforms: Sequence[str] = ("emulator",)) -> None:
+    def __init__(self, templates: dict[str, FlowTemplate], platforms: Sequence[str] = ("emulator",), *,
+                 addresses: AddressBook | None = None) -> None:
         self.templates = templates
         self.platforms = tuple(platforms)
+        # Who is reached on which platform: built by the app from the platform packages.
+        self.addresses = addresses or AddressBook.of(self.platforms)
         # Run inside the transaction that completes or cancels a case, after every other write of it
         # (signing/ adds the Ed25519 checkpoint over the final audit head here).
         self.on_closed: list[Callable[[Any, str], Awaitable[None]]] = []
@@ -372,12 +376,7 @@ class CaseService:
         return out
 
     def platform_for(self, emp: Employee | Recipient) -> str:
-        for p in self.platforms:
-            if p == "emulator" or (p == "dingtalk" and emp.dingtalk_userid) or (
-                p == "wecom" and emp.wecom_userid
-            ):
-                return p
-        return self.platforms[0]
+        return self.addresses.platform_for(emp)
 
 
 

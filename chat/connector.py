@@ -18,6 +18,13 @@ Idempotency: `card_id` is the outbox row's key, made to fit every platform's alp
 the same `card_id` must not create a second card; it answers with the card already delivered.
 That lets the relay resend after a crash between "platform accepted" and "row marked sent".
 
+Settings: `create(env)` reads the platform's own `<NAME>_*` settings and raises `ConfigError`
+naming what is missing or wrong (one line); the bot stops start-up with it.
+
+Optional extras a connector may offer (looked up with getattr, not part of the protocol):
+`USER_ID_COLUMN` in the package (the `employee` column holding this platform's user id; default
+`employee_id`) and `startup_lines()` on the connector (lines printed once the bot listens).
+
 Errors: raise `DeliveryError` (transient: retried with backoff, `retry_after` honoured) or
 `PermanentDeliveryError` (parked as failed; `hint` tells HR the cause and the fix in one line).
 """
@@ -78,6 +85,10 @@ class Delivery:
                    state=dict(data.get("state") or {}), calls=int(data.get("calls", 1)))
 
 
+class ConfigError(Exception):
+    """A platform's settings are incomplete or wrong: one line naming the setting and the fix."""
+
+
 class DeliveryError(Exception):
     """The platform did not take the message; retrying may help."""
 
@@ -108,6 +119,7 @@ class TextMessage:
     event_id: str  # the platform's message id: the dedup key, unique per platform
     chat_id: str = ""
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    lang: str = ""  # "zh"/"en" when the platform tells the sender's language; "" = the bot's default
 
 
 @dataclass(frozen=True)
@@ -122,6 +134,7 @@ class CardAction:
     form: Mapping[str, Any] = field(default_factory=dict)
     update_token: str | None = None  # a fresh token for updating this holder's card (WeCom ResponseCode)
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    lang: str = ""
 
 
 InboundEvent = TextMessage | CardAction
@@ -135,6 +148,7 @@ class Answer:
     text: str
     code: str = ""
     duplicate: bool = False
+    data: Mapping[str, Any] = field(default_factory=dict)  # what the handler reported (e.g. the case id)
 
 
 Dispatch = Callable[[InboundEvent], Awaitable[Answer]]

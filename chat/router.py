@@ -329,16 +329,13 @@ async def _stored(key: str, ctx: Context) -> Reply:
                  duplicate=True)
 
 
-_PLATFORM_ID_FIELD = {"dingtalk": "dingtalk_userid", "wecom": "wecom_userid"}
-
-
-async def resolve_sender(platform: str, sender: str) -> Employee | None:
-    column = _PLATFORM_ID_FIELD.get(platform, "employee_id")
+async def resolve_sender(service: CaseService, platform: str, sender: str) -> Employee | None:
+    column = service.addresses.column(platform)  # the one place that maps platforms to people
     return await hotpath.active_employee(hotpath.default_conn(), column, sender)
 
 
 async def actor_middleware(ctx: Context, nxt: Handler) -> Reply:
-    ctx.actor = await resolve_sender(ctx.incoming.platform, ctx.incoming.sender)
+    ctx.actor = await resolve_sender(ctx.service, ctx.incoming.platform, ctx.incoming.sender)
     if ctx.actor is None:
         return ctx.refuse("unknown_sender", "你不在公司通讯录中，无法使用离职助手。请联系 HR。",
                           "You are not in the company directory, so the offboarding bot cannot serve you. "

@@ -16,7 +16,7 @@ from chat.router import Context, Reply, Router
 from handlers import backpay, settlement
 from handlers.cardview import CardRenderer
 from signing.pipeline import supersede_drafts
-from storage import hotpath
+from storage import cardids, hotpath
 from storage.models import Case, Employee, OutboxMessage
 from workflow import cleantext, engine
 from workflow.events import ACTIONS, Act, Close, Prepare, Remind
@@ -67,7 +67,7 @@ async def case_roles(ctx: Context, case: Case) -> frozenset[Role]:
 
 async def _card_and_case(ctx: Context) -> tuple[OutboxMessage, Case] | Reply:
     conn = hotpath.default_conn()
-    row = await hotpath.get_one(conn, OutboxMessage, "key", ctx.card_id)
+    row = await cardids.find(conn, ctx.card_id)
     if row is None or row.kind != "card":
         return ctx.refuse("unknown_card", "这张卡片已失效。", "This card is no longer valid.")
     actor: Employee | None = ctx.actor

@@ -744,7 +744,8 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/sign/{token}", sign_page)
     app.router.add_post("/sign/{token}", submit)
     app.router.add_get(r"/sign/{token}/page/{n:\d+}.png", page_image)
-    app.router.add_get("/sign/{token}/oauth/{platform:dingtalk|wecom}", oauth_return)
+    # Any platform name: the handler refuses one that is not the signer's (no platform list here).
+    app.router.add_get("/sign/{token}/oauth/{platform:[a-z][a-z0-9_]{0,31}}", oauth_return)
     app.router.add_get("/sign/{token}/document.pdf", download)
     app.router.add_get("/doc/{token}", download_document)
     redact_link_tokens_in_access_log()

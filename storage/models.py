@@ -164,6 +164,10 @@ class OutboxMessage(Model):
     lease_until = fields.DatetimeField(null=True)
     claimed_by = fields.CharField(max_length=64, null=True)
     platform_message_id = fields.CharField(max_length=255, null=True)
+    # What the platform answered (chat.connector.Delivery as JSON): handed back on the next update
+    # of this card, replaced by what that update returns. NULL: not delivered, or delivered before
+    # deliveries were kept (the card then carries its raw key as card id, see storage.cardids).
+    delivery = fields.JSONField(null=True)
     last_error = fields.TextField(null=True)
     created_at = fields.DatetimeField()
     sent_at = fields.DatetimeField(null=True)

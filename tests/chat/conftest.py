@@ -12,7 +12,7 @@ import pytest
 from bot.app import build_service
 from bot.inbound import Inbound, build_router
 from bot.outbox import Relay, RetryPolicy
-from bot.platforms.emulator.adapter import EmulatorAdapter, Message
+from bot.platforms.emulator import EmulatorConnector, Message
 from chat.router import Incoming, Reply
 from config.settings import Settings
 from handlers.cardview import CardRenderer
@@ -25,7 +25,7 @@ class Chat:
     settings: Settings
     inbound: Inbound
     relay: Relay
-    emulator: EmulatorAdapter
+    emulator: EmulatorConnector
     sent: list[Reply] = field(default_factory=list)
 
     async def send(self, user: str, text: str, *, event_id: str | None = None, lang: str | None = None) -> Reply:
@@ -67,8 +67,8 @@ def build_chat(settings: Settings) -> Chat:
     """The harness on given settings (another language, company templates)."""
     service = build_service(settings)
     inbound = Inbound(build_router(), settings, service)
-    emulator = EmulatorAdapter()
-    relay = Relay({"emulator": emulator}, CardRenderer(settings, service).for_outbox,
+    emulator = EmulatorConnector()
+    relay = Relay({"emulator": emulator}, CardRenderer(settings, service).for_outbox, addresses=service.addresses,
                   retry=RetryPolicy(base=0.01, cap=0.05))
     return Chat(settings, inbound, relay, emulator)
 

@@ -26,9 +26,10 @@ from pydantic import SecretStr
 from tortoise import connections
 
 from bot.app import create_app
-from bot.platforms.emulator import TOKEN as TOKEN_KEY
+from bot.connectors import CONNECTORS
 from bot.platforms.emulator import check_startup
 from chat.appkeys import ANNOUNCE
+from chat.connector import Address, ConfigError
 from config.settings import Settings, SettingsError, load_settings
 from handlers.signing_web import HEADERS as SIGNING_HEADERS
 from storage.models import AuditEntry, Case, EmulatorMessage, InboxEvent, OutboxMessage
@@ -233,7 +234,7 @@ async def test_a_random_token_per_start_when_none_is_set(demo_org: Settings) -> 
     seen = []
     for _ in range(2):
         app = create_app(demo_org, with_db=False)
-        token = app[TOKEN_KEY]
+        token = app[CONNECTORS]["emulator"].token
         assert len(token) >= 32 and app[ANNOUNCE] == [f"emulator: open http://127.0.0.1:8080/emulator?token={token}"]
         seen.append(token)
     assert seen[0] != seen[1]
@@ -385,7 +386,7 @@ def test_the_start_up_rules(settings: Settings) -> None:
     refused = [{"http_host": "0.0.0.0"}, {"http_host": "192.168.1.10"}, {"http_host": ""},
                {"trusted_proxies": ("127.0.0.1",)}, {"http_host": "0.0.0.0", "platforms": ("emulator", "dingtalk")}]
     for change in refused:
-        with pytest.raises(SettingsError, match="refusing to serve the emulator"):
+        with pytest.raises(ConfigError, match="refusing to serve the emulator"):
             check_startup(settings.model_copy(update=change))
         check_startup(settings.model_copy(update={**change, "emulator_allow_exposed": True}))
     for fine in ({}, {"http_host": "localhost"}, {"http_host": "::1"}, {"http_host": "127.0.0.5"},
@@ -516,14 +517,16 @@ async def test_emulator_statements_use_indexes(demo_org: Settings) -> None:
 async def test_writers_racing_on_one_pane_never_share_a_number(demo_org: Settings) -> None:
     """Replicas writing to one person's pane at once (on PostgreSQL truly in parallel, one
     connection each): every change gets its own, higher number, so a poller misses none."""
-    from bot.platforms.emulator.adapter import EmulatorAdapter
+    from bot.platforms.emulator import EmulatorConnector
     from cards.model import Card
 
-    adapters = [EmulatorAdapter() for _ in range(4)]
-    ids = await asyncio.gather(*(adapters[i % 4].send_card("E001", Card(title=f"card {i}"), f"race-{i}")
-                                 for i in range(12)))
+    adapters = [EmulatorConnector() for _ in range(4)]
+    to = Address("emulator", "E001", "E001")
+    sent = await asyncio.gather(*(adapters[i % 4].send_card(to, Card(title=f"card {i}"), f"race-{i}")
+                                  for i in range(12)))
+    ids = [d.message_id for d in sent]
     seen_after_inserts = max(m.seq for m in await adapters[0].store.history("E001"))
-    await asyncio.gather(*(adapters[i % 4].update_card("E001", ids[i], Card(title=f"card {i} v2"), f"race-{i}")
+    await asyncio.gather(*(adapters[i % 4].update_card(to, Card(title=f"card {i} v2"), f"race-{i}", sent[i])
                            for i in range(12)))
     await asyncio.gather(*(adapters[i % 4].store.text("E001", "E001", f"line {i}") for i in range(12)))
     rows = await EmulatorMessage.filter(recipient="E001").order_by("seq")
@@ -532,7 +535,7 @@ async def test_writers_racing_on_one_pane_never_share_a_number(demo_org: Setting
     assert all(r.version == 2 and r.seq > seen_after_inserts for r in cards)  # every update moved forward
     assert sorted(f"emu-{r.id}" for r in cards) == sorted(ids)
     # A resend of a card already held answers with its id and adds nothing.
-    assert await adapters[3].send_card("E001", Card(title="again"), "race-0") == ids[0]
+    assert (await adapters[3].send_card(to, Card(title="again"), "race-0")).message_id == ids[0]
     assert await EmulatorMessage.filter(recipient="E001").count() == 24
 
 

@@ -11,6 +11,7 @@ import pytest
 from bot.timers import run_due
 from cases.service import utcnow
 from config.settings import Settings
+from storage import cardids
 from storage.audit import verify_chain
 from storage.models import AuditEntry, Case, OutboxMessage, Timer
 from tests.chat.conftest import Chat, build_chat
@@ -205,7 +206,8 @@ async def test_unanswered_question_reminds_hr_after_the_templates_time(demo_org:
     await run_due(service, t0 + timedelta(hours=30))
     assert await AuditEntry.filter(case_id=case_id, kind="question_reminded").count() == 1
     rows = await OutboxMessage.filter(case_id=case_id, kind="card")
-    assert [r.key for r in rows if (r.payload or {}).get("purpose") == "question_reminder"] == [reminder.card_id]
+    assert [cardids.card_id_of(r) for r in rows
+            if (r.payload or {}).get("purpose") == "question_reminder"] == [reminder.card_id]
     # Answering from the reminder card works like from the first one, and updates both.
     assert (await chat.click("E001", reminder.card_id, "answer", {"answer": "可以，稍后发给你。"})).ok
     await chat.deliver(t0 + timedelta(hours=31))

@@ -1,8 +1,4 @@
-"""The emulator platform: delivered cards and chat lines, per person, kept in the database.
-
-It honours the adapter contract exactly like a real platform would: `send_card` with a card id it
-already holds returns that card's message id instead of adding a second card (the outbox relay's
-crash-safety relies on this), and `update_card` replaces a card in place.
+"""The emulator's panes: delivered cards and chat lines, per person, kept in the database.
 
 The messages live in `emulator_message` (storage/emulator.py), not in the process: message ids are
 row ids, so a restart cannot renumber them under the ids the outbox recorded, and every replica on
@@ -16,7 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.platforms.base import PermanentDeliveryError
 from cards import html
 from cards.model import Card
 from storage import emulator as db
@@ -86,30 +81,3 @@ class EmulatorStore:
     async def card(self, card_id: str) -> Message | None:
         row = await db.by_card_id(card_id)
         return Message.from_row(row) if row is not None and row.kind == "card" else None
-
-
-class EmulatorAdapter:
-    name = "emulator"
-    rate_per_second = 200.0
-    burst = 200
-
-    def __init__(self, store: EmulatorStore | None = None) -> None:
-        self.store = store or EmulatorStore()
-
-    async def send_card(self, recipient: str, card: Card, card_id: str) -> str:
-        # Idempotent on the card id: a resend never shows a second card.
-        row, _ = await db.add(recipient=recipient, kind="card", sender="bot", card_id=card_id, card=card.to_dict(),
-                              html=html.render(card, card_id), at=datetime.now(UTC))
-        return f"emu-{row.id}"
-
-    async def update_card(self, recipient: str, message_id: str, card: Card, card_id: str) -> None:
-        # Addressed by the card id: `message_id` is what the outbox recorded, and the card id
-        # names the same card whatever happened to this process since.
-        row = await db.replace_card(card_id=card_id, recipient=recipient, card=card.to_dict(),
-                                    html=html.render(card, card_id))
-        if row is None:
-            raise PermanentDeliveryError(f"no card {card_id} ({message_id}) held by {recipient}")
-
-    async def send_text(self, recipient: str, text: str, message_key: str) -> str:
-        msg = await self.store.text(recipient, "bot", text, key=message_key)
-        return msg.id

@@ -1,0 +1,133 @@
+"""The emulator as a connector: the model a real platform follows.
+
+It honours the contract exactly like a real platform would: `send_card` with a card id it already
+holds answers with that card instead of adding a second one (the relay's crash safety relies on
+this), `update_card` replaces a card in place and hands back the delivery, and inbound input (the
+page's API, `web.py`) goes through `dispatch`, which returns after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import SecretStr
+
+from bot.platforms.emulator.store import EmulatorStore
+from bot.platforms.emulator.web import check_startup, routes, startup_line
+from cards import html
+from cards.model import Card
+from chat.connector import (
+    Address,
+    Answer,
+    Capabilities,
+    ConfigError,
+    ConnectorEnv,
+    Delivery,
+    Dispatch,
+    InboundEvent,
+    Limits,
+    PermanentDeliveryError,
+)
+from storage import cardids
+from storage import emulator as db
+from storage.models import EmulatorMessage, OutboxMessage
+
+log = logging.getLogger("bot.emulator")
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """The settings the emulator reads; attribute names as in the core Settings, so the start-up
+    checks accept either."""
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    public_base_url: str = "http://127.0.0.1:8080"
+    trusted_proxies: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ("emulator",)
+    language: str = "zh"
+    emulator_token: SecretStr | None = None
+    emulator_allow_exposed: bool = False
+
+    @classmethod
+    def from_env(cls, env: ConnectorEnv) -> EmulatorConfig:
+        x: Mapping[str, Any] = env.extra
+        token = x.get("emulator_token")
+        if isinstance(token, str):
+            token = SecretStr(token) if token else None
+        return cls(http_host=str(x.get("http_host", cls.http_host)), http_port=int(x.get("http_port", cls.http_port)),
+                   public_base_url=env.public_base_url, trusted_proxies=tuple(x.get("trusted_proxies", ())),
+                   platforms=tuple(x.get("platforms", ("emulator",))), language=env.language,
+                   emulator_token=token, emulator_allow_exposed=bool(x.get("emulator_allow_exposed", False)))
+
+
+class EmulatorConnector:
+    name = "emulator"
+    limits = Limits(rate_per_second=200.0, burst=200, concurrency=4)
+    capabilities = Capabilities()
+    identity = None  # the emulator's page is opened with its token; there is no platform sign-in
+    directory = None
+
+    def __init__(self, config: EmulatorConfig | None = None, store: EmulatorStore | None = None) -> None:
+        self.config = config or EmulatorConfig()
+        self.store = store or EmulatorStore()
+        self.token = (self.config.emulator_token.get_secret_value() if self.config.emulator_token is not None
+                      else secrets.token_urlsafe(32))
+        self._dispatch: Dispatch | None = None
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    async def start(self, dispatch: Dispatch) -> None:
+        self._dispatch = dispatch
+
+    async def stop(self) -> None:
+        self._dispatch = None  # no task of ours runs; requests after this are refused
+
+    async def dispatch(self, event: InboundEvent) -> Answer:
+        if self._dispatch is None:
+            raise ConfigError("the emulator is not started")
+        return await self._dispatch(event)
+
+    def web_routes(self) -> Sequence[web.RouteDef]:
+        return routes(self)
+
+    def startup_lines(self) -> list[str]:
+        return [startup_line(self.config, self.token)]
+
+    # ---- delivery -------------------------------------------------------------------------
+    async def send_card(self, to: Address, card: Card, card_id: str) -> Delivery:
+        # Idempotent on the card id: a resend never shows a second card.
+        row, _ = await db.add(recipient=to.user_id, kind="card", sender="bot", card_id=card_id, card=card.to_dict(),
+                              html=html.render(card, card_id), at=datetime.now(UTC))
+        return Delivery(message_id=f"emu-{row.id}")
+
+    async def update_card(self, to: Address, card: Card, card_id: str, delivery: Delivery) -> Delivery:
+        # Addressed by the card id, which names the same card whatever happened to this process.
+        row = await db.replace_card(card_id=card_id, recipient=to.user_id, card=card.to_dict(),
+                                    html=html.render(card, card_id))
+        if row is None:
+            raise PermanentDeliveryError(f"no card {card_id} ({delivery.message_id}) held by {to.user_id}",
+                                         hint="the emulator's pane lost this card; start the case again")
+        return Delivery(message_id=f"emu-{row.id}")
+
+    async def send_text(self, to: Address, text: str, key: str) -> Delivery:
+        msg = await self.store.text(to.user_id, "bot", text, key=key)
+        return Delivery(message_id=msg.id)
+
+    async def missing_cards(self) -> list[int]:
+        """Outbox ids of cards marked sent that no pane holds (delivered before the panes were kept
+        in the database): the app sends them again at start-up, so their updates find them."""
+        held = set(await EmulatorMessage.filter(kind="card").values_list("card_id", flat=True))
+        rows = await OutboxMessage.filter(platform=self.name, kind="card", status="sent").order_by("id")
+        return [r.id for r in rows if cardids.card_id_of(r) not in held]
+
+
+def create(env: ConnectorEnv) -> EmulatorConnector:
+    config = EmulatorConfig.from_env(env)
+    check_startup(config)
+    return EmulatorConnector(config)
