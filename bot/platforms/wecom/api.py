@@ -207,6 +207,10 @@ class WeComAPI:
             body["button"] = {"replace_name": replace_name}
         await self.call("POST", "/cgi-bin/message/update_template_card", json=body)
 
+    async def recall(self, msgid: str) -> None:
+        """Withdraw a message sent within the last 24 hours (a card replaced by a fresh one)."""
+        await self.call("POST", "/cgi-bin/message/recall", json={"msgid": msgid})
+
     # ------------------------------------------------------------------ people
 
     async def user_get(self, userid: str) -> dict[str, Any]:

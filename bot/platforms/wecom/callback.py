@@ -236,7 +236,12 @@ def make_handler(cfg: CallbackConfig, dispatch: Dispatch, *,
             # The reason names the check, never the payload or our token.
             log.warning("wecom callback refused (%s): %s", exc.status, exc.reason)
             return web.Response(status=exc.status, text=exc.reason)
-        await dispatch(event)
+        try:
+            await dispatch(event)
+        except CallbackRefused as exc:
+            # Not acknowledged (not started, or the event's transaction rolled back): WeCom retries.
+            log.warning("wecom callback not acknowledged (%s): %s", exc.status, exc.reason)
+            return web.Response(status=exc.status, text=exc.reason)
         return web.Response(text="")
 
     return handler

@@ -66,9 +66,9 @@ def plain(markdown: str) -> str:
     return "\n".join(lines)
 
 
-def render(card: Card, *, task: str, link: str, form_url: FormUrl) -> dict[str, Any]:
-    """`link` opens the case's details page (the card's own click target); `form_url(button)` the
-    web form for a button whose action asks for text."""
+def render(card: Card, *, task: str, link: str | None, form_url: FormUrl) -> dict[str, Any]:
+    """`link` is what a tap on the card itself opens (required by WeCom for a notice, optional
+    otherwise); `form_url(button)` the web form for a button whose action asks for text."""
     # The text is clipped at the end, so what must not be lost comes first: the status, then why a
     # button is locked, then the rest.
     text: list[str] = [card.status] if card.status else []
@@ -95,8 +95,9 @@ def render(card: Card, *, task: str, link: str, form_url: FormUrl) -> dict[str, 
         "source": {"desc": _SOURCE.get(card.language, _SOURCE["zh"])},
         "main_title": {"title": _clip(card.title, MAX_TITLE), "desc": _clip(card.summary, MAX_DESC)},
         "task_id": task,
-        "card_action": {"type": 1, "url": link},
     }
+    if link:
+        out["card_action"] = {"type": 1, "url": link}
     if text:
         out["sub_title_text"] = _clip("\n".join(text), MAX_TEXT)
     if rows:
@@ -106,6 +107,8 @@ def render(card: Card, *, task: str, link: str, form_url: FormUrl) -> dict[str, 
         out["button_list"] = buttons
     else:
         out["card_type"] = "text_notice"
+        if not link:
+            raise ValueError("a WeCom notice card needs a link for its card_action")
         # A notice has no buttons: its links become the jump list (at most three).
         jumps = [{"type": 1, "title": _clip(b["text"], 13), "url": b["url"]} for b in buttons]
         if len(jumps) > 3:

@@ -29,6 +29,7 @@ class FakeWeCom:
     task_ids: set[str] = field(default_factory=set)
     codes: dict[str, bool] = field(default_factory=dict)  # response_code -> used
     oauth_codes: dict[str, str] = field(default_factory=dict)
+    recalled: list[str] = field(default_factory=list)
 
     def fail(self, path: str, *codes: int) -> None:
         self.faults.setdefault(path, deque()).extend(codes)
@@ -46,6 +47,7 @@ class FakeWeCom:
         app.router.add_get("/cgi-bin/gettoken", self._gettoken)
         app.router.add_post("/cgi-bin/message/send", self._send)
         app.router.add_post("/cgi-bin/message/update_template_card", self._update)
+        app.router.add_post("/cgi-bin/message/recall", self._recall)
         app.router.add_get("/cgi-bin/user/get", self._user_get)
         app.router.add_get("/cgi-bin/department/list", self._departments)
         app.router.add_get("/cgi-bin/user/list", self._user_list)
@@ -105,6 +107,15 @@ class FakeWeCom:
             return web.json_response({"errcode": 40078, "errmsg": "invalid response_code"})  # our choice [U]
         self.codes[code] = True
         self.updates.append(body)
+        return web.json_response({"errcode": 0, "errmsg": "ok"})
+
+    async def _recall(self, request: web.Request) -> web.Response:
+        if (answer := await self._common(request)) is not None:
+            return answer
+        msgid = (await request.json()).get("msgid")
+        if msgid not in {f"msg{i}" for i in range(1, len(self.sent) + 1)} or msgid in self.recalled:
+            return web.json_response({"errcode": 86014, "errmsg": "invalid msgid"})
+        self.recalled.append(msgid)
         return web.json_response({"errcode": 0, "errmsg": "ok"})
 
     async def _user_get(self, request: web.Request) -> web.Response:
