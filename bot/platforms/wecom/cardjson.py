@@ -106,9 +106,7 @@ def render(card: Card, *, task: str, link: str | None, form_url: FormUrl) -> dic
         out["card_type"] = "button_interaction"
         out["button_list"] = buttons
     else:
-        out["card_type"] = "text_notice"
-        if not link:
-            raise ValueError("a WeCom notice card needs a link for its card_action")
+        out["card_type"] = "text_notice"  # WeCom requires its card_action: the caller adds one if no link
         # A notice has no buttons: its links become the jump list (at most three).
         jumps = [{"type": 1, "title": _clip(b["text"], 13), "url": b["url"]} for b in buttons]
         if len(jumps) > 3:
