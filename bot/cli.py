@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     di.add_argument("--skip-invalid", action="store_true", help="import the good rows even if some are bad")
     di.add_argument("--encoding", help="file encoding (default: UTF-8, else GBK/GB18030 as Excel saves it)")
     di.set_defaults(func=_cmd_directory_import)
+    from bot import cli_sync
+
+    cli_sync.add_parser(dsub)
 
     c = sub.add_parser("cases", help="offboarding cases")
     csub = c.add_subparsers(dest="cases_command", required=True, metavar="ACTION")
