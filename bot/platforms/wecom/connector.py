@@ -80,6 +80,11 @@ def clip_text(text: str, limit: int = MAX_TEXT_BYTES) -> str:
     return raw[: limit - 3].decode(errors="ignore") + "…"
 
 
+def _event_id(event: callback.WeComText | callback.WeComCardClick) -> str:
+    # The bot prefixes the platform's name itself ("wecom:msg:<MsgId>" in the inbox).
+    return event.dedup_key.removeprefix(f"{NAME}:")
+
+
 def _t(language: str, zh: str, en: str) -> str:
     return en if language == "en" else zh
 
@@ -158,11 +163,11 @@ class WeComConnector:
     def inbound(event: callback.WeComEvent) -> InboundEvent | None:
         """The contract's event for a WeCom message; None for what the bot does not act on."""
         if isinstance(event, callback.WeComText):
-            return TextMessage(platform=NAME, sender=event.sender, text=event.text, event_id=event.dedup_key)
+            return TextMessage(platform=NAME, sender=event.sender, text=event.text, event_id=_event_id(event))
         if isinstance(event, callback.WeComCardClick):
             form = {q: ",".join(ids) for q, ids in event.selected.items()}
             return CardAction(platform=NAME, sender=event.sender, card_id=card_id_of(event.task_id),
-                              action=event.event_key, event_id=event.dedup_key, form=form,
+                              action=event.event_key, event_id=_event_id(event), form=form,
                               update_token=event.response_code or None)
         return None
 

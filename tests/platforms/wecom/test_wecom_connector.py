@@ -117,7 +117,7 @@ async def test_official_vectors_against_our_endpoint() -> None:
         await c.stop()
         await server.close()
     assert events == [TextMessage(platform="wecom", sender="ChenJiaShun", text="你好",
-                                  event_id="wecom:msg:1456453720", at=events[0].at)]
+                                  event_id="msg:1456453720", at=events[0].at)]
 
 
 async def test_text_and_click_become_contract_events() -> None:
@@ -131,10 +131,10 @@ async def test_text_and_click_become_contract_events() -> None:
         assert await rig.post(query, body) == (200, "")
     text, click = rig.events  # enter_agent is acknowledged, not dispatched
     assert isinstance(text, TextMessage) and text.sender == "lina" and text.text == "/离职 张三 试用期 2026-12-31"
-    assert text.event_id == "wecom:msg:CAIQg/PKx=="
+    assert text.event_id == "msg:CAIQg/PKx=="
     assert isinstance(click, CardAction) and click.card_id == "o12-abcdefghijklmnop" and click.action == "approve"
     assert click.update_token == "RC9" and dict(click.form) == {"q1": "a,b"} and click.sender == "zhangsan"
-    assert click.event_id == "wecom:card:zhangsan:1700000000:approve:o12-abcdefghijklmnop@@2"
+    assert click.event_id == "card:zhangsan:1700000000:approve:o12-abcdefghijklmnop@@2"
     assert card_id_of("o1-x@@y") == "o1-x@@y" and card_id_of("@@3") == "@@3"
 
 

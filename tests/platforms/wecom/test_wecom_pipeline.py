@@ -24,9 +24,10 @@ def core_dispatch(inbound: Inbound) -> Dispatch:
         if isinstance(event, CardAction):
             incoming = Incoming(event.platform, event.sender, "action",
                                 {"card_id": event.card_id, "action": event.action, "form": dict(event.form)},
-                                event.event_id)
+                                f"{event.platform}:{event.event_id}")
         else:
-            incoming = Incoming(event.platform, event.sender, "text", {"text": event.text}, event.event_id)
+            incoming = Incoming(event.platform, event.sender, "text", {"text": event.text},
+                                f"{event.platform}:{event.event_id}")
         reply = await inbound.handle(incoming)
         return Answer(ok=reply.ok, text=reply.text, code=reply.code, duplicate=reply.duplicate)
 
