@@ -4,6 +4,7 @@ task ids and response codes the way WeCom does, and answers scripted faults."""
 from __future__ import annotations
 
 import secrets
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,14 @@ class FakeWeCom:
     codes: dict[str, bool] = field(default_factory=dict)  # response_code -> used
     oauth_codes: dict[str, str] = field(default_factory=dict)
     recalled: list[str] = field(default_factory=list)
+    # WeCom's limits: above 30 messages a minute to one member it answers ok and drops the message
+    # (recorded here, so a test can say none was); above `max_concurrent` calls in flight, 45033.
+    member_per_minute: int = 30
+    dropped: list[dict[str, Any]] = field(default_factory=list)
+    max_concurrent: int | None = None
+    limit_errors: int = 0
+    _member_times: dict[str, deque[float]] = field(default_factory=dict)
+    _in_flight: int = 0
 
     def fail(self, path: str, *codes: int) -> None:
         self.faults.setdefault(path, deque()).extend(codes)
@@ -58,8 +67,15 @@ class FakeWeCom:
         import asyncio
 
         self.calls[request.path] += 1
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        if self.max_concurrent is not None and self._in_flight >= self.max_concurrent:
+            self.limit_errors += 1
+            return web.json_response({"errcode": 45033, "errmsg": "api concurrent out of limit"})
+        self._in_flight += 1
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+        finally:
+            self._in_flight -= 1
         queue = self.faults.get(request.path)
         if queue:
             return web.json_response({"errcode": queue.popleft(), "errmsg": "scripted"})
@@ -91,8 +107,17 @@ class FakeWeCom:
         known = [u for u in users if not self.users or u in self.users]
         if not known:
             return web.json_response({"errcode": 81013, "errmsg": "user & party & tag all invalid"})
-        self.sent.append(body)
-        out: dict[str, Any] = {"errcode": 0, "errmsg": "ok", "msgid": f"msg{len(self.sent)}",
+        now = time.monotonic()
+        for u in known:
+            times = self._member_times.setdefault(u, deque())
+            while times and times[0] <= now - 60:
+                times.popleft()
+            times.append(now)
+        if any(len(self._member_times[u]) > self.member_per_minute for u in known):
+            self.dropped.append(body)  # WeCom's answer is ok; the member never sees it
+        else:
+            self.sent.append(body)
+        out: dict[str, Any] = {"errcode": 0, "errmsg": "ok", "msgid": f"msg{len(self.sent) + len(self.dropped)}",
                                "invaliduser": "|".join(u for u in users if u not in known)}
         if card.get("card_type") in ("button_interaction", "vote_interaction", "multiple_interaction"):
             out["response_code"] = self.issue_code()
@@ -113,7 +138,7 @@ class FakeWeCom:
         if (answer := await self._common(request)) is not None:
             return answer
         msgid = (await request.json()).get("msgid")
-        if msgid not in {f"msg{i}" for i in range(1, len(self.sent) + 1)} or msgid in self.recalled:
+        if msgid not in {f"msg{i}" for i in range(1, len(self.sent) + len(self.dropped) + 1)} or msgid in self.recalled:
             return web.json_response({"errcode": 86014, "errmsg": "invalid msgid"})
         self.recalled.append(msgid)
         return web.json_response({"errcode": 0, "errmsg": "ok"})
