@@ -2,8 +2,9 @@
 
 WeCom cards carry buttons and choices but no free text, no disabled buttons and only six
 key/value rows, so:
-- a card with an enabled action button is a `button_interaction` card; any other is a
-  `text_notice` (which WeCom requires to have a `card_action` link);
+- a card with an enabled action button, or a step's card with any button (links to the step's
+  web form or signing page included), is a `button_interaction` card, which can be updated in
+  place; any other is a `text_notice` (which WeCom requires to have a `card_action` link);
 - a button that asks for text (a reason, a reference, a date) becomes a link to the short web
   form for that step (`form_url`), signed per holder like the signing link;
 - a locked button is not drawn; its label and reason go into the text ("🔒 …：…"), as the
@@ -102,7 +103,10 @@ def render(card: Card, *, task: str, link: str | None, form_url: FormUrl) -> dic
         out["sub_title_text"] = _clip("\n".join(text), MAX_TEXT)
     if rows:
         out["horizontal_content_list"] = rows
-    if any("key" in b for b in buttons):
+    # A step's card whose holder can do something asks something, even when its buttons are links
+    # (a web form, the signing page): it is a button card, which WeCom lets us update in place.
+    # Information (no step, or nothing to press) is a notice.
+    if any("key" in b for b in buttons) or (buttons and card.step_id is not None):
         out["card_type"] = "button_interaction"
         out["button_list"] = buttons
     else:

@@ -240,7 +240,8 @@ class WeComConnector:
 
     def render(self, card: Card, task: str) -> dict[str, Any]:
         card = self._prepare(card)
-        link = next((b.url for b in card.buttons if b.url and b.enabled), None)
+        # A tap on the card opens the holder's details page when the bot gives one, else its first link.
+        link = getattr(card, "details_url", "") or next((b.url for b in card.buttons if b.url and b.enabled), None)
         body = cardjson.render(card, task=task, link=link, form_url=self._no_form)
         if body["card_type"] == "text_notice" and "card_action" not in body:
             body["card_action"] = {"type": 1, "url": self.public_base_url}

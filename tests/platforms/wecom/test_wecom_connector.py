@@ -5,6 +5,7 @@ official vectors, every hostile input), cards sent and updated in place against 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
@@ -380,3 +381,14 @@ async def test_stop_leaves_no_task_and_closes_the_session() -> None:
         assert not c._tasks and session is not None and session.closed
         mine = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and "wecom" in repr(t.get_coro())]
         assert mine == []
+
+
+async def test_a_step_card_with_only_links_is_still_updatable() -> None:
+    async with wecom_rig() as rig:
+        sign = Card(title="签署离职保证书", step_id="guarantee", buttons=(Button("去签署", url="https://bot.example/sign/t"),))
+        d = await rig.connector.send_card(ZS, sign, "o11-abcdefghijklmnop")
+        out = rig.fake.sent[0]["template_card"]
+        assert out["card_type"] == "button_interaction" and out["button_list"][0]["url"] == "https://bot.example/sign/t"
+        assert out["card_action"] == {"type": 1, "url": "https://bot.example/sign/t"} and d.update_token
+        await rig.connector.update_card(ZS, replace(sign, status="已签署"), "o11-abcdefghijklmnop", d)
+        assert len(rig.fake.updates) == 1 and len(rig.fake.sent) == 1
