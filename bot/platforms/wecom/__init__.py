@@ -16,11 +16,10 @@ Protocol details and their sources: `../shared/research/wecom.md`.
 from __future__ import annotations
 
 from bot.platforms.wecom import settings
-from bot.platforms.wecom.connector import WeComConnector
+from bot.platforms.wecom.connector import USER_ID_COLUMN, WeComConnector
 from chat.connector import ConnectorEnv
 
-# The `employee` column holding a person's WeCom userid.
-USER_ID_COLUMN = "wecom_userid"
+__all__ = ["USER_ID_COLUMN", "WeComConnector", "create"]  # USER_ID_COLUMN: the employee column of WeCom userids
 
 
 def create(env: ConnectorEnv) -> WeComConnector:

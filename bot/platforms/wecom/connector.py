@@ -10,7 +10,8 @@ A dispatch that failed is answered 500, so WeCom retries it.
 The sender is told the bot's answer by a text message (a typed command always; a click only when
 it was refused, because the card itself changes in place when it worked). Those replies run as
 tasks of this connector, under the same per-member quota as everything else, and `stop()`
-awaits them.
+ends them. A member the bot does not know is looked up in WeCom's address book and added to ours
+(platform fields only, as `directory sync` does), then asked to send again.
 
 Outbound: `message/send` with a `template_card` whose `task_id` is the card id (so a resend after
 a crash meets WeCom's "task id already used" and is answered with the card already delivered),
@@ -38,7 +39,7 @@ from aiohttp import web
 
 from bot.platforms.wecom import callback, cardjson
 from bot.platforms.wecom.api import PERMANENT, Permanent, SendResult, Throttled, WeComAPI, WeComError
-from bot.platforms.wecom.directory import WeComDirectory
+from bot.platforms.wecom.directory import WeComDirectory, person
 from bot.platforms.wecom.identity import WeComIdentity
 from bot.platforms.wecom.quota import MemberQuota
 from bot.platforms.wecom.settings import WeComSettings
@@ -57,12 +58,16 @@ from chat.connector import (
     TextMessage,
     check_card_id,
 )
+from storage.people_sync import sync_people
 
 log = logging.getLogger(__name__)
 
 NAME = "wecom"
 TASK_USED = 42018  # "task_id already used": this card went out before
 FRESH = "@@"  # task id of a replacement card: <card id>@@<n>
+UNKNOWN_SENDER = "unknown_sender"  # the bot's refusal for a sender not in its directory
+USER_ID_COLUMN = "wecom_userid"
+LEARN_AGAIN_SECONDS = 600.0
 MAX_TEXT_BYTES = 2048  # WeCom's limit for a text message, in UTF-8 bytes
 
 
@@ -113,6 +118,7 @@ class WeComConnector:
         self._session: aiohttp.ClientSession | None = None
         self._api: WeComAPI | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._learned: dict[str, float] = {}  # unknown sender -> when WeCom was last asked about them
         self.calls: dict[str, int] = {}  # WeCom API path -> calls made (benches, tests)
         self._callback = callback.CallbackConfig(
             token=settings.secret_value("token"), aes_key=settings.secret_value("aes_key"),
@@ -184,8 +190,31 @@ class WeComConnector:
             raise callback.CallbackRefused(500, "event failed; WeCom will retry")
         if answer.duplicate or not answer.text.strip():
             return
-        if isinstance(inbound, TextMessage) or not answer.ok:
+        if isinstance(inbound, TextMessage) and answer.code == UNKNOWN_SENDER:
+            self._spawn(self._learn(inbound.sender, answer.text))
+        elif isinstance(inbound, TextMessage) or not answer.ok:
             self._spawn(self._reply(inbound.sender, answer.text))
+
+    async def _learn(self, user_id: str, refusal: str) -> None:
+        """A member the bot does not know wrote to the app: fetch them from WeCom's address book and
+        add them to ours (as `directory sync` would: platform fields only, no roles), at most once per
+        LEARN_AGAIN_SECONDS each, then ask them to send again; the refusal stands if WeCom does not
+        know them either (or they are outside the app's visibility)."""
+        last = self._learned.get(user_id)
+        now = self._monotonic()
+        learned = False
+        if last is None or now - last > LEARN_AGAIN_SECONDS:
+            self._learned[user_id] = now
+            try:
+                user = await self.directory.user(user_id)
+                if user is not None:
+                    report = await sync_people(USER_ID_COLUMN, [person(user)])
+                    learned = report.created > 0
+            except WeComError as exc:
+                log.warning("wecom: unknown sender %s not looked up: %s", user_id, exc.message_en)
+        text = _t(self.language, "已从企业微信通讯录登记你的信息，请再发送一次。",
+                  "You have been added from the WeCom address book; please send that again.") if learned else refusal
+        await self._reply(user_id, text)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)

@@ -11,6 +11,7 @@ from bot.router import Incoming
 from bot.settings import Settings
 from chat.connector import Answer, CardAction, Dispatch, InboundEvent
 from storage.models import AuditEntry, Case, CaseStep, Employee, InboxEvent, OutboxMessage
+from tests.platforms.wecom.fake_wecom import FakeWeCom
 from tests.platforms.wecom.rig import USERIDS, click_xml, encrypt, text_xml, wecom_rig
 
 START = "/离职 张三 试用期 2025-07-31 绩效未达标 交接人:周八"
@@ -79,3 +80,27 @@ async def test_a_click_by_anyone_but_the_holder_is_refused(demo_org: Settings) -
         assert [u for u, _ in refusals] == ["wujiu", "wangwu"]
         assert all("不是发给你的" in t for _, t in refusals)
         assert rig.fake.updates == []  # nobody's card changed
+
+
+async def test_an_unknown_sender_is_fetched_from_wecom_and_kept(demo_org: Settings) -> None:
+    await _wecom_ids()
+    inbound = Inbound(build_router(), demo_org, build_service(demo_org))
+    fake = FakeWeCom(users={"xinren": {"userid": "xinren", "name": "新人", "department": [2], "main_department": 2,
+                                       "position": "工程师", "direct_leader": ["wangwu"]},
+                            **{u: {"userid": u, "name": u, "department": [2]} for u in USERIDS.values()}})
+    async with wecom_rig(fake, dispatch=core_dispatch(inbound)) as rig:
+        assert await rig.callback(text_xml("xinren", "/help")) == (200, "")
+        assert await rig.callback(text_xml("stranger", "/help")) == (200, "")  # not in WeCom's book either
+        await rig.connector.drain()
+        new = await Employee.get(wecom_userid="xinren")
+        assert (new.name, new.position, new.department, new.manager_id, new.roles) == ("新人", "工程师", "部门2",
+                                                                                       "E002", "")
+        told = {m["touser"]: m["text"]["content"] for m in rig.fake.sent}
+        assert "请再发送一次" in told["xinren"]
+        assert "stranger" not in told  # outside the app: WeCom refuses to deliver to them (81013, logged)
+        assert not await Employee.filter(wecom_userid="stranger").exists()
+        # Sent again, the command now works; WeCom is not asked twice.
+        assert await rig.callback(text_xml("xinren", "/help")) == (200, "")
+        await rig.connector.drain()
+        assert rig.fake.calls["/cgi-bin/user/get"] == 2
+        assert "/离职" not in rig.fake.sent[-1]["text"]["content"] and rig.fake.sent[-1]["touser"] == "xinren"
