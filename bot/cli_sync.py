@@ -29,7 +29,7 @@ def _connector(name: str, settings: Any) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from bot.runtime import database
-    from bot.settings import get_settings
+    from config.settings import get_settings
     from storage.people_sync import PlatformPerson, sync_people
 
     settings = get_settings()

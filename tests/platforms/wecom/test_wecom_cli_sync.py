@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestServer
 
-from bot.settings import Settings
+from config.settings import Settings
 from storage.models import Employee
 from tests.platforms.wecom.fake_wecom import FakeWeCom
 from tests.platforms.wecom.rig import settings_for

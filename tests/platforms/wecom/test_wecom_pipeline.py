@@ -7,9 +7,9 @@ import asyncio
 
 from bot.app import build_service
 from bot.inbound import Inbound, build_router
-from bot.router import Incoming
-from bot.settings import Settings
 from chat.connector import Answer, CardAction, Dispatch, InboundEvent
+from chat.router import Incoming
+from config.settings import Settings
 from storage.models import AuditEntry, Case, CaseStep, Employee, InboxEvent, OutboxMessage
 from tests.platforms.wecom.fake_wecom import FakeWeCom
 from tests.platforms.wecom.rig import USERIDS, click_xml, encrypt, text_xml, wecom_rig
