@@ -392,3 +392,20 @@ async def test_a_step_card_with_only_links_is_still_updatable() -> None:
         assert out["card_action"] == {"type": 1, "url": "https://bot.example/sign/t"} and d.update_token
         await rig.connector.update_card(ZS, replace(sign, status="已签署"), "o11-abcdefghijklmnop", d)
         assert len(rig.fake.updates) == 1 and len(rig.fake.sent) == 1
+
+
+def test_env_example_documents_every_wecom_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path
+
+    from bot.platforms.wecom.settings import WeComSettings
+
+    example = Path(__file__).resolve().parents[3] / ".env.example"
+    text = example.read_text(encoding="utf-8")
+    for name in WeComSettings.model_fields:
+        assert f"WECOM_{name.upper()}=" in text, f"WECOM_{name.upper()} missing from .env.example"
+    for k in ("WECOM_CORP_ID", "WECOM_AGENT_ID", "WECOM_SECRET", "WECOM_TOKEN", "WECOM_AES_KEY"):
+        monkeypatch.delenv(k, raising=False)
+    # Copied as it is, the example parses; only the app's own values are missing.
+    with pytest.raises(ConfigError) as exc:
+        load_settings(None, str(example))
+    assert str(exc.value).startswith("wecom needs WECOM_CORP_ID, WECOM_AGENT_ID, WECOM_SECRET, WECOM_TOKEN")
