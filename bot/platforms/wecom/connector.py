@@ -68,6 +68,7 @@ FRESH = "@@"  # task id of a replacement card: <card id>@@<n>
 UNKNOWN_SENDER = "unknown_sender"  # the bot's refusal for a sender not in its directory
 USER_ID_COLUMN = "wecom_userid"
 LEARN_AGAIN_SECONDS = 600.0
+REPLY_TRIES = 3
 MAX_TEXT_BYTES = 2048  # WeCom's limit for a text message, in UTF-8 bytes
 
 
@@ -222,14 +223,26 @@ class WeComConnector:
         task.add_done_callback(self._tasks.discard)
 
     async def _reply(self, user_id: str, text: str) -> None:
-        try:
-            wait = self.quota.wait(user_id, self._clock())
-            if wait > 0:
-                await self._sleep(wait)
-            self.quota.record(user_id, self._clock())
-            await (await self.api()).send_text([user_id], clip_text(text))
-        except WeComError as exc:
-            log.warning("wecom: answer to %s not delivered: %s", user_id, exc.message_en)
+        """The answer to what `user_id` just did; waits for their quota, tries a failed send
+        (busy, limit, network) REPLY_TRIES times. The effect is committed either way."""
+        for attempt in range(1, REPLY_TRIES + 1):
+            try:
+                wait = self.quota.wait(user_id, self._clock())
+                if wait > 0:
+                    await self._sleep(wait)
+                self.quota.record(user_id, self._clock())
+                await (await self.api()).send_text([user_id], clip_text(text))
+                return
+            except Throttled as exc:
+                retry = exc.retry_after
+            except Permanent as exc:
+                log.warning("wecom: answer to %s not delivered: %s", user_id, exc.message_en)
+                return
+            except WeComError:
+                retry = 2.0 * attempt
+            if attempt < REPLY_TRIES:
+                await self._sleep(retry)
+        log.warning("wecom: answer to %s not delivered after %d tries", user_id, REPLY_TRIES)
 
     async def drain(self) -> None:
         """Wait for the answers still being sent (tests, benches)."""

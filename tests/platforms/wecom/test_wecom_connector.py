@@ -409,3 +409,26 @@ def test_env_example_documents_every_wecom_setting(monkeypatch: pytest.MonkeyPat
     with pytest.raises(ConfigError) as exc:
         load_settings(None, str(example))
     assert str(exc.value).startswith("wecom needs WECOM_CORP_ID, WECOM_AGENT_ID, WECOM_SECRET, WECOM_TOKEN")
+
+
+async def test_an_answer_that_meets_a_busy_wecom_is_tried_again() -> None:
+    sleeps: list[float] = []
+    answers = iter([Answer(ok=True, text="已创建"), Answer(ok=True, text="已创建 2")])
+
+    async def dispatch(event):  # type: ignore[no-untyped-def]
+        return next(answers)
+
+    async with wecom_rig(dispatch=dispatch) as rig:
+        async def no_wait(seconds: float) -> None:
+            sleeps.append(seconds)
+
+        rig.connector._sleep = no_wait
+        rig.fake.fail("/cgi-bin/message/send", -1, -1, -1, -1, 45009)  # busy past the client's retries, then a limit
+        await rig.callback(text_xml("lina", "/离职 张三"))
+        await rig.connector.drain()
+        assert [m["text"]["content"] for m in rig.fake.sent] == ["已创建"]  # once, on the third try
+        rig.fake.fail("/cgi-bin/message/send", 81013)  # permanent: not tried again
+        await rig.callback(text_xml("lina", "/离职 张三"))
+        await rig.connector.drain()
+        assert len(rig.fake.sent) == 1 and rig.fake.calls["/cgi-bin/message/send"] == 7
+    assert 60.0 in sleeps
