@@ -45,7 +45,7 @@ async def test_sync_command_upserts_and_reports(db: Settings) -> None:
         code, out, err = await _run(db, settings_for(base))
         assert code == 0, err
         assert "synced from wecom: 1 created, 1 updated, 0 unchanged, 0 skipped" in out
-        assert "fetched 2 people from wecom" in err and "syncing 2/2" in err
+        assert "fetched 2 people from wecom" in err and "2/2" in err  # progress, then the summary
         zhang = await Employee.get(employee_id="E003")
         assert (zhang.position, zhang.manager_id, str(zhang.monthly_wage)) == ("销售代表", "wangwu", "5000.00")
         code, out, _ = await _run(db, settings_for(base))
