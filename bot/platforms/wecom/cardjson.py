@@ -25,6 +25,7 @@ from typing import Any
 from cards.model import Button, Card
 
 MAX_BUTTONS = 6
+MAX_JUMPS = 3
 MAX_ROWS = 6
 MAX_TITLE = 36
 MAX_DESC = 44
@@ -91,7 +92,11 @@ def render(card: Card, *, task: str, link: str | None, form_url: FormUrl) -> dic
         else:
             buttons.append({"text": _clip(b.label, 10), "style": _STYLE[b.style], "key": b.action})
     if len(buttons) > MAX_BUTTONS:
-        raise ValueError(f"a WeCom card holds {MAX_BUTTONS} buttons; this one has {len(buttons)}")
+        # WeCom draws six; the rest are named near the top of the text (their details page has them all).
+        extra, buttons = buttons[MAX_BUTTONS:], buttons[:MAX_BUTTONS]
+        more = "、".join(b["text"] for b in extra)
+        text.insert(1 if card.status else 0, f"More on the card's page: {more}" if card.language == "en"
+                    else f"更多操作请打开卡片：{more}")
     out: dict[str, Any] = {
         "source": {"desc": _SOURCE.get(card.language, _SOURCE["zh"])},
         "main_title": {"title": _clip(card.title, MAX_TITLE), "desc": _clip(card.summary, MAX_DESC)},
@@ -106,15 +111,13 @@ def render(card: Card, *, task: str, link: str | None, form_url: FormUrl) -> dic
     # A step's card whose holder can do something asks something, even when its buttons are links
     # (a web form, the signing page): it is a button card, which WeCom lets us update in place.
     # Information (no step, or nothing to press) is a notice.
-    if any("key" in b for b in buttons) or (buttons and card.step_id is not None):
+    if any("key" in b for b in buttons) or (buttons and card.step_id is not None) or len(buttons) > MAX_JUMPS:
         out["card_type"] = "button_interaction"
         out["button_list"] = buttons
     else:
         out["card_type"] = "text_notice"  # WeCom requires its card_action: the caller adds one if no link
-        # A notice has no buttons: its links become the jump list (at most three).
+        # A notice has no buttons: its links (three at most, or it would be a button card) are its jump list.
         jumps = [{"type": 1, "title": _clip(b["text"], 13), "url": b["url"]} for b in buttons]
-        if len(jumps) > 3:
-            raise ValueError("a WeCom notice card holds three links")
         if jumps:
             out["jump_list"] = jumps
     return out

@@ -110,3 +110,16 @@ def test_long_texts_are_clipped_to_wecom_lengths() -> None:
 
 def test_plain_keeps_script_as_text() -> None:
     assert plain("<script>alert(1)</script>") == "<script>alert(1)</script>"  # WeCom shows card text as text
+
+
+def test_more_buttons_or_links_than_wecom_draws_are_never_an_error() -> None:
+    many = Card(title="结案", status="待处理", step_id="close",
+                buttons=tuple(Button(f"操作{i}", action=f"a{i}") for i in range(8)))
+    out = render(many, task="t", link=None, form_url=_form_url)
+    assert [b["key"] for b in out["button_list"]] == [f"a{i}" for i in range(6)]
+    assert out["sub_title_text"].splitlines()[:2] == ["待处理", "更多操作请打开卡片：操作6、操作7"]
+    links = Card(title="文件", buttons=tuple(Button(f"下载{i}", url=f"https://bot.example/d{i}") for i in range(4)))
+    out = render(links, task="t", link="https://bot.example/case", form_url=_form_url)
+    assert out["card_type"] == "button_interaction" and len(out["button_list"]) == 4  # a notice holds three
+    three = Card(title="文件", buttons=tuple(Button(f"下载{i}", url=f"https://bot.example/d{i}") for i in range(3)))
+    assert len(render(three, task="t", link="https://x", form_url=_form_url)["jump_list"]) == 3
