@@ -10,40 +10,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import sys
 from typing import Any
 
-from chat.connector import ConnectorEnv
-
-
-def _connector(name: str, settings: Any) -> Any:
-    module = importlib.import_module(f"bot.platforms.{name}")
-    create = getattr(module, "create", None)
-    if create is None:
-        raise SystemExit(f"error: {name} has no connector")
-    env = ConnectorEnv(public_base_url=settings.public_base_url, language=settings.language, env_file=".env",
-                       extra=dict(settings))
-    return create(env), getattr(module, "USER_ID_COLUMN", f"{name}_userid")
-
 
 def run(args: argparse.Namespace) -> int:
+    from bot.platforms import registry
     from bot.runtime import database
     from config.settings import get_settings
     from storage.people_sync import PlatformPerson, sync_people
 
     settings = get_settings()
     try:
-        connector, column = _connector(args.platform, settings)
-    except ModuleNotFoundError:
-        print(f"error: unknown platform {args.platform!r}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # the connector's ConfigError: one line naming the setting
-        print(f"error: {args.platform}: {exc}", file=sys.stderr)
+        connector = registry.build(settings, [args.platform])[args.platform]
+    except registry.PlatformError as exc:  # unknown platform, or its settings: one line naming them
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     if connector.directory is None:
         print(f"error: {args.platform} offers no directory to sync", file=sys.stderr)
         return 2
+    column = registry.user_id_column(args.platform)
 
     async def go() -> int:
         people: list[PlatformPerson] = []

@@ -13,11 +13,7 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-try:  # the contract's one-line configuration error (chat.connector.ConfigError) once the core has it
-    from chat.connector import ConfigError  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - older core
-    class ConfigError(Exception):  # type: ignore[no-redef]
-        """A platform's settings are incomplete or wrong: one line naming the setting."""
+from chat.connector import ConfigError
 
 REQUIRED = ("corp_id", "agent_id", "secret", "token", "aes_key")
 
