@@ -19,7 +19,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -190,16 +190,31 @@ class Router:
         return middleware
 
     def include(self, other: Router) -> None:
+        """Take over `other`'s routes and fallbacks, each still wrapped by `other`'s middlewares.
+
+        The order is this router's middlewares, then `other`'s, then the handler: a child's
+        middleware sees only the child's routes, inside whatever the parent does first. The child's
+        list is read on every call, so a middleware it gains after being included still applies.
+        """
+        scoped: dict[int, Route] = {}  # a route under several aliases is wrapped once
+
+        def adopt(route: Route) -> Route:
+            if id(route) not in scoped:
+                scoped[id(route)] = replace(route, handler=_scoped(other, route.handler))
+            return scoped[id(route)]
+
         for key, route in other.commands.items():
             if key in self.commands:
                 raise ValueError(f"command {key!r} registered twice")
-            self.commands[key] = route
+            self.commands[key] = adopt(route)
         for key, route in other.actions.items():
             if key in self.actions:
                 raise ValueError(f"action {key!r} registered twice")
-            self.actions[key] = route
-        self.fallback_text = self.fallback_text or other.fallback_text
-        self.fallback_action = self.fallback_action or other.fallback_action
+            self.actions[key] = adopt(route)
+        if self.fallback_text is None and other.fallback_text is not None:
+            self.fallback_text = _scoped(other, other.fallback_text)
+        if self.fallback_action is None and other.fallback_action is not None:
+            self.fallback_action = _scoped(other, other.fallback_action)
 
     # ---- dispatch -------------------------------------------------------------------------
     def resolve(self, ctx: Context) -> Handler:
@@ -226,6 +241,18 @@ class Router:
         for mw in reversed(self.middlewares):
             call = _bind(mw, call)
         return await call(ctx)
+
+
+def _scoped(owner: Router, handler: Handler) -> Handler:
+    """`handler` run inside `owner`'s middlewares (none: called directly, nothing added)."""
+
+    async def call(ctx: Context) -> Reply:
+        chain = handler
+        for mw in reversed(owner.middlewares):
+            chain = _bind(mw, chain)
+        return await chain(ctx)
+
+    return call
 
 
 def _bind(mw: Middleware, nxt: Handler) -> Handler:
