@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from cases.service import DECIDED, CaseError
+from cases.answer import apply_and_answer
 from chat.router import Context, Reply, Router
 from handlers import backpay, settlement
 from handlers.cardview import CardRenderer
@@ -34,15 +34,11 @@ _DONE_TEXT: dict[str, tuple[str, str]] = {
 }
 
 
-def touch_summary(ctx: Context, case_id: str, answer: Callable[[Any], Reply] | None = None,
-                  ) -> Callable[[Any], Awaitable[None]]:
-    """The `also` for a case change: the inbox row, plus an in-place update of HR's summary cards.
-    `answer` turns the engine's decision into the reply the caller will give, so the inbox row
-    commits with that answer (no second write after the commit)."""
+def touch_summary(ctx: Context, case_id: str) -> Callable[[Any], Awaitable[None]]:
+    """The `also` for a case change: the inbox row (with `ctx.expected`, the answer the caller will
+    give, so no second write after the commit), plus an in-place update of HR's summary cards."""
 
     async def also(conn: Any) -> None:
-        if answer is not None:
-            ctx.expected = answer(DECIDED.get())
         await ctx.record(conn)
         holders = await hotpath.summary_holders(conn, case_id)
         if not holders:
@@ -86,36 +82,42 @@ async def _card_and_case(ctx: Context) -> tuple[OutboxMessage, Case] | Reply:
     return row, case
 
 
-async def _apply(ctx: Context, case: Case, make_event: Callable[[Case, Any], Any],
-                 more: Callable[[Any], Awaitable[None]] | None = None) -> Reply:
-    """Apply the event; `more` adds writes of the caller's to the same transaction, run only when the
-    engine accepted the event."""
+def refused(ctx: Context, refusal: engine.Refusal) -> Reply:
+    """The engine's refusal, word for word, with the fields it found missing."""
+    return ctx.refuse(refusal.code, refusal.message_zh, refusal.message_en, missing=list(refusal.missing))
+
+
+async def apply_and_reply(
+    ctx: Context, case_id: str, make_event: Callable[[Case, Any], Any], done: Callable[[engine.Decision], Reply],
+    *, accepted: Callable[[Any, engine.Decision], Awaitable[None]] | None = None, summary: bool = True,
+) -> Reply:
+    """Apply a chat event (a command, a tap, a question) to a case and reply to it: the chat wording
+    of `cases.answer.apply_and_answer`. The reply commits with the inbox row (and, with `summary`,
+    an in-place update of HR's summary cards); `done(decision)` words success, the engine's refusal
+    and a service error are passed on as they are; `accepted` adds writes of the caller's that only
+    an accepted event makes."""
     actor = ctx.actor
+
+    async def inside(conn: Any, reply: Reply) -> None:
+        ctx.expected = reply
+        if summary:
+            await touch_summary(ctx, case_id)(conn)
+        else:
+            await ctx.record(conn)
+
+    return await apply_and_answer(
+        ctx.service, case_id, make_event, actor=actor.employee_id if actor else "", word=done,
+        refused=lambda r: refused(ctx, r), failed=lambda e: ctx.refuse(e.code, e.message_zh, e.message_en),
+        accepted=accepted, inside=inside,
+    )
+
+
+async def _apply(ctx: Context, case: Case, make_event: Callable[[Case, Any], Any],
+                 more: Callable[[Any, engine.Decision], Awaitable[None]] | None = None) -> Reply:
+    """A tap's event, answered with the action's own wording."""
     zh, en = _DONE_TEXT.get(ctx.action, ("已完成。", "Done."))
-
-    def answer(result: Any) -> Reply:
-        return _answer(ctx, result if isinstance(result, engine.Refusal) else None, zh, en, case.id)
-
-    summary = touch_summary(ctx, case.id, answer)
-
-    async def also(conn: Any) -> None:
-        await summary(conn)
-        if more is not None and isinstance(DECIDED.get(), engine.Decision):
-            await more(conn)
-
-    try:
-        outcome = await ctx.service.apply(case.id, make_event, actor=actor.employee_id if actor else "",
-                                          also=also)
-    except CaseError as exc:
-        return ctx.refuse(exc.code, exc.message_zh, exc.message_en)
-    return _answer(ctx, outcome.refusal, zh, en, case.id)
-
-
-def _answer(ctx: Context, refusal: engine.Refusal | None, zh: str, en: str, case_id: str) -> Reply:
-    if refusal is not None:
-        missing = list(getattr(refusal, "missing", ()) or ())
-        return ctx.refuse(refusal.code, refusal.message_zh, refusal.message_en, missing=missing)
-    return ctx.done(ctx.action, zh, en, changed=True, case_id=case_id)
+    return await apply_and_reply(ctx, case.id, make_event,
+                                 lambda d: ctx.done(ctx.action, zh, en, changed=True, case_id=case.id), accepted=more)
 
 
 async def step_action(ctx: Context) -> Reply:
@@ -191,7 +193,7 @@ async def prepare(ctx: Context) -> Reply:
     roles = await case_roles(ctx, case)
     actor_id, at, step_id = ctx.actor.employee_id, ctx.incoming.at, step.id  # type: ignore[union-attr]
 
-    async def supersede(conn: Any) -> None:
+    async def supersede(conn: Any, decision: engine.Decision) -> None:
         await supersede_drafts(case.id, step_id, using=conn)
 
     return await _apply(ctx, case, lambda c, s: Prepare(step_id, actor_id, roles, data, at), supersede)

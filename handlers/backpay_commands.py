@@ -18,9 +18,8 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from cases.service import DECIDED, CaseError
 from chat.router import Context, Reply, Router
-from handlers.actions import case_roles, touch_summary
+from handlers.actions import apply_and_reply, case_roles
 from handlers.backpay import gate_steps
 from handlers.commands import find_case
 from settlement.errors import SettlementError
@@ -214,25 +213,20 @@ async def enter_rates(ctx: Context) -> Reply:
     gated = gate_steps(ctx.service.template(case.template_id))
     step = ctx.service.template(case.template_id).step(gated[0]).title.zh if gated else ""
     then = f"现在请在「{step}」卡片上重新点「标记完成」（已完成的请发送 /重算 {case.id}）。" if step else ""
-    ctx.expected = ctx.done(
-        "rates_entered",
-        f"已为流程 {case.id} 录入 {table.city_zh} {span} 的社保费率（原因：{reason}），已写入审计记录。{then}",
-        f"Rates for {table.city_zh} {start}..{end} entered for case {case.id} (reason: {reason}) and recorded "
-        "in its audit chain. Now redo the HR check.",
-        changed=True, case_id=case.id, table_id=table.id,
-    )
     note = {"table": _table_json(table), "reason": reason, "city": table.city, "city_zh": table.city_zh,
             "effective_from": start, "effective_to": end}
-    try:
-        outcome = await ctx.service.apply(
-            case.id, lambda c, s: Note(ENTERED_RATES, actor.employee_id, roles, note, ctx.incoming.at),
-            actor=actor.employee_id, also=ctx.record)
-    except CaseError as exc:
-        return ctx.refuse(exc.code, exc.message_zh, exc.message_en)
-    if not outcome.ok:
-        r = outcome.refusal
-        return ctx.refuse(r.code, r.message_zh, r.message_en)  # type: ignore[union-attr]
-    return ctx.expected
+    # HR's summary card shows nothing of the rates, so only the inbox row joins the transaction.
+    return await apply_and_reply(
+        ctx, case.id, lambda c, s: Note(ENTERED_RATES, actor.employee_id, roles, note, ctx.incoming.at),
+        lambda d: ctx.done(
+            "rates_entered",
+            f"已为流程 {case.id} 录入 {table.city_zh} {span} 的社保费率（原因：{reason}），已写入审计记录。{then}",
+            f"Rates for {table.city_zh} {start}..{end} entered for case {case.id} (reason: {reason}) and recorded "
+            "in its audit chain. Now redo the HR check.",
+            changed=True, case_id=case.id, table_id=table.id,
+        ),
+        summary=False,
+    )
 
 
 @router.command("redo", aliases=["重算", "重新核对"], usage_zh=USAGE_REDO[0], usage_en=USAGE_REDO[1])
@@ -256,30 +250,21 @@ async def redo(ctx: Context) -> Reply:
     roles = await case_roles(ctx, case)
     title = template.step(step_id)
 
-    def answer(result: Any) -> Reply:
-        if isinstance(result, engine.Refusal):
-            return ctx.refuse(result.code, result.message_zh, result.message_en)
+    def done(result: engine.Decision) -> Reply:
         return ctx.done("redo", f"已重新打开流程 {case.id} 的「{title.title.zh}」：请核对后在卡片上重新点「标记完成」，"
                                 "补缴金额和《离职保证书》会按最新的信息重新生成。",
                         f"\"{title.title.en}\" of case {case.id} is open again: check and mark it done; the "
                         "back-pay and the letter are recomputed from the current data.", changed=True, case_id=case.id)
 
-    summary = touch_summary(ctx, case.id, answer)
-
-    async def also(conn: Any) -> None:
-        await summary(conn)
-        result = DECIDED.get()
-        if isinstance(result, engine.Decision) and result.audit is not None:
+    async def drop_drafts(conn: Any, result: engine.Decision) -> None:
+        if result.audit is not None:
             # The unsigned drafts of the relocked steps froze the old amount: drop them so the letter is
             # rendered again from the corrected data when its step opens again.
             relocked = list(result.audit.data.get("relocked") or ())
             if relocked:
                 await Document.filter(case_id=case.id, step_id__in=relocked, status="draft").using_db(conn).delete()
 
-    try:
-        outcome = await ctx.service.apply(
-            case.id, lambda c, s: Reopen(step_id, actor.employee_id, roles, reason, ctx.incoming.at),
-            actor=actor.employee_id, also=also)
-    except CaseError as exc:
-        return ctx.refuse(exc.code, exc.message_zh, exc.message_en)
-    return answer(outcome.refusal if outcome.refusal is not None else outcome.decision)
+    return await apply_and_reply(
+        ctx, case.id, lambda c, s: Reopen(step_id, actor.employee_id, roles, reason, ctx.incoming.at), done,
+        accepted=drop_drafts,
+    )

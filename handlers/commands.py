@@ -12,7 +12,7 @@ from datetime import date
 
 from cases.service import CaseError, new_case_id
 from chat.router import Context, Reply, Router, is_hr
-from handlers.actions import case_roles, touch_summary
+from handlers.actions import apply_and_reply, case_roles
 from handlers.employee import USAGE_ANSWER, own_status, question_from_text
 from handlers.queries import list_cases
 from storage import hotpath
@@ -364,19 +364,12 @@ async def remind(ctx: Context) -> Reply:
     actor = ctx.actor
     assert actor is not None  # the actor middleware refused unknown senders
     roles = await case_roles(ctx, found)
-    try:
-        outcome = await ctx.service.apply(
-            case_id, lambda case, state: Remind(actor_id=actor.employee_id, actor_roles=roles,
-                                                at=ctx.incoming.at),
-            actor=actor.employee_id, also=touch_summary(ctx, case_id),
-        )
-    except CaseError as exc:
-        return ctx.refuse(exc.code, exc.message_zh, exc.message_en)
-    if not outcome.ok:
-        r = outcome.refusal
-        return ctx.refuse(r.code, r.message_zh, r.message_en)  # type: ignore[union-attr]
-    return ctx.done("reminded", f"已向流程 {case_id} 当前的办理人发送提醒。",
-                    f"Reminders sent to whoever case {case_id} is waiting for.", changed=True, case_id=case_id)
+    return await apply_and_reply(
+        ctx, case_id, lambda case, state: Remind(actor_id=actor.employee_id, actor_roles=roles, at=ctx.incoming.at),
+        lambda d: ctx.done("reminded", f"已向流程 {case_id} 当前的办理人发送提醒。",
+                           f"Reminders sent to whoever case {case_id} is waiting for.", changed=True,
+                           case_id=case_id),
+    )
 
 
 # ---- /cancel -----------------------------------------------------------------------------
@@ -394,20 +387,13 @@ async def cancel(ctx: Context) -> Reply:
     actor = ctx.actor
     assert actor is not None  # the actor middleware refused unknown senders
     roles = await case_roles(ctx, found)
-    try:
-        outcome = await ctx.service.apply(
-            found.id, lambda case, state: Cancel(actor_id=actor.employee_id, actor_roles=roles,
-                                                 reason=reason, at=ctx.incoming.at),
-            actor=actor.employee_id, also=touch_summary(ctx, found.id),
-        )
-    except CaseError as exc:
-        return ctx.refuse(exc.code, exc.message_zh, exc.message_en)
-    if not outcome.ok:
-        r = outcome.refusal
-        return ctx.refuse(r.code, r.message_zh, r.message_en)  # type: ignore[union-attr]
-    return ctx.done("cancelled", f"流程 {found.id} 已取消（原因：{reason}）。记录和审计日志完整保留。",
-                    f"Case {found.id} cancelled (reason: {reason}). Its record and audit trail are kept.",
-                    changed=True, case_id=found.id)
+    return await apply_and_reply(
+        ctx, found.id, lambda case, state: Cancel(actor_id=actor.employee_id, actor_roles=roles, reason=reason,
+                                                  at=ctx.incoming.at),
+        lambda d: ctx.done("cancelled", f"流程 {found.id} 已取消（原因：{reason}）。记录和审计日志完整保留。",
+                           f"Case {found.id} cancelled (reason: {reason}). Its record and audit trail are kept.",
+                           changed=True, case_id=found.id),
+    )
 
 
 # ---- /help and everything else -----------------------------------------------------------

@@ -8,14 +8,12 @@ answer and the reminder to HR go into the audit chain in the same transaction as
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
 from cards.progress import employee_progress
 from cards.questions import question_ref
-from cases.service import CaseError
 from chat.router import Context, Reply, Router
-from handlers.actions import _card_and_case, case_roles, touch_summary
+from handlers.actions import _card_and_case, apply_and_reply, case_roles
 from handlers.cardview import CardRenderer
 from storage.models import Case
 from workflow import engine
@@ -49,28 +47,10 @@ def _bad_text(ctx: Context, text: str, what: Text) -> Reply | None:
     return None
 
 
-def _refused(ctx: Context, refusal: engine.Refusal) -> Reply:
-    return ctx.refuse(refusal.code, refusal.message_zh, refusal.message_en, missing=list(refusal.missing))
-
-
 async def open_case_of(ctx: Context) -> Case | None:
     """The actor's own open case (as the departing employee), if any."""
     actor = ctx.actor
     return None if actor is None else await Case.get_or_none(open_key=actor.employee_id)
-
-async def _apply(ctx: Context, case: Case, make_event: Callable[[Case, Any], Any],
-                 reply: Callable[[Any], Reply]) -> Reply:
-    """Apply a question event; `reply` words the answer, also stored with the inbox row and shown on
-    HR's summary card in the same transaction."""
-    actor = ctx.actor
-    assert actor is not None  # the actor middleware refused unknown senders
-    try:
-        outcome = await ctx.service.apply(case.id, make_event, actor=actor.employee_id,
-                                          also=touch_summary(ctx, case.id, reply))
-    except CaseError as exc:
-        return ctx.refuse(exc.code, exc.message_zh, exc.message_en)
-    return reply(outcome.refusal or outcome.decision)
-
 
 # ---- asking ------------------------------------------------------------------------------
 async def ask(ctx: Context, case: Case, text: str, step_id: str | None) -> Reply:
@@ -82,9 +62,7 @@ async def ask(ctx: Context, case: Case, text: str, step_id: str | None) -> Reply
     roles = await case_roles(ctx, case)
     at = ctx.incoming.at
 
-    def reply(result: Any) -> Reply:
-        if isinstance(result, engine.Refusal):
-            return _refused(ctx, result)
+    def reply(result: engine.Decision) -> Reply:
         qid = next(reversed(result.state.questions))
         ref = question_ref(case.id, qid)
         return ctx.done("asked", f"你的问题已转给 HR（编号 {ref}），HR 回复后会在这里通知你。"
@@ -92,8 +70,8 @@ async def ask(ctx: Context, case: Case, text: str, step_id: str | None) -> Reply
                         f"Your question went to HR (number {ref}); you will get the answer here. Question and "
                         "answer are kept in your case record.", changed=True, case_id=case.id, question=ref)
 
-    return await _apply(ctx, case, lambda c, s: Ask(actor_id=actor.employee_id, actor_roles=roles, text=text,
-                                                    at=at, step_id=step_id), reply)
+    return await apply_and_reply(ctx, case.id, lambda c, s: Ask(actor_id=actor.employee_id, actor_roles=roles,
+                                                                text=text, at=at, step_id=step_id), reply)
 
 
 @router.action("ask")
@@ -143,15 +121,14 @@ async def answer(ctx: Context, case: Case, question_id: str, text: str) -> Reply
     at = ctx.incoming.at
     ref = question_ref(case.id, question_id)
 
-    def reply(result: Any) -> Reply:
-        if isinstance(result, engine.Refusal):
-            return _refused(ctx, result)
+    def reply(result: engine.Decision) -> Reply:
         return ctx.done("answered", f"已回复 {ref}，员工会收到你的回复；问答已记入流程档案。",
                         f"Answered {ref}; the employee gets your answer, and both are in the case record.",
                         changed=True, case_id=case.id, question=ref)
 
-    return await _apply(ctx, case, lambda c, s: Answer(question_id=question_id, actor_id=actor.employee_id,
-                                                       actor_roles=roles, text=text, at=at), reply)
+    return await apply_and_reply(ctx, case.id, lambda c, s: Answer(question_id=question_id,
+                                                                   actor_id=actor.employee_id, actor_roles=roles,
+                                                                   text=text, at=at), reply)
 
 
 @router.action("answer")
