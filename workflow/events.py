@@ -9,19 +9,12 @@ from typing import Any, ClassVar, Literal
 
 from workflow.model import Role, roles_of
 from workflow.plain import plain_copy
-from workflow.timeutil import dump_time, load_time, utc
+from workflow.timeutil import utc
 
 Action = Literal["approve", "reject", "confirm", "acknowledge", "submit", "complete"]
 TimerKind = Literal["remind", "alert", "fallback", "question"]
 ACTIONS: frozenset[str] = frozenset(("approve", "reject", "confirm", "acknowledge", "submit", "complete"))
 TIMER_KINDS: frozenset[str] = frozenset(("remind", "alert", "fallback", "question"))
-
-
-def _load_at(data: dict[str, Any]) -> datetime:
-    at = load_time(data["at"])
-    if at is None:
-        raise ValueError("event time 'at' is required")
-    return at
 
 
 def _normalise(event: Any) -> None:
@@ -42,16 +35,6 @@ class Start:
         _normalise(self)
         object.__setattr__(self, "prepared", plain_copy(self.prepared))
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": self.type, "at": dump_time(self.at)}
-        if self.prepared:
-            out["prepared"] = plain_copy(self.prepared)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Start:
-        return cls(at=_load_at(data), prepared=data.get("prepared") or {})
-
 
 @dataclass(frozen=True, slots=True)
 class Viewed:
@@ -63,19 +46,6 @@ class Viewed:
 
     def __post_init__(self) -> None:
         _normalise(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "type": self.type,
-            "step_id": self.step_id,
-            "actor_id": self.actor_id,
-            "actor_roles": sorted(self.actor_roles),
-            "at": dump_time(self.at),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Viewed:
-        return cls(data["step_id"], data["actor_id"], roles_of(data["actor_roles"]), _load_at(data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,28 +67,6 @@ class Act:
         # Own a JSON-safe copy so later changes to the caller's dict cannot leak into case state.
         object.__setattr__(self, "data", plain_copy(self.data))
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "type": self.type,
-            "step_id": self.step_id,
-            "action": self.action,
-            "actor_id": self.actor_id,
-            "actor_roles": sorted(self.actor_roles),
-            "data": plain_copy(self.data),
-            "at": dump_time(self.at),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Act:
-        return cls(
-            step_id=data["step_id"],
-            action=data["action"],
-            actor_id=data["actor_id"],
-            actor_roles=roles_of(data["actor_roles"]),
-            data=data.get("data") or {},
-            at=_load_at(data),
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class DocumentSigned:
@@ -131,22 +79,6 @@ class DocumentSigned:
 
     def __post_init__(self) -> None:
         _normalise(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "type": self.type,
-            "step_id": self.step_id,
-            "document": self.document,
-            "actor_id": self.actor_id,
-            "actor_roles": sorted(self.actor_roles),
-            "at": dump_time(self.at),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DocumentSigned:
-        return cls(
-            data["step_id"], data["document"], data["actor_id"], roles_of(data["actor_roles"]), _load_at(data)
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,20 +95,6 @@ class Ask:
     def __post_init__(self) -> None:
         _normalise(self)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "type": self.type,
-            "actor_id": self.actor_id,
-            "actor_roles": sorted(self.actor_roles),
-            "text": self.text,
-            "step_id": self.step_id,
-            "at": dump_time(self.at),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Ask:
-        return cls(data["actor_id"], roles_of(data["actor_roles"]), data["text"], _load_at(data), data.get("step_id"))
-
 
 @dataclass(frozen=True, slots=True)
 class Answer:
@@ -192,21 +110,6 @@ class Answer:
     def __post_init__(self) -> None:
         _normalise(self)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "type": self.type,
-            "question_id": self.question_id,
-            "actor_id": self.actor_id,
-            "actor_roles": sorted(self.actor_roles),
-            "text": self.text,
-            "at": dump_time(self.at),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Answer:
-        return cls(data["question_id"], data["actor_id"], roles_of(data["actor_roles"]), data["text"],
-                   _load_at(data))
-
 
 @dataclass(frozen=True, slots=True)
 class TimerFired:
@@ -220,13 +123,6 @@ class TimerFired:
             raise ValueError(f"unknown timer kind {self.kind!r}")
         _normalise(self)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "step_id": self.step_id, "kind": self.kind, "at": dump_time(self.at)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TimerFired:
-        return cls(data["step_id"], data["kind"], _load_at(data))
-
 
 @dataclass(frozen=True, slots=True)
 class Cancel:
@@ -239,19 +135,6 @@ class Cancel:
     def __post_init__(self) -> None:
         _normalise(self)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "type": self.type,
-            "actor_id": self.actor_id,
-            "actor_roles": sorted(self.actor_roles),
-            "reason": self.reason,
-            "at": dump_time(self.at),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Cancel:
-        return cls(data["actor_id"], roles_of(data["actor_roles"]), data["reason"], _load_at(data))
-
 
 @dataclass(frozen=True, slots=True)
 class Close:
@@ -263,18 +146,6 @@ class Close:
     def __post_init__(self) -> None:
         _normalise(self)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "type": self.type,
-            "actor_id": self.actor_id,
-            "actor_roles": sorted(self.actor_roles),
-            "at": dump_time(self.at),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Close:
-        return cls(data["actor_id"], roles_of(data["actor_roles"]), _load_at(data))
-
 
 @dataclass(frozen=True, slots=True)
 class Remind:
@@ -285,18 +156,6 @@ class Remind:
 
     def __post_init__(self) -> None:
         _normalise(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "type": self.type,
-            "actor_id": self.actor_id,
-            "actor_roles": sorted(self.actor_roles),
-            "at": dump_time(self.at),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Remind:
-        return cls(data["actor_id"], roles_of(data["actor_roles"]), _load_at(data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,21 +174,6 @@ class Reopen:
     def __post_init__(self) -> None:
         _normalise(self)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "type": self.type,
-            "step_id": self.step_id,
-            "actor_id": self.actor_id,
-            "actor_roles": sorted(self.actor_roles),
-            "reason": self.reason,
-            "at": dump_time(self.at),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Reopen:
-        return cls(data["step_id"], data["actor_id"], roles_of(data["actor_roles"]), data.get("reason", ""),
-                   _load_at(data))
-
 
 @dataclass(frozen=True, slots=True)
 class Prepare:
@@ -346,21 +190,6 @@ class Prepare:
     def __post_init__(self) -> None:
         _normalise(self)
         object.__setattr__(self, "data", plain_copy(self.data))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "type": self.type,
-            "step_id": self.step_id,
-            "actor_id": self.actor_id,
-            "actor_roles": sorted(self.actor_roles),
-            "data": plain_copy(self.data),
-            "at": dump_time(self.at),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Prepare:
-        return cls(data["step_id"], data["actor_id"], roles_of(data["actor_roles"]), data.get("data") or {},
-                   _load_at(data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,21 +210,6 @@ class Note:
         _normalise(self)
         object.__setattr__(self, "data", plain_copy(self.data))
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "type": self.type,
-            "kind": self.kind,
-            "actor_id": self.actor_id,
-            "actor_roles": sorted(self.actor_roles),
-            "data": plain_copy(self.data),
-            "at": dump_time(self.at),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Note:
-        return cls(data["kind"], data["actor_id"], roles_of(data["actor_roles"]), data.get("data") or {},
-                   _load_at(data))
-
 
 @dataclass(frozen=True, slots=True)
 class SealFailed:
@@ -413,14 +227,6 @@ class SealFailed:
     def __post_init__(self) -> None:
         _normalise(self)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "step_id": self.step_id, "document": self.document,
-                "attempt_key": self.attempt_key, "reason": self.reason, "at": dump_time(self.at)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SealFailed:
-        return cls(data["step_id"], data["document"], data["attempt_key"], data["reason"], _load_at(data))
-
 
 # Audit kinds a Note may carry (besides "note_*"): they must not pass for the engine's own entries.
 NOTE_KINDS: frozenset[str] = frozenset(("backpay_blocked", "backpay_rates_entered"))
@@ -428,17 +234,3 @@ NOTE_KINDS: frozenset[str] = frozenset(("backpay_blocked", "backpay_rates_entere
 Event = (Start | Viewed | Act | DocumentSigned | TimerFired | Cancel | Close | Remind | Ask | Answer | Reopen | Note
          | SealFailed | Prepare)
 PersonEvent = Viewed | Act | DocumentSigned | Cancel | Close | Remind | Ask | Answer | Reopen | Note | Prepare
-
-_EVENT_TYPES: dict[str, Any] = {
-    cls.type: cls for cls in (Start, Viewed, Act, DocumentSigned, TimerFired, Cancel, Close, Remind, Ask, Answer,
-                              Reopen, Note, SealFailed, Prepare)
-}
-
-
-def event_from_dict(data: dict[str, Any]) -> Event:
-    """Rebuild any event from its to_dict() form (the 'type' key says which)."""
-    try:
-        cls = _EVENT_TYPES[data["type"]]
-    except KeyError as exc:
-        raise ValueError(f"unknown event type {data.get('type')!r}") from exc
-    return cls.from_dict(data)

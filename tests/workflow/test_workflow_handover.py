@@ -195,7 +195,6 @@ def test_items_given_at_the_start_are_on_the_step_from_the_first_event(probation
     bad = engine.apply(probation, engine.new_state(probation, "case-h", T0),
                        Start(T0, {"application": {"items": "x"}}))
     assert isinstance(bad, Refusal) and bad.code == "bad_action"
-    assert Start.from_dict(Start(T0, {"handover": {"items": "a"}}).to_dict()).prepared == {"handover": {"items": "a"}}
 
 
 def _raw(**step: Any) -> dict[str, Any]:

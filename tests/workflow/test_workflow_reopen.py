@@ -7,7 +7,6 @@ import pytest
 from tests.workflow.test_workflow_engine import (
     EMP,
     HR,
-    MGR,
     act,
     at,
     ok,
@@ -17,7 +16,7 @@ from tests.workflow.test_workflow_engine import (
     until_parallel,
 )
 from workflow.effects import Audit, CancelTimers, Notify, SetTimer, UpdateStep
-from workflow.events import Cancel, Note, Reopen, event_from_dict
+from workflow.events import Cancel, Note, Reopen
 from workflow.templates import load_templates
 
 
@@ -81,9 +80,3 @@ def test_note_records_and_moves_nothing(probation):
         Note("step_done", HR[0], HR[1], {}, at(2))  # a note cannot pass for the engine's own entries
     closed = ok(probation, state, Cancel(HR[0], HR[1], "撤回", at(2))).state
     assert refused(probation, closed, Note("backpay_blocked", HR[0], HR[1], {}, at(3))).code == "case_closed"
-
-
-def test_events_round_trip():
-    for event in (Reopen("hr_check", HR[0], HR[1], "x", at(1)),
-                  Note("backpay_rates_entered", MGR[0], MGR[1], {"reason": "y"}, at(1))):
-        assert event_from_dict(event.to_dict()) == event

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from workflow.effects import Audit, CancelTimers, Notify, UpdateStep
-from workflow.events import SealFailed, event_from_dict
+from workflow.events import SealFailed
 from workflow.model import Role
 
 from .test_workflow_engine import EMP, at, ok, probation, sign, statuses, until_letter  # noqa: F401
@@ -33,8 +33,3 @@ def test_seal_failed_for_a_document_not_signed_changes_nothing(probation):  # no
     state = until_letter(probation)
     decision = ok(probation, state, SealFailed("guarantee", "guarantee_letter", "1", "x", at(6)))
     assert decision.state == state and decision.effects == ()
-
-
-def test_seal_failed_roundtrips_as_a_dict() -> None:
-    event = SealFailed("guarantee", "guarantee_letter", "17", "TSA down", at(6))
-    assert event_from_dict(event.to_dict()) == event

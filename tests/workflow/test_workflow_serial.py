@@ -1,4 +1,5 @@
-"""JSON round trips of states, events, effects, decisions and refusals."""
+"""JSON round trips of states, effects, decisions and refusals (events are never stored as such: the
+audit entry the engine writes for one is what signing/stepcheck turns back into it)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,10 @@ from workflow.decision import Decision, Refusal
 from workflow.effects import Audit, Notify, SetTimer, effect_from_dict
 from workflow.events import (
     Act,
-    Cancel,
     Close,
     DocumentSigned,
-    Remind,
-    Start,
     TimerFired,
     Viewed,
-    event_from_dict,
 )
 from workflow.model import CaseState, Role, StepState
 from workflow.templates import load_templates
@@ -32,23 +29,6 @@ def via_json(data: dict) -> dict:
     return json.loads(json.dumps(data, ensure_ascii=False))
 
 
-EVENTS = [
-    Start(T0),
-    Viewed("application", *EMP, T0),
-    Act("application", "submit", *EMP, {"reason": "个人原因", "n": 2, "list": ["a", None, True]}, T0),
-    DocumentSigned("guarantee", "guarantee_letter", *EMP, T0),
-    TimerFired("guarantee", "fallback", T0),
-    Cancel("h1", frozenset({Role.HR, Role.FINANCE}), "撤回", T0),
-    Close("h1", frozenset({Role.HR}), T0),
-    Remind("h1", frozenset({Role.HR}), T0),
-]
-
-
-@pytest.mark.parametrize("event", EVENTS, ids=lambda e: type(e).__name__)
-def test_event_round_trip(event):
-    assert event_from_dict(via_json(event.to_dict())) == event
-
-
 def test_events_accept_role_names_from_the_service():
     event = Viewed("application", "e1", ["employee", "hr"], T0)
     assert event.actor_roles == frozenset({Role.EMPLOYEE, Role.HR})
@@ -59,8 +39,6 @@ def test_events_accept_role_names_from_the_service():
 
 
 def test_unknown_types_are_rejected():
-    with pytest.raises(ValueError, match="unknown event type"):
-        event_from_dict({"type": "Explode", "at": T0.isoformat()})
     with pytest.raises(ValueError, match="unknown effect type"):
         effect_from_dict({"type": "Explode"})
 
