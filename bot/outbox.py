@@ -47,9 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-import socket
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -61,6 +59,7 @@ from aiohttp import web
 from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
 
+from bot.runtime import WORKER_ID
 from cards.model import Card
 from cases.service import utcnow
 from chat.connector import Address, Connector, Delivery, DeliveryError, Limits, PermanentDeliveryError
@@ -70,7 +69,6 @@ from storage.models import Case, Employee, OutboxMessage
 
 log = logging.getLogger("bot.outbox")
 MARK_BATCH = 10  # outcomes written per commit within one claimed batch
-WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 # Builds the card for a row from current state; None when there is nothing to show any more.
 CardSource = Callable[[OutboxMessage], Awaitable[Card | None]]

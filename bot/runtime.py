@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -10,6 +11,10 @@ from pathlib import Path
 from config.settings import Settings
 from storage import crypto
 from storage.db import close_db, init_db
+
+# Who claims an outbox row or a timer (the lease's owner): one name per process, shared by both loops
+# so an operator reading a stuck claim sees which replica holds it.
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
 def private_data_dir(data_dir: Path) -> None:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,6 +18,7 @@ from aiohttp import web
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
+from bot.runtime import WORKER_ID
 from cases.service import CaseError, CaseService, utcnow
 from chat.appkeys import SERVICE, SETTINGS
 from chat.background import background
@@ -27,7 +26,6 @@ from storage.models import Timer
 from workflow.events import TimerFired
 
 log = logging.getLogger("bot.timers")
-WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 LEASE = timedelta(seconds=60)
 
 

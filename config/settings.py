@@ -11,7 +11,6 @@ import ipaddress
 import os
 import re
 import secrets
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -166,6 +165,8 @@ def load_settings(**overrides: object) -> Settings:
         raise SettingsError(f"bad setting {name}: {err['msg']}") from None
 
 
-@lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    """The settings of this process's environment, read afresh: the CLI reads them once per command
+    and hands them down; the server gets them from the app factory (`app[SETTINGS]`). Nothing keeps
+    a copy at module level, so two apps (or a test that changes the environment) never share one."""
     return load_settings()
