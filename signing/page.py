@@ -1,12 +1,18 @@
-"""Render the mobile signing page (handlers/templates/sign.html) with every inserted value HTML-escaped."""
+"""Render the mobile signing page (`sign_page.html`, package data beside this module) with every inserted
+value HTML-escaped."""
 
 from __future__ import annotations
 
 import html
 import re
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "handlers" / "templates" / "sign.html"
+# Read through importlib.resources so it is found in a wheel as in a checkout; it lives with its
+# reader, so no lower layer reads a file of a higher one (the page's script and style are still
+# served by the web layer, from handlers/static, at `static_prefix`).
+TEMPLATE: Traversable = files("signing").joinpath("sign_page.html")
 _SLOT = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 
 # The consent statement is versioned: the evidence stores the version the signer ticked.
@@ -45,7 +51,7 @@ def _e(value: object) -> str:
 
 def render_sign_page(*, title: str, employee_name: str, doc_images: list[str], submit_url: str, token: str,
                      lang: str = "zh", consent_version: str = CONSENT_VERSION,
-                     static_prefix: str = "/static", template_path: Path | None = None) -> str:
+                     static_prefix: str = "/static", template_path: Path | Traversable | None = None) -> str:
     """The complete HTML page. `doc_images` are URLs of the page images, in order."""
     if lang not in STRINGS:
         raise ValueError(f"unsupported language {lang!r}")

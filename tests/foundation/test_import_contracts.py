@@ -7,6 +7,7 @@ runs the real `lint-imports` there with the real configuration."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -85,3 +86,39 @@ def test_no_contract_lists_exceptions() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
     exempt = {c["name"]: c["ignore_imports"] for c in config["contracts"] if c.get("ignore_imports")}
     assert exempt == {}
+
+
+# Lower layers first; a module may name in a path only its own package or one below it.
+_ORDER = ["config", "workflow", "settlement", "storage", "cases", "cards", "signing", "chat", "handlers", "bot"]
+
+
+def _path_naming(pkg: str) -> re.Pattern[str]:
+    # "handlers" / "templates" or "handlers/templates": a path built from a package's folder name.
+    return re.compile(rf"""["']{pkg}["']\s*/|["']{pkg}/""")
+
+
+def test_no_module_reads_a_higher_layer_file_by_path() -> None:
+    """Imports are not the only way up: a file of a higher layer read by path (the signing page's
+    template once was) ties the lower one to the higher one's folder. Package data is read with
+    importlib.resources from the reader's own package instead."""
+    offenders = []
+    for i, pkg in enumerate(_ORDER):
+        higher = [_path_naming(h) for h in _ORDER[i + 1:] if h != "signing" or pkg != "cards"]
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            text = path.read_text(encoding="utf-8")
+            offenders += [f"{path.relative_to(ROOT)}: {p.pattern}" for p in higher if p.search(text)]
+    assert offenders == []
+
+
+def test_the_path_check_sees_a_planted_path() -> None:
+    assert _path_naming("handlers").search('Path(__file__).parent.parent / "handlers" / "templates"')
+    assert _path_naming("handlers").search("'handlers/templates/sign.html'")
+    assert not _path_naming("handlers").search('log = logging.getLogger("handlers")')
+
+
+def test_the_signing_page_template_ships_with_its_reader() -> None:
+    from importlib.resources import files
+
+    assert files("signing").joinpath("sign_page.html").is_file()
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    assert "*.html" in config["package-data"]["*"]
