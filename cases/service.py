@@ -304,6 +304,8 @@ class CaseService:
             people = await self._recipients(conn, case, {e.role for e in notify}, known)
             for e in notify:
                 for emp in people[e.role]:
+                    if emp.employee_id in e.skip:
+                        continue  # opened the step already (a reminder only for those who have not)
                     outbox.append({
                         "key": f"{e.key}:{emp.employee_id}", "case_id": case.id, "platform": self.platform_for(emp),
                         "recipient": emp.employee_id, "step_id": e.step_id, "kind": "card",
@@ -399,6 +401,7 @@ def _state(case: Case, rows: Sequence[dict[str, Any]]) -> CaseState:
             done_by=r["done_by"], outcome=r["outcome"], data=dict(r["data"] or {}),
             documents_signed=frozenset(r["documents_signed"] or ()), reminders_sent=r["reminders_sent"],
             rejections=r["rejections"], timers_fired=frozenset(r["timers_fired"] or ()),
+            viewed_by=frozenset(r.get("viewed_by") or ()),
         )
         for r in rows
     }
@@ -415,4 +418,5 @@ def _step_columns(st: StepState) -> dict[str, Any]:
         "done_by": st.done_by, "outcome": st.outcome, "data": dict(st.data),
         "documents_signed": sorted(st.documents_signed), "reminders_sent": st.reminders_sent,
         "rejections": st.rejections, "timers_fired": sorted(st.timers_fired),
+        "viewed_by": sorted(st.viewed_by),
     }

@@ -12,15 +12,17 @@ import hashlib
 import hmac
 import json
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 DEFAULT_TTL = timedelta(hours=72)
 MAX_TOKEN_LEN = 1024
 # Keeps these MACs distinct from any other use of SECRET_KEY, and a link of one purpose ("sign",
-# "download", "export") from being accepted as one of another.
-_PURPOSES = frozenset({"sign", "download", "export"})
+# "download", "export", a step's web "form", a step's "view" details page) from being accepted as one
+# of another.
+_PURPOSES = frozenset({"sign", "download", "export", "form", "view"})
 _MIN_SECRET = 16
 _MIN_NONCE = 16
 
@@ -40,6 +42,8 @@ class TokenClaims:
     signer_id: str
     expires_at: datetime
     nonce: str
+    # More the link is bound to (a step form's action and card); signed with the rest.
+    extra: Mapping[str, str] = field(default_factory=dict)
 
 
 def new_nonce() -> str:
@@ -71,7 +75,8 @@ def _check_secret(secret: bytes) -> None:
 
 
 def make_token(secret: bytes, *, case_id: str | int, step_id: str | int, signer_id: str | int,
-               expires_at: datetime, nonce: str, purpose: str = "sign") -> str:
+               expires_at: datetime, nonce: str, purpose: str = "sign",
+               extra: Mapping[str, str] | None = None) -> str:
     _check_secret(secret)
     if expires_at.tzinfo is None:
         raise ValueError("expires_at must be timezone-aware")
@@ -79,6 +84,8 @@ def make_token(secret: bytes, *, case_id: str | int, step_id: str | int, signer_
         raise ValueError(f"nonce must be at least {_MIN_NONCE} characters (use new_nonce())")
     claims = {"c": str(case_id), "s": str(step_id), "u": str(signer_id),
               "e": int(expires_at.timestamp()), "n": nonce}
+    if extra:
+        claims["x"] = {str(k): str(v) for k, v in extra.items()}
     body = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode())
     token = f"{body}.{_b64(_mac(secret, body, purpose))}"
     if len(token) > MAX_TOKEN_LEN:
@@ -101,9 +108,12 @@ def read_token(secret: bytes, token: str, now: datetime, purpose: str = "sign") 
         raise LinkError("tampered", "link token signature does not match")
     try:
         claims = json.loads(_unb64(body))
+        extra = claims.get("x") or {}
+        if not isinstance(extra, dict) or not all(isinstance(v, str) for v in extra.values()):
+            raise ValueError("extra claims must map names to strings")
         result = TokenClaims(
             case_id=str(claims["c"]), step_id=str(claims["s"]), signer_id=str(claims["u"]),
-            expires_at=datetime.fromtimestamp(int(claims["e"]), UTC), nonce=str(claims["n"]),
+            expires_at=datetime.fromtimestamp(int(claims["e"]), UTC), nonce=str(claims["n"]), extra=extra,
         )
     except (binascii.Error, ValueError, KeyError, TypeError, OverflowError, OSError):
         raise LinkError("malformed", "link token content is malformed") from None

@@ -58,15 +58,17 @@ def event_of(kind: str, data: Mapping[str, Any]) -> Event | None:
     at = load_time(data["at"])
     step = data.get("step_id")
     if kind == "step_viewed":
-        # Roles are not recorded for a view; that the engine accepted it is what the entry says.
-        return Viewed(step, data["actor_id"], _ALL_ROLES, at)  # type: ignore[arg-type]
+        # A view records the roles the holder opened the step in (which reminders they stop); an entry
+        # written before views were kept per holder has none: that the engine accepted it is what it says.
+        roles = _roles(data) if "actor_roles" in data else _ALL_ROLES
+        return Viewed(step, data["actor_id"], roles, at)  # type: ignore[arg-type]
     if kind in ("step_done", "step_rejected"):
         return Act(step, data["action"], data["actor_id"], _roles(data), dict(data.get("data") or {}), at)
     if kind == "document_signed":
         return DocumentSigned(step, data["document"], data["actor_id"], _roles(data), at)  # type: ignore[arg-type]
     if kind == "reminder_sent":
         if data.get("trigger") == "timer":
-            return TimerFired(step, "remind", at)  # type: ignore[arg-type]
+            return TimerFired(step, data.get("timer", "remind"), at)  # type: ignore[arg-type]
         return Remind(data["actor_id"], _roles(data), at)  # type: ignore[arg-type]
     if kind == "hr_alerted":
         return TimerFired(step, "alert", at)  # type: ignore[arg-type]
@@ -130,7 +132,7 @@ def replay(template: FlowTemplate, case_id: str, entries: Sequence[tuple[int, st
 
 
 _STEP_FIELDS = ("status", "activated_at", "viewed_at", "done_at", "done_by", "outcome", "data",
-                "documents_signed", "reminders_sent", "rejections", "timers_fired")
+                "documents_signed", "reminders_sent", "rejections", "timers_fired", "viewed_by")
 
 
 def _stored(row: CaseStep) -> StepState:
@@ -139,6 +141,7 @@ def _stored(row: CaseStep) -> StepState:
         done_at=row.done_at, done_by=row.done_by, outcome=row.outcome, data=dict(row.data or {}),
         documents_signed=frozenset(row.documents_signed or ()), reminders_sent=row.reminders_sent,
         rejections=row.rejections, timers_fired=frozenset(row.timers_fired or ()),
+        viewed_by=frozenset(row.viewed_by or ()),
     )
 
 
@@ -156,6 +159,8 @@ def differences(expected: CaseState, case: Case, rows: Sequence[CaseStep]) -> li
             continue
         have = _stored(row)
         for name in _STEP_FIELDS:
+            if name == "viewed_by" and row.viewed_by is None:
+                continue  # a step row not written since viewers were kept (migration 0010)
             if getattr(have, name) != getattr(want, name):
                 out.append(f"step {step_id} {name} is {getattr(have, name)!r}, "
                            f"the chain says {getattr(want, name)!r}")

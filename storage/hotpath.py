@@ -261,7 +261,7 @@ def _load_sql() -> str:
 
 
 _STEP_DATETIMES = ("activated_at", "viewed_at", "done_at")
-_STEP_JSON = ("data", "documents_signed", "timers_fired")
+_STEP_JSON = ("data", "documents_signed", "timers_fired", "viewed_by")
 _STEP_PLAIN = ("step_id", "position", "status", "done_by", "outcome", "reminders_sent", "rejections")
 
 

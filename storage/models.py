@@ -93,6 +93,8 @@ class CaseStep(Model):
     reminders_sent = fields.IntField(default=0)
     rejections = fields.IntField(default=0)
     timers_fired = fields.JSONField(default=list)
+    # Employee ids of the step's holders who opened it (details page or signing page); null before.
+    viewed_by = fields.JSONField(null=True)
 
     class Meta:
         table = "case_step"
@@ -269,6 +271,25 @@ class SigningLink(Model):
 
     class Meta:
         table = "signing_link"
+
+
+class FormLink(Model):
+    """Single use of a step's web form link (for platforms whose cards hold no text input): the nonce
+    is claimed by one submission, and marked used once the router accepted it."""
+
+    nonce = fields.CharField(max_length=64, primary_key=True)
+    case = fields.ForeignKeyField("models.Case", related_name="form_links", on_delete=fields.RESTRICT)
+    step_id = fields.CharField(max_length=64)
+    action = fields.CharField(max_length=64)
+    holder_id = fields.CharField(max_length=64)
+    expires_at = fields.DatetimeField()
+    opened_at = fields.DatetimeField(null=True)
+    used_at = fields.DatetimeField(null=True)
+    claim_token = fields.CharField(max_length=32, null=True)
+    claimed_until = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "form_link"
 
 
 class EmulatorMessage(Model):

@@ -12,7 +12,9 @@ from workflow.timeutil import dump_time, load_time
 
 Purpose = Literal["step", "reminder", "alert", "fallback", "completion", "cancelled", "rejected",
                   "question", "question_reminder", "answer", "seal_failed"]
-TimerKind = Literal["remind", "alert", "fallback", "question"]
+# remind: the first reminder (policy.remind_after_hours after the step opened); remind_due: the one
+# before the step's deadline (policy.remind_before_deadline_hours), to whoever has not acted yet.
+TimerKind = Literal["remind", "remind_due", "alert", "fallback", "question"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,20 +27,25 @@ class Notify:
     step_id: str | None
     purpose: Purpose
     key: str
+    skip: tuple[str, ...] = ()  # employee ids holding the role who are not to get it (they opened the step)
     type: ClassVar[str] = "Notify"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "type": self.type,
             "role": str(self.role),
             "step_id": self.step_id,
             "purpose": self.purpose,
             "key": self.key,
         }
+        if self.skip:
+            out["skip"] = list(self.skip)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Notify:
-        return cls(Role(data["role"]), data.get("step_id"), data["purpose"], data["key"])
+        return cls(Role(data["role"]), data.get("step_id"), data["purpose"], data["key"],
+                   tuple(data.get("skip") or ()))
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,8 @@ from workflow.model import (
     StepKind,
     StepState,
     signature_mark,
+    viewer_mark,
+    viewers,
 )
 from workflow.plain import plain_copy
 from workflow.template import FlowTemplate, StepTemplate
@@ -55,6 +57,9 @@ ALLOWED_ACTIONS: dict[StepKind, tuple[str, ...]] = {
     StepKind.HR_TASK: ("complete",),
     StepKind.SIGN: (),
 }
+# Roles one person holds in a case (the employee, their manager, the handover colleague, the HR who
+# opened it): once they have looked, nobody else of the role is left to remind.
+_ONE_HOLDER = frozenset({Role.EMPLOYEE, Role.MANAGER, Role.HANDOVER, Role.HR})
 # A step in one of these states no longer holds up the case.
 SETTLED = ("done", "not_needed")
 OUTCOMES = {
@@ -110,8 +115,9 @@ class _Tx:
     def key(self, scope: str | None, purpose: str, n: int | str, role: Role) -> str:
         return f"{self.state.case_id}:{scope or 'case'}:{purpose}:{n}:{role}"
 
-    def notify(self, role: Role, step_id: str | None, purpose: Purpose, n: int | str = 1) -> None:
-        self.effects.append(Notify(role, step_id, purpose, self.key(step_id, purpose, n, role)))
+    def notify(self, role: Role, step_id: str | None, purpose: Purpose, n: int | str = 1,
+               skip: tuple[str, ...] = ()) -> None:
+        self.effects.append(Notify(role, step_id, purpose, self.key(step_id, purpose, n, role), skip))
 
     def activate(self, step: StepTemplate) -> None:
         at = self.at
@@ -138,6 +144,9 @@ class _Tx:
         for kind in kinds:
             self.effects.append(SetTimer(step.id, kind, at + step.policy.delay(kind),
                                          f"{cid}:{step.id}:{kind}{suffix}"))
+        due = step.policy.due_reminder(step.deadline_hours)
+        if due is not None:
+            self.effects.append(SetTimer(step.id, "remind_due", at + due, f"{cid}:{step.id}:remind_due{suffix}"))
 
     def finish(self, step: StepTemplate, actor_id: str, outcome: str, data: dict[str, Any] | None = None) -> None:
         changes: dict[str, Any] = {"status": "done", "done_at": self.at, "done_by": actor_id, "outcome": outcome}
@@ -498,11 +507,15 @@ def _on_viewed(template: FlowTemplate, state: CaseState, event: Viewed) -> Decis
         blocked = _blocked(template, state, step, ss)
         if blocked:
             return blocked
-    if ss.status != "active" or ss.viewed_at is not None:
+    # Kept per holder and per role they hold in the step (acting, signing), so a reminder to a
+    # role skips exactly those of its holders who have looked.
+    roles = frozenset({step.role, *step.signers}) & event.actor_roles
+    marks = frozenset(viewer_mark(r, event.actor_id) for r in roles)
+    if ss.status != "active" or marks <= ss.viewed_by:
         return _noop(state)
     tx = _Tx(template, state, event.at)
-    tx.put(step.id, viewed_at=event.at)
-    return tx.decide("step_viewed", {"step_id": step.id, "actor_id": event.actor_id})
+    tx.put(step.id, viewed_at=ss.viewed_at or event.at, viewed_by=ss.viewed_by | marks)
+    return tx.decide("step_viewed", {"step_id": step.id, "actor_id": event.actor_id, "actor_roles": _roles(roles)})
 
 
 def _on_act(template: FlowTemplate, state: CaseState, event: Act) -> Decision | Refusal:
@@ -614,7 +627,7 @@ def _on_signed(template: FlowTemplate, state: CaseState, event: DocumentSigned) 
             # signer viewed says nothing about whether they have seen it.
             stamp = f"{event.at:%Y%m%d%H%M%S%f}"
             tx.notify(turn[1], step.id, "step", f"turn-{stamp}")
-            tx.put(step.id, viewed_at=None, timers_fired=ss.timers_fired - {"remind"})
+            tx.put(step.id, viewed_at=None, viewed_by=frozenset(), timers_fired=ss.timers_fired - {"remind"})
             tx.effects.append(SetTimer(step.id, "remind", event.at + step.policy.delay("remind"),
                                        f"{state.case_id}:{step.id}:remind:turn-{stamp}"))
     facts: dict[str, Any] = {
@@ -640,14 +653,22 @@ def _on_timer(template: FlowTemplate, state: CaseState, event: TimerFired) -> De
         return _noop(state)
     tx = _Tx(template, state, event.at)
     base = {"step_id": step.id, "timer": event.kind}
-    if event.kind == "remind":
-        if ss.viewed_at is not None:
+    if event.kind in ("remind", "remind_due"):
+        target = _next_actor(step, ss)
+        # The first reminder asks those who have not opened the step to look (policy.remind_to); the one
+        # before the deadline goes to everyone who still has to act, whether they looked or not.
+        seen = viewers(ss.viewed_by, target) if event.kind == "remind" and step.policy.remind_to == "not_viewed" \
+            else ()
+        if seen and target in _ONE_HOLDER:
             return _noop(state)
         n = ss.reminders_sent + 1
-        tx.put(step.id, reminders_sent=n, timers_fired=ss.timers_fired | {"remind"})
+        tx.put(step.id, reminders_sent=n, timers_fired=ss.timers_fired | {event.kind})
         # A fixed key: even if a store forgets timers_fired, a redelivered timer cannot send twice.
-        tx.notify(_next_actor(step, ss), step.id, "reminder", "timer")
-        return tx.decide("reminder_sent", {**base, "reminders_sent": n, "trigger": "timer"})
+        tx.notify(target, step.id, "reminder", "timer" if event.kind == "remind" else "due", skip=seen)
+        facts: dict[str, Any] = {**base, "reminders_sent": n, "trigger": "timer"}
+        if seen:
+            facts["not_to"] = list(seen)
+        return tx.decide("reminder_sent", facts)
     if event.kind == "alert":
         if not step.required:
             return _noop(state)  # timers set before optional steps stopped alerting stay harmless
@@ -847,7 +868,8 @@ def _on_reopen(template: FlowTemplate, state: CaseState, event: Reopen) -> Decis
             relocked.append(sid)
         elif state.steps[sid].status == "active":
             # activated_at stays: activate() then knows the step's cards are out (see _Tx.activate).
-            tx.put(sid, status="locked", viewed_at=None, reminders_sent=0, timers_fired=frozenset())
+            tx.put(sid, status="locked", viewed_at=None, viewed_by=frozenset(), reminders_sent=0,
+                   timers_fired=frozenset())
             tx.effects.append(CancelTimers(sid))
             tx.effects.append(UpdateStep(sid))
             relocked.append(sid)

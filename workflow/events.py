@@ -14,7 +14,7 @@ from workflow.timeutil import utc
 Action = Literal["approve", "reject", "confirm", "acknowledge", "submit", "complete"]
 TimerKind = Literal["remind", "alert", "fallback", "question"]
 ACTIONS: frozenset[str] = frozenset(("approve", "reject", "confirm", "acknowledge", "submit", "complete"))
-TIMER_KINDS: frozenset[str] = frozenset(("remind", "alert", "fallback", "question"))
+TIMER_KINDS: frozenset[str] = frozenset(("remind", "remind_due", "alert", "fallback", "question"))
 
 
 def _normalise(event: Any) -> None:

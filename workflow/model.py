@@ -59,6 +59,17 @@ def roles_of(values: Any) -> frozenset[Role]:
     return frozenset(Role(v) for v in values)
 
 
+def viewer_mark(role: Role | str, employee_id: str) -> str:
+    """How a holder who opened a step is kept in `StepState.viewed_by`: the role they opened it in."""
+    return f"{role}:{employee_id}"
+
+
+def viewers(viewed_by: frozenset[str], role: Role | str) -> tuple[str, ...]:
+    """Employee ids of those who opened a step in `role`."""
+    prefix = f"{role}:"
+    return tuple(sorted(m[len(prefix):] for m in viewed_by if m.startswith(prefix)))
+
+
 @dataclass(frozen=True, slots=True)
 class StepState:
     status: StepStatus = "locked"
@@ -75,6 +86,9 @@ class StepState:
     rejections: int = 0
     # Which timer kinds already fired for this step: a redelivered timer must not remind or alert twice.
     timers_fired: frozenset[str] = frozenset()
+    # Who has opened the step, one `viewer_mark(role, employee id)` per role they opened it in: a
+    # reminder goes only to holders of its role who have not looked (`viewed_at` is the first look).
+    viewed_by: frozenset[str] = frozenset()
 
     def evolve(self, **changes: Any) -> StepState:
         """Copy with some fields changed; the engine's hot path (dataclasses.replace is 3x slower)."""
@@ -91,6 +105,7 @@ class StepState:
             get("reminders_sent", self.reminders_sent),
             get("rejections", self.rejections),
             get("timers_fired", self.timers_fired),
+            get("viewed_by", self.viewed_by),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,6 +121,7 @@ class StepState:
             "reminders_sent": self.reminders_sent,
             "rejections": self.rejections,
             "timers_fired": sorted(self.timers_fired),
+            "viewed_by": sorted(self.viewed_by),
         }
 
     @classmethod
@@ -125,6 +141,7 @@ class StepState:
             reminders_sent=int(data.get("reminders_sent", 0)),
             rejections=int(data.get("rejections", 0)),
             timers_fired=frozenset(data.get("timers_fired") or ()),
+            viewed_by=frozenset(data.get("viewed_by") or ()),
         )
 
 

@@ -45,12 +45,16 @@ class PolicyIn(_Strict):
     alert_after_hours: Hours = 72
     fallback_after_hours: Hours = 168
     question_remind_after_hours: Hours = 24
+    remind_to: Literal["not_viewed", "everyone"] = "not_viewed"
+    remind_before_deadline_hours: Hours | None = None
 
 
 class PolicyOverrideIn(_Strict):
     remind_after_hours: Hours | None = None
     alert_after_hours: Hours | None = None
     fallback_after_hours: Hours | None = None
+    remind_to: Literal["not_viewed", "everyone"] | None = None
+    remind_before_deadline_hours: Hours | None = None
 
 
 class OptionIn(_Strict):

@@ -14,6 +14,7 @@ from workflow.model import Role, StepKind, StepState, signature_mark
 from workflow.text import Text
 
 FieldType = Literal["text", "textarea", "date", "number", "file", "choice"]
+RemindTo = Literal["not_viewed", "everyone"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,19 @@ class Policy:
     fallback_after_hours: float = 168
     # An employee's question unanswered this long reminds HR (once).
     question_remind_after_hours: float = 24
+    # Who the first reminder goes to: "not_viewed" = holders who have not opened the step (its details
+    # page or signing page), "everyone" = every holder still to act.
+    remind_to: RemindTo = "not_viewed"
+    # A second reminder this long before the step's deadline, to every holder still to act, whether
+    # they opened the step or not (None: none).
+    remind_before_deadline_hours: float | None = None
+
+    def due_reminder(self, deadline_hours: float) -> timedelta | None:
+        """When, after a step opened, its reminder before the deadline is due (None: no such reminder,
+        or the deadline is too close for one)."""
+        if self.remind_before_deadline_hours is None or deadline_hours <= self.remind_before_deadline_hours:
+            return None
+        return timedelta(hours=deadline_hours - self.remind_before_deadline_hours)
 
     def delay(self, kind: str) -> timedelta:
         if kind == "remind":

@@ -79,7 +79,8 @@ def test_start_activates_first_step_with_notification_and_timers(probation):
     notes = [e for e in decision.effects if isinstance(e, Notify)]
     assert notes == [Notify(Role.EMPLOYEE, "application", "step", notes[0].key)]
     timers = {e.kind: e.due_at for e in decision.effects if isinstance(e, SetTimer)}
-    assert timers == {"remind": at(24), "alert": at(72)}
+    # The application is due in 24 h: its reminder before the deadline comes 4 h before that.
+    assert timers == {"remind": at(24), "remind_due": at(20), "alert": at(72)}
     assert sum(isinstance(e, Audit) for e in decision.effects) == 1
     assert decision.state.steps["application"].activated_at == T0
 

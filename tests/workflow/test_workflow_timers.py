@@ -44,9 +44,11 @@ def test_start_sets_policy_timers_including_fallback(misconduct):
     timers = {(e.step_id, e.kind): e.due_at for e in d.effects if isinstance(e, SetTimer)}
     assert timers == {
         ("termination_notice", "remind"): at(24),
+        ("termination_notice", "remind_due"): at(68),  # 4 h before its 72-hour deadline
         ("termination_notice", "alert"): at(72),
         ("termination_notice", "fallback"): at(168),
         ("employee_response", "remind"): at(24),
+        ("employee_response", "remind_due"): at(68),
         # employee_response is optional: reminded, but never an alert to HR
     }
     keys = [e.key for e in d.effects if isinstance(e, SetTimer)]
