@@ -90,6 +90,10 @@ def render(card: Card, card_id: str) -> str:
         parts.append(f'<div class="body">{markdown(card.body)}</div>')
     if card.status:
         parts.append(f'<div class="status">{escape(card.status)}</div>')
+    if card.details_url:
+        label = "Details" if card.language == "en" else "查看详情"
+        parts.append(f'<div class="details"><a href="{escape(card.details_url, quote=True)}" target="_blank" '
+                     f'rel="noopener">{label}</a></div>')
     if card.buttons:
         parts.append('<div class="buttons">' + "".join(_button(b, card_id) for b in card.buttons) + "</div>")
     parts.append("</div>")

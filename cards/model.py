@@ -57,6 +57,8 @@ class Card:
     purpose: str = ""
     language: str = "zh"
     extra: dict[str, Any] = field(default_factory=dict)
+    # The holder's own link to the step's details page (opening it marks the step viewed by them).
+    details_url: str = ""
 
     def button(self, action: str) -> Button | None:
         return next((b for b in self.buttons if b.action == action), None)

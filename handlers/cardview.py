@@ -7,18 +7,20 @@ delivery) and by the action handler (which buttons a card offers right now).
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 
 from cards import builders
 from cards.builders import shows_backpay
-from cards.model import Card
+from cards.model import Button, Card
 from cards.questions import QUESTION_PURPOSES, build_question
 from cards.view import CaseView
 from cases.service import CaseService, utcnow
+from chat.capabilities import capabilities_of
 from config.settings import Settings
 from handlers import settlement
 from handlers.backpay import EMPLOYEE_STATUS
-from handlers.links import download_url, signing_url
+from handlers.links import details_url, download_url, form_url, signing_url
 from settlement.basis import money
 from signing import settlefigures as sf
 from signing.pipeline import (
@@ -209,6 +211,32 @@ class CardRenderer:
         return builders.build(view, purpose, step_id)
 
     async def for_outbox(self, row: OutboxMessage) -> Card | None:
+        """The card a delivered (or to be delivered) outbox card row shows its holder now, with the
+        holder's own web links: the step's details page, and where the platform's cards cannot hold
+        text inputs, the step's web form in place of each button that asks for some."""
         p = row.payload or {}
-        return await self.card(str(p.get("case_id") or row.case_id), str(p.get("purpose", "step")),  # type: ignore[attr-defined]
-                               p.get("step_id", row.step_id), row.recipient)
+        conn = hotpath.default_conn()
+        case = await hotpath.get_one(conn, Case, "id", str(p.get("case_id") or row.case_id))  # type: ignore[attr-defined]
+        if case is None:
+            return None
+        recipient = await hotpath.get_one(conn, Employee, "employee_id", row.recipient)
+        purpose, step_id = str(p.get("purpose", "step")), p.get("step_id", row.step_id)
+        card = await self.card_of(case, purpose, step_id, recipient)
+        if card is None or recipient is None:
+            return card
+        return self.web_links(card, case, row.key, row.platform, purpose, step_id, recipient.employee_id)
+
+    def web_links(self, card: Card, case: Case, card_id: str, platform: str, purpose: str, step_id: str | None,
+                  holder_id: str, *, now: datetime | None = None) -> Card:
+        now = now or utcnow()
+        template = self.service.template(case.template_id)
+        changes: dict[str, object] = {}
+        if step_id is not None and purpose not in QUESTION_PURPOSES and step_id in template:
+            changes["details_url"] = details_url(self.settings, case.id, step_id, holder_id, now=now)
+        if not capabilities_of(platform).card_inputs and any(b.form and b.action and b.enabled for b in card.buttons):
+            changes["buttons"] = tuple(
+                Button(label=b.label, url=form_url(self.settings, case.id, step_id or "", b.action, holder_id, card_id,
+                                                   now=now), style=b.style)
+                if b.form and b.action and b.enabled else b
+                for b in card.buttons)
+        return replace(card, **changes) if changes else card  # type: ignore[arg-type]

@@ -34,7 +34,30 @@ def download_url(settings: Settings, case_id: str, document_id: int, holder_id: 
     return f"{settings.public_base_url}/doc/{token}"
 
 
-_TOKEN_IN_PATH = re.compile(r"(/sign/|/doc/|/export/)[^/\s?\"]+")
+def form_url(settings: Settings, case_id: str, step_id: str, action: str, holder_id: str, card_id: str, *,
+             now: datetime | None = None, lang: str | None = None) -> str:
+    """The step's short web form for one button of one card (`/form/<token>`), for platforms whose cards
+    cannot hold text inputs: the token binds case, step, action, the card and its holder, and expires
+    like a signing link; the page submits through the same router as a tap on that card."""
+    now = now or utcnow()
+    token = make_token(settings.secret_bytes(), case_id=case_id, step_id=step_id, signer_id=holder_id,
+                       expires_at=now + timedelta(hours=settings.link_ttl_hours), nonce=new_nonce(),
+                       purpose="form", extra={"a": action, "k": card_id})
+    return f"{settings.public_base_url}/form/{token}" + (f"?lang={lang}" if lang else "")
+
+
+def details_url(settings: Settings, case_id: str, step_id: str, holder_id: str, *,
+                now: datetime | None = None) -> str:
+    """A step's details page for one holder (`/view/<token>`); its first opening records that this
+    holder has viewed the step, which is what spares them the first reminder."""
+    now = now or utcnow()
+    token = make_token(settings.secret_bytes(), case_id=case_id, step_id=step_id, signer_id=holder_id,
+                       expires_at=now + timedelta(hours=settings.link_ttl_hours), nonce=new_nonce(),
+                       purpose="view")
+    return f"{settings.public_base_url}/view/{token}"
+
+
+_TOKEN_IN_PATH = re.compile(r"(/sign/|/doc/|/export/|/form/|/view/)[^/\s?\"]+")
 
 
 class RedactLinkTokens(logging.Filter):
