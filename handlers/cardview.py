@@ -227,13 +227,17 @@ class CardRenderer:
         return self.web_links(card, case, row.key, row.platform, purpose, step_id, recipient.employee_id)
 
     def web_links(self, card: Card, case: Case, card_id: str, platform: str, purpose: str, step_id: str | None,
-                  holder_id: str, *, now: datetime | None = None) -> Card:
+                  holder_id: str, *, now: datetime | None = None, forms: bool | None = None) -> Card:
+        """`forms`: turn form buttons into web-form links (default: when the platform's cards cannot
+        hold the inputs)."""
         now = now or utcnow()
         template = self.service.template(case.template_id)
         changes: dict[str, object] = {}
         if step_id is not None and purpose not in QUESTION_PURPOSES and step_id in template:
             changes["details_url"] = details_url(self.settings, case.id, step_id, holder_id, now=now)
-        if not capabilities_of(platform).card_inputs and any(b.form and b.action and b.enabled for b in card.buttons):
+        if forms is None:
+            forms = not capabilities_of(platform).card_inputs
+        if forms and any(b.form and b.action and b.enabled for b in card.buttons):
             changes["buttons"] = tuple(
                 Button(label=b.label, url=form_url(self.settings, case.id, step_id or "", b.action, holder_id, card_id,
                                                    now=now), style=b.style)
