@@ -1,0 +1,58 @@
+"""The step web form over real HTTP: a WeCom holder fills the inputs their card cannot hold, the
+submission goes through the router as a tap on their card, the case advances and the cards update."""
+
+from __future__ import annotations
+
+from storage.models import AuditEntry, CaseStep, FormLink, InboxEvent
+from tests.forms.conftest import EMPLOYEE, Forms, csrf_of, link, message_of
+
+GOOD = {"last_working_day": "2025-07-31", "reason": "收到通知，无异议"}
+
+
+async def _snapshot(f: Forms) -> tuple[int, int, str]:
+    case = await f.case()
+    step = await CaseStep.get(case_id=case.id, step_id="application")
+    return await AuditEntry.filter(case_id=case.id).count(), case.version, step.status
+
+
+async def test_card_button_opens_the_form_and_submitting_advances_the_case(forms: Forms) -> None:
+    card = await forms.card(EMPLOYEE, step="application")
+    url = link(card, "提交")
+    assert "/form/" in url and card.card is not None and "/view/" in card.card.details_url
+    status, page = await forms.open(url)
+    assert status == 200
+    assert "最后工作日（按通知核对）" in page and "本人意见或陈述" in page and 'lang="zh-CN"' in page
+    resp = await forms.client.get(forms.path(url))
+    assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+    assert resp.headers["Cache-Control"] == "no-store"
+
+    status, page = await forms.submit(url, GOOD)
+    assert status == 200, page
+    assert "已提交" in message_of(page)
+    case = await forms.case()
+    step = await CaseStep.get(case_id=case.id, step_id="application")
+    assert step.status == "done" and step.done_by == EMPLOYEE and step.data == GOOD
+    entry = await AuditEntry.filter(case_id=case.id, kind="step_done").get()
+    assert entry.actor == EMPLOYEE and entry.data["data"] == GOOD
+    inbox = await InboxEvent.filter(dedup_key__startswith="webform:").get()
+    assert inbox.platform == "wecom" and inbox.sender == "wx_E003"
+    nonce = url.rsplit("/", 1)[1]
+    assert nonce  # the token; its link row is marked used
+    assert await FormLink.filter(used_at__not_isnull=True).count() == 1
+
+    # The normal outbox update re-renders the holder's card in place: no submit link any more.
+    await forms.deliver()
+    updated = await forms.card(EMPLOYEE, step="application")
+    assert updated.card_id == card.card_id and updated.version > card.version
+    assert updated.card is not None and all(b.label != "提交" for b in updated.card.buttons)
+    assert "已由 张三" in updated.card.status
+    # The manager's step opened, and their card's approve button is a form link too.
+    mgr = await forms.card("E002", step="performance_review")
+    assert "/form/" in link(mgr, "批准") and "/form/" in link(mgr, "驳回")
+
+    # The used link: a clear refusal, nothing changed.
+    before = await _snapshot(forms)
+    status, page = await forms.open(url)
+    assert status == 410 and "已提交过" in message_of(page)
+    status, page = await forms.submit(url, GOOD, csrf="x")
+    assert status == 410 and await _snapshot(forms) == before
