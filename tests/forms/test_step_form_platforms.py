@@ -1,0 +1,118 @@
+"""Which cards get web forms, and platform sign-in on the form and details pages."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from pydantic import SecretStr
+
+from bot.settings import Settings
+from chat import capabilities
+from chat.connector import Capabilities
+from signing import oauth
+from storage.models import AuditEntry, CaseStep
+from tests.chat.conftest import build_chat
+from tests.forms.conftest import EMPLOYEE, Forms, harness, link, message_of, wx
+from tests.signing_flow.test_signflow_oauth import FakePlatforms
+
+GOOD = {"last_working_day": "2025-07-31", "reason": "收到通知，无异议"}
+
+
+async def test_emulator_cards_keep_their_inputs_and_carry_the_details_link(demo_org: Settings) -> None:
+    chat = build_chat(demo_org)
+    await chat.send("E001", "/离职 张三 试用期 2025-07-31 绩效未达标 交接人:周八")
+    await chat.deliver()
+    card = await chat.card(EMPLOYEE, step="application")
+    assert card.card is not None
+    submit = card.card.button("submit")
+    assert submit is not None and submit.form and submit.url is None  # the card holds the inputs
+    assert card.card.details_url.startswith("http://127.0.0.1:8080/view/")
+
+
+def test_capabilities_come_from_the_registry_once_it_answers() -> None:
+    assert capabilities.capabilities_of("emulator").card_inputs
+    assert not capabilities.capabilities_of("wecom").card_inputs
+    assert not capabilities.capabilities_of("someday").card_inputs  # unknown: the web form works anywhere
+    capabilities.use_registry(lambda name: Capabilities(card_inputs=True) if name == "dingtalk" else None)
+    try:
+        assert capabilities.capabilities_of("dingtalk").card_inputs
+        assert not capabilities.capabilities_of("wecom").card_inputs
+    finally:
+        capabilities.use_registry(None)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[tuple[FakePlatforms, str]]:
+    from aiohttp.test_utils import TestServer
+
+    platforms = FakePlatforms()
+    async with TestServer(platforms.app(), host="127.0.0.1") as server:
+        yield platforms, str(server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+async def signed_in(demo_org: Settings, fake: tuple[FakePlatforms, str]) -> AsyncIterator[tuple[Forms, FakePlatforms]]:
+    platforms, base = fake
+    oauth._tokens.clear()
+    settings = demo_org.model_copy(update={
+        "platforms": ("wecom",), "wecom_corp_id": "wwcorp", "wecom_agent_id": "1000002", "wecom_api_base": base,
+        "wecom_oauth_url": f"{base}/authorize", "wecom_secret": SecretStr("wc-secret")})
+    async for f in harness(settings):
+        assert (await f.hr("/离职 张三 试用期 2025-07-31 绩效未达标 交接人:周八")).ok
+        await f.deliver()
+        yield f, platforms
+
+
+async def _login(f: Forms, platforms: FakePlatforms, url: str, as_user: str) -> tuple[int, str]:
+    first = await f.client.get(f.path(url), allow_redirects=False)
+    assert first.status == 302, await first.text()
+    target = urlsplit(first.headers["Location"])
+    q = parse_qs(target.query)
+    assert q["scope"] == ["snsapi_base"] and q["appid"] == ["wwcorp"]
+    back = urlsplit(q["redirect_uri"][0])
+    platforms.codes["CODE1"] = as_user
+    resp = await f.client.get(f"{back.path}?code=CODE1&state={q['state'][0]}", allow_redirects=False)
+    return resp.status, await resp.text()
+
+
+async def test_form_confirms_the_holder_through_wecom(signed_in: tuple[Forms, FakePlatforms]) -> None:
+    f, platforms = signed_in
+    url = link(await f.card(EMPLOYEE, step="application"), "提交")
+    # Before signing in, a POST is refused and nothing changes.
+    resp = await f.client.post(f.path(url), data={"csrf": "x", **GOOD})
+    assert resp.status == 401
+    status, _ = await _login(f, platforms, url, wx(EMPLOYEE))
+    assert status == 302
+    status, page = await f.submit(url, GOOD)
+    assert status == 200, page
+    case = await f.case()
+    assert (await CaseStep.get(case_id=case.id, step_id="application")).status == "done"
+
+
+async def test_someone_else_signing_in_on_the_holders_form_is_refused(signed_in: tuple[Forms, FakePlatforms]) -> None:
+    f, platforms = signed_in
+    url = link(await f.card(EMPLOYEE, step="application"), "提交")
+    status, page = await _login(f, platforms, url, wx("E002"))
+    assert status == 403 and "不一致" in message_of(page)
+    again = await f.client.get(f.path(url), allow_redirects=False)
+    assert again.status == 302  # still not confirmed
+    case = await f.case()
+    assert (await CaseStep.get(case_id=case.id, step_id="application")).status == "active"
+
+
+async def test_details_page_confirms_the_viewer_before_recording_a_view(signed_in: tuple[Forms, FakePlatforms]
+                                                                        ) -> None:
+    f, platforms = signed_in
+    card = await f.card(EMPLOYEE, step="application")
+    url = card.card.details_url  # type: ignore[union-attr]
+    case = await f.case()
+    status, _ = await _login(f, platforms, url, wx("E002"))  # a forwarded link opened by someone else
+    assert status == 403
+    assert not await AuditEntry.filter(case_id=case.id, kind="step_viewed").exists()
+    status, _ = await _login(f, platforms, url, wx(EMPLOYEE))
+    assert status == 302
+    status, page = await f.open(url)
+    assert status == 200, page
+    assert await AuditEntry.filter(case_id=case.id, kind="step_viewed").count() == 1
