@@ -234,13 +234,13 @@ class CardRenderer:
         template = self.service.template(case.template_id)
         changes: dict[str, object] = {}
         if step_id is not None and purpose not in QUESTION_PURPOSES and step_id in template:
-            changes["details_url"] = details_url(self.settings, case.id, step_id, holder_id, now=now)
+            changes["details_url"] = details_url(self.settings, case.id, step_id, holder_id, case.version, now=now)
         if forms is None:
             forms = not capabilities_of(platform).card_inputs
         if forms and any(b.form and b.action and b.enabled for b in card.buttons):
             changes["buttons"] = tuple(
                 Button(label=b.label, url=form_url(self.settings, case.id, step_id or "", b.action, holder_id, card_id,
-                                                   now=now), style=b.style)
+                                                   case.version, now=now), style=b.style)
                 if b.form and b.action and b.enabled else b
                 for b in card.buttons)
         return replace(card, **changes) if changes else card  # type: ignore[arg-type]

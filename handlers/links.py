@@ -6,9 +6,12 @@ verifies it and enforces single use by recording the nonce when the signature is
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import logging
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from cases.service import utcnow
 from config.settings import Settings
@@ -34,26 +37,38 @@ def download_url(settings: Settings, case_id: str, document_id: int, holder_id: 
     return f"{settings.public_base_url}/doc/{token}"
 
 
-def form_url(settings: Settings, case_id: str, step_id: str, action: str, holder_id: str, card_id: str, *,
-             now: datetime | None = None, lang: str | None = None) -> str:
+def _stable(settings: Settings, now: datetime, *parts: object) -> tuple[datetime, str]:
+    """Expiry and nonce of a link that a card carries: the same for every render of the same card in
+    the same state within the same hour, so re-rendering a card that did not change yields the same
+    card (a platform update can be skipped); any change of the case (its version is in `parts`) or the
+    next hour gives a new link. The expiry is at least LINK_TTL_HOURS away."""
+    hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    expires = hour + timedelta(hours=settings.link_ttl_hours + 1)
+    text = "|".join(str(p) for p in ("link-nonce/v1", hour.isoformat(), *parts))
+    mac = hmac.new(settings.secret_bytes(), text.encode("utf-8"), hashlib.sha256).digest()
+    return expires, base64.urlsafe_b64encode(mac[:18]).decode("ascii")
+
+
+def form_url(settings: Settings, case_id: str, step_id: str, action: str, holder_id: str, card_id: str,
+             version: int, *, now: datetime | None = None) -> str:
     """The step's short web form for one button of one card (`/form/<token>`), for platforms whose cards
     cannot hold text inputs: the token binds case, step, action, the card and its holder, and expires
-    like a signing link; the page submits through the same router as a tap on that card."""
-    now = now or utcnow()
+    like a signing link; the page submits through the same router as a tap on that card. `version`:
+    the case's, so a card re-rendered after any change carries a fresh (unused) link."""
+    expires, nonce = _stable(settings, now or utcnow(), "form", case_id, version, step_id, action, holder_id,
+                             card_id)
     token = make_token(settings.secret_bytes(), case_id=case_id, step_id=step_id, signer_id=holder_id,
-                       expires_at=now + timedelta(hours=settings.link_ttl_hours), nonce=new_nonce(),
-                       purpose="form", extra={"a": action, "k": card_id})
-    return f"{settings.public_base_url}/form/{token}" + (f"?lang={lang}" if lang else "")
+                       expires_at=expires, nonce=nonce, purpose="form", extra={"a": action, "k": card_id})
+    return f"{settings.public_base_url}/form/{token}"
 
 
-def details_url(settings: Settings, case_id: str, step_id: str, holder_id: str, *,
+def details_url(settings: Settings, case_id: str, step_id: str, holder_id: str, version: int, *,
                 now: datetime | None = None) -> str:
     """A step's details page for one holder (`/view/<token>`); its first opening records that this
     holder has viewed the step, which is what spares them the first reminder."""
-    now = now or utcnow()
+    expires, nonce = _stable(settings, now or utcnow(), "view", case_id, version, step_id, holder_id)
     token = make_token(settings.secret_bytes(), case_id=case_id, step_id=step_id, signer_id=holder_id,
-                       expires_at=now + timedelta(hours=settings.link_ttl_hours), nonce=new_nonce(),
-                       purpose="view")
+                       expires_at=expires, nonce=nonce, purpose="view")
     return f"{settings.public_base_url}/view/{token}"
 
 

@@ -55,3 +55,25 @@ async def test_card_button_opens_the_form_and_submitting_advances_the_case(forms
     assert status == 410 and "已提交过" in message_of(page)
     status, page = await forms.submit(url, GOOD, csrf="x")
     assert status == 410 and await _snapshot(forms) == before
+
+
+async def test_a_card_rendered_again_unchanged_carries_the_same_links(forms: Forms) -> None:
+    """So a platform update of a card that did not change can be skipped (DingTalk's monthly budget);
+    once the case moves, the links are new (a used form link is never handed out again)."""
+    from handlers.cardview import CardRenderer
+    from storage.models import OutboxMessage
+
+    case = await forms.case()
+    row = await OutboxMessage.get(case_id=case.id, recipient=EMPLOYEE, step_id="application", kind="card")
+    renderer = CardRenderer(forms.settings, forms.service)
+    first, second = await renderer.for_outbox(row), await renderer.for_outbox(row)
+    assert first == second and first is not None
+    ask = link(await forms.card(EMPLOYEE, step="application"), "问HR")
+    assert (await forms.submit(ask, {"question": "补偿金怎么算？"}))[0] == 200
+    third = await renderer.for_outbox(row)
+    assert third is not None and third.details_url != first.details_url
+    assert link_of(third, "问HR") != link_of(first, "问HR")
+
+
+def link_of(card: object, label: str) -> str:
+    return next(b.url for b in card.buttons if b.label == label)  # type: ignore[attr-defined]
