@@ -110,3 +110,54 @@ async def test_bad_details_links(forms: Forms) -> None:
         assert resp.status == want, (tok, await resp.text())
         assert message_of(await resp.text())
     assert not await AuditEntry.filter(case_id=case.id, kind="step_viewed").exists()
+
+
+FINANCE_FLOW = """
+id = "finance_only"
+version = 1
+title = { zh = "财务确认", en = "Finance confirms" }
+case_type = "finance_only"
+
+[policy]
+remind_after_hours = 24
+
+[[steps]]
+id = "pay"
+title = { zh = "财务确认付款", en = "Finance confirms payment" }
+ask = { zh = "请确认付款。", en = "Please confirm the payment." }
+why = { zh = "结清款项。", en = "To settle what is owed." }
+role = "finance"
+kind = "confirm"
+deadline_hours = 48
+"""
+
+
+async def test_a_role_held_by_several_people_reminds_only_those_who_did_not_look(demo_org, tmp_path) -> None:
+    """Two finance people hold the step; the one who opened its details gets no first reminder, the
+    other does (the service drops exactly the holders the engine names)."""
+    from datetime import date
+
+    from storage.models import Employee
+    from tests.forms.conftest import FINANCE, harness
+
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "finance_only.toml").write_text(FINANCE_FLOW, encoding="utf-8")
+    await Employee.filter(employee_id="E005").update(roles="finance")
+    settings = demo_org.model_copy(update={"platforms": ("wecom",), "templates_dir": tmp_path / "flows"})
+    async for f in harness(settings):
+        emp = await Employee.get(employee_id=EMPLOYEE)
+        out = await f.service.start_case(employee=emp, template_id="finance_only", last_day=date(2025, 7, 31),
+                                         reason="x", created_by=HR)
+        await f.deliver()
+        card = await f.card(FINANCE, step="pay")
+        assert (await f.card("E005", step="pay")).card is not None
+        status, _ = await f.open(card.card.details_url)  # type: ignore[union-attr]
+        assert status == 200
+        await _fire(f, 24)
+        got = {r.recipient for r in await OutboxMessage.filter(case_id=out.case_id, kind="card")
+               if (r.payload or {}).get("purpose") == "reminder"}
+        assert got == {"E005"}
+        entry = await AuditEntry.filter(case_id=out.case_id, kind="reminder_sent").get()
+        assert entry.data["not_to"] == [FINANCE]
+        ok, detail = await check_case_state(await f.case(), f.service.templates)
+        assert ok, detail
