@@ -62,7 +62,7 @@ IDENTITY_COOKIE_SECONDS = 1800
 # The signing pages' headers, but the form's own POST must carry an Origin we can check: with
 # "no-referrer" browsers send `Origin: null` for it. "same-origin" still sends no token to anyone else.
 HEADERS = {**SIGNING_HEADERS, "Referrer-Policy": "same-origin"}
-_PLATFORM_ID = {"dingtalk": "dingtalk_userid", "wecom": "wecom_userid"}  # as bot.router.resolve_sender reads them
+_PLATFORM_ID = {"dingtalk": "dingtalk_userid", "wecom": "wecom_userid"}  # as chat.router.resolve_sender reads them
 
 
 class Refused(Exception):

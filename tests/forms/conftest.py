@@ -18,16 +18,16 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot import stepforms
-from bot.app import SERVICE, SETTINGS, build_service
+from bot.app import build_service
 from bot.inbound import INBOUND, Inbound, build_router
 from bot.outbox import Relay, RetryPolicy
 from bot.platforms.emulator.adapter import EmulatorAdapter, Message
-from bot.router import Incoming, Reply
-from bot.settings import Settings
-from handlers import signing_web
+from cases.service import CaseService
+from chat.appkeys import SERVICE, SETTINGS
+from chat.router import Incoming, Reply
+from config.settings import Settings
+from handlers import signing_web, stepforms
 from handlers.cardview import CardRenderer
-from handlers.cases import CaseService
 from storage.models import Case, Employee
 
 HR, MANAGER, EMPLOYEE, FINANCE, HANDOVER = "E001", "E002", "E003", "E004", "E006"
@@ -125,7 +125,7 @@ def make_app(settings: Settings, service: CaseService, inbound: Inbound) -> web.
     app[SERVICE] = service
     app[INBOUND] = inbound
     signing_web.setup(app)  # the stylesheet (and the signing pages, which a details page links to)
-    stepforms.setup(app)
+    stepforms.setup(app, handle=inbound.handle)
     return app
 
 

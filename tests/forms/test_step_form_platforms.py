@@ -8,9 +8,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from pydantic import SecretStr
 
-from bot.settings import Settings
 from chat import capabilities
 from chat.connector import Capabilities
+from config.settings import Settings
 from signing import oauth
 from storage.models import AuditEntry, CaseStep
 from tests.chat.conftest import build_chat
