@@ -22,6 +22,9 @@ async def test_card_button_opens_the_form_and_submitting_advances_the_case(forms
     status, page = await forms.open(url)
     assert status == 200
     assert "最后工作日（按通知核对）" in page and "本人意见或陈述" in page and 'lang="zh-CN"' in page
+    en = await forms.client.get(forms.path(url) + "?lang=en")
+    text = await en.text()
+    assert 'lang="en"' in text and "Last working day (as notified)" in text and "?lang=en" in text
     resp = await forms.client.get(forms.path(url))
     assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
     assert resp.headers["Cache-Control"] == "no-store"
