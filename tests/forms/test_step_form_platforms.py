@@ -116,3 +116,15 @@ async def test_details_page_confirms_the_viewer_before_recording_a_view(signed_i
     status, page = await f.open(url)
     assert status == 200, page
     assert await AuditEntry.filter(case_id=case.id, kind="step_viewed").count() == 1
+
+
+def test_form_and_view_tokens_are_cut_from_the_access_log() -> None:
+    import logging
+
+    from handlers.links import RedactLinkTokens
+
+    record = logging.LogRecord("aiohttp.access", logging.INFO, __file__, 1, '%s "%s" %s',
+                               ("127.0.0.1", "GET /form/eyJj.abc?lang=en HTTP/1.1", "POST /view/eyJ.x HTTP/1.1"),
+                               None)
+    RedactLinkTokens().filter(record)
+    assert record.args == ("127.0.0.1", "GET /form/…?lang=en HTTP/1.1", "POST /view/… HTTP/1.1")
