@@ -204,7 +204,8 @@ async def test_timers_remind_once_and_skip_when_viewed(svc: CaseService) -> None
     fired = await run_due(svc, later, worker="w1")
     assert fired >= 1
     reminders = [m for m in await OutboxMessage.filter(case_id=cid) if m.payload.get("purpose") == "reminder"]
-    assert [m.recipient for m in reminders] == ["E003"]
+    # The reminder 4 h before the application's 24-hour deadline, then the 24-hour one (not viewed).
+    assert sorted((m.recipient, m.key.split(":")[3]) for m in reminders) == [("E003", "due"), ("E003", "timer")]
     assert await run_due(svc, later, worker="w2") == 0  # fired once, never again
     # A viewed step gets no reminder: start a second case and view it first.
     emp = await Employee.get(employee_id="E007")
@@ -213,12 +214,14 @@ async def test_timers_remind_once_and_skip_when_viewed(svc: CaseService) -> None
     r = await svc.roles_of(await Case.get(id=out.case_id), emp)
     assert (await svc.apply(out.case_id, lambda c, s: Viewed("application", "E007", r, at=T0))).ok
     await run_due(svc, later, worker="w1")
-    assert not [m for m in await OutboxMessage.filter(case_id=out.case_id) if m.payload.get("purpose") == "reminder"]
+    # Looking spares the employee the 24-hour reminder, not the one before the deadline.
+    viewed = [m for m in await OutboxMessage.filter(case_id=out.case_id) if m.payload.get("purpose") == "reminder"]
+    assert [m.key.split(":")[3] for m in viewed] == ["due"]
 
 
 async def test_timer_claimed_by_one_worker_and_refired_after_lost_lease(svc: CaseService) -> None:
     cid = await _open(svc)
-    later = T0 + timedelta(hours=25)
+    later = T0 + timedelta(hours=21)  # the reminder before the 24-hour deadline is due (4 h before it)
     a, b = await asyncio.gather(claim_due(later, worker="A"), claim_due(later, worker="B"))
     assert (a and not b) or (b and not a)
     won = a or b
