@@ -80,3 +80,20 @@ async def test_a_card_rendered_again_unchanged_carries_the_same_links(forms: For
 
 def link_of(card: object, label: str) -> str:
     return next(b.url for b in card.buttons if b.label == label)  # type: ignore[attr-defined]
+
+
+async def test_question_and_answer_through_web_forms(forms: Forms) -> None:
+    """问HR and HR's answer ask for text too: both go through the web form on WeCom."""
+    ask = link(await forms.card(EMPLOYEE, step="application"), "问HR")
+    assert (await forms.submit(ask, {"question": "最后工资何时发放？"}))[0] == 200
+    await forms.deliver()
+    question = await forms.card("E001", purpose="question")
+    assert question.card is not None and not question.card.details_url  # a question is not a step
+    status, page = await forms.submit(link(question, "回复"), {"answer": "随当月工资一起发放。"})
+    assert status == 200, page
+    await forms.deliver()
+    answer = await forms.card(EMPLOYEE, purpose="answer")
+    assert answer.card is not None and "随当月工资一起发放。" in answer.card.body
+    case = await forms.case()
+    kinds = [e.kind for e in await AuditEntry.filter(case_id=case.id).order_by("seq")]
+    assert kinds[-2:] == ["question_asked", "question_answered"]
