@@ -36,16 +36,24 @@ sys.path.insert(0, str(ROOT))
 from bot.app import build_service  # noqa: E402
 from bot.inbound import Inbound, build_router  # noqa: E402
 from bot.outbox import Relay  # noqa: E402
-from bot.platforms.emulator.adapter import EmulatorAdapter  # noqa: E402
+from bot.platforms.emulator import EmulatorConnector  # noqa: E402
 from chat.appkeys import SERVICE, SETTINGS  # noqa: E402
-from chat.router import Incoming  # noqa: E402
+from chat.connector import Capabilities, CardAction  # noqa: E402
 from config.settings import load_settings  # noqa: E402
 from handlers import signing_web, stepforms  # noqa: E402
 from handlers.cardview import CardRenderer  # noqa: E402
-from storage import crypto  # noqa: E402
+from storage import cardids, crypto  # noqa: E402
 from storage.db import close_db, init_db, migrate  # noqa: E402
 from storage.directory import import_csv  # noqa: E402
 from storage.models import Employee, OutboxMessage  # noqa: E402
+
+
+class FakeWeCom(EmulatorConnector):
+    """Cards kept as the emulator keeps them, under WeCom's name and with WeCom's card capabilities."""
+
+    name = "wecom"
+    capabilities = Capabilities(card_inputs=False)
+
 
 FORM = {"last_working_day": "2025-07-31", "reason": "收到通知，无异议"}
 
@@ -79,7 +87,7 @@ async def run(n: int, url: str, data: Path) -> None:
         assert report.applied, report.errors
         service = build_service(settings)
         inbound = Inbound(build_router(), settings, service)
-        relay = Relay({"wecom": EmulatorAdapter()}, CardRenderer(settings, service).for_outbox)
+        relay = Relay({"wecom": FakeWeCom()}, CardRenderer(settings, service).for_outbox, addresses=service.addresses)
         for i in range(2 * n):
             emp = await Employee.get(employee_id=f"B{i:05d}")
             await service.start_case(employee=emp, template_id="probation", last_day=date(2025, 7, 31),
@@ -91,7 +99,7 @@ async def run(n: int, url: str, data: Path) -> None:
         app = web.Application()
         app[SETTINGS], app[SERVICE] = settings, service
         signing_web.setup(app)
-        stepforms.setup(app, handle=inbound.handle)
+        stepforms.setup(app, dispatch=inbound.dispatch)
         view_t, get_t, post_t, tap_t = [], [], [], []
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
             for i in range(n):
@@ -117,9 +125,8 @@ async def run(n: int, url: str, data: Path) -> None:
             for i in range(n, 2 * n):
                 row = await OutboxMessage.get(recipient=f"B{i:05d}", step_id="application", kind="card")
                 t = time.perf_counter()
-                reply = await inbound.handle(Incoming("wecom", f"wx_B{i:05d}", "action",
-                                                      {"card_id": row.key, "action": "submit", "form": FORM},
-                                                      f"wecom:bench:{i}"))
+                reply = await inbound.dispatch(CardAction("wecom", f"wx_B{i:05d}", cardids.card_id_of(row), "submit",
+                                                          f"bench-{i}", form=FORM))
                 tap_t.append(time.perf_counter() - t)
                 assert reply.ok, reply.text
         print(f"details page (first open: records viewed)  {ms(view_t)}")

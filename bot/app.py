@@ -13,6 +13,7 @@ from bot import connectors, inbound, timers
 from bot.platforms.registry import address_book
 from bot.runtime import configure
 from cases.service import CaseService
+from chat import capabilities
 from chat.appkeys import ANNOUNCE, SERVICE, SETTINGS
 from config.settings import Settings
 from handlers import archive, checkpoints, signing_web, stepforms
@@ -55,10 +56,13 @@ def create_app(settings: Settings, *, with_db: bool = True) -> web.Application:
     timers.setup(app)
     inbound.setup(app)
     connectors.setup(app)  # the platforms from PLATFORMS, their routes and lifecycle, the outbox relay
+    running = app[connectors.CONNECTORS]
+    # Card rendering asks what each platform's cards can hold (in-card inputs or the step's web form).
+    capabilities.use_registry(lambda name: running[name].capabilities if name in running else None)
     signing_web.setup(app)
     checkpoints.setup(app)
     archive.setup(app)
-    stepforms.setup(app, handle=app[inbound.INBOUND].handle)
+    stepforms.setup(app, dispatch=app[inbound.INBOUND].dispatch)
     return app
 
 

@@ -1,9 +1,11 @@
 """What a platform's cards can hold, by platform name: the one place card rendering asks.
 
-The connector registry (one connector per name in PLATFORMS, each with its `capabilities`) is the
-authority once it is wired in; until then this table states what the shipped connectors offer:
-WeCom template cards carry buttons and choices but no free text, and the DingTalk card template
-we ship has no input components, so both open a step's web form for a button that asks for text.
+The running connectors answer (their `capabilities`; the app factory points `use_registry` at the
+registry's connectors). For a platform no connector runs for in this process (a card rendered by
+the CLI, a platform whose package has no connector yet) this table states what the platforms
+offer: WeCom template cards carry buttons and choices but no free text, and the DingTalk card
+template we ship has no input components, so both open a step's web form for a button that asks
+for text.
 """
 
 from __future__ import annotations

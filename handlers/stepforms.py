@@ -26,7 +26,6 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -39,22 +38,21 @@ from cards import webpage
 from cards.model import Button, Card
 from cases.service import CaseService
 from chat.appkeys import SERVICE, SETTINGS
-from chat.router import Incoming, Reply
+from chat.connector import CardAction, Dispatch
 from config.settings import Settings
 from handlers.cardview import CardRenderer
 from handlers.signing_web import HEADERS as SIGNING_HEADERS
 from signing import oauth
 from signing.links import LinkError, TokenClaims, read_token
-from storage import hotpath
+from storage import cardids, hotpath
 from storage.models import Case, Employee, FormLink, OutboxMessage
 from workflow.events import Viewed
 from workflow.model import viewer_mark
 
 log = logging.getLogger("handlers.stepforms")
-# The inbound pipeline's entry (bot.inbound.Inbound.handle), handed down by the app factory: a form
-# submission is dispatched exactly as a platform's event is.
-Handle = Callable[[Incoming], Awaitable[Reply]]
-HANDLE = web.AppKey("stepform_handle", Handle)  # type: ignore[arg-type]
+# What every connector hands its events to (bot.inbound.Inbound.dispatch), handed down by the app
+# factory: a form submission is dispatched exactly as a platform's card action is.
+DISPATCH = web.AppKey("stepform_dispatch", Dispatch)  # type: ignore[arg-type]
 
 MAX_FORM_BODY = 64 * 1024  # a few fields of at most 2,000 characters each, percent-encoded
 MAX_FIELDS = 32
@@ -63,7 +61,6 @@ IDENTITY_COOKIE_SECONDS = 1800
 # The signing pages' headers, but the form's own POST must carry an Origin we can check: with
 # "no-referrer" browsers send `Origin: null` for it. "same-origin" still sends no token to anyone else.
 HEADERS = {**SIGNING_HEADERS, "Referrer-Policy": "same-origin"}
-_PLATFORM_ID = {"dingtalk": "dingtalk_userid", "wecom": "wecom_userid"}  # as chat.router.resolve_sender reads them
 
 
 class Refused(Exception):
@@ -348,14 +345,15 @@ async def form_submit(request: web.Request) -> web.StreamResponse:
         return _refused(USED if fresh.used_at is not None else IN_PROGRESS, lang)
     used = False
     try:
-        sender = getattr(t.holder, _PLATFORM_ID.get(t.row.platform, "employee_id"), None) or ""
-        # The same event a tap on the holder's card would be. Its dedup key names the link and what was
-        # sent: a double submit is answered once; a corrected resubmission after a refusal goes on.
+        service: CaseService = request.app[SERVICE]
+        # The card action the holder's platform would hand over for a tap on that card: their user id
+        # there, the card's id there. Its dedup key names the link and what was sent: a double submit
+        # is answered once; a corrected resubmission after a refusal goes on.
         digest = hashlib.sha256(repr(sorted(form.items())).encode("utf-8", "surrogatepass")).hexdigest()[:24]
-        incoming = Incoming(platform=t.row.platform, sender=sender, kind="action",
-                            payload={"card_id": t.row.key, "action": t.action, "form": form, "lang": lang},
-                            dedup_key=f"webform:{t.claims.nonce}:{digest}", at=now)
-        reply = await request.app[HANDLE](incoming)
+        event = CardAction(platform=t.row.platform, sender=service.addresses.user_id(t.holder, t.row.platform) or "",
+                           card_id=cardids.card_id_of(t.row), action=t.action,
+                           event_id=f"webform:{t.claims.nonce}:{digest}", form=form, at=now, lang=lang)
+        reply = await request.app[DISPATCH](event)
         if reply.ok:
             used = await FormLink.filter(nonce=t.claims.nonce, claim_token=claim).update(
                 used_at=now, claim_token=None, claimed_until=None) == 1
@@ -427,8 +425,8 @@ async def record_viewed(service: CaseService, case: Case, holder: Employee, step
 
 # ---------------------------------------------------------------- wiring
 
-def setup(app: web.Application, *, handle: Handle) -> None:
-    app[HANDLE] = handle
+def setup(app: web.Application, *, dispatch: Dispatch) -> None:
+    app[DISPATCH] = dispatch
     app.router.add_get("/form/{token}", form_page)
     app.router.add_post("/form/{token}", form_submit)
     app.router.add_get("/form/{token}/oauth/{platform:dingtalk|wecom}", oauth_return)

@@ -21,9 +21,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.app import build_service
 from bot.inbound import INBOUND, Inbound, build_router
 from bot.outbox import Relay, RetryPolicy
-from bot.platforms.emulator.adapter import EmulatorAdapter, Message
+from bot.platforms.emulator import EmulatorConnector, Message
 from cases.service import CaseService
+from chat import capabilities
 from chat.appkeys import SERVICE, SETTINGS
+from chat.connector import Answer, Capabilities, CardAction
 from chat.router import Incoming, Reply
 from config.settings import Settings
 from handlers import signing_web, stepforms
@@ -45,18 +47,17 @@ class Forms:
     service: CaseService
     inbound: Inbound
     relay: Relay
-    wecom: EmulatorAdapter
+    wecom: FakeWeCom
     client: TestClient
 
     async def hr(self, text: str) -> Reply:
         return await self.inbound.handle(Incoming("wecom", wx(HR), "text", {"text": text},
                                                   f"wecom:msg:{next(_events)}"))
 
-    async def tap(self, user: str, card_id: str, action: str, form: dict[str, str]) -> Reply:
-        """The same event as a tap on the card in WeCom (what the callback endpoint hands the router)."""
-        return await self.inbound.handle(Incoming("wecom", wx(user), "action",
-                                                  {"card_id": card_id, "action": action, "form": form},
-                                                  f"wecom:evt:{next(_events)}"))
+    async def tap(self, user: str, card_id: str, action: str, form: dict[str, str]) -> Answer:
+        """The card action WeCom's callback hands over for a tap on the card (what its connector dispatches)."""
+        return await self.inbound.dispatch(CardAction("wecom", wx(user), card_id, action, f"evt-{next(_events)}",
+                                                      form=form))
 
     async def deliver(self, now: datetime | None = None) -> int:
         total = 0
@@ -65,7 +66,7 @@ class Forms:
         return total
 
     async def card(self, user: str, *, step: str | None = None, purpose: str | None = None) -> Message:
-        found = [m for m in await self.wecom.store.cards_of(user) if m.card is not None
+        found = [m for m in await self.wecom.store.cards_of(wx(user)) if m.card is not None
                  and (step is None or m.card.step_id == step) and (purpose is None or m.card.purpose == purpose)]
         if not found:
             raise LookupError(f"{user} holds no card for step={step} purpose={purpose}")
@@ -119,13 +120,22 @@ def link(card: Message, label: str) -> str:
     raise LookupError(f"no button {label!r} on {[b.label for b in card.card.buttons]}")
 
 
+class FakeWeCom(EmulatorConnector):
+    """WeCom as far as cards go: delivered under the holder's WeCom user id, and cards that hold buttons
+    but no text input. Kept in the emulator's store (in the database) so tests read back what each
+    holder was delivered and how it was updated."""
+
+    name = "wecom"
+    capabilities = Capabilities(card_inputs=False)
+
+
 def make_app(settings: Settings, service: CaseService, inbound: Inbound) -> web.Application:
     app = web.Application()
     app[SETTINGS] = settings
     app[SERVICE] = service
     app[INBOUND] = inbound
     signing_web.setup(app)  # the stylesheet (and the signing pages, which a details page links to)
-    stepforms.setup(app, handle=inbound.handle)
+    stepforms.setup(app, dispatch=inbound.dispatch)
     return app
 
 
@@ -135,10 +145,16 @@ async def harness(settings: Settings) -> AsyncIterator[Forms]:
         await emp.save(update_fields=["wecom_userid"])
     service = build_service(settings)
     inbound = Inbound(build_router(), settings, service)
-    wecom = EmulatorAdapter()
-    relay = Relay({"wecom": wecom}, CardRenderer(settings, service).for_outbox, retry=RetryPolicy(base=0.01, cap=0.05))
-    async with TestClient(TestServer(make_app(settings, service, inbound), host="127.0.0.1")) as client:
-        yield Forms(settings, service, inbound, relay, wecom, client)
+    wecom = FakeWeCom()
+    relay = Relay({"wecom": wecom}, CardRenderer(settings, service).for_outbox, addresses=service.addresses,
+                  retry=RetryPolicy(base=0.01, cap=0.05))
+    # As the app factory does: card rendering asks the running connectors what their cards hold.
+    capabilities.use_registry(lambda name: wecom.capabilities if name == "wecom" else None)
+    try:
+        async with TestClient(TestServer(make_app(settings, service, inbound), host="127.0.0.1")) as client:
+            yield Forms(settings, service, inbound, relay, wecom, client)
+    finally:
+        capabilities.use_registry(None)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from urllib.parse import quote
 import aiohttp
 
 from signing.links import make_token, new_nonce
+from storage import cardids, hotpath
 from storage.models import AuditEntry, CaseStep, FormLink, InboxEvent, OutboxMessage
 from tests.forms.conftest import EMPLOYEE, MANAGER, Forms, csrf_of, link, message_of
 
@@ -19,7 +20,7 @@ GOOD = {"last_working_day": "2025-07-31", "reason": "收到通知，无异议"}
 async def _state(f: Forms) -> tuple[int, int, str, dict[str, object], int]:
     case = await f.case()
     step = await CaseStep.get(case_id=case.id, step_id="application")
-    done = await InboxEvent.filter(dedup_key__startswith="webform:").count()
+    done = await InboxEvent.filter(dedup_key__startswith="wecom:webform:").count()
     return await AuditEntry.filter(case_id=case.id).count(), case.version, step.status, step.data, done
 
 
@@ -144,7 +145,7 @@ async def test_a_locked_or_finished_button_offers_no_form(forms: Forms) -> None:
     assert not locked.enabled and locked.reason  # a disabled button stays a disabled button, no link
     tok = make_token(secret, case_id=case.id, step_id="", signer_id="E001",
                      expires_at=datetime.now(UTC) + timedelta(hours=1), nonce=new_nonce(), purpose="form",
-                     extra={"a": "close", "k": summary.card_id})
+                     extra={"a": "close", "k": (await cardids.find(hotpath.default_conn(), summary.card_id)).key})
     before = await AuditEntry.filter(case_id=case.id).count()
     resp = await forms.client.get(f"/form/{tok}")
     assert resp.status == 409 and message_of(await resp.text()) == locked.reason

@@ -37,7 +37,7 @@ async def test_card_button_opens_the_form_and_submitting_advances_the_case(forms
     assert step.status == "done" and step.done_by == EMPLOYEE and step.data == GOOD
     entry = await AuditEntry.filter(case_id=case.id, kind="step_done").get()
     assert entry.actor == EMPLOYEE and entry.data["data"] == GOOD
-    inbox = await InboxEvent.filter(dedup_key__startswith="webform:").get()
+    inbox = await InboxEvent.filter(dedup_key__startswith="wecom:webform:").get()
     assert inbox.platform == "wecom" and inbox.sender == "wx_E003"
     used = await FormLink.get(used_at__not_isnull=True)  # the link is spent
     assert (used.case_id, used.step_id, used.action, used.holder_id) == (case.id, "application", "submit", EMPLOYEE)

@@ -4,8 +4,8 @@ from tortoise.migrations import operations as ops
 
 
 class Migration(migrations.Migration):
-    # The lead re-chains this after the other branches' migrations at merge.
-    dependencies = [('models', '0009_case_access')]
+    # After the connector's 0010 (on main when this branch was rebased); re-chained at merge if needed.
+    dependencies = [('models', '0010_connector_delivery')]
 
     initial = False
 
