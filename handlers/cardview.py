@@ -226,10 +226,10 @@ class CardRenderer:
             return card
         return self.web_links(card, case, row.key, row.platform, purpose, step_id, recipient.employee_id)
 
-    def web_links(self, card: Card, case: Case, card_id: str, platform: str, purpose: str, step_id: str | None,
+    def web_links(self, card: Card, case: Case, row_key: str, platform: str, purpose: str, step_id: str | None,
                   holder_id: str, *, now: datetime | None = None, forms: bool | None = None) -> Card:
-        """`forms`: turn form buttons into web-form links (default: when the platform's cards cannot
-        hold the inputs)."""
+        """The holder's links on the card of outbox row `row_key`. `forms`: turn form buttons into
+        web-form links (default: when the platform's cards cannot hold the inputs)."""
         now = now or utcnow()
         template = self.service.template(case.template_id)
         changes: dict[str, object] = {}
@@ -239,7 +239,7 @@ class CardRenderer:
             forms = not capabilities_of(platform).card_inputs
         if forms and any(b.form and b.action and b.enabled for b in card.buttons):
             changes["buttons"] = tuple(
-                Button(label=b.label, url=form_url(self.settings, case.id, step_id or "", b.action, holder_id, card_id,
+                Button(label=b.label, url=form_url(self.settings, case.id, step_id or "", b.action, holder_id, row_key,
                                                    case.version, now=now), style=b.style)
                 if b.form and b.action and b.enabled else b
                 for b in card.buttons)
