@@ -1,10 +1,10 @@
 """Durable timers: every replica polls, one claims, the effect commits with the timer's `done`.
 
-Claim = compare-and-set UPDATE (status pending, or a claim whose lease ran out) so that exactly
-one replica wins on SQLite and PostgreSQL alike; on PostgreSQL the candidate SELECT also uses
-`FOR UPDATE SKIP LOCKED` so replicas don't queue behind each other's rows. The workflow event
-and `status = done` are written in one transaction: a crash before commit leaves the claim to
-expire and the timer fires again later; a crash after commit cannot fire it twice.
+Timer rows live in the leased-claim queue (storage/queue): the claim is one compare-and-set
+statement with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL), so exactly one replica wins a
+timer. The workflow event and `status = done` are written in one transaction: a crash before
+commit leaves the claim to expire and the timer fires again later; a crash after commit cannot
+fire it twice.
 """
 
 from __future__ import annotations
@@ -12,16 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timedelta
-from typing import Any
 
 from aiohttp import web
-from tortoise.expressions import Q
-from tortoise.transactions import in_transaction
 
 from bot.runtime import WORKER_ID
-from cases.service import CaseError, CaseService, utcnow
+from cases.service import CaseError, CaseService, CaseTx, utcnow
 from chat.appkeys import SERVICE, SETTINGS
 from chat.background import background
+from storage import queue
+from storage.dialect import default_conn
 from storage.models import Timer
 from workflow.events import TimerFired
 
@@ -34,29 +33,12 @@ class LeaseLost(Exception):
 
 
 async def claim_due(now: datetime, *, limit: int = 50, worker: str = WORKER_ID) -> list[Timer]:
-    claimable = Q(status="pending") | Q(status="claimed", lease_until__lt=now)
-    async with in_transaction() as conn:
-        candidates = await (
-            Timer.filter(claimable, due_at__lte=now).using_db(conn).order_by("due_at").limit(limit)
-            .select_for_update(skip_locked=True)
-        )
-        won: list[Timer] = []
-        for t in candidates:
-            n = await Timer.filter(Q(id=t.id) & claimable).using_db(conn).update(
-                status="claimed", lease_until=now + LEASE, claimed_by=worker, attempts=t.attempts + 1
-            )
-            if n == 1:
-                t.status, t.claimed_by = "claimed", worker
-                won.append(t)
-    return won
+    return await queue.claim(queue.TIMERS, default_conn(), now, worker=worker, lease=LEASE, limit=limit)
 
 
 async def fire(service: CaseService, timer: Timer, now: datetime, *, worker: str = WORKER_ID) -> bool:
-    async def mark_done(conn: Any) -> None:
-        n = await Timer.filter(id=timer.id, status="claimed", claimed_by=worker).using_db(conn).update(
-            status="done", fired_at=now
-        )
-        if n != 1:
+    async def mark_done(tx: CaseTx) -> None:
+        if not await queue.mark(queue.TIMERS, tx.conn, timer.id, worker, {"status": "done", "fired_at": now}):
             raise LeaseLost(timer.key)
 
     try:
@@ -70,7 +52,7 @@ async def fire(service: CaseService, timer: Timer, now: datetime, *, worker: str
         return False
     except CaseError as exc:
         log.error("timer %s failed: %s", timer.key, exc)
-        await Timer.filter(id=timer.id).update(status="failed")
+        await queue.mark(queue.TIMERS, default_conn(), timer.id, worker, {"status": "failed"})
         return False
     return True
 

@@ -33,7 +33,7 @@ from aiohttp import web
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 
-from cases.service import CaseError, CaseService
+from cases.service import CaseError, CaseService, CaseTx
 from chat.appkeys import SERVICE, SETTINGS
 from chat.background import background
 from config.settings import Settings
@@ -64,7 +64,6 @@ from signing.render import RenderBusy
 from signing.render import render as render_signature
 from signing.strokes import StrokeError, StrokePayload, parse_strokes, trivial_reason
 from signing.templates import DocumentError
-from storage import audit
 from storage.canonical import sha256_hex
 from storage.models import Case, Document, Employee, Signature, SigningLink
 from workflow import cleantext, engine
@@ -521,24 +520,18 @@ async def _submit_claimed(request: web.Request, t: Target, raw: bytes, now: date
         ip=client_ip(request, settings.trusted_proxies), user_agent=request.headers.get("User-Agent", "")[:1000],
         consent_version=CONSENT_VERSION, template_sha256=str((doc.context or {}).get("template_sha256", "")),
     )
-    template = service.template(t.case.template_id)
     decided: dict[str, Any] = {}
 
     def make_event(case: Case, state: CaseState) -> DocumentSigned:
-        event = DocumentSigned(t.step.id, t.kind, t.signer.employee_id, t.roles, now)
-        # The engine is pure: deciding here tells `also` whether the service will refuse, so a refused
-        # signature writes nothing, and whether this signature completes the document.
-        result = engine.apply(template, state, event)
-        decided.clear()
-        decided["result"] = result
-        if not isinstance(result, engine.Refusal):
-            decided["signed_as"] = t.step.next_signer(state.steps[t.step.id], t.kind)
-            decided["complete"] = t.kind in result.state.steps[t.step.id].documents_signed
-        return event
+        return DocumentSigned(t.step.id, t.kind, t.signer.employee_id, t.roles, now)
 
-    async def also(conn: Any) -> None:
-        if isinstance(decided.get("result"), engine.Refusal):
+    async def also(tx: CaseTx) -> None:
+        # The service hands over what the engine decided: a refused signature writes nothing.
+        if isinstance(tx.result, engine.Refusal):
             return
+        decided["signed_as"] = t.step.next_signer(tx.before.steps[t.step.id], t.kind)
+        decided["complete"] = t.kind in tx.result.state.steps[t.step.id].documents_signed
+        conn = tx.conn
         claimed = await SigningLink.filter(nonce=link.nonce, used_at=None, claim_token=claim).using_db(
             conn).update(used_at=now, claim_token=None, claimed_until=None)
         if claimed != 1:
@@ -555,8 +548,9 @@ async def _submit_claimed(request: web.Request, t: Target, raw: bytes, now: date
             # their own evidence record.
             record = replace(facts, cosigned=True, signed_as=str(decided["signed_as"]),
                              after=tuple(await prior_evidence(doc.id, t.case.id, using=conn)))
-        entry = await audit.append(t.case.id, at=now, actor=t.signer.employee_id, kind=AUDIT_KIND,
-                                   data=audit_data(record), using=conn)
+        # Chained by the case's own write, under its version check: the service's snapshot of the
+        # case stays current, so the next event on it does not run twice.
+        entry = await tx.audit(AUDIT_KIND, audit_data(record), actor=t.signer.employee_id, at=now)
         await Signature.create(
             using_db=conn, document_id=doc.id, case_id=t.case.id, step_id=t.step.id,
             signer_id=t.signer.employee_id, identity_method=method, platform_identity=platform_identity,
@@ -687,8 +681,8 @@ async def give_up(service: CaseService, doc: Document, *, now: datetime | None =
     reason = (doc.seal_error or "seal failed")[:300]
     event = SealFailed(doc.step_id, doc.kind, str(doc.id), f"{doc.seal_attempts} attempts: {reason}", now)
 
-    async def also(conn: Any) -> None:
-        n = await Document.filter(id=doc.id, status__in=["signed", "pending_tsa"]).using_db(conn).update(
+    async def also(tx: CaseTx) -> None:
+        n = await Document.filter(id=doc.id, status__in=["signed", "pending_tsa"]).using_db(tx.conn).update(
             status="failed")
         if n != 1:
             raise _Sealed()

@@ -12,7 +12,7 @@ from tortoise.exceptions import OperationalError, TransactionManagementError
 from tortoise.transactions import in_transaction
 
 from config.settings import Settings
-from storage import sqlite_inline
+from storage import dialect, sqlite_inline
 from storage.models import Employee
 from tests.conftest import PG_URL
 
@@ -30,7 +30,7 @@ def _other_process(settings: Settings) -> sqlite3.Connection:
 
 async def test_backend_is_inline(db: Settings) -> None:
     conn = connections.get("default")
-    assert isinstance(conn, sqlite_inline.InlineSqliteClient)
+    assert isinstance(conn, dialect.InlineSqliteClient)
     await Employee.create(employee_id="X1", name="甲")
     assert await Employee.filter(employee_id="X1").count() == 1
 
