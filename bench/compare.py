@@ -40,7 +40,10 @@ async def main(cases: int) -> None:
     from aiohttp.test_utils import TestClient, TestServer
 
     from bot.app import build_service
-    from bot.settings import load_settings
+    try:  # where each tree keeps them
+        from config.settings import load_settings
+    except ImportError:
+        from bot.settings import load_settings
     from storage import crypto
     from storage.db import close_db, init_db, migrate
     from storage.directory import import_csv
@@ -73,7 +76,10 @@ async def main(cases: int) -> None:
 
             service._apply_once = counting
             # Reads of a case's row and steps: a stale snapshot is re-read on the next page open.
-            import handlers.cases as cases_module
+            try:
+                import cases.service as cases_module
+            except ImportError:
+                import handlers.cases as cases_module
             reads = {"signing": 0, "other": 0}
             store = getattr(cases_module, "casestore", None)
             holder, name = (store, "load") if store is not None else (cases_module.hotpath, "load_case")
