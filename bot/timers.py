@@ -14,6 +14,7 @@ import logging
 from datetime import datetime, timedelta
 
 from aiohttp import web
+from tortoise.transactions import in_transaction
 
 from bot.runtime import WORKER_ID
 from cases.service import CaseError, CaseService, CaseTx, utcnow
@@ -25,15 +26,25 @@ from storage.models import Timer
 from workflow.events import TimerFired
 
 log = logging.getLogger("bot.timers")
-LEASE = timedelta(seconds=60)
+LEASE = timedelta(seconds=60)  # for callers that pass no lease (tests with a simulated clock)
+BATCH = 60  # timers claimed at once
+# A fire is a short transaction whose time is mostly the database's commit (on PostgreSQL a WAL
+# flush, ~8 ms on a busy disk against ~3 ms of work). So a replica fires a group of timers in one
+# transaction, each in its own savepoint (a fire that fails or loses its lease undoes only itself),
+# and runs a few groups at once: one flush then serves GROUP fires. Exactly once is unchanged: a
+# fire's effect and its `done` commit together or not at all. A group holds the rows of its cases
+# until it commits, so it is kept small. (SQLite runs them one by one anyway.)
+GROUP = 15
+CONCURRENCY = 4
 
 
 class LeaseLost(Exception):
     pass
 
 
-async def claim_due(now: datetime, *, limit: int = 50, worker: str = WORKER_ID) -> list[Timer]:
-    return await queue.claim(queue.TIMERS, default_conn(), now, worker=worker, lease=LEASE, limit=limit)
+async def claim_due(now: datetime, *, limit: int = 50, worker: str = WORKER_ID,
+                    lease: timedelta = LEASE) -> list[Timer]:
+    return await queue.claim(queue.TIMERS, default_conn(), now, worker=worker, lease=lease, limit=limit)
 
 
 async def fire(service: CaseService, timer: Timer, now: datetime, *, worker: str = WORKER_ID) -> bool:
@@ -65,14 +76,41 @@ async def run_due(service: CaseService, now: datetime | None = None, *, worker: 
     return fired
 
 
+async def run_batch(service: CaseService, lease: timedelta, *, worker: str = WORKER_ID, limit: int = BATCH,
+                    group: int = GROUP, concurrency: int = CONCURRENCY) -> int:
+    """Claim due timers and fire them, `group` to a transaction and `concurrency` transactions at
+    once, each timer at the time it is fired; returns how many were claimed. A timer whose lease
+    ran out before its turn is left alone: another replica may have it now."""
+    timers = await claim_due(utcnow(), limit=limit, worker=worker, lease=lease)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def fire_group(part: list[Timer]) -> None:
+        async with gate, in_transaction():
+            for t in part:
+                now = utcnow()
+                if t.lease_until is not None and now >= t.lease_until:
+                    log.warning("timer %s: lease ran out before it was fired; left to the next claim", t.key)
+                    continue
+                try:
+                    await fire(service, t, now, worker=worker)
+                except Exception:  # e.g. a case too contended to commit: its claim runs out, it is retried
+                    log.exception("timer %s: fire failed; retried when its lease runs out", t.key)
+
+    await asyncio.gather(*(fire_group(timers[i:i + group]) for i in range(0, len(timers), group)))
+    return len(timers)
+
+
 async def timer_loop(app: web.Application) -> None:
-    interval = app[SETTINGS].timer_poll_seconds
+    settings = app[SETTINGS]
+    lease = timedelta(seconds=settings.timer_lease_seconds)
     while True:
+        claimed = 0
         try:
-            await run_due(app[SERVICE])
+            claimed = await run_batch(app[SERVICE], lease)
         except Exception:  # a bad row must not stop every other timer
             log.exception("timer loop iteration failed")
-        await asyncio.sleep(interval)
+        if claimed < BATCH:  # a full batch: more may be due at once, so go on without waiting
+            await asyncio.sleep(settings.timer_poll_seconds)
 
 
 def setup(app: web.Application) -> None:
