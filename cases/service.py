@@ -288,7 +288,7 @@ class CaseService:
         writes = Batch()
         write = casestore.CaseWrite(writes, case)
         entries = write.chain(_audit_items(effects, at, actor))
-        await write.queue(changes, steps or {}, entries)
+        await write.stage(changes, steps or {}, entries)
         cards = await self._rows(conn, writes, case, effects, at, version=write.version, holders=snap.holders)
         if not await writes.flush(conn):
             raise VersionConflict(case.id)

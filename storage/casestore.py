@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -80,10 +79,6 @@ def step_values(st: StepState) -> dict[str, Any]:
         v = getattr(st, c)
         out[c] = sorted(v) if isinstance(v, frozenset) else dict(v) if isinstance(v, dict) else v
     return out
-
-
-def state_fields() -> frozenset[str]:
-    return frozenset(f.name for f in dataclass_fields(StepState))
 
 
 def case_state(case: Case, steps: Sequence[tuple[str, StepState]]) -> CaseState:
@@ -178,7 +173,7 @@ class CaseWrite:
             self.entries += entries
         return entries
 
-    async def queue(
+    async def stage(
         self, changes: dict[str, Any], steps: dict[str, StepState], entries: Sequence[audit.NewEntry]
     ) -> None:
         """Queue the compare-and-set (with `changes` to case columns), the entries and the steps."""

@@ -87,10 +87,6 @@ class InlineConnection:
             raise ValueError("no active connection")
         return self._connection
 
-    async def _execute(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run `fn(*args)` now (aiosqlite's hook, kept for callers written against it)."""
-        return fn(*args)
-
     async def _single(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run one statement now. Outside a transaction, if another process holds the write lock,
         wait for it without blocking the loop: the statement did not run, so running it again is

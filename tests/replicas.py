@@ -83,6 +83,7 @@ class Replicas:
     secret: str
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    logs: list[Path] = field(default_factory=list)
 
     def env(self, port: int | None = None) -> dict[str, str]:
         return {**({"HTTP_PORT": str(port)} if port else {}), "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -96,13 +97,18 @@ class Replicas:
         subprocess.run([sys.executable, "-m", "bot", "keys", "--root-dir", str(self.workdir / "offline-root")],
                        cwd=ROOT, env=self.env(), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         ports = [_free_port() for _ in range(n)]
-        self.procs = [subprocess.Popen([sys.executable, "-m", "bot", "serve"], cwd=ROOT, env=self.env(p),
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for p in ports]
+        # Each process's log to a file (a pipe nobody reads would stall a process that logs a lot).
+        self.logs = [self.workdir / f"serve-{i}.log" for i in range(n)]
+        self.procs = []
+        for port, log in zip(ports, self.logs, strict=True):
+            with log.open("wb") as out:
+                self.procs.append(subprocess.Popen([sys.executable, "-m", "bot", "serve"], cwd=ROOT, env=self.env(port),
+                                                   stdout=subprocess.DEVNULL, stderr=out))
         deadline = time.monotonic() + 60
-        for proc, port in zip(self.procs, ports, strict=True):
+        for proc, port, log in zip(self.procs, ports, self.logs, strict=True):
             while True:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"serve exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+                    raise RuntimeError(f"serve exited: {log.read_text(errors='replace')[-2000:]}")
                 try:
                     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
                         break
@@ -110,6 +116,11 @@ class Replicas:
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"serve on {port} did not come up") from None
                     time.sleep(0.1)
+
+    def log_lines(self, word: str) -> int:
+        """Lines of the processes' logs that mention `word`."""
+        return sum(line.count(word) for log in self.logs if log.exists()
+                   for line in log.read_text(errors="replace").splitlines())
 
     def kill(self, i: int) -> None:
         self.procs[i].send_signal(signal.SIGKILL)
