@@ -41,10 +41,14 @@ class VersionConflict(Exception):
 
 
 # ---- step columns, derived from the model ---------------------------------------------------
-@cache
 def step_columns() -> tuple[str, ...]:
     """The `case_step` columns that hold a step's state, in model order."""
-    return tuple(c for c in columns(CaseStep) if c not in STEP_IDENTITY)
+    return _state_columns(columns(CaseStep))
+
+
+@cache
+def _state_columns(all_columns: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(c for c in all_columns if c not in STEP_IDENTITY)
 
 
 @cache
@@ -91,16 +95,16 @@ def case_state(case: Case, steps: Sequence[tuple[str, StepState]]) -> CaseState:
 
 # ---- reading ------------------------------------------------------------------------------
 @cache
-def _load_sql() -> str:
-    case_cols = ", ".join(f"c.{quote(c)}" for c in columns(Case))
-    step_cols = ", ".join(f"s.{quote(c)} AS {quote('s_' + c)}" for c in ("step_id", *step_columns()))
+def _load_sql(case_columns: tuple[str, ...], state_columns: tuple[str, ...]) -> str:
+    case_cols = ", ".join(f"c.{quote(c)}" for c in case_columns)
+    step_cols = ", ".join(f"s.{quote(c)} AS {quote('s_' + c)}" for c in ("step_id", *state_columns))
     return (f'SELECT {case_cols}, {step_cols} FROM "case" c LEFT JOIN "case_step" s ON s."case_id" = c."id" '
             'WHERE c."id" = ? ORDER BY s."position"')
 
 
 async def load(conn: Any, case_id: str) -> tuple[Case, CaseState] | None:
     """The case row and its state (steps by position) in one round trip, so the two agree."""
-    _, rows = await dialect_of(conn).query(conn, _load_sql(), [case_id])
+    _, rows = await dialect_of(conn).query(conn, _load_sql(columns(Case), step_columns()), [case_id])
     if not rows:
         return None
     first = dict(rows[0])

@@ -160,17 +160,26 @@ async def write(target: Target, sql: str, rows: Sequence[Sequence[Any]], *, exac
 
 
 # ---- the models' shape (Tortoise's `_meta`) ------------------------------------------------
-@cache
 def columns(model: type[Model]) -> tuple[str, ...]:
-    """The model's columns, in field order."""
-    meta = model._meta
-    return tuple(meta.fields_db_projection[f] for f in meta.db_fields)
+    """The model's columns, in field order. A foreign key's column joins `_meta` only when Tortoise
+    initialises the models, so the answer is cached per shape of `_meta`, never from before that."""
+    return _columns(model, len(model._meta.fields_db_projection))
 
 
 @cache
-def fields_by_column(model: type[Model]) -> dict[str, Any]:
+def _columns(model: type[Model], _shape: int) -> tuple[str, ...]:
     meta = model._meta
-    return {meta.fields_db_projection[f]: meta.fields_map[f] for f in meta.db_fields}
+    return tuple(col for name, col in meta.fields_db_projection.items() if name in meta.db_fields)
+
+
+def fields_by_column(model: type[Model]) -> dict[str, Any]:
+    return _fields_by_column(model, len(model._meta.fields_db_projection))
+
+
+@cache
+def _fields_by_column(model: type[Model], _shape: int) -> dict[str, Any]:
+    meta = model._meta
+    return {col: meta.fields_map[name] for name, col in meta.fields_db_projection.items() if name in meta.db_fields}
 
 
 def table(model: type[Model]) -> str:

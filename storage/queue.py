@@ -40,7 +40,8 @@ TIMERS = LeasedQueue(Timer, "due_at", "due_at")
 
 
 @cache
-def _claim_sql(queue: LeasedQueue, n_filters: tuple[tuple[str, int], ...], skip_locked: str) -> str:
+def _claim_sql(queue: LeasedQueue, n_filters: tuple[tuple[str, int], ...], skip_locked: str,
+               returned: tuple[str, ...]) -> str:
     t = quote(table(queue.model))
     due = quote(queue.due)
     # The candidates come from the (status, due) index. The compare-and-set repeats the condition
@@ -50,7 +51,7 @@ def _claim_sql(queue: LeasedQueue, n_filters: tuple[tuple[str, int], ...], skip_
                  "AND (\"status\" = 'pending' OR \"lease_until\" < ?)")
     for column, n in n_filters:
         claimable += f" AND {quote(column)} IN ({', '.join('?' for _ in range(n))})"
-    cols = ", ".join(quote(c) for c in columns(queue.model))
+    cols = ", ".join(quote(c) for c in returned)
     return (f"UPDATE {t} SET \"status\" = 'claimed', \"lease_until\" = ?, \"claimed_by\" = ?, "
             f"\"attempts\" = \"attempts\" + 1 WHERE \"id\" IN (SELECT \"id\" FROM {t} WHERE \"status\"{claimable} "
             f"ORDER BY {quote(queue.order)} LIMIT {{limit}}{skip_locked}) AND \"status\" || ''{claimable} "
@@ -65,7 +66,7 @@ def claim_statement(queue: LeasedQueue, conn: Any, now: datetime, *, worker: str
     filters = tuple((c, len(v)) for c, v in only.items())
     at = converter(queue.model, queue.due)
     stamp = [at(now), at(now), *(x for v in only.values() for x in v)]
-    sql = _claim_sql(queue, filters, d.skip_locked).replace("{limit}", str(int(limit)))
+    sql = _claim_sql(queue, filters, d.skip_locked, columns(queue.model)).replace("{limit}", str(int(limit)))
     lease_at = converter(queue.model, "lease_until")
     return sql, [lease_at(now + lease), worker, *stamp, *stamp]
 
