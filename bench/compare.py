@@ -40,8 +40,11 @@ async def main(cases: int) -> None:
     from aiohttp.test_utils import TestClient, TestServer
 
     from bot.app import build_service
-    try:  # where each tree keeps them
+    try:  # where each tree keeps them (only this tree's: the venv's editable install may offer the other's)
         from config.settings import load_settings
+        import config.settings as where
+        if not Path(where.__file__).resolve().is_relative_to(Path.cwd().resolve()):
+            raise ImportError("not this tree's")
     except ImportError:
         from bot.settings import load_settings
     from storage import crypto
@@ -76,8 +79,12 @@ async def main(cases: int) -> None:
 
             service._apply_once = counting
             # Reads of a case's row and steps: a stale snapshot is re-read on the next page open.
+            # This tree's own service module (the venv's editable install may offer the other's).
+            here = Path.cwd().resolve()
             try:
                 import cases.service as cases_module
+                if not Path(cases_module.__file__).resolve().is_relative_to(here):
+                    raise ImportError("not this tree's")
             except ImportError:
                 import handlers.cases as cases_module
             reads = {"signing": 0, "other": 0}
