@@ -72,26 +72,28 @@ def directory_csv(n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def prepare(env: dict[str, str], n: int, workdir: Path) -> None:
+def prepare(env: dict[str, str], n: int, workdir: Path, root: Path = ROOT) -> None:
     csv = workdir / "org.csv"
     csv.write_text(directory_csv(n), encoding="utf-8")
     for args in (["migrate"], ["directory", "import", str(csv)]):
-        subprocess.run([PY, "-m", "bot", *args], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL,
+        subprocess.run([PY, "-m", "bot", *args], cwd=root, env=env, check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
 
 
-def reset_pg(url: str) -> str:
-    """Create database `bench` beside the given one when absent and empty its public schema."""
+def reset_pg(url: str, name: str = "bench") -> str:
+    """Create database `name` beside the given one when absent and empty its public schema."""
     import asyncpg
 
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"not a plain database name: {name!r}")
     base, _, _ = url.rpartition("/")
-    bench_url = f"{base}/bench"
+    bench_url = f"{base}/{name}"
 
     async def go() -> None:
         admin = await asyncpg.connect(f"{base}/postgres")
         try:
-            if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = 'bench'"):
-                await admin.execute("CREATE DATABASE bench")
+            if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                await admin.execute(f'CREATE DATABASE "{name}"')
         finally:
             await admin.close()
         conn = await asyncpg.connect(bench_url)
@@ -180,8 +182,8 @@ def offboard_bodies(n: int) -> list[dict[str, str]]:
             for i in range(n)]
 
 
-def run_server(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def run_server(cmd: list[str], env: dict[str, str], root: Path = ROOT) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -219,25 +221,32 @@ def measured(proc: subprocess.Popen[bytes], run: Callable[[], tuple[float, list[
     return elapsed, lat, failures, None if before is None or after is None else after - before
 
 
-def bench_full(label: str, db_url: str, n: int, clients: int, workdir: Path) -> tuple[float, float]:
-    """(commands/s, taps/s) through the real server."""
+def bench_full(label: str, db_url: str, n: int, clients: int, workdir: Path, root: Path = ROOT,
+               cpu: dict[str, float] | None = None) -> tuple[float, float]:
+    """(commands/s, taps/s) through the real server of the source tree `root` (bench/compare.py runs
+    an older tree beside this one); `cpu` receives the server's CPU ms per event of each kind."""
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": db_url, "HTTP_PORT": str(port), "PLATFORMS": "emulator",
+    env = {**os.environ, "PYTHONPATH": str(root), "DATABASE_URL": db_url, "HTTP_PORT": str(port),
+           "PLATFORMS": "emulator",
            "DATA_DIR": str(workdir / "data"), "LOG_LEVEL": "WARNING", "SECRET_KEY": "bench-secret-0123456789abcdef",
            "EMULATOR_TOKEN": EMULATOR_TOKEN}
-    prepare(env, n, workdir)
+    prepare(env, n, workdir, root)
     # As a real install: the root CA made offline, only the seal on the server (serve refuses without it).
-    subprocess.run([PY, "-m", "bot", "keys", "--root-dir", str(workdir / "offline-root")], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
-    proc = run_server([PY, "-m", "bot", "serve"], env)
+    subprocess.run([PY, "-m", "bot", "keys", "--root-dir", str(workdir / "offline-root")], cwd=root, env=env,
+                   check=True, stdout=subprocess.DEVNULL)
+    proc = run_server([PY, "-m", "bot", "serve"], env, root)
     base = f"http://127.0.0.1:{port}"
     try:
         asyncio.run(wait_up(f"{base}/healthz", proc))
-        commands = report(f"{label}, commands", *measured(
-            proc, lambda: asyncio.run(load(base, offboard_bodies(n), clients))))
+        result = measured(proc, lambda: asyncio.run(load(base, offboard_bodies(n), clients)))
+        commands = report(f"{label}, commands", *result)
+        if cpu is not None and result[3] is not None:
+            cpu["commands"] = result[3] / len(result[1]) * 1000
         taps = asyncio.run(tap_bodies(base, n))
-        tapped = report(f"{label}, taps", *measured(
-            proc, lambda: asyncio.run(load(base, taps, clients, "/emulator/api/click"))))
+        result = measured(proc, lambda: asyncio.run(load(base, taps, clients, "/emulator/api/click")))
+        tapped = report(f"{label}, taps", *result)
+        if cpu is not None and result[3] is not None:
+            cpu["taps"] = result[3] / len(result[1]) * 1000
     finally:
         stop(proc)
     return commands, tapped

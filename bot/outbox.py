@@ -1,9 +1,10 @@
 """Outbox relay: delivers outbox rows through the platform adapters; runs in every replica.
 
-Claiming. A row is claimable when it is `pending` and due, or `claimed` with an expired lease (its
-claimer died). Claim = compare-and-set UPDATE on (id, the claimable condition), so exactly one
-replica wins on SQLite and PostgreSQL alike; on PostgreSQL the candidate SELECT also takes
-`FOR UPDATE SKIP LOCKED` so replicas pick disjoint batches instead of queueing on the same rows.
+Claiming. Outbox rows live in the leased-claim queue (storage/queue), shared with the timers: a
+row is claimable when it is `pending` and due, or `claimed` with an expired lease (its claimer
+died); the claim is one compare-and-set statement, so exactly one replica wins on SQLite and
+PostgreSQL alike, and on PostgreSQL `FOR UPDATE SKIP LOCKED` lets replicas pick disjoint batches
+instead of queueing on the same rows. Marks are written only while the claim is still ours.
 
 Rendering. A card row carries only (case, step, purpose, role); the card is built from the case as
 it is *when it is sent*, so a card that waited in the queue never shows stale state, and an update
@@ -56,15 +57,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
 
 from bot.runtime import WORKER_ID
 from cards.model import Card
 from cases.service import utcnow
 from chat.connector import Address, Connector, Delivery, DeliveryError, Limits, PermanentDeliveryError
-from storage import cardids, hotpath
+from storage import cardids, queue
 from storage.addresses import AddressBook
+from storage.dialect import default_conn
 from storage.models import Case, Employee, OutboxMessage
 
 log = logging.getLogger("bot.outbox")
@@ -178,29 +179,10 @@ class Relay:
 
     # ---- claiming ---------------------------------------------------------------------------
     async def claim(self, now: datetime) -> list[OutboxMessage]:
-        claimable = Q(status="pending", next_attempt_at__lte=now) | Q(status="claimed", lease_until__lt=now)
-        mine = Q(platform__in=list(self.connectors))
-        lease = now + self.lease
-        async with in_transaction() as conn:
-            candidates = await (
-                OutboxMessage.filter(claimable & mine).using_db(conn).order_by("id").limit(self.batch)
-                .select_for_update(skip_locked=True)
-            )
-            if not candidates:
-                return []
-            ids = [row.id for row in candidates]
-            # One compare-and-set for the batch: the rows are locked (FOR UPDATE on PostgreSQL; on
-            # SQLite the transaction holds the write lock), so all of them normally change.
-            n = await OutboxMessage.filter(Q(id__in=ids) & claimable).using_db(conn).update(
-                status="claimed", lease_until=lease, claimed_by=self.worker, attempts=F("attempts") + 1,
-            )
-            if n == len(candidates):
-                for row in candidates:
-                    row.status, row.claimed_by, row.attempts, row.lease_until = (
-                        "claimed", self.worker, row.attempts + 1, lease)
-                return candidates
-            return list(await OutboxMessage.filter(id__in=ids, status="claimed", claimed_by=self.worker,
-                                                   lease_until=lease).using_db(conn).order_by("id"))
+        # One compare-and-set statement for the batch (storage/queue): the rows of this process's
+        # platforms that are due, or whose claimer's lease ran out.
+        return await queue.claim(queue.OUTBOX, default_conn(), now, worker=self.worker, lease=self.lease,
+                                 limit=self.batch, only={"platform": sorted(self.connectors)})
 
     # ---- delivering -------------------------------------------------------------------------
     async def run_once(self, now: datetime | None = None) -> int:
@@ -398,7 +380,7 @@ class Relay:
         text = (f"无法向 {row.recipient} 发送{what}（案件 {row.case_id}，{row.platform}）：{error}。"  # type: ignore[attr-defined]
                 + (f"处理办法：{hint}" if hint else "请检查该平台的配置与通讯录。"))
         platform = self.addresses.platform_for(hr)
-        await hotpath.insert_outbox(hotpath.default_conn(), [{
+        await queue.insert_outbox(default_conn(), [{
             "key": f"failed:{cardids.encode(row.id, row.key)}", "case_id": row.case_id,  # type: ignore[attr-defined]
             "platform": platform, "recipient": hr.employee_id, "step_id": None, "kind": "text",
             "payload": {"text": text}, "next_attempt_at": now, "created_at": now,
@@ -423,9 +405,7 @@ class Relay:
         sent = 0
         async with in_transaction() as conn:
             for row, changes in marks:
-                n = await hotpath.update_where(conn, OutboxMessage, changes,
-                                               {"id": row.id, "status": "claimed", "claimed_by": self.worker})
-                if n != 1:
+                if not await queue.mark(queue.OUTBOX, conn, row.id, self.worker, changes):
                     log.warning("outbox %s: claim lost before it could be marked", row.key)
                 elif changes.get("status") == "sent":
                     sent += 1

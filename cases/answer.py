@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from cases.service import DECIDED, CaseError, CaseService
+from cases.service import CaseError, CaseService, CaseTx
 from storage.models import Case
 from workflow import engine
 from workflow.model import CaseState
@@ -59,12 +59,13 @@ async def apply_and_answer(
     def answer(result: engine.Decision | engine.Refusal) -> A:
         return refused(result) if isinstance(result, engine.Refusal) else word(result)
 
-    async def also(conn: Any) -> None:
-        result = DECIDED.get()
+    async def also(tx: CaseTx) -> None:
+        # What the engine decided for this attempt, handed over by the service.
+        result = tx.result
         if accepted is not None and isinstance(result, engine.Decision):
-            await accepted(conn, result)
+            await accepted(tx.conn, result)
         if inside is not None:
-            await inside(conn, answer(result))
+            await inside(tx.conn, answer(result))
 
     try:
         outcome = await service.apply(case_id, make_event, actor=actor, also=also)

@@ -12,10 +12,8 @@ the effect they cause.
 
 from __future__ import annotations
 
-import copy
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -24,20 +22,20 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from cases.cache import CaseCache, Holder, Snapshot
-from storage import audit, hotpath
+from storage import audit, casestore, hotpath, queue
 from storage.addresses import AddressBook
+from storage.casestore import VersionConflict
+from storage.dialect import Batch
 from storage.hotpath import Recipient
-from storage.models import Case, CaseStep, Employee
+from storage.models import Case, Employee
+from storage.rows import from_row
 from workflow import effects as fx
 from workflow import engine
 from workflow.events import Start
-from workflow.model import CaseState, Role, StepState, questions_from_list, questions_to_list
+from workflow.model import CaseState, Role, StepState, questions_to_list
 from workflow.template import FlowTemplate
 
-Also = Callable[[Any], Awaitable[None]]
-# What the engine decided for the event being applied, for the caller's `also` (which runs in the
-# same task, inside the transaction): the inbox row can then store the answer the caller will give.
-DECIDED: ContextVar[Any] = ContextVar("decided", default=None)
+Also = Callable[["CaseTx"], Awaitable[None]]
 _ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: typed by HR from a phone
 assert len(_ID_ALPHABET) == 32
 
@@ -52,8 +50,24 @@ class CaseError(Exception):
         self.message_en = message_en
 
 
-class VersionConflict(Exception):
-    pass
+@dataclass
+class CaseTx:
+    """What a caller's `also` is handed, inside the transaction of one event, after the case's own
+    writes: the connection for its own rows, the state the engine decided on and what it decided
+    (so the caller's rows can depend on it without deciding again), and `audit` to add entries to
+    the case's chain under the same version check."""
+
+    conn: Any
+    case_id: str
+    before: CaseState
+    result: Any  # engine.Decision | engine.Refusal
+    version: int  # of the case as this transaction commits it
+    write: casestore.CaseWrite | None = None  # None: the event wrote nothing to the case
+
+    async def audit(self, kind: str, data: dict[str, Any], *, actor: str, at: datetime) -> audit.NewEntry:
+        if self.write is None:
+            raise RuntimeError("an event that writes nothing to its case cannot add audit entries")
+        return (await self.write.append(self.conn, [(at, actor, kind, data)]))[0]
 
 
 @dataclass
@@ -105,10 +119,7 @@ class CaseService:
         snap = self.cache.get(case.id)
         if snap is not None and snap.stamp == (case.version, case.audit_seq):
             return snap.state
-        loaded = await hotpath.load_case(conn or hotpath.default_conn(), case.id)
-        if loaded is None:
-            raise CaseError("unknown_case", f"找不到流程 {case.id}", f"no case {case.id}")
-        fresh = Snapshot(loaded[0], _state(loaded[0], loaded[1]), None)
+        fresh = await self._read(conn or hotpath.default_conn(), case.id)
         self.cache.put(fresh)
         return fresh.state
 
@@ -155,23 +166,22 @@ class CaseService:
         }
         # The row is inserted already at its first version with its audit head, so a new case needs
         # no compare-and-set: the unique id and open key serialise creators.
-        entries, moved = _chain(case_id, 0, audit.GENESIS, (opened, *decision.effects), at, actor=created_by)
-        row.update(moved)
-        case = Case._init_from_db(**row)
+        entries = audit.build_entries(case_id, 0, audit.GENESIS, _audit_items((opened, *decision.effects), at,
+                                                                              created_by))
+        if entries:
+            row.update(audit_seq=entries[-1].seq, audit_head=entries[-1].hash)
+        case = from_row(Case, row)
         try:
             async with in_transaction() as conn:
-                writes = hotpath.Batch()
-                await hotpath.insert_rows(writes, Case, [row])
-                await hotpath.insert_rows(writes, CaseStep, [
-                    {"case_id": case_id, "step_id": step.id, "position": pos,
-                     **_step_columns(decision.state.steps[step.id])}
-                    for pos, step in enumerate(template.steps)
-                ])
-                cards = await self._rows(conn, writes, case, (opened, *decision.effects), entries, at,
-                                         holders=frozenset(), known=(employee, *known), extra_outbox=extra_outbox)
+                writes = Batch()
+                await casestore.insert_case(writes, row, [
+                    (step.id, pos, decision.state.steps[step.id]) for pos, step in enumerate(template.steps)
+                ], entries)
+                cards = await self._rows(conn, writes, case, decision.effects, at, holders=frozenset(),
+                                         known=(employee, *known), extra_outbox=extra_outbox)
                 await writes.flush(conn)
                 if also:
-                    await also(conn)
+                    await also(CaseTx(conn, case_id, engine.new_state(template, case_id, at), decision, 1))
         except IntegrityError:
             if await Case.filter(open_key=employee.employee_id).exists():
                 raise CaseError(
@@ -210,17 +220,17 @@ class CaseService:
                 event = make_event(case, state)
                 template = self.template(case.template_id)
                 result = engine.apply(template, state, event)
-                DECIDED.set(result)
                 at = getattr(event, "at", None) or utcnow()
+                write: casestore.CaseWrite | None = None
+                holders = snap.holders
                 if isinstance(result, engine.Refusal):
                     # A refusal may write nothing, so no compare-and-set would catch a snapshot
                     # that another writer has moved past: check it before refusing on its word.
-                    if not fresh and await hotpath.case_stamp(conn, case_id) != snap.stamp:
+                    if not fresh and await casestore.stamp(conn, case_id) != snap.stamp:
                         raise VersionConflict(case_id)
+                    new = state
                     if result.audit is not None:
-                        snap = await self._write(conn, snap, state, (result.audit,), at, actor=actor, changes={})
-                    if also:
-                        await also(conn)
+                        write, holders = await self._write(conn, snap, (result.audit,), at, actor=actor, changes={})
                     outcome = Outcome(case_id=case.id, refusal=result)
                 else:
                     new = result.state
@@ -235,68 +245,64 @@ class CaseService:
                         changes["closed_at"] = new.closed_at
                     if new.questions != state.questions:
                         changes["questions"] = questions_to_list(new.questions)
-                    moved = {step_id: _step_columns(st) for step_id, st in new.steps.items()
-                             if state.steps.get(step_id) != st}
-                    snap = await self._write(conn, snap, new, result.effects, at, actor=actor, changes=changes,
-                                             steps=moved)
-                    if also:
-                        await also(conn)
-                    if state.status == "open" and new.status != "open":
-                        for hook in self.on_closed:
-                            await hook(conn, case.id)
+                    moved = {step_id: st for step_id, st in new.steps.items() if state.steps.get(step_id) != st}
+                    write, holders = await self._write(conn, snap, result.effects, at, actor=actor, changes=changes,
+                                                     steps=moved)
                     outcome = Outcome(case_id=case.id, decision=result)
+                if also:
+                    await also(CaseTx(conn, case.id, state, result, write.version if write else case.version,
+                                      write))
+                if outcome.decision is not None and state.status == "open" and new.status != "open":
+                    for hook in self.on_closed:
+                        await hook(conn, case.id)
         except BaseException:
             self.cache.drop(case_id)
             raise
+        if write is not None:
+            # The case as committed, audit entries the caller added included: the next event on
+            # it starts from here without a read, and its compare-and-set names this stamp.
+            snap = Snapshot(write.case, new, holders)
         self.cache.put(snap)
         return outcome
 
     async def _read(self, conn: Any, case_id: str) -> Snapshot:
-        loaded = await hotpath.load_case(conn, case_id)
+        loaded = await casestore.load(conn, case_id)
         if loaded is None:
             raise CaseError("unknown_case", f"找不到流程 {case_id}", f"no case {case_id}")
-        case, rows = loaded
-        return Snapshot(case, _state(case, rows), None)
+        return Snapshot(loaded[0], loaded[1], None)
 
     # ---- effects -> rows -----------------------------------------------------------------
     async def _write(
-        self, conn: Any, snap: Snapshot, new_state: CaseState, effects: Sequence[Any], at: datetime, *, actor: str,
-        changes: dict[str, Any], steps: dict[str, dict[str, Any]] | None = None,
-    ) -> Snapshot:
-        """Persist one decision and return the snapshot it leads to: the compare-and-set first (it
-        serialises writers of this case and carries the new audit head), then audit entries,
-        outbox and timer rows and the changed steps, all sent to the database together. The reads
-        the rows need (recipients, card holders) run before; anything they could race with bumps
-        the version, so the compare-and-set still catches it."""
+        self, conn: Any, snap: Snapshot, effects: Sequence[Any], at: datetime, *, actor: str,
+        changes: dict[str, Any], steps: dict[str, StepState] | None = None,
+    ) -> tuple[casestore.CaseWrite, frozenset[Holder] | None]:
+        """Persist one decision: the compare-and-set first (it serialises writers of this case and
+        carries the new audit head), then audit entries, outbox and timer rows and the changed
+        steps, all sent to the database together. The reads the rows need (recipients, card
+        holders) run before; anything they could race with bumps the version, so the
+        compare-and-set still catches it. Returns the write and the step cards out after it (None:
+        not read)."""
         case = snap.case
-        entries, moved = _chain(case.id, case.audit_seq, case.audit_head, effects, at, actor=actor)
-        changes = {**changes, **moved}
-        holders = snap.holders
-        if holders is None and any(isinstance(e, fx.UpdateStep) for e in effects):
-            holders = frozenset(await hotpath.card_holders(conn, case.id))
-        writes = hotpath.Batch()
-        await hotpath.bump_version(writes, case.id, case.version, case.audit_seq, changes)
-        new_version = case.version + 1
-        cards = await self._rows(conn, writes, case, effects, entries, at, version=new_version, holders=holders)
-        await hotpath.update_steps(writes, case.id, steps or {})
+        if snap.holders is None and any(isinstance(e, fx.UpdateStep) for e in effects):
+            snap = Snapshot(snap.case, snap.state, frozenset(await queue.card_holders(conn, case.id)))
+        writes = Batch()
+        write = casestore.CaseWrite(writes, case)
+        entries = write.chain(_audit_items(effects, at, actor))
+        await write.stage(changes, steps or {}, entries)
+        cards = await self._rows(conn, writes, case, effects, at, version=write.version, holders=snap.holders)
         if not await writes.flush(conn):
             raise VersionConflict(case.id)
-        moved = copy.copy(case)  # the snapshot's own case stays as it was (others may hold it)
-        moved.version = new_version
-        for k, v in changes.items():
-            setattr(moved, k, v)
-        return Snapshot(moved, new_state, None if holders is None else holders | cards)
+        return write, None if snap.holders is None else snap.holders | cards
 
     async def _rows(
-        self, conn: Any, writes: hotpath.Batch, case: Case, effects: Sequence[Any], entries: Sequence[audit.NewEntry],
-        at: datetime, *, holders: frozenset[Holder] | None, version: int | None = None,
+        self, conn: Any, writes: Batch, case: Case, effects: Sequence[Any], at: datetime, *,
+        holders: frozenset[Holder] | None, version: int | None = None,
         known: Sequence[Employee | Recipient] = (), extra_outbox: Sequence[dict[str, Any]] = (),
     ) -> frozenset[Holder]:
-        """Queue a decision's rows on `writes`, reading (on `conn`) only what they depend on;
-        returns the step cards it queues. `holders` are the step cards already out (needed when
-        the decision updates steps)."""
+        """Queue a decision's outbox and timer rows on `writes`, reading (on `conn`) only what
+        they depend on; returns the step cards it queues. `holders` are the step cards already
+        out (needed when the decision updates steps)."""
         version = case.version if version is None else version
-        await hotpath.insert_audit(writes, entries)
         notify = [e for e in effects if isinstance(e, fx.Notify)]
         updates = [e.step_id for e in effects if isinstance(e, fx.UpdateStep)]
         outbox: list[dict[str, Any]] = list(extra_outbox)
@@ -322,11 +328,11 @@ class CaseService:
                     "payload": {"case_id": case.id, "step_id": step_id}, "next_attempt_at": at, "created_at": at,
                 })
         # The key is unique: a replayed effect cannot queue a second message.
-        await hotpath.insert_outbox(writes, outbox)
+        await queue.insert_outbox(writes, outbox)
         cancel = [e.step_id for e in effects if isinstance(e, fx.CancelTimers)]
         if cancel:
-            await hotpath.cancel_timers(writes, case.id, cancel)
-        await hotpath.insert_timers(writes, [
+            await queue.cancel_timers(writes, case.id, cancel)
+        await queue.insert_timers(writes, [
             {"key": e.key, "case_id": case.id, "step_id": e.step_id, "kind": e.kind, "due_at": e.due_at}
             for e in effects if isinstance(e, fx.SetTimer)
         ])
@@ -383,40 +389,5 @@ class CaseService:
 
 
 
-def _chain(
-    case_id: str, seq: int, head: str, effects: Sequence[Any], at: datetime, *, actor: str
-) -> tuple[list[audit.NewEntry], dict[str, Any]]:
-    """The audit entries of a decision, chained after the head (seq, head), and the case columns
-    that move with them."""
-    entries = audit.build_entries(case_id, seq, head, [
-        (at, actor, e.kind, e.data) for e in effects if isinstance(e, fx.Audit)
-    ])
-    return entries, ({"audit_seq": entries[-1].seq, "audit_head": entries[-1].hash} if entries else {})
-
-
-def _state(case: Case, rows: Sequence[dict[str, Any]]) -> CaseState:
-    steps = {
-        r["step_id"]: StepState(
-            status=r["status"], activated_at=r["activated_at"], viewed_at=r["viewed_at"], done_at=r["done_at"],
-            done_by=r["done_by"], outcome=r["outcome"], data=dict(r["data"] or {}),
-            documents_signed=frozenset(r["documents_signed"] or ()), reminders_sent=r["reminders_sent"],
-            rejections=r["rejections"], timers_fired=frozenset(r["timers_fired"] or ()),
-            viewed_by=frozenset(r.get("viewed_by") or ()),
-        )
-        for r in rows
-    }
-    return CaseState(
-        case_id=case.id, template_id=case.template_id, status=case.status, steps=steps,
-        fallback_started=case.fallback_started, started_at=case.started_at, closed_at=case.closed_at,
-        questions=questions_from_list(case.questions),
-    )
-
-
-def _step_columns(st: StepState) -> dict[str, Any]:
-    return {
-        "status": st.status, "activated_at": st.activated_at, "viewed_at": st.viewed_at, "done_at": st.done_at,
-        "done_by": st.done_by, "outcome": st.outcome, "data": dict(st.data),
-        "documents_signed": sorted(st.documents_signed), "reminders_sent": st.reminders_sent,
-        "rejections": st.rejections, "timers_fired": sorted(st.timers_fired),
-        "viewed_by": sorted(st.viewed_by),
-    }
+def _audit_items(effects: Sequence[Any], at: datetime, actor: str) -> list[casestore.AuditItem]:
+    return [(at, actor, e.kind, e.data) for e in effects if isinstance(e, fx.Audit)]

@@ -41,7 +41,10 @@ class Settings(BaseSettings):
     cjk_font_path: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     outbox_poll_seconds: float = Field(1.0, gt=0)
-    timer_poll_seconds: float = Field(2.0, gt=0)
+    timer_poll_seconds: float = Field(1.0, gt=0)
+    # How long a replica's claim on a due timer lasts: a replica that dies holding timers delays them
+    # by at most this (plus a poll). A fire takes milliseconds; a claim outliving it is harmless.
+    timer_lease_seconds: float = Field(3.0, gt=0)
     link_ttl_hours: int = Field(72, ge=1)
     tsa_url: str | None = None
     seal_pkcs12_path: Path | None = None

@@ -16,7 +16,7 @@ from chat.router import Context, Reply, Router
 from handlers import backpay, settlement
 from handlers.cardview import CardRenderer
 from signing.pipeline import supersede_drafts
-from storage import cardids, hotpath
+from storage import cardids, casestore, hotpath, queue
 from storage.models import Case, Employee, OutboxMessage
 from workflow import cleantext, engine
 from workflow.events import ACTIONS, Act, Close, Prepare, Remind
@@ -40,13 +40,14 @@ def touch_summary(ctx: Context, case_id: str) -> Callable[[Any], Awaitable[None]
 
     async def also(conn: Any) -> None:
         await ctx.record(conn)
-        holders = await hotpath.summary_holders(conn, case_id)
+        holders = await queue.summary_holders(conn, case_id)
         if not holders:
             return
-        stamp = await hotpath.case_stamp(conn, case_id)
+        # Runs after the case's own write in this transaction: the stamp is the version it commits.
+        stamp = await casestore.stamp(conn, case_id)
         version = stamp[0] if stamp else 0
         # The key names the case version, so a replayed event queues nothing new (ON CONFLICT).
-        await hotpath.insert_outbox(conn, [
+        await queue.insert_outbox(conn, [
             {"key": f"{case_id}:summary:update:v{version}:{recipient}", "case_id": case_id, "platform": platform,
              "recipient": recipient, "step_id": None, "kind": "update",
              "payload": {"case_id": case_id, "step_id": None, "purpose": "summary"},

@@ -18,11 +18,11 @@ from decimal import Decimal
 from typing import Any
 
 from cards.builders import shows_backpay
-from cases.service import CaseError, CaseService
+from cases.service import CaseError, CaseService, CaseTx
 from chat.router import Context, Reply
 from settlement.tables import RateTable
 from signing.pipeline import BackpayError, PipelineError, RatesMissing, backpay_context, entered_tables
-from storage import hotpath
+from storage import queue
 from storage.canonical import canonical_json, sha256_hex
 from storage.models import Case, Employee, OutboxMessage
 from workflow import engine
@@ -164,10 +164,10 @@ async def gate(ctx: Context, case: Case, step_id: str, data: dict[str, Any]) -> 
                        f"\"{template.step(step_id).title.en}\" is not done: the back-pay cannot be computed. "
                        "HR has been sent the reason and what to do (in Chinese).", detail=text)
 
-    async def also(conn: Any) -> None:
+    async def also(tx: CaseTx) -> None:
         ctx.expected = reply
-        await ctx.record(conn)
-        await hotpath.insert_outbox(conn, rows)
+        await ctx.record(tx.conn)
+        await queue.insert_outbox(tx.conn, rows)
 
     try:
         await ctx.service.apply(case.id, lambda c, s: Note(BLOCKED, actor.employee_id, roles, note, at),
@@ -198,8 +198,8 @@ async def tell_hr(service: CaseService, case: Case, step_id: str, problem: Pipel
                 f"处理后请发送 /催办 {case.id} 通知员工。")
     rows = await _hr_rows(service, case, text, key, at)
 
-    async def also(conn: Any) -> None:
-        await hotpath.insert_outbox(conn, rows)
+    async def also(tx: CaseTx) -> None:
+        await queue.insert_outbox(tx.conn, rows)
 
     try:
         await service.apply(case.id, lambda c, s: Note(BLOCKED, actor_id, frozenset(), note, at), actor=actor_id,

@@ -239,7 +239,7 @@ async def offboard(ctx: Context) -> Reply:
     try:
         await ctx.service.start_case(
             employee=employee, template_id=template_id, last_day=last_day, reason=reason,
-            created_by=hr.employee_id, handover_id=handover_id, at=ctx.incoming.at, also=ctx.record,
+            created_by=hr.employee_id, handover_id=handover_id, at=ctx.incoming.at, also=lambda tx: ctx.record(tx.conn),
             case_id=case_id, known=(hr,), extra_outbox=(summary,), prepared=prepared,
         )
     except CaseError as exc:

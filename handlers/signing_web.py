@@ -11,52 +11,56 @@ GET  /doc/{token}                   one sealed document of a case (completion ca
 Every refusal changes nothing and explains itself in Chinese. The link token is an HMAC over case, step,
 signer, expiry and nonce (signing.links); single use is the nonce row's `used_at`, claimed with a
 compare-and-set inside the same transaction as the workflow step change and the Signature row.
+
+This module is the routes: it reads requests and answers them. Who may use a link is
+handlers/signing_access.py; what a signature writes (one transaction) and the sealing sweep are
+handlers/signing_service.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
-import ipaddress
 import json
 import logging
-import secrets
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
-from tortoise.exceptions import IntegrityError
-from tortoise.expressions import Q
 
-from cases.service import CaseError, CaseService
+from cases.service import CaseService
 from chat.appkeys import SERVICE, SETTINGS
 from chat.background import background
 from config.settings import Settings
 from handlers import backpay
 from handlers.links import redact_link_tokens_in_access_log
+from handlers.signing_access import Refused, Target, client_ip, ensure_link, resolve_link
+from handlers.signing_service import (
+    DocumentChanged,
+    LinkClaimed,
+    Submission,
+    claim_link,
+    record_signature,
+    release_link,
+    sweep_round,
+)
 from signing import oauth
 from signing.documents import signature_image
-from signing.evidence import AUDIT_KIND, SignatureFacts, audit_data
-from signing.links import LinkError, TokenClaims, read_token
+from signing.evidence import SignatureFacts
+from signing.links import LinkError, read_token
 from signing.page import CONSENT_VERSION, render_sign_page
 from signing.pipeline import (
     PipelineError,
     current_document,
     ensure_draft,
-    exhausted,
-    issue_completion_notice,
     keys_for,
-    prior_evidence,
     seal_document,
     shown_key,
     shown_pdf,
-    sweep,
-    unissued_completed,
     write_checkpoint,
 )
 from signing.preview import PreviewError, pdf_to_png_pages
@@ -64,14 +68,12 @@ from signing.render import RenderBusy
 from signing.render import render as render_signature
 from signing.strokes import StrokeError, StrokePayload, parse_strokes, trivial_reason
 from signing.templates import DocumentError
-from storage import audit
 from storage.canonical import sha256_hex
-from storage.models import Case, Document, Employee, Signature, SigningLink
-from workflow import cleantext, engine
+from storage.models import Case, Document, Employee, SigningLink
+from workflow import cleantext
 from workflow.documents import document_title
-from workflow.events import DocumentSigned, SealFailed, Viewed
-from workflow.model import ROLE_TITLES, CaseState, Role
-from workflow.template import StepTemplate
+from workflow.events import Viewed
+from workflow.model import ROLE_TITLES, Role
 
 log = logging.getLogger("signing")
 
@@ -79,7 +81,6 @@ MAX_BODY = 1_000_000
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC_PREFIX = "/sign-assets"
 IDENTITY_COOKIE_SECONDS = 1800
-ISSUE_RETRY_DAYS = 7  # how long after completion the sweep keeps trying to issue a completion notice
 HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
@@ -87,37 +88,6 @@ HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
                                "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
 }
-
-
-class Refused(Exception):
-    """A request we turn down; `status` and a Chinese message for the person holding the phone."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-LINK_ERRORS = {
-    "malformed": (400, "链接不完整或格式有误，请从消息卡片重新打开签署链接。"),
-    "tampered": (403, "链接无效（签名校验失败），请从消息卡片重新打开签署链接。"),
-    "expired": (410, "签署链接已过期，请联系人事（HR）重新发送。"),
-}
-
-
-@dataclass
-class Target:
-    """Everything a valid, open link points at."""
-
-    claims: TokenClaims
-    case: Case
-    state: CaseState
-    step: StepTemplate
-    signer: Employee
-    roles: frozenset[Role]
-    kind: str
-    link: SigningLink | None
 
 
 # ---------------------------------------------------------------- pages
@@ -149,79 +119,6 @@ def _json_error(exc: Refused) -> web.Response:
 
 # ---------------------------------------------------------------- resolving a link
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-async def resolve(request: web.Request, *, allow_used: bool = False) -> Target:
-    settings: Settings = request.app[SETTINGS]
-    service: CaseService = request.app[SERVICE]
-    token = request.match_info["token"]
-    try:
-        claims = read_token(settings.secret_bytes(), token, _now())
-    except LinkError as exc:
-        status, message = LINK_ERRORS[exc.code]
-        raise Refused(status, exc.code, message) from None
-    case = await Case.get_or_none(id=claims.case_id)
-    if case is None:
-        raise Refused(404, "unknown_case", "找不到对应的离职流程。")
-    link = await SigningLink.get_or_none(nonce=claims.nonce)
-    if link is not None and (link.case_id, link.step_id, link.signer_id) != (  # type: ignore[attr-defined]
-        claims.case_id, claims.step_id, claims.signer_id
-    ):
-        raise Refused(403, "tampered", LINK_ERRORS["tampered"][1])
-    if link is not None and link.used_at is not None and not allow_used:
-        raise Refused(410, "used", "该链接已完成签署，不能重复使用。")
-    try:
-        template = service.template(case.template_id)
-    except CaseError:
-        raise Refused(404, "unknown_case", "找不到对应的离职流程模板。") from None
-    step = template.by_id.get(claims.step_id)
-    if step is None or not step.documents:
-        raise Refused(404, "not_signing_step", "该链接对应的步骤不需要签署文件。")
-    signer = await Employee.get_or_none(employee_id=claims.signer_id)
-    if signer is None:
-        raise Refused(403, "unknown_signer", "找不到签署人。")
-    roles = await service.roles_of(case, signer)
-    if not step.signs(roles):
-        raise Refused(403, "not_signer", "这不是您需要签署的文件，请使用发给您本人的签署链接。")
-    state = await service.load_state(case)
-    if allow_used and link is not None and link.used_at is not None:
-        return Target(claims, case, state, step, signer, roles, step.documents[0], link)
-    if case.status != "open":
-        raise Refused(409, "case_closed", "该离职流程已结束，无需再签署。")
-    ss = state.steps[step.id]
-    if ss.status != "active":
-        message = {"done": "该步骤已完成。", "not_needed": "该步骤已不再需要，无需签署。"}.get(
-            ss.status, "该步骤尚未开始，请等待前面的步骤完成。")
-        raise Refused(409, "step_not_active", message)
-    unsigned = [d for d in step.documents if d not in ss.documents_signed]
-    if not unsigned:
-        raise Refused(409, "already_signed", "该文件已签署。")
-    kind = unsigned[0]
-    turn = step.next_signer(ss, kind)
-    if turn is not None and turn not in roles:
-        # A document several people sign, in order: this signer already signed, or it is not their turn.
-        waiting = ROLE_TITLES[turn].zh
-        if all(r in step.signed_roles(ss, kind) for r in step.signers if r in roles):
-            raise Refused(409, "already_signed", f"您已签署该文件，正在等待{waiting}签署。")
-        raise Refused(409, "not_your_turn", f"《{document_title(kind).zh}》需先由{waiting}签署，"
-                                            "轮到您签署时会另行通知您。")
-    return Target(claims, case, state, step, signer, roles, kind, link)
-
-
-async def _ensure_link(t: Target, now: datetime) -> SigningLink:
-    if t.link is not None:
-        return t.link
-    try:
-        link = await SigningLink.create(nonce=t.claims.nonce, case_id=t.case.id, step_id=t.claims.step_id,
-                                        signer_id=t.claims.signer_id, expires_at=t.claims.expires_at)
-    except IntegrityError:  # the same link opened twice at once
-        link = await SigningLink.get(nonce=t.claims.nonce)
-    t.link = link
-    return link
-
-
 def _identity_check(request: web.Request, t: Target) -> tuple[str, str] | web.Response:
     """(identity_method, platform_identity), or a redirect to the platform login when one is needed."""
     settings: Settings = request.app[SETTINGS]
@@ -246,32 +143,6 @@ def _callback_url(settings: Settings, request: web.Request, platform: str) -> st
     return f"{settings.public_base_url}/sign/{request.match_info['token']}/oauth/{platform}"
 
 
-def client_ip(request: web.Request, trusted: tuple[str, ...]) -> str:
-    """The peer address, or the nearest untrusted hop of X-Forwarded-For when the peer is a trusted proxy."""
-    peer = request.remote or ""
-    nets = [ipaddress.ip_network(t, strict=False) for t in trusted]
-
-    def is_trusted(addr: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(addr)
-        except ValueError:
-            return False
-        return any(ip in n for n in nets)
-
-    if not nets or not is_trusted(peer):
-        return peer[:64]
-    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
-    # Walk from the right: each trusted proxy vouches for the hop before it; the first untrusted one is
-    # the client. Anything further left was supplied by the client and could be forged.
-    for hop in reversed(hops):
-        if not is_trusted(hop):
-            try:
-                return str(ipaddress.ip_address(hop))
-            except ValueError:
-                return peer[:64]
-    return (hops[0] if hops else peer)[:64]
-
-
 # ---------------------------------------------------------------- preview cache
 
 _previews: OrderedDict[str, list[bytes]] = OrderedDict()
@@ -294,6 +165,15 @@ async def _preview(doc: Document, settings: Settings) -> list[bytes]:
 
 # ---------------------------------------------------------------- handlers
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def resolve(request: web.Request, *, allow_used: bool = False) -> Target:
+    return await resolve_link(request.match_info["token"], request.app[SETTINGS], request.app[SERVICE],
+                              allow_used=allow_used)
+
+
 async def sign_page(request: web.Request) -> web.StreamResponse:
     settings: Settings = request.app[SETTINGS]
     service: CaseService = request.app[SERVICE]
@@ -303,7 +183,7 @@ async def sign_page(request: web.Request) -> web.StreamResponse:
     except Refused as exc:
         return _refused_page(exc, request)
     now = _now()
-    link = await _ensure_link(t, now)
+    link = await ensure_link(t, now)
     if link.opened_at is None:
         await SigningLink.filter(nonce=link.nonce, opened_at=None).update(opened_at=now)
     try:
@@ -408,35 +288,8 @@ async def _read_json(request: web.Request) -> dict[str, Any]:
     return _parse_json(await _read_raw(request))
 
 
-class _LinkClaimed(Exception):
-    pass
-
-
-class _DocumentChanged(Exception):
-    """The draft stopped being current while the signature was on its way (HR added to it)."""
-
-
-class _Sealed(Exception):
-    """The document was sealed while we were giving it up; roll the give-up back."""
-
-
-CLAIM_LEASE = timedelta(seconds=120)  # far above a bounded render; only matters if the process dies
 IN_PROGRESS = Refused(409, "in_progress", "该链接的签名正在提交中，请勿重复提交；如长时间无结果，请稍后刷新页面。")
 USED = Refused(410, "used", "该链接已完成签署，不能重复使用。")
-
-
-async def claim_link(nonce: str, now: datetime) -> str | None:
-    """Claim an unused link for one submission (compare-and-set with a lease); the claim token, or None."""
-    token = secrets.token_hex(16)
-    n = await SigningLink.filter(Q(nonce=nonce), Q(used_at=None),
-                                 Q(claimed_until=None) | Q(claimed_until__lt=now)).update(
-        claim_token=token, claimed_until=now + CLAIM_LEASE)
-    return token if n == 1 else None
-
-
-async def release_link(nonce: str, token: str) -> None:
-    await SigningLink.filter(nonce=nonce, claim_token=token, used_at=None).update(claim_token=None,
-                                                                                  claimed_until=None)
 
 
 def _check_body(body: dict[str, Any], token: str) -> StrokePayload:
@@ -477,7 +330,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
     except Refused as exc:
         return _json_error(exc)
     now = _now()
-    link = await _ensure_link(t, now)
+    link = await ensure_link(t, now)
     # Claim before parsing or drawing: of any number of parallel submissions on one link, one goes on
     # (and pays for the render); the others are answered at once and hold nothing but their raw body.
     claim = await claim_link(link.nonce, now)
@@ -521,60 +374,21 @@ async def _submit_claimed(request: web.Request, t: Target, raw: bytes, now: date
         ip=client_ip(request, settings.trusted_proxies), user_agent=request.headers.get("User-Agent", "")[:1000],
         consent_version=CONSENT_VERSION, template_sha256=str((doc.context or {}).get("template_sha256", "")),
     )
-    template = service.template(t.case.template_id)
-    decided: dict[str, Any] = {}
-
-    def make_event(case: Case, state: CaseState) -> DocumentSigned:
-        event = DocumentSigned(t.step.id, t.kind, t.signer.employee_id, t.roles, now)
-        # The engine is pure: deciding here tells `also` whether the service will refuse, so a refused
-        # signature writes nothing, and whether this signature completes the document.
-        result = engine.apply(template, state, event)
-        decided.clear()
-        decided["result"] = result
-        if not isinstance(result, engine.Refusal):
-            decided["signed_as"] = t.step.next_signer(state.steps[t.step.id], t.kind)
-            decided["complete"] = t.kind in result.state.steps[t.step.id].documents_signed
-        return event
-
-    async def also(conn: Any) -> None:
-        if isinstance(decided.get("result"), engine.Refusal):
-            return
-        claimed = await SigningLink.filter(nonce=link.nonce, used_at=None, claim_token=claim).using_db(
-            conn).update(used_at=now, claim_token=None, claimed_until=None)
-        if claimed != 1:
-            raise _LinkClaimed()
-        # Sealed once every signer has signed; until then it waits for the next one ("partly_signed").
-        # A draft replaced meanwhile takes no signature: the whole transaction is undone.
-        moved = await Document.filter(id=doc.id, status__in=["draft", "partly_signed"]).using_db(conn).update(
-            status="signed" if decided["complete"] else "partly_signed")
-        if moved != 1:
-            raise _DocumentChanged()
-        record = facts
-        if t.step.cosigned:
-            # The signatures already on the document, which this signer saw on the page, bound into
-            # their own evidence record.
-            record = replace(facts, cosigned=True, signed_as=str(decided["signed_as"]),
-                             after=tuple(await prior_evidence(doc.id, t.case.id, using=conn)))
-        entry = await audit.append(t.case.id, at=now, actor=t.signer.employee_id, kind=AUDIT_KIND,
-                                   data=audit_data(record), using=conn)
-        await Signature.create(
-            using_db=conn, document_id=doc.id, case_id=t.case.id, step_id=t.step.id,
-            signer_id=t.signer.employee_id, identity_method=method, platform_identity=platform_identity,
-            doc_hash_presented=presented, strokes=stroke_bytes, strokes_hash=facts.strokes_hash, image_png=png,
-            image_hash=facts.image_hash, client_image_hash=client_hash, server_time=now, ip=facts.ip,
-            user_agent=facts.user_agent, consent_version=CONSENT_VERSION, audit_seq=entry.seq,
-        )
-
+    submission = Submission(
+        case_id=t.case.id, step=t.step, kind=t.kind, signer_id=t.signer.employee_id, roles=t.roles, doc=doc,
+        link_nonce=link.nonce, claim=claim, facts=facts, strokes=stroke_bytes, png=png, client_hash=client_hash,
+        at=now)
     try:
-        outcome = await service.apply(t.case.id, make_event, actor=t.signer.employee_id, also=also)
-    except _LinkClaimed:
+        signed = await record_signature(service, submission)
+    except LinkClaimed:
         return _json_error(USED)
-    except _DocumentChanged:
+    except DocumentChanged:
         return _json_error(Refused(409, "document_changed", "文件已更新，请刷新页面阅读后再签署。"))
+    outcome = signed.outcome
     if not outcome.ok:
         r = outcome.refusal
         return _json_error(Refused(409, r.code if r else "refused", r.message_zh if r else "无法签署。"))
-    if not decided.get("complete"):
+    if not signed.complete:
         nxt = outcome.decision and t.step.next_signer(outcome.decision.state.steps[t.step.id], t.kind)
         waiting = ROLE_TITLES[nxt].zh if nxt else "其他签署人"
         return web.json_response({
@@ -677,56 +491,6 @@ async def download_document(request: web.Request) -> web.StreamResponse:
 
 
 # ---------------------------------------------------------------- app wiring
-
-async def give_up(service: CaseService, doc: Document, *, now: datetime | None = None) -> bool:
-    """Stop trying to seal `doc`: in one transaction the document becomes "failed" (kept, with its
-    signature, as evidence of what happened), its signature stops counting, the step opens again with a
-    fresh card and link for the signer, and HR gets a card saying why. On a finished case only HR is
-    told. False if nothing was changed (sealed meanwhile)."""
-    now = now or _now()
-    reason = (doc.seal_error or "seal failed")[:300]
-    event = SealFailed(doc.step_id, doc.kind, str(doc.id), f"{doc.seal_attempts} attempts: {reason}", now)
-
-    async def also(conn: Any) -> None:
-        n = await Document.filter(id=doc.id, status__in=["signed", "pending_tsa"]).using_db(conn).update(
-            status="failed")
-        if n != 1:
-            raise _Sealed()
-
-    try:
-        outcome = await service.apply(doc.case_id, lambda case, state: event, actor="system",  # type: ignore[attr-defined]
-                                      also=also)
-    except _Sealed:
-        return False
-    if not outcome.ok:
-        log.error("document %s cannot be sealed and case %s refuses re-signing: %s", doc.id,
-                  doc.case_id, outcome.refusal.message_en if outcome.refusal else "?")  # type: ignore[attr-defined]
-        return False
-    log.error("document %s given up after %s seal attempts (%s); HR told, the signer asked to sign again "
-              "if the case is still open", doc.id, doc.seal_attempts, reason)
-    return True
-
-
-async def sweep_round(settings: Settings, service: CaseService) -> dict[int, str]:
-    """One round of the sweep: seal what can be sealed, give up what used up its attempts."""
-    results = await sweep(settings)
-    # A completion notice the completion card could not issue (render or seal failed) is issued here.
-    for case in await unissued_completed(_now() - timedelta(days=ISSUE_RETRY_DAYS)):
-        try:
-            doc = await issue_completion_notice(case, settings, now=_now())
-        except PipelineError as exc:  # data HR must fix (told by the card render's log); retried next round
-            log.error("case %s: completion notice not issued: %s", case.id, exc)
-            continue
-        except Exception:  # retried next round
-            log.exception("case %s: completion notice not issued", case.id)
-            continue
-        if doc is not None:
-            results[doc.id] = doc.status
-    for doc in await exhausted(settings):
-        if await give_up(service, doc):
-            results[doc.id] = "failed"
-    return results
-
 
 async def sweep_loop(app: web.Application) -> None:
     settings: Settings = app[SETTINGS]

@@ -36,7 +36,7 @@ from signing.keys import KeyMaterial, load_or_create_keys
 from signing.merge import append_pages
 from signing.seal import TsaUnavailable, async_seal_pdf
 from signing.templates import DocumentError, format_value, load_template, render_blocks, unfilled
-from storage import audit
+from storage import casestore
 from storage.models import AuditEntry, Case, CaseStep, Checkpoint, Document, Employee, Signature
 from workflow.documents import document_title
 from workflow.errors import TemplateError
@@ -710,13 +710,13 @@ async def _record_issued(doc: Document, sha256_signed: str, keys: KeyMaterial, c
     """The sealed company-issued document's hashes into the audit chain, and a fresh checkpoint over the new
     head (the case is usually closed already: its closing checkpoint must still cover the final entry)."""
     case_id: str = doc.case_id  # type: ignore[attr-defined]
-    # Bumping the version first locks the case row and makes a writer holding an older snapshot retry.
-    await Case.filter(id=case_id).using_db(conn).update(version=F("version") + 1)
-    await audit.append(case_id, at=now, actor="system", kind=ISSUED_KIND, using=conn, data={
+    # The case's one write path: the version is bumped first (locking the row; a writer holding an
+    # older snapshot re-reads), then the entry chained after the head.
+    await casestore.append_audit(conn, case_id, [(now, "system", ISSUED_KIND, {
         "document_id": doc.id, "kind": doc.kind, "step_id": doc.step_id,
         "sha256_unsigned": doc.sha256_unsigned, "sha256_signed": sha256_signed,
         "template_sha256": str((doc.context or {}).get("template_sha256", "")),
-    })
+    })])
     await write_checkpoint(case_id, keys, using=conn, now=now)
 
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
+from storage import casestore
 from storage.canonical import canonical_json
 from storage.models import AuditEntry, Case, CaseStep, Employee
 from workflow import engine
@@ -131,18 +132,11 @@ def replay(template: FlowTemplate, case_id: str, entries: Sequence[tuple[int, st
     return state
 
 
-_STEP_FIELDS = ("status", "activated_at", "viewed_at", "done_at", "done_by", "outcome", "data",
-                "documents_signed", "reminders_sent", "rejections", "timers_fired", "viewed_by")
+_STEP_FIELDS = casestore.step_columns()  # the case_step columns that hold a step's state
 
 
 def _stored(row: CaseStep) -> StepState:
-    return StepState(
-        status=row.status, activated_at=row.activated_at, viewed_at=row.viewed_at,  # type: ignore[arg-type]
-        done_at=row.done_at, done_by=row.done_by, outcome=row.outcome, data=dict(row.data or {}),
-        documents_signed=frozenset(row.documents_signed or ()), reminders_sent=row.reminders_sent,
-        rejections=row.rejections, timers_fired=frozenset(row.timers_fired or ()),
-        viewed_by=frozenset(row.viewed_by or ()),
-    )
+    return casestore.step_state({c: getattr(row, c) for c in _STEP_FIELDS})
 
 
 def differences(expected: CaseState, case: Case, rows: Sequence[CaseStep]) -> list[str]:
@@ -160,7 +154,7 @@ def differences(expected: CaseState, case: Case, rows: Sequence[CaseStep]) -> li
         have = _stored(row)
         for name in _STEP_FIELDS:
             if name == "viewed_by" and row.viewed_by is None:
-                continue  # a step row not written since viewers were kept (migration 0010)
+                continue  # a step row not written since viewers were kept (migration 0011)
             if getattr(have, name) != getattr(want, name):
                 out.append(f"step {step_id} {name} is {getattr(have, name)!r}, "
                            f"the chain says {getattr(want, name)!r}")

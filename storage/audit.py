@@ -2,8 +2,8 @@
 
 Each entry's hash covers the previous entry's hash and the entry's own canonical form, so
 changing, inserting or deleting any entry breaks every hash after it. `verify_chain` names the
-first entry that does not match. Appends happen inside the caller's transaction, after the case
-row's version was bumped, which serialises writers of one case.
+first entry that does not match. Entries are stored by storage/casestore only, under the case
+row's version check, which serialises writers of one case.
 """
 
 from __future__ import annotations
@@ -52,11 +52,6 @@ class NewEntry:
     hash: str
 
 
-def _jsonable(data: dict[str, Any]) -> Any:
-    # Round-trip through canonical JSON so what we hash is exactly what the JSON column returns.
-    return json.loads(canonical_json(data))
-
-
 def build_entries(
     case_id: str, head_seq: int, head_hash: str, items: list[tuple[datetime, str, str, dict[str, Any]]]
 ) -> list[NewEntry]:
@@ -79,25 +74,6 @@ def _ms(at: datetime) -> datetime:
     # Databases keep ms or µs; hash exactly what survives the round trip.
     at = at.astimezone(UTC)
     return at.replace(microsecond=(at.microsecond // 1000) * 1000)
-
-
-async def append(
-    case_id: str, *, at: datetime, actor: str, kind: str, data: dict[str, Any], using: Any = None
-) -> AuditEntry:
-    last = (
-        await AuditEntry.filter(case_id=case_id).using_db(using).order_by("-seq").first()
-    )
-    seq = 1 if last is None else last.seq + 1
-    prev = GENESIS if last is None else last.hash
-    at = _ms(at)
-    clean = _jsonable(data)
-    h = entry_hash(prev, case_id=case_id, seq=seq, at=at, actor=actor, kind=kind, data=clean)
-    entry = await AuditEntry.create(
-        case_id=case_id, seq=seq, at=at, actor=actor, kind=kind, data=clean, prev_hash=prev, hash=h,
-        using_db=using,
-    )
-    await Case.filter(id=case_id).using_db(using).update(audit_seq=seq, audit_head=h)
-    return entry
 
 
 @dataclass(frozen=True)

@@ -41,9 +41,9 @@ def tortoise_config(url: str) -> dict[str, Any]:
     connection: str | dict[str, Any] = url
     if url.startswith("sqlite://"):
         # Same client and settings as Tortoise's own SQLite backend, statements run inline
-        # (storage/sqlite_inline.py says why).
+        # (storage/sqlite_inline.py says why; the client is in storage/dialect.py).
         connection = expand_db_url(url)
-        connection["engine"] = "storage.sqlite_inline"
+        connection["engine"] = "storage.dialect"
         if "journal_size_limit" not in url:
             # Tortoise's default (16 KiB) truncates the WAL after every checkpoint, and regrowing
             # the file nearly doubled the cost of a commit.

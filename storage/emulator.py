@@ -1,4 +1,4 @@
-"""The emulator's panes in the database (`emulator_message`): hand-written statements, like hotpath.
+"""The emulator's panes in the database (`emulator_message`): hand-written statements (storage/dialect).
 
 Every statement finds its rows through an index: (recipient, seq) for a pane and its newest
 number, the unique card id for a card or a keyed line. A pane's `seq` is "the newest number in
@@ -17,8 +17,9 @@ from typing import Any
 
 from tortoise.exceptions import IntegrityError
 
-from storage.hotpath import _datetime, _json, _sql, default_conn
+from storage.dialect import default_conn, dialect_of
 from storage.models import EmulatorMessage
+from storage.rows import as_datetime, as_json
 
 ATTEMPTS = 64  # writers racing for one pane: with n at once the last may need n tries (each sees a winner)
 _COLUMNS = ('"id", "recipient", "seq", "kind", "sender", "card_id", "text", "card", "html", "version", "at"')
@@ -42,15 +43,15 @@ class Row:
 
 def _row(r: dict[str, Any]) -> Row:
     return Row(id=r["id"], recipient=r["recipient"], seq=r["seq"], kind=r["kind"], sender=r["sender"],
-               card_id=r["card_id"], text=r["text"], card=_json(r["card"]), html=r["html"], version=r["version"],
-               at=_datetime(r["at"]))  # type: ignore[arg-type]
+               card_id=r["card_id"], text=r["text"], card=as_json(r["card"]), html=r["html"], version=r["version"],
+               at=as_datetime(r["at"]))  # type: ignore[arg-type]
 
 
 async def _rows(sql: str, values: list[Any]) -> list[dict[str, Any]]:
     """Rows as column -> value. Through `execute_query_dict`, which fetches on every backend: the
     asyncpg client's `execute_query` drops what an INSERT or UPDATE ... RETURNING returns."""
     conn = default_conn()
-    return await conn.execute_query_dict(_sql(conn, sql), values)
+    return await dialect_of(conn).fetch(conn, sql, values)
 
 
 def _card_text(card: dict[str, Any] | None) -> str | None:

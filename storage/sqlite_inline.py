@@ -1,4 +1,6 @@
-"""Tortoise's SQLite backend with its statements run inline, on the event loop's own thread.
+"""SQLite statements run inline, on the event loop's own thread (the connection under Tortoise's
+SQLite client; the client itself, `InlineSqliteClient`, is in storage/dialect.py with the other
+Tortoise internals).
 
 Tortoise talks to SQLite through aiosqlite, which runs every statement on a worker thread and hands
 the result back through the event loop. One workflow event runs about six statements, and each
@@ -29,8 +31,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
-
-from tortoise.backends.sqlite.client import SqliteClient
 
 log = logging.getLogger("storage.sqlite")
 BUSY_TIMEOUT_SECONDS = 5.0  # total wait for another process's write lock, as sqlite3's default
@@ -86,10 +86,6 @@ class InlineConnection:
         if self._connection is None:
             raise ValueError("no active connection")
         return self._connection
-
-    async def _execute(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run `fn(*args)` now (the hook `storage.hotpath.Batch` uses for several statements)."""
-        return fn(*args)
 
     async def _single(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run one statement now. Outside a transaction, if another process holds the write lock,
@@ -185,29 +181,3 @@ class Checkpointer:
                     log.debug("checkpoint skipped: %s", exc)
         finally:
             conn.close()
-
-
-class InlineSqliteClient(SqliteClient):
-    checkpointer: Checkpointer | None = None
-
-    async def create_connection(self, with_db: bool) -> None:
-        if not self._connection:
-            self._connection = InlineConnection(self.filename)  # type: ignore[assignment]
-            for pragma, value in self.pragmas.items():
-                cursor = await self._connection.execute(f"PRAGMA {pragma}={value}")
-                await cursor.close()
-            mode = (await self._connection.execute_fetchall("PRAGMA journal_mode"))[0][0]
-            if str(mode).lower() == "wal":
-                await self._connection.execute("PRAGMA wal_autocheckpoint=0")
-                self.checkpointer = Checkpointer(self.filename)
-                self.checkpointer.start()
-            await self._post_connect()
-
-    async def close(self) -> None:
-        if self.checkpointer is not None:
-            self.checkpointer.stop()
-            self.checkpointer = None
-        await super().close()  # the last connection to close checkpoints what is left
-
-
-client_class = InlineSqliteClient

@@ -9,10 +9,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
+from tortoise.transactions import in_transaction
 
 from bot.app import build_service
-from cases.service import CaseService
-from storage import audit
+from cases.service import CaseService, CaseTx
+from storage import audit, casestore
 from storage.models import AuditEntry, Case, CaseStep, Employee, OutboxMessage
 from workflow.events import Act
 from workflow.model import Role
@@ -84,15 +85,59 @@ async def test_a_refusal_is_never_answered_from_a_stale_snapshot(replicas) -> No
 async def test_an_audit_entry_written_beside_the_service_is_chained_after(replicas) -> None:
     a, _ = replicas
     cid = await _open(a)
-    # Signing appends its evidence entry in the same transaction as its event, outside the
-    # service's own bookkeeping; the next event must chain after it, not over it.
-    await audit.append(cid, at=T0, actor="E003", kind="evidence", data={"x": 1})
+    # A writer outside the service (a sealed company document) appends through the case store:
+    # it bumps the version, so the service's snapshot is stale and the next event re-reads.
+    async with in_transaction() as conn:
+        await casestore.append_audit(conn, cid, [(T0, "E003", "evidence", {"x": 1})])
     out = await a.apply(cid, _act("application", "submit", "E003", Role.EMPLOYEE, SUBMIT), actor="E003")
     assert out.ok and out.attempts == 2
     report = await audit.verify_chain(cid)
     assert report.ok, report.problem
     kinds = await AuditEntry.filter(case_id=cid).order_by("seq").values_list("kind", flat=True)
     assert kinds.index("evidence") < len(kinds) - 1
+
+
+async def test_an_entry_the_caller_adds_keeps_the_snapshot_current(replicas) -> None:
+    """The signing page's evidence entry is added by its `also`, under the event's own version
+    check: the next event on the case is decided from the snapshot, with no read and no retry."""
+    a, _ = replicas
+    cid = await _open(a)
+    seqs: list[int] = []
+
+    async def evidence(tx: CaseTx) -> None:
+        seqs.append((await tx.audit("evidence", {"x": 1}, actor="E003", at=T0)).seq)
+
+    out = await a.apply(cid, _act("application", "submit", "E003", Role.EMPLOYEE, SUBMIT), actor="E003",
+                        also=evidence)
+    assert out.ok and out.attempts == 1
+    stored = await Case.get(id=cid)
+    assert seqs == [stored.audit_seq]
+    snap = a.cache.get(cid)
+    assert snap is not None and snap.stamp == (stored.version, stored.audit_seq)
+    assert snap.case.audit_head == stored.audit_head
+    hits = a.cache.hits
+    out = await a.apply(cid, _act("performance_review", "approve", "E002", Role.MANAGER, {"result": "60%"}),
+                        actor="E002")
+    assert out.ok and out.attempts == 1 and a.cache.hits == hits + 1
+    report = await audit.verify_chain(cid)
+    assert report.ok, report.problem
+    kinds = await AuditEntry.filter(case_id=cid).order_by("seq").values_list("kind", flat=True)
+    assert kinds.index("evidence") < len(kinds) - 1
+
+
+async def test_a_refused_event_cannot_add_entries(replicas) -> None:
+    a, _ = replicas
+    cid = await _open(a)
+
+    async def evidence(tx: CaseTx) -> None:
+        await tx.audit("evidence", {"x": 1}, actor="E002", at=T0)
+
+    # Approving before the application is in: refused with nothing written.
+    with pytest.raises(RuntimeError, match="writes nothing"):
+        await a.apply(cid, _act("performance_review", "approve", "E002", Role.MANAGER, {"result": "60%"}),
+                      actor="E002", also=evidence)
+    stored = await Case.get(id=cid)
+    assert stored.version == 1 and not await AuditEntry.filter(case_id=cid, kind="evidence").exists()
 
 
 async def test_step_updates_reach_cards_queued_while_the_snapshot_was_held(replicas) -> None:

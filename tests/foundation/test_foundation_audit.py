@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tortoise import connections
+from tortoise.transactions import in_transaction
 
-from storage import audit, crypto
+from storage import audit, casestore, crypto
 from storage.canonical import canonical_json, sha256_hex
 from storage.models import AuditEntry, Case, Employee
 
@@ -21,8 +22,9 @@ async def _case() -> Case:
 async def _chain(case: Case, n: int = 5) -> None:
     t0 = datetime(2026, 1, 1, 1, 2, 3, 456789, tzinfo=UTC)
     for i in range(n):
-        await audit.append(case.id, at=t0 + timedelta(minutes=i), actor="E1", kind=f"k{i}",
-                           data={"i": i, "note": "备注", "amount": "1050.00"})
+        async with in_transaction() as conn:
+            await casestore.append_audit(conn, case.id, [(t0 + timedelta(minutes=i), "E1", f"k{i}",
+                                                          {"i": i, "note": "备注", "amount": "1050.00"})])
 
 
 async def test_chain_verifies(db) -> None:

@@ -27,8 +27,6 @@ ALLOWED: dict[str, str] = {
     # Owned by other work in progress (issue 10): moving with it, listed so the guard holds meanwhile.
     "_tokens": "signing/oauth: platform access tokens; moving into the connectors (developer connector)",
     "_previews": "handlers/signing_web: rendered page previews; moving with the signing service split",
-    "DECIDED": "cases/service: the engine's result for the caller's `also`; being replaced by a value "
-               "handed to `also` (developer writepath). Only cases/answer.py reads it",
 }
 MUTABLE_CALLS = {"dict", "list", "set", "OrderedDict", "defaultdict", "deque", "ContextVar", "WeakValueDictionary"}
 

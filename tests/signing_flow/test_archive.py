@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from tortoise import connections
+from tortoise.transactions import in_transaction
 
 from chat.appkeys import SERVICE, SETTINGS
 from handlers import archive
@@ -25,7 +26,7 @@ from signing.archive import ArchiveError
 from signing.archive_check import verify_archive
 from signing.keys import load_or_create_keys
 from signing.links import make_token, new_nonce
-from storage import audit
+from storage import casestore
 from storage.canonical import sha256_hex
 from storage.models import AuditEntry, Case, CaseAccess, Document, Signature
 from tests.chat.conftest import build_chat
@@ -178,8 +179,8 @@ async def test_long_case_is_paged_with_progress(flow: Flow, tmp_path: Path) -> N
     reported page by page; the index stays one page; the entries the engine did not write make the export's
     verify report FAIL, and the offline check says so."""
     at = datetime.now(UTC)
-    for i in range(1100):
-        await audit.append(flow.case_id, at=at, actor=HR, kind="note", data={"i": i})
+    async with in_transaction() as conn:
+        await casestore.append_audit(conn, flow.case_id, [(at, HR, "note", {"i": i}) for i in range(1100)])
     case = await Case.get(id=flow.case_id)
     seen: list[tuple[str, int, int]] = []
     out = tmp_path / "long.zip"

@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from handlers import signing_web
+from handlers import signing_service
 from handlers.cardview import CardRenderer
 from signing import render as render_pool
 from signing.links import read_token
@@ -153,12 +153,12 @@ async def test_claimed_link_answers_in_progress_and_changes_nothing(flow: Flow) 
     token = flow.token()
     h = await _open(flow, token)
     nonce = _nonce(flow, token)
-    claim = await signing_web.claim_link(nonce, datetime.now(UTC))
+    claim = await signing_service.claim_link(nonce, datetime.now(UTC))
     assert claim is not None
     status, data = await flow.post(token, {"token": token, **CONSENT, "strokes": signature_strokes()}, h=h)
     assert status == 409 and data["code"] == "in_progress", data
     assert await Signature.filter(case_id=flow.case_id).count() == 0
-    await signing_web.release_link(nonce, claim)
+    await signing_service.release_link(nonce, claim)
     status, data = await flow.post(token, {"token": token, **CONSENT, "strokes": zigzag(2000, 2048)}, h=h)
     assert status == 422
     await _unchanged(flow, nonce)
@@ -197,7 +197,7 @@ async def test_seal_that_keeps_failing_is_given_up_and_signed_again(flow: Flow) 
             assert status == 200 and data["status"] == "pending_tsa", data  # attempt 1, inline
             doc = await Document.get(case_id=flow.case_id, kind="guarantee_letter")
             assert (await CaseStep.get(case_id=flow.case_id, step_id="backpay")).status == "active"
-            results = [await signing_web.sweep_round(settings, flow.service) for _ in range(6)]
+            results = [await signing_service.sweep_round(settings, flow.service) for _ in range(6)]
     finally:
         await runner.cleanup()
     # Bounded: three attempts in all, then given up once; later rounds do nothing.
@@ -268,7 +268,7 @@ async def test_seal_given_up_on_a_finished_case_tells_hr(flow: Flow) -> None:
             await act(flow.service, flow.case_id, "rights_notice", "acknowledge", EMPLOYEE, {Role.EMPLOYEE})
             assert (await Case.get(id=flow.case_id)).status == "completed"
             doc = await Document.get(case_id=flow.case_id, kind="rights_notice")
-            results = [await signing_web.sweep_round(settings, flow.service) for _ in range(3)]
+            results = [await signing_service.sweep_round(settings, flow.service) for _ in range(3)]
     finally:
         await runner.cleanup()
     # The completion notice the completed case gets is sealed (and fails) with the same TSA: left out here.

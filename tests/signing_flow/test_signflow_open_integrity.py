@@ -7,12 +7,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from cases.service import _step_columns
 from signing.checkpoints import checkpoint_open_cases
 from signing.pipeline import keys_for
 from signing.stepcheck import check_case_state, replay
 from signing.verify import Check, verify_case
 from storage.audit import GENESIS, entry_hash
+from storage.casestore import step_values
 from storage.models import AuditEntry, Case, CaseStep, Checkpoint, Employee
 from tests.signing_flow.conftest import EMPLOYEE, HR, Flow
 from workflow.events import Act, Cancel, Remind, TimerFired, Viewed
@@ -74,7 +74,7 @@ async def test_deleting_the_last_entry_and_moving_the_head_back_fails_verify(flo
     state = replay(flow.service.template("probation"), flow.case_id, entries)
     assert not isinstance(state, str), state
     for sid, st in state.steps.items():
-        await CaseStep.filter(case_id=flow.case_id, step_id=sid).update(**_step_columns(st))
+        await CaseStep.filter(case_id=flow.case_id, step_id=sid).update(**step_values(st))
     bad = _failed(await _verify(flow))
     assert "audit chain" not in bad  # the chain alone is consistent again: that was the hole
     assert f"checkpoint #{last.seq} head" in bad, bad

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from handlers.signing_web import client_ip
+from handlers.signing_access import client_ip
 from signing.links import make_token, new_nonce
 from storage.models import AuditEntry, Case, CaseStep, Document, Signature, SigningLink
 from tests.signing_flow.conftest import FINANCE, HANDOVER, HR, Flow, signature_strokes, token_for
