@@ -308,3 +308,23 @@ async def test_the_app_starts_and_stops_its_connectors(demo_org: Any) -> None:
         await runner.cleanup()
     assert emulator._dispatch is None  # stopped
 
+
+
+def test_connectors_are_built_once_and_warn_once(settings: Any, monkeypatch, caplog) -> None:
+    """The CLI builds the connectors (checking every platform's settings before migrating) and hands
+    them to the app: the emulator's exposure warning is logged once, not again by create_app."""
+    from bot.app import create_app
+    from chat.appkeys import CONNECTORS
+
+    exposed = settings.model_copy(update={"http_host": "0.0.0.0", "emulator_allow_exposed": True})
+    with caplog.at_level("WARNING", logger="bot.emulator"):
+        built = registry.build(exposed)
+
+        def refuse(*a: Any, **k: Any) -> Any:
+            raise AssertionError("built a second time")
+
+        monkeypatch.setattr(registry, "build", refuse)
+        app = create_app(exposed, with_db=False, connectors=built)
+    assert app[CONNECTORS] is built
+    warnings = [r for r in caplog.records if "serving the emulator although" in r.getMessage()]
+    assert len(warnings) == 1
