@@ -328,3 +328,28 @@ def test_connectors_are_built_once_and_warn_once(settings: Any, monkeypatch, cap
     assert app[CONNECTORS] is built
     warnings = [r for r in caplog.records if "serving the emulator although" in r.getMessage()]
     assert len(warnings) == 1
+
+
+async def test_a_clicks_token_is_kept_before_its_event_runs_and_not_by_a_redelivery(chat, monkeypatch) -> None:
+    """The click's commit queues the update of the clicked card and wakes the relay; the token must
+    already be stored by then. A redelivered callback's token (possibly used since) is not kept again."""
+    await chat.send("E001", START)
+    platform = Recorder()
+    await _drain(_relay(chat, platform))
+    row = await OutboxMessage.get(recipient="E003", kind="card", step_id="application")
+    card_id = cardids.card_id_of(row)
+    seen: list[str | None] = []
+    handle = chat.inbound.handle
+
+    async def watching(incoming: Any) -> Any:
+        seen.append((await OutboxMessage.get(id=row.id)).delivery.get("update_token"))
+        return await handle(incoming)
+
+    monkeypatch.setattr(chat.inbound, "handle", watching)
+    click = CardAction(platform="emulator", sender="E003", card_id=card_id, action="submit", event_id="cb-1",
+                       form={"last_working_day": "2025-07-31", "reason": "个人原因"}, update_token="RC-1")
+    assert (await chat.inbound.dispatch(click)).ok
+    assert seen == ["RC-1"]  # stored before the handler ran
+    again = await chat.inbound.dispatch(CardAction(**{**click.__dict__, "update_token": "RC-old"}))
+    assert again.duplicate
+    assert (await OutboxMessage.get(id=row.id)).delivery["update_token"] == "RC-1"
