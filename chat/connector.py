@@ -217,13 +217,20 @@ class Directory(Protocol):
 
 @dataclass(frozen=True)
 class ConnectorEnv:
-    """What the bot gives a connector when it builds it: core settings, not the platform's own
-    (a connector reads its own `<NAME>_*` settings)."""
+    """What the bot gives a connector when it builds it: the few core settings a platform needs,
+    not the platform's own (a connector reads its own `<NAME>_*` settings, from the environment
+    and `env_file`)."""
 
     public_base_url: str
     language: str
     env_file: str | None = None
+    # Transition: the core Settings still declares some `<name>_*` settings; the values it read for
+    # this connector's name (and only those) are handed over here, by field name, e.g. "wecom_secret".
     extra: Mapping[str, Any] = field(default_factory=dict)
+    http_host: str = "127.0.0.1"  # where the shared web server listens (a local-only page checks it)
+    http_port: int = 8080
+    trusted_proxies: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()  # every platform served, in PLATFORMS order
 
 
 @runtime_checkable

@@ -353,3 +353,22 @@ async def test_a_clicks_token_is_kept_before_its_event_runs_and_not_by_a_redeliv
     again = await chat.inbound.dispatch(CardAction(**{**click.__dict__, "update_token": "RC-old"}))
     assert again.duplicate
     assert (await OutboxMessage.get(id=row.id)).delivery["update_token"] == "RC-1"
+
+
+def test_a_connector_gets_its_own_settings_not_every_core_one(settings: Any, monkeypatch, tmp_path) -> None:
+    env = registry.env_for(settings, "emulator")
+    assert set(env.extra) == {"emulator_token", "emulator_allow_exposed"}  # not the database URL, the secret key
+    assert env.http_host == settings.http_host and env.platforms == settings.platforms
+    # The emulator reads EMULATOR_* itself (environment, then its env file)...
+    from bot.platforms.emulator import create
+
+    monkeypatch.setenv("EMULATOR_TOKEN", "from-the-environment-0123")
+    assert create(env).token == "from-the-environment-0123"
+    monkeypatch.delenv("EMULATOR_TOKEN")
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("EMULATOR_TOKEN=from-the-env-file-0123456\n", encoding="utf-8")
+    assert create(ConnectorEnv(**{**env.__dict__, "env_file": str(dotenv)})).token == "from-the-env-file-0123456"
+    # ...and refuses a bad one with one line naming it.
+    monkeypatch.setenv("EMULATOR_TOKEN", "short")
+    with pytest.raises(ConfigError, match=r"^bad setting EMULATOR_TOKEN: "):
+        create(env)
