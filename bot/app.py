@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from bot import connectors, inbound, timers
+from bot import connectors as bot_connectors
+from bot import inbound, timers
 from bot.platforms.registry import address_book
 from bot.runtime import configure
 from cases.service import CaseService
 from chat import capabilities
 from chat.appkeys import ANNOUNCE, SERVICE, SETTINGS
+from chat.connector import Connector
 from config.settings import Settings
 from handlers import archive, checkpoints, signing_web, stepforms
 from signing.pipeline import check_flow_documents
@@ -38,7 +40,10 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def create_app(settings: Settings, *, with_db: bool = True) -> web.Application:
+def create_app(settings: Settings, *, with_db: bool = True,
+               connectors: dict[str, Connector] | None = None) -> web.Application:
+    """`connectors`: already built (once, by the CLI, so each platform's start-up checks and
+    warnings run once); built from PLATFORMS when not given."""
     configure(settings)
     app = web.Application(client_max_size=2 * 1024 * 1024)
     app[SETTINGS] = settings
@@ -55,8 +60,8 @@ def create_app(settings: Settings, *, with_db: bool = True) -> web.Application:
     # module, so the factory is the only place that knows them all (and no import cycle hides).
     timers.setup(app)
     inbound.setup(app)
-    connectors.setup(app)  # the platforms from PLATFORMS, their routes and lifecycle, the outbox relay
-    running = app[connectors.CONNECTORS]
+    bot_connectors.setup(app, connectors)  # the platforms from PLATFORMS, their routes and lifecycle, the outbox relay
+    running = app[bot_connectors.CONNECTORS]
     # Card rendering asks what each platform's cards can hold (in-card inputs or the step's web form).
     capabilities.use_registry(lambda name: running[name].capabilities if name in running else None)
     signing_web.setup(app)
@@ -77,9 +82,9 @@ def check_company(settings: Settings) -> None:
                          f"(documents would say {PLACEHOLDER_COMPANY!r})")
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, connectors: dict[str, Connector] | None = None) -> None:
     check_company(settings)
-    app = create_app(settings)
+    app = create_app(settings, connectors=connectors)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port)

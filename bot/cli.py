@@ -24,7 +24,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     settings = get_settings()
     try:
         # Every platform's settings, before migrating or loading the demo: a refused start changes nothing.
-        registry.build(settings)
+        connectors = registry.build(settings)
     except registry.PlatformError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -38,7 +38,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         from bot.demo import load_demo
 
         asyncio.run(load_demo(settings))
-    asyncio.run(serve(settings))
+    asyncio.run(serve(settings, connectors))  # built once: start-up warnings are logged once
     return 0
 
 

@@ -12,22 +12,27 @@ from aiohttp import web
 from bot.inbound import INBOUND
 from bot.outbox import RELAY, Relay
 from bot.platforms import registry
-from chat.appkeys import ANNOUNCE, SERVICE, SETTINGS
+from chat.appkeys import ANNOUNCE, CONNECTORS, SERVICE, SETTINGS
 from chat.background import background
+from chat.connector import Connector
 from handlers.cardview import CardRenderer
 from storage.models import OutboxMessage
 
 log = logging.getLogger("bot.connectors")
 
-CONNECTORS = web.AppKey("connectors", dict)
+__all__ = ["CONNECTORS", "setup"]
 
 
-def setup(app: web.Application) -> None:
+def setup(app: web.Application, built: dict[str, Connector] | None = None) -> None:
+    """`built`: the connectors the caller already built (the CLI checks every platform's settings
+    before migrating, and a test serves its own); built here from PLATFORMS otherwise."""
     settings = app[SETTINGS]
-    try:
-        connectors = registry.build(settings)
-    except registry.PlatformError as exc:
-        raise SystemExit(str(exc)) from None
+    if built is None:
+        try:
+            built = registry.build(settings)
+        except registry.PlatformError as exc:
+            raise SystemExit(str(exc)) from None
+    connectors = built
     app[CONNECTORS] = connectors
     service = app[SERVICE]
     relay = Relay(connectors, CardRenderer(settings, service).for_outbox, addresses=service.addresses)

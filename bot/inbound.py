@@ -26,7 +26,7 @@ from handlers.backpay_commands import router as backpay
 from handlers.commands import router as commands
 from handlers.employee import router as employee
 from storage import cardids, hotpath
-from storage.models import OutboxMessage
+from storage.models import InboxEvent, OutboxMessage
 
 log = logging.getLogger("bot.inbound")
 QUIET_SECONDS = 0.05
@@ -80,9 +80,15 @@ class Inbound:
     async def dispatch(self, event: InboundEvent) -> Answer:
         """What every connector calls: the typed event through the router (dedup, actor,
         authorisation, handler); returns after the commit."""
-        reply = await self.handle(to_incoming(event))
-        if isinstance(event, CardAction) and event.update_token and not reply.duplicate:
-            await keep_update_token(self.service, event)
+        incoming = to_incoming(event)
+        if isinstance(event, CardAction) and event.update_token:
+            # Kept before the event is handled: its commit queues the update of this very card, and
+            # the relay (woken by that commit, polling, or in another process) must find the click's
+            # token already there, not the one it replaces. A redelivered callback (its inbox row is
+            # there) brings a token that may have been used since: not kept again.
+            if not await InboxEvent.filter(dedup_key=incoming.dedup_key).exists():
+                await keep_update_token(self.service, event)
+        reply = await self.handle(incoming)
         return Answer(ok=reply.ok, text=reply.text, code=reply.code, duplicate=reply.duplicate, data=reply.data)
 
 
@@ -103,7 +109,7 @@ def to_incoming(event: InboundEvent) -> Incoming:
 
 async def keep_update_token(service: CaseService, event: CardAction) -> None:
     """A click's fresh update token (WeCom's ResponseCode) goes into the clicked card's delivery,
-    right after the event committed, so the next update of that holder's card uses it. Newest wins:
+    before the event is handled, so the next update of that holder's card uses it. Newest wins:
     the relay, writing back a delivery, keeps a token that arrived while it was updating."""
     conn = hotpath.default_conn()
     row = await cardids.find(conn, event.card_id)

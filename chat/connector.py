@@ -25,6 +25,15 @@ Optional extras a connector may offer (looked up with getattr, not part of the p
 `USER_ID_COLUMN` in the package (the `employee` column holding this platform's user id; default
 `employee_id`) and `startup_lines()` on the connector (lines printed once the bot listens).
 
+Web sign-in: a connector whose platform can confirm who opens our pages sets `identity` (a
+`WebIdentity`: the login address, and the user id behind the code that comes back); the signing
+page then redirects a signer on that platform there and compares the user id with theirs. None: the
+personal link alone is the proof.
+
+Access tokens: a connector fetches and caches its own app access token (per connector instance,
+refreshed before it expires, shared by its sends, updates, directory and `identity`); nothing
+outside the platform's package holds a platform token.
+
 Errors: raise `DeliveryError` (transient: retried with backoff, `retry_after` honoured) or
 `PermanentDeliveryError` (parked as failed; `hint` tells HR the cause and the fix in one line).
 """
@@ -208,13 +217,20 @@ class Directory(Protocol):
 
 @dataclass(frozen=True)
 class ConnectorEnv:
-    """What the bot gives a connector when it builds it: core settings, not the platform's own
-    (a connector reads its own `<NAME>_*` settings)."""
+    """What the bot gives a connector when it builds it: the few core settings a platform needs,
+    not the platform's own (a connector reads its own `<NAME>_*` settings, from the environment
+    and `env_file`)."""
 
     public_base_url: str
     language: str
     env_file: str | None = None
+    # Transition: the core Settings still declares some `<name>_*` settings; the values it read for
+    # this connector's name (and only those) are handed over here, by field name, e.g. "wecom_secret".
     extra: Mapping[str, Any] = field(default_factory=dict)
+    http_host: str = "127.0.0.1"  # where the shared web server listens (a local-only page checks it)
+    http_port: int = 8080
+    trusted_proxies: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()  # every platform served, in PLATFORMS order
 
 
 @runtime_checkable

@@ -36,7 +36,7 @@ from cases.service import CaseService
 from chat.appkeys import SERVICE, SETTINGS
 from chat.background import background
 from config.settings import Settings
-from handlers import backpay
+from handlers import backpay, signin
 from handlers.links import redact_link_tokens_in_access_log
 from handlers.signing_access import Refused, Target, client_ip, ensure_link, resolve_link
 from handlers.signing_service import (
@@ -122,7 +122,7 @@ def _json_error(exc: Refused) -> web.Response:
 def _identity_check(request: web.Request, t: Target) -> tuple[str, str] | web.Response:
     """(identity_method, platform_identity), or a redirect to the platform login when one is needed."""
     settings: Settings = request.app[SETTINGS]
-    needed = oauth.platform_for(settings, t.signer)
+    needed = signin.for_signer(request.app, t.signer)  # the signer's connector's sign-in, if it offers one
     if needed is None:
         return "link", ""
     platform, expected = needed
@@ -131,8 +131,8 @@ def _identity_check(request: web.Request, t: Target) -> tuple[str, str] | web.Re
     if who is None or who.platform != platform:
         if request.method != "GET":
             raise Refused(401, "identity_required", "请先通过钉钉/企业微信确认身份后再签署（请刷新页面）。")
-        url = oauth.authorize_url(settings, platform, _callback_url(settings, request, platform),
-                                  oauth.oauth_state(settings.secret_bytes(), t.claims.nonce))
+        url = needed.authorize_url(_callback_url(settings, request, platform),
+                                   oauth.oauth_state(settings.secret_bytes(), t.claims.nonce))
         raise web.HTTPFound(url)
     if who.userid != expected:
         raise Refused(403, "identity_mismatch", "登录账号与签署人不一致，不能代他人签署。")
@@ -415,14 +415,13 @@ async def oauth_return(request: web.Request) -> web.StreamResponse:
     platform = request.match_info["platform"]
     try:
         t = await resolve(request)
-        needed = oauth.platform_for(settings, t.signer)
+        needed = signin.for_signer(request.app, t.signer)
         if needed is None or needed[0] != platform:
             raise Refused(400, "no_oauth", "该签署人无需通过此平台确认身份。")
         if not oauth.check_state(settings.secret_bytes(), t.claims.nonce, request.query.get("state", "")):
             raise Refused(403, "bad_state", "身份确认请求无效，请重新打开签署链接。")
         try:
-            who = await oauth.confirm(settings, needed[0], code=request.query.get("code", ""),
-                                      auth_code=request.query.get("authCode", ""))
+            who = await needed.confirm(request.query)
         except oauth.IdentityError as exc:
             log.warning("identity confirmation failed for %s: %s", t.claims.case_id, exc.message)
             raise Refused(403, "identity_failed",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -23,6 +24,7 @@ from config.settings import Settings
 from storage.models import Employee
 
 Platform = Literal["dingtalk", "wecom"]
+PLATFORM_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")  # a platform package's name (the cookie names one)
 TIMEOUT = aiohttp.ClientTimeout(total=10)
 _TOKEN_MARGIN = 300  # refresh app tokens this many seconds before they expire
 
@@ -37,7 +39,7 @@ class IdentityError(Exception):
 
 @dataclass(frozen=True)
 class Confirmed:
-    platform: Platform
+    platform: str  # any platform whose connector confirmed the signer (dingtalk, wecom here)
     userid: str
 
     @property
@@ -243,11 +245,11 @@ def read_identity_cookie(secret: bytes, nonce: str, value: str | None, now: floa
     platform, userid, exp, mac = value.split("|")
     body = f"{platform}|{userid}|{exp}"
     want = hmac.new(secret, b"sign-identity." + nonce.encode() + b"|" + body.encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(want, mac) or platform not in ("dingtalk", "wecom"):
+    if not hmac.compare_digest(want, mac) or not PLATFORM_NAME.fullmatch(platform):
         return None
     try:
         if int(exp) < now:
             return None
     except ValueError:
         return None
-    return Confirmed(platform, userid)  # type: ignore[arg-type]
+    return Confirmed(platform, userid)

@@ -27,15 +27,16 @@ class PlatformError(Exception):
     """One line: which platform cannot be served and why."""
 
 
-def env_for(settings: Settings) -> ConnectorEnv:
-    # `extra` carries every core setting by name (the transition: some `<NAME>_*` settings are
-    # still declared by the core Settings); a connector reads its own from there or the environment.
-    return ConnectorEnv(public_base_url=settings.public_base_url, language=settings.language,
-                        env_file=".env", extra=dict(settings))
+def env_for(settings: Settings, name: str) -> ConnectorEnv:
+    # `extra`: only this platform's `<name>_*` values the core Settings still declares (the
+    # transition); a connector reads the rest of its own settings from the environment itself.
+    own = {k: v for k, v in settings if k.startswith(f"{name}_")}
+    return ConnectorEnv(public_base_url=settings.public_base_url, language=settings.language, env_file=".env",
+                        extra=own, http_host=settings.http_host, http_port=settings.http_port,
+                        trusted_proxies=tuple(settings.trusted_proxies), platforms=tuple(settings.platforms))
 
 
 def build(settings: Settings, platforms: Sequence[str] | None = None) -> dict[str, Connector]:
-    env = env_for(settings)
     out: dict[str, Connector] = {}
     for name in platforms if platforms is not None else settings.platforms:
         if name not in names():
@@ -47,7 +48,7 @@ def build(settings: Settings, platforms: Sequence[str] | None = None) -> dict[st
                         "stay queued in the outbox", name, name)
             continue
         try:
-            connector = create(env)
+            connector = create(env_for(settings, name))
         except ConfigError as exc:
             raise PlatformError(str(exc)) from None  # the connector's line names its setting
         if not isinstance(connector, Connector) or connector.name != name:

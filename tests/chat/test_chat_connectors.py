@@ -308,3 +308,67 @@ async def test_the_app_starts_and_stops_its_connectors(demo_org: Any) -> None:
         await runner.cleanup()
     assert emulator._dispatch is None  # stopped
 
+
+
+def test_connectors_are_built_once_and_warn_once(settings: Any, monkeypatch, caplog) -> None:
+    """The CLI builds the connectors (checking every platform's settings before migrating) and hands
+    them to the app: the emulator's exposure warning is logged once, not again by create_app."""
+    from bot.app import create_app
+    from chat.appkeys import CONNECTORS
+
+    exposed = settings.model_copy(update={"http_host": "0.0.0.0", "emulator_allow_exposed": True})
+    with caplog.at_level("WARNING", logger="bot.emulator"):
+        built = registry.build(exposed)
+
+        def refuse(*a: Any, **k: Any) -> Any:
+            raise AssertionError("built a second time")
+
+        monkeypatch.setattr(registry, "build", refuse)
+        app = create_app(exposed, with_db=False, connectors=built)
+    assert app[CONNECTORS] is built
+    warnings = [r for r in caplog.records if "serving the emulator although" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+async def test_a_clicks_token_is_kept_before_its_event_runs_and_not_by_a_redelivery(chat, monkeypatch) -> None:
+    """The click's commit queues the update of the clicked card and wakes the relay; the token must
+    already be stored by then. A redelivered callback's token (possibly used since) is not kept again."""
+    await chat.send("E001", START)
+    platform = Recorder()
+    await _drain(_relay(chat, platform))
+    row = await OutboxMessage.get(recipient="E003", kind="card", step_id="application")
+    card_id = cardids.card_id_of(row)
+    seen: list[str | None] = []
+    handle = chat.inbound.handle
+
+    async def watching(incoming: Any) -> Any:
+        seen.append((await OutboxMessage.get(id=row.id)).delivery.get("update_token"))
+        return await handle(incoming)
+
+    monkeypatch.setattr(chat.inbound, "handle", watching)
+    click = CardAction(platform="emulator", sender="E003", card_id=card_id, action="submit", event_id="cb-1",
+                       form={"last_working_day": "2025-07-31", "reason": "个人原因"}, update_token="RC-1")
+    assert (await chat.inbound.dispatch(click)).ok
+    assert seen == ["RC-1"]  # stored before the handler ran
+    again = await chat.inbound.dispatch(CardAction(**{**click.__dict__, "update_token": "RC-old"}))
+    assert again.duplicate
+    assert (await OutboxMessage.get(id=row.id)).delivery["update_token"] == "RC-1"
+
+
+def test_a_connector_gets_its_own_settings_not_every_core_one(settings: Any, monkeypatch, tmp_path) -> None:
+    env = registry.env_for(settings, "emulator")
+    assert set(env.extra) == {"emulator_token", "emulator_allow_exposed"}  # not the database URL, the secret key
+    assert env.http_host == settings.http_host and env.platforms == settings.platforms
+    # The emulator reads EMULATOR_* itself (environment, then its env file)...
+    from bot.platforms.emulator import create
+
+    monkeypatch.setenv("EMULATOR_TOKEN", "from-the-environment-0123")
+    assert create(env).token == "from-the-environment-0123"
+    monkeypatch.delenv("EMULATOR_TOKEN")
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("EMULATOR_TOKEN=from-the-env-file-0123456\n", encoding="utf-8")
+    assert create(ConnectorEnv(**{**env.__dict__, "env_file": str(dotenv)})).token == "from-the-env-file-0123456"
+    # ...and refuses a bad one with one line naming it.
+    monkeypatch.setenv("EMULATOR_TOKEN", "short")
+    with pytest.raises(ConfigError, match=r"^bad setting EMULATOR_TOKEN: "):
+        create(env)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from aiohttp import web
 from pydantic import SecretStr
 
+from bot.platforms.emulator import settings
 from bot.platforms.emulator.store import EmulatorStore
 from bot.platforms.emulator.web import check_startup, routes, startup_line
 from cards import html
@@ -57,14 +57,10 @@ class EmulatorConfig:
 
     @classmethod
     def from_env(cls, env: ConnectorEnv) -> EmulatorConfig:
-        x: Mapping[str, Any] = env.extra
-        token = x.get("emulator_token")
-        if isinstance(token, str):
-            token = SecretStr(token) if token else None
-        return cls(http_host=str(x.get("http_host", cls.http_host)), http_port=int(x.get("http_port", cls.http_port)),
-                   public_base_url=env.public_base_url, trusted_proxies=tuple(x.get("trusted_proxies", ())),
-                   platforms=tuple(x.get("platforms", ("emulator",))), language=env.language,
-                   emulator_token=token, emulator_allow_exposed=bool(x.get("emulator_allow_exposed", False)))
+        own = settings.load(env.extra, env.env_file)  # EMULATOR_*, read here
+        return cls(http_host=env.http_host, http_port=env.http_port, public_base_url=env.public_base_url,
+                   trusted_proxies=tuple(env.trusted_proxies), platforms=tuple(env.platforms) or ("emulator",),
+                   language=env.language, emulator_token=own.token, emulator_allow_exposed=own.allow_exposed)
 
 
 class EmulatorConnector:
