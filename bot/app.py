@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from bot import connectors, inbound, timers
+from bot import connectors, dashboard, inbound, timers
 from bot.platforms.registry import address_book
 from bot.runtime import configure
 from cases.service import CaseService
@@ -58,6 +58,7 @@ def create_app(settings: Settings, *, with_db: bool = True) -> web.Application:
     signing_web.setup(app)
     checkpoints.setup(app)
     archive.setup(app)
+    dashboard.setup(app)
     return app
 
 
