@@ -13,13 +13,17 @@ from config.settings import Settings
 from signing import oauth
 from storage.models import Employee
 from tests.dashboard.conftest import EMPLOYEE, HR, Dash, serve
+from tests.platforms.wecom import rig as wecom_rig
 from tests.signing_flow.test_signflow_oauth import FakePlatforms, fake  # noqa: F401 (fixture)
 
 
 @pytest.fixture(params=["dingtalk", "wecom"])
-async def pdash(request: pytest.FixtureRequest, demo_org: Settings, fake: tuple[FakePlatforms, str]  # noqa: F811
-                ) -> AsyncIterator[tuple[Dash, FakePlatforms, str]]:
+async def pdash(request: pytest.FixtureRequest, demo_org: Settings, fake: tuple[FakePlatforms, str],  # noqa: F811
+                monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Dash, FakePlatforms, str]]:
     platform = request.param
+    # The WeCom connector also wants its callback's Token and EncodingAESKey (its own WECOM_* settings).
+    monkeypatch.setenv("WECOM_TOKEN", wecom_rig.TOKEN)
+    monkeypatch.setenv("WECOM_AES_KEY", wecom_rig.AES_KEY)
     platforms, base = fake
     oauth._tokens.clear()
     field = "dingtalk_userid" if platform == "dingtalk" else "wecom_userid"
