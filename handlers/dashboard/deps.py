@@ -7,8 +7,9 @@ fallback keep one implementation, one authorisation check and one dedup key per 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,8 @@ class Dashboard:
     # The evidence upload page of a step for an HR person, (case, step, HR employee id) -> URL, where the app
     # has one: the case page links it from steps that take files and from upload entries.
     upload_url: Callable[[str, str, str], str] | None = None
+    # verify results by (case, audit head, documents): kept for this app's life, not the process's.
+    verified: OrderedDict[tuple[Any, ...], tuple[bool, list[str]]] = field(default_factory=OrderedDict)
 
 
 DASHBOARD = web.AppKey("dashboard", Dashboard)

@@ -22,7 +22,6 @@ import logging
 import os
 import re
 import tempfile
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -217,7 +216,6 @@ def _not_hr(v: pages.View) -> web.Response:
                               v.t("只有人事（HR）可以使用离职档案系统。", "Only HR may use the dashboard.")), 403)
 
 
-_verified: OrderedDict[tuple[Any, ...], tuple[bool, list[str]]] = OrderedDict()
 _VERIFY_CACHE = 64
 
 
@@ -225,17 +223,18 @@ async def _verify(dash: Dashboard, case: Case) -> tuple[bool, list[str]]:
     """The case's `verify --case` result, kept while the case's chain head and documents stay as they were."""
     docs = tuple(await Document.filter(case_id=case.id).order_by("id").values_list("id", "status", "sha256_signed"))
     key = (case.id, case.audit_seq, case.audit_head, docs)
-    hit = _verified.get(key)
+    cache = dash.verified
+    hit = cache.get(key)
     if hit is not None:
-        _verified.move_to_end(key)
+        cache.move_to_end(key)
         return hit
     keys = keys_for(dash.settings)
     checks = await verify_case(case.id, keys=keys, trust_root=keys.root_cert or keys.seal_cert,
                                templates=dash.service.templates)
     result = (all_ok(checks), [c.line() for c in checks])
-    _verified[key] = result
-    while len(_verified) > _VERIFY_CACHE:
-        _verified.popitem(last=False)
+    cache[key] = result
+    while len(cache) > _VERIFY_CACHE:
+        cache.popitem(last=False)
     return result
 
 
