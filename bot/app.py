@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from bot import connectors as bot_connectors
-from bot import inbound, timers
+from bot import dashboard, inbound, timers
 from bot.platforms.registry import address_book
 from bot.runtime import configure
 from cases.service import CaseService
@@ -68,6 +68,7 @@ def create_app(settings: Settings, *, with_db: bool = True,
     checkpoints.setup(app)
     archive.setup(app)
     stepforms.setup(app, dispatch=app[inbound.INBOUND].dispatch)
+    dashboard.setup(app)
     return app
 
 

@@ -180,6 +180,10 @@ class Limits:
 class Capabilities:
     card_inputs: bool = True  # False: a button with a form opens the step's web form instead
     update_in_place: bool = True
+    # False: a link from this platform's cards (signing page, step form) needs no platform sign-in,
+    # because whoever can open it is the person the link was made for (the emulator: this machine's
+    # user). Its `identity`, if any, then serves only pages that have no per-person link (the dashboard).
+    links_need_sign_in: bool = True
 
 
 class IdentityError(Exception):

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     # Failed seal attempts (inline and by the sweep) before a signed document is given up: HR is told and
     # the signer gets a new link. TSA outages count too: a signature must not wait unsealed for ever.
     seal_max_attempts: int = Field(10, ge=1, le=1000)
+    # How long an HR dashboard sign-in lasts (absolute, not extended by use).
+    dashboard_session_minutes: float = Field(480, gt=0, le=7 * 24 * 60)
 
     @field_validator("platforms", mode="before")
     @classmethod

@@ -64,7 +64,10 @@ def for_signer(app: web.Application, signer: Any) -> SignIn | None:
     addresses = app[SERVICE].addresses
     platform = addresses.platform_for(signer)
     user_id = addresses.user_id(signer, platform)
-    identity = getattr(app.get(CONNECTORS, {}).get(platform), "identity", None)
+    connector = app.get(CONNECTORS, {}).get(platform)
+    if connector is not None and not connector.capabilities.links_need_sign_in:
+        return None
+    identity = getattr(connector, "identity", None)
     if identity is not None and user_id:
         return SignIn(platform, user_id, identity)
     return _legacy(app[SETTINGS], signer)

@@ -18,6 +18,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from bot.platforms.emulator import settings
+from bot.platforms.emulator.signin import EmulatorIdentity
 from bot.platforms.emulator.store import EmulatorStore
 from bot.platforms.emulator.web import check_startup, routes, startup_line
 from cards import html
@@ -66,8 +67,7 @@ class EmulatorConfig:
 class EmulatorConnector:
     name = "emulator"
     limits = Limits(rate_per_second=200.0, burst=200, concurrency=4)
-    capabilities = Capabilities()
-    identity = None  # the emulator's page is opened with its token; there is no platform sign-in
+    capabilities = Capabilities(links_need_sign_in=False)  # opened at this machine, by its user
     directory = None
 
     def __init__(self, config: EmulatorConfig | None = None, store: EmulatorStore | None = None) -> None:
@@ -76,6 +76,9 @@ class EmulatorConnector:
         self.token = (self.config.emulator_token.get_secret_value() if self.config.emulator_token is not None
                       else secrets.token_urlsafe(32))
         self._dispatch: Dispatch | None = None
+        # The web sign-in (the HR dashboard's): a local picker behind the emulator's guard, its codes
+        # keyed from the emulator's token, so replicas sharing EMULATOR_TOKEN accept each other's.
+        self.identity = EmulatorIdentity(self.token.encode())
 
     # ---- lifecycle ------------------------------------------------------------------------
     async def start(self, dispatch: Dispatch) -> None:

@@ -34,6 +34,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from bot.platforms.emulator import signin
+from bot.platforms.emulator.signin import EmulatorIdentity
 from bot.platforms.emulator.store import EmulatorStore, card_json
 from chat.connector import Answer, CardAction, ConfigError, InboundEvent, TextMessage
 from handlers.signing_web import HEADERS
@@ -61,6 +63,7 @@ class EmulatorConnector(Protocol):
     name: str
     token: str
     store: EmulatorStore
+    identity: EmulatorIdentity
 
     @property
     def config(self) -> Config: ...
@@ -255,6 +258,7 @@ _PAGE_EN: tuple[tuple[str, str], ...] = (
     ("<title>离职助手 · 模拟器</title>", "<title>Offboarding bot · emulator</title>"),
     ("<h1>离职助手 · 本地模拟器</h1>", "<h1>Offboarding bot · local emulator</h1>"),
     ("<span>与钉钉 / 企业微信走同一套代码</span>", "<span>Same code path as DingTalk / WeCom</span>"),
+    (">HR 后台（离职档案）</a>", ">HR dashboard (case files)</a>"),
     ('<label class="lang">语言 ', '<label class="lang">Language '),
     ('<option value="zh">中文</option><option value="en">English</option>',
      '<option value="zh">中文</option><option value="en" selected>English</option>'),
@@ -401,4 +405,10 @@ def routes(emu: EmulatorConnector) -> list[web.RouteDef]:
         web.post("/emulator/api/click", guarded(emu, click)),
         web.get("/emulator/api/cards", guarded(emu, cards)),
         web.get("/emulator/api/messages", guarded(emu, messages)),
+        # The HR dashboard's local sign-in (a stand-in for a platform's OAuth), behind the same guard.
+        web.get("/emulator/signin", guarded(emu, dashboard_signin)),
     ]
+
+
+async def dashboard_signin(emu: EmulatorConnector, request: web.Request) -> web.Response:
+    return await signin.page(emu.identity, emu.config.language, request)

@@ -1,0 +1,91 @@
+"""Wires the HR dashboard (handlers/dashboard) into the app: its settings as values, the case service, the
+platforms' web sign-in, and the chat's command path for HR's actions.
+
+`web_identities` is the one place that says which sign-in each platform offers: a connector's own
+`identity` (chat/connector.py), else the signing page's OAuth exchange for DingTalk / WeCom.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from bot.connectors import CONNECTORS
+from bot.inbound import INBOUND
+from chat.appkeys import SERVICE, SETTINGS
+from chat.connector import IdentityError, WebIdentity
+from chat.router import Incoming, is_hr, resolve_sender
+from config.settings import Settings
+from handlers.dashboard.deps import CommandResult, Dashboard, DashboardConfig
+from handlers.dashboard.web import install
+from signing import oauth
+
+
+class OAuthIdentity:
+    """DingTalk / WeCom sign-in through the same OAuth code exchange the signing page uses (signing/oauth.py)."""
+
+    def __init__(self, settings: Settings, platform: oauth.Platform) -> None:
+        self.settings = settings
+        self.platform: oauth.Platform = platform
+
+    def authorize_url(self, redirect_uri: str, state: str) -> str:
+        return oauth.authorize_url(self.settings, self.platform, redirect_uri, state)
+
+    async def user_id(self, params: Mapping[str, str]) -> str:
+        try:
+            who = await oauth.confirm(self.settings, self.platform, code=params.get("code", ""),
+                                      auth_code=params.get("authCode", ""))
+        except oauth.IdentityError as exc:
+            raise IdentityError(exc.message) from None
+        return who.userid
+
+
+def web_identities(app: web.Application, settings: Settings) -> dict[str, WebIdentity]:
+    """The sign-ins on offer, in PLATFORMS order: each running connector's own `identity` (the emulator's
+    local one among them), and for DingTalk / WeCom connectors that offer none yet, the signing page's
+    OAuth exchange when their app credentials are configured."""
+    running = app.get(CONNECTORS, {})
+    found: dict[str, WebIdentity] = {}
+    for name in settings.platforms:
+        own = getattr(running.get(name), "identity", None)
+        if own is not None:
+            found[name] = own
+        elif name in ("dingtalk", "wecom") and oauth.configured(settings, name):  # type: ignore[arg-type]
+            found[name] = OAuthIdentity(settings, name)  # type: ignore[arg-type]
+    return found
+
+
+def setup(app: web.Application) -> None:
+    settings: Settings = app[SETTINGS]
+    router: Any = None
+
+    def chat_router() -> Any:
+        nonlocal router
+        if router is None:
+            router = app[INBOUND].router
+        return router
+
+    async def run_command(actor_id: str, text: str, key: str, lang: str) -> CommandResult:
+        """HR's dashboard action as the chat command it is, through the inbound pipeline (hygiene, dedup,
+        actor, HR-only, the command's own checks) that every platform uses."""
+        incoming = Incoming(platform="dashboard", sender=actor_id, kind="text",
+                            payload={"text": text, "lang": lang}, dedup_key=key or f"dashboard:{uuid.uuid4().hex}")
+        reply = await app[INBOUND].handle(incoming)
+        return CommandResult(reply.ok, reply.code, reply.text, reply.duplicate)
+
+    def has_command(name: str) -> bool:
+        return name in chat_router().commands
+
+    async def resolve_user(platform: str, user_id: str) -> Any:
+        # A platform's user id, looked up by its own column (the address book), as chat does.
+        return await resolve_sender(app[SERVICE], platform, user_id)
+
+    config = DashboardConfig(secret=settings.secret_bytes(), public_base_url=settings.public_base_url,
+                             language=settings.language, tz=settings.tz,
+                             session_seconds=int(settings.dashboard_session_minutes * 60), data_dir=settings.data_dir)
+    install(app, Dashboard(config=config, service=app[SERVICE], identities=web_identities(app, settings),
+                           resolve_user=resolve_user, is_hr=is_hr, run_command=run_command,
+                           has_command=has_command, settings=settings))
