@@ -422,16 +422,71 @@ class SealFailed:
         return cls(data["step_id"], data["document"], data["attempt_key"], data["reason"], _load_at(data))
 
 
+@dataclass(frozen=True, slots=True)
+class StartFallback:
+    """HR starts the fallback delivery now (the employee refused outright), with the reason; the same as
+    the fallback timer firing, but on HR's word."""
+
+    actor_id: str
+    actor_roles: frozenset[Role]
+    reason: str
+    at: datetime
+    type: ClassVar[str] = "StartFallback"
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "actor_id": self.actor_id, "actor_roles": sorted(self.actor_roles),
+                "reason": self.reason, "at": dump_time(self.at)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StartFallback:
+        return cls(data["actor_id"], roles_of(data["actor_roles"]), data["reason"], _load_at(data))
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """HR uploaded a file (a scan of the postal receipt, of the printed notice) for a step's file field.
+    The bytes stay in storage; the case records their SHA-256, size and type, and `upload_key` names the
+    stored file."""
+
+    step_id: str
+    field: str
+    upload_key: str
+    sha256: str
+    size: int
+    content_type: str
+    actor_id: str
+    actor_roles: frozenset[Role]
+    at: datetime
+    type: ClassVar[str] = "Evidence"
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "step_id": self.step_id, "field": self.field, "upload_key": self.upload_key,
+                "sha256": self.sha256, "size": self.size, "content_type": self.content_type,
+                "actor_id": self.actor_id, "actor_roles": sorted(self.actor_roles), "at": dump_time(self.at)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Evidence:
+        return cls(data["step_id"], data["field"], data["upload_key"], data["sha256"], int(data["size"]),
+                   data["content_type"], data["actor_id"], roles_of(data["actor_roles"]), _load_at(data))
+
+
 # Audit kinds a Note may carry (besides "note_*"): they must not pass for the engine's own entries.
 NOTE_KINDS: frozenset[str] = frozenset(("backpay_blocked", "backpay_rates_entered"))
 
 Event = (Start | Viewed | Act | DocumentSigned | TimerFired | Cancel | Close | Remind | Ask | Answer | Reopen | Note
-         | SealFailed | Prepare)
-PersonEvent = Viewed | Act | DocumentSigned | Cancel | Close | Remind | Ask | Answer | Reopen | Note | Prepare
+         | SealFailed | Prepare | StartFallback | Evidence)
+PersonEvent = (Viewed | Act | DocumentSigned | Cancel | Close | Remind | Ask | Answer | Reopen | Note | Prepare
+               | StartFallback | Evidence)
 
 _EVENT_TYPES: dict[str, Any] = {
     cls.type: cls for cls in (Start, Viewed, Act, DocumentSigned, TimerFired, Cancel, Close, Remind, Ask, Answer,
-                              Reopen, Note, SealFailed, Prepare)
+                              Reopen, Note, SealFailed, Prepare, StartFallback, Evidence)
 }
 
 
