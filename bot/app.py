@@ -15,7 +15,7 @@ from bot.runtime import configure
 from cases.service import CaseService
 from chat.appkeys import ANNOUNCE, SERVICE, SETTINGS
 from config.settings import Settings
-from handlers import archive, checkpoints, signing_web
+from handlers import archive, checkpoints, signing_web, uploads
 from signing.pipeline import check_flow_documents
 from storage.db import close_db, init_db
 from storage.models import Case
@@ -58,6 +58,7 @@ def create_app(settings: Settings, *, with_db: bool = True) -> web.Application:
     signing_web.setup(app)
     checkpoints.setup(app)
     archive.setup(app)
+    uploads.setup(app)
     return app
 
 

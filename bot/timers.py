@@ -25,6 +25,7 @@ from chat.appkeys import SERVICE, SETTINGS
 from chat.background import background
 from storage.models import Timer
 from workflow.events import TimerFired
+from workflow.timerules import QuietHours
 
 log = logging.getLogger("bot.timers")
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
@@ -77,8 +78,13 @@ async def fire(service: CaseService, timer: Timer, now: datetime, *, worker: str
     return True
 
 
-async def run_due(service: CaseService, now: datetime | None = None, *, worker: str = WORKER_ID) -> int:
+async def run_due(service: CaseService, now: datetime | None = None, *, worker: str = WORKER_ID,
+                  quiet: QuietHours | None = None) -> int:
+    """Fire the timers due at `now`. Every timer kind sends a reminder or an alert, so during `quiet` hours
+    none fires: they stay pending and go out when the quiet hours end (workflow.timerules)."""
     now = now or utcnow()
+    if quiet is not None and quiet.contains(now):
+        return 0
     fired = 0
     for t in await claim_due(now, worker=worker):
         fired += await fire(service, t, now, worker=worker)
@@ -87,9 +93,10 @@ async def run_due(service: CaseService, now: datetime | None = None, *, worker: 
 
 async def timer_loop(app: web.Application) -> None:
     interval = app[SETTINGS].timer_poll_seconds
+    quiet = QuietHours.parse(app[SETTINGS].quiet_hours, app[SETTINGS].tz)
     while True:
         try:
-            await run_due(app[SERVICE])
+            await run_due(app[SERVICE], quiet=quiet)
         except Exception:  # a bad row must not stop every other timer
             log.exception("timer loop iteration failed")
         await asyncio.sleep(interval)

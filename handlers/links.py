@@ -34,7 +34,7 @@ def download_url(settings: Settings, case_id: str, document_id: int, holder_id: 
     return f"{settings.public_base_url}/doc/{token}"
 
 
-_TOKEN_IN_PATH = re.compile(r"(/sign/|/doc/|/export/)[^/\s?\"]+")
+_TOKEN_IN_PATH = re.compile(r"(/sign/|/doc/|/export/|/upload/)[^/\s?\"]+")
 
 
 class RedactLinkTokens(logging.Filter):

@@ -20,7 +20,7 @@ DEFAULT_TTL = timedelta(hours=72)
 MAX_TOKEN_LEN = 1024
 # Keeps these MACs distinct from any other use of SECRET_KEY, and a link of one purpose ("sign",
 # "download", "export") from being accepted as one of another.
-_PURPOSES = frozenset({"sign", "download", "export"})
+_PURPOSES = frozenset({"sign", "download", "export", "upload"})
 _MIN_SECRET = 16
 _MIN_NONCE = 16
 
