@@ -16,16 +16,16 @@ from aiohttp import FormData, web
 from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
 
-from bot.app import SERVICE, SETTINGS
-from bot.router import Incoming, Reply
-from bot.settings import Settings
 from bot.timers import run_due
-from bot.uploads import config_of
+from chat.appkeys import SERVICE, SETTINGS
+from chat.router import Incoming, Reply
+from config.settings import Settings
 from handlers import signing_web
-from handlers.uploads import add_routes
+from handlers.uploads import add_routes, config_of
 from signing.pipeline import keys_for, write_checkpoint
 from storage.models import Employee
 from tests.chat.conftest import Chat, build_chat
+from workflow.timerules import QuietHours
 
 HR, EMP, RECEIVER, MANAGER = "E001", "E003", "E006", "E002"
 ADDRESS = "北京市朝阳区建国路 88 号 3 单元 1201 室"
@@ -71,7 +71,8 @@ class CaseA:
 
     async def timers(self) -> int:
         """The runner as `serve` runs it: quiet hours from the settings."""
-        fired = await run_due(self.chat.inbound.service, self.now, quiet=self.chat.settings.quiet)
+        quiet = QuietHours.parse(self.chat.settings.quiet_hours, self.chat.settings.tz)
+        fired = await run_due(self.chat.inbound.service, self.now, quiet=quiet)
         await self.chat.deliver(self.now)
         return fired
 

@@ -13,7 +13,7 @@ from PIL import Image
 from reportlab.pdfgen import canvas
 from tortoise import connections
 
-from bot.settings import Settings
+from config.settings import Settings
 from handlers.uploads import upload_url
 from storage import crypto
 from storage.canonical import sha256_hex
