@@ -346,10 +346,11 @@ def alert_card(view: CaseView, step_id: str, *, purpose: str) -> Card:
     if purpose == "fallback":
         within = span(view, step.policy.fallback_after_hours)
         title = view.t("需启动备用送达方式", "Start the fallback delivery")
-        body = view.t(f"此步骤开始后 {within}内未完成。请通过邮寄（EMS）或登报送达，"
-                      "并把运单号或登报扫描件记录到流程中。",
-                      f"Not done within {within} of the step opening. Deliver by registered mail or a "
-                      "newspaper notice and record the tracking number or the scan in the case.")
+        body = view.t(f"此步骤开始后 {within}内未完成（或已由 HR 启动备用送达）。请先以 EMS 邮寄："
+                      "通知书和上传凭证的链接在「邮寄送达」卡片上；邮件被退回或无法投递时，才需登报公告。",
+                      f"Not done within {within} of the step opening (or HR started the fallback). Send it by "
+                      "registered mail first: the letter and the evidence upload link are on the registered-mail "
+                      "card; a newspaper notice only if the mail comes back.")
     else:
         within = span(view, step.policy.alert_after_hours)
         who = view.role_title(step.role)

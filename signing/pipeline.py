@@ -824,6 +824,23 @@ async def issue_step_notice(case: Case, step_id: str, settings: Settings, *, now
     return await Document.get(id=doc.id)
 
 
+async def unissued_notices(flows: Mapping[str, FlowTemplate]) -> list[tuple[Case, str]]:
+    """(case, step) of open fallback steps whose paper is not issued yet (their card could not issue it):
+    the signing sweep issues them."""
+    wanted = {(f.id, s.id): s.notice for f in flows.values() for s in f.steps if s.notice}
+    if not wanted:
+        return []
+    rows = await CaseStep.filter(status="active", step_id__in=sorted({sid for _, sid in wanted}),
+                                 case__status="open", case__fallback_started=True).prefetch_related("case")
+    out: list[tuple[Case, str]] = []
+    for row in rows:
+        case: Case = row.case  # type: ignore[assignment]
+        kind = wanted.get((case.template_id, row.step_id))
+        if kind is not None and await current_document(case.id, row.step_id, kind) is None:
+            out.append((case, row.step_id))
+    return out
+
+
 async def _render_notice(case: Case, step: StepTemplate, settings: Settings, *, now: datetime) -> Document:
     kind = step.notice
     assert kind is not None

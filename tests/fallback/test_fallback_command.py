@@ -4,6 +4,7 @@ registered mail first, the newspaper only after mail came back — and a replay 
 from __future__ import annotations
 
 from handlers.cardview import CardRenderer
+from handlers.signing_web import sweep_round
 from signing.pipeline import keys_for
 from signing.verify import all_ok, verify_case
 from storage.models import AuditEntry, Case, CaseStep, Document, Employee
@@ -41,8 +42,14 @@ async def test_fallback_on_hrs_word_is_recorded_and_replays(case_a: CaseA) -> No
     again = await h.send(HR, f"/fallback {case_id} again")
     assert not again.ok and again.code == "already_done"
 
+    # Before any card renders, the signing sweep issues the letter (the card then links the same one).
+    assert not await Document.filter(case_id=case_id, kind="fallback_notice").exists()
+    swept = await sweep_round(h.chat.settings, h.chat.inbound.service)
+    letter = await Document.get(case_id=case_id, kind="fallback_notice")
+    assert letter.status == "sealed" and swept[letter.id] == "sealed"
+    assert await sweep_round(h.chat.settings, h.chat.inbound.service) == {}  # once
     await h.chat.deliver(h.now)
-    assert (await Document.get(case_id=case_id, kind="fallback_notice")).status == "sealed"
+    assert await Document.filter(case_id=case_id, kind="fallback_notice").count() == 1
     resp = await h.post(_url(h, case_id), {"intent": "upload"},
                         {"receipt_scan": ("r.jpg", real_jpeg(64, 48), "image/jpeg")})
     assert resp.status == 200
