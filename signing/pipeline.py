@@ -500,6 +500,8 @@ def _fallback_values(flow: FlowTemplate, steps: list[CaseStep], case: Case, emp:
     if mail is not None and mail_row is not None and mail_row.status == "done" and mail.outcome_field:
         label = mail.option_label(mail.outcome_field, mail_row.outcome)
         mail_result = label.get(lang) if label else str(mail_row.outcome or "")
+        if lang == "en":  # it reads inside a sentence ("the mail was returned (…)")
+            mail_result = mail_result[:1].lower() + mail_result[1:]
     return {
         "employee_address": emp.address or "",
         "pending_items": pending,

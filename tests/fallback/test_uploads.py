@@ -84,6 +84,18 @@ async def test_real_jpeg_is_stored_encrypted_and_recorded(case_a: CaseA) -> None
     assert [u.content_type for u in ups] == ["image/jpeg", "image/png"]
 
 
+async def test_a_phone_sized_photo_above_the_apps_body_limit_is_taken(case_a: CaseA) -> None:
+    """The app's own body limit (aiohttp's client_max_size, 1 MB here) does not cap a scan: the page streams
+    the file and bounds it by UPLOAD_MAX_BYTES itself."""
+    h = case_a
+    case_id = await _into_mail_step(h)
+    photo = real_jpeg(2600, 2000)
+    assert len(photo) > 2 * 1024 * 1024
+    resp = await h.post(_url(h, case_id), {"intent": "upload"}, {"receipt_scan": ("big.jpg", photo, "image/jpeg")})
+    assert resp.status == 200, await resp.text()
+    assert (await Upload.get(case_id=case_id)).size == len(photo)
+
+
 async def test_a_pdf_scan_is_accepted(case_a: CaseA) -> None:
     h = case_a
     case_id = await _into_mail_step(h)
