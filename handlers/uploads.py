@@ -17,6 +17,7 @@ Settings come in as values (UploadConfig, from `config_of`), so tests can run th
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import secrets
@@ -267,7 +268,8 @@ async def _submit(request: web.Request, t: Target, config: UploadConfig, service
     checked: dict[str, tuple[str, bytes, Checked]] = {}
     for key, (name, data) in files.items():
         try:
-            checked[key] = (name, data, check_upload(data))
+            # Decoding a large photo takes a while: off the event loop, so other requests keep flowing.
+            checked[key] = (name, data, await asyncio.to_thread(check_upload, data))
         except UploadRejected as exc:
             raise Refused(415, exc.code, exc.message_zh, exc.message_en) from None
     if intent == "upload" and not checked:
