@@ -34,7 +34,7 @@ from chat.appkeys import SERVICE, SETTINGS
 from config.settings import Settings
 from signing.links import LinkError, make_token, new_nonce, read_token
 from signing.uploads import Checked, UploadRejected, check_upload
-from storage.models import Case, Employee, Upload
+from storage.models import Case, CaseAccess, Employee, Upload
 from workflow import cleantext, engine
 from workflow.events import Act, Evidence
 from workflow.model import CaseState, Role
@@ -188,9 +188,13 @@ def _refused(exc: Refused) -> web.Response:
 def make_handlers(config: UploadConfig, service: CaseService) -> tuple[Any, Any]:
     async def show(request: web.Request) -> web.Response:
         try:
-            return await _page(await _resolve(request, config, service), config)
+            t = await _resolve(request, config, service)
         except Refused as exc:
             return _refused(exc)
+        # A read of the case (the employee's name, the uploads so far) by HR: into the case's access log.
+        await CaseAccess.create(case_id=t.case.id, at=config.now(), actor=t.hr.employee_id, action="upload_page",
+                                detail={"step_id": t.step.id, "ip": request.remote or ""})
+        return await _page(t, config)
 
     async def submit(request: web.Request) -> web.Response:
         try:

@@ -17,7 +17,7 @@ from config.settings import Settings
 from handlers.uploads import upload_url
 from storage import crypto
 from storage.canonical import sha256_hex
-from storage.models import AuditEntry, CaseStep, Upload
+from storage.models import AuditEntry, CaseAccess, CaseStep, Upload
 from tests.fallback.conftest import EMP, HR, CaseA, make_case_a, real_jpeg
 
 # A Windows PE header: what an executable renamed to receipt.jpg starts with.
@@ -164,6 +164,10 @@ async def test_expired_forged_and_foreign_links_are_refused(case_a: CaseA) -> No
     resp = await h.post(_url(h, case_id, EMP), {"intent": "upload"}, scan)
     assert resp.status == 403 and "只有 HR" in await resp.text()
     assert (await h.get(_url(h, case_id, EMP))).status == 403
+    assert not await CaseAccess.filter(case_id=case_id).exists()  # refused: nothing was read
+    assert (await h.get(good)).status == 200
+    seen = await CaseAccess.get(case_id=case_id)
+    assert (seen.actor, seen.action, seen.detail["step_id"]) == (HR, "upload_page", "registered_mail")
     # A valid link for a step that takes no upload, or for a field the step does not have.
     assert (await h.get(_url(h, case_id, step="termination_notice"))).status == 404
     resp = await h.post(good, {"intent": "upload"}, {"scan": ("r.jpg", real_jpeg(64, 48), "image/jpeg")})
