@@ -8,7 +8,7 @@ from storage.fields import EncryptedBinaryField, EncryptedTextField
 
 class Migration(migrations.Migration):
     # The lead re-chains this after the other branches' migrations at merge.
-    dependencies = [('models', '0009_case_access')]
+    dependencies = [('models', '0010_connector_delivery')]
 
     initial = False
 
