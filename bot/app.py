@@ -18,7 +18,7 @@ from chat import capabilities
 from chat.appkeys import ANNOUNCE, SERVICE, SETTINGS
 from chat.connector import Connector
 from config.settings import Settings
-from handlers import archive, checkpoints, signing_web, stepforms
+from handlers import archive, checkpoints, signing_web, stepforms, uploads
 from signing.pipeline import check_flow_documents
 from storage.db import close_db, init_db
 from storage.models import Case
@@ -69,6 +69,7 @@ def create_app(settings: Settings, *, with_db: bool = True,
     archive.setup(app)
     stepforms.setup(app, dispatch=app[inbound.INBOUND].dispatch)
     dashboard.setup(app)
+    uploads.setup(app)
     return app
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +22,7 @@ from chat.router import Incoming, is_hr, resolve_sender
 from config.settings import Settings
 from handlers.dashboard.deps import CommandResult, Dashboard, DashboardConfig
 from handlers.dashboard.web import install
+from handlers.uploads import upload_url
 from signing import oauth
 
 
@@ -88,4 +90,7 @@ def setup(app: web.Application) -> None:
                              session_seconds=int(settings.dashboard_session_minutes * 60), data_dir=settings.data_dir)
     install(app, Dashboard(config=config, service=app[SERVICE], identities=web_identities(app, settings),
                            resolve_user=resolve_user, is_hr=is_hr, run_command=run_command,
-                           has_command=has_command, settings=settings))
+                           has_command=has_command, settings=settings,
+                           upload_url=lambda case_id, step_id, hr_id: upload_url(
+                               settings.secret_bytes(), settings.public_base_url, case_id, step_id, hr_id,
+                               now=datetime.now(UTC), ttl=timedelta(hours=settings.link_ttl_hours))))

@@ -24,6 +24,7 @@ from storage import queue
 from storage.dialect import default_conn
 from storage.models import Timer
 from workflow.events import TimerFired
+from workflow.timerules import QuietHours
 
 log = logging.getLogger("bot.timers")
 LEASE = timedelta(seconds=60)  # for callers that pass no lease (tests with a simulated clock)
@@ -68,8 +69,13 @@ async def fire(service: CaseService, timer: Timer, now: datetime, *, worker: str
     return True
 
 
-async def run_due(service: CaseService, now: datetime | None = None, *, worker: str = WORKER_ID) -> int:
+async def run_due(service: CaseService, now: datetime | None = None, *, worker: str = WORKER_ID,
+                  quiet: QuietHours | None = None) -> int:
+    """Fire the timers due at `now`. Every timer kind sends a reminder or an alert, so during `quiet` hours
+    none fires: they stay pending and go out when the quiet hours end (workflow.timerules)."""
     now = now or utcnow()
+    if quiet is not None and quiet.contains(now):
+        return 0
     fired = 0
     for t in await claim_due(now, worker=worker):
         fired += await fire(service, t, now, worker=worker)
@@ -77,11 +83,15 @@ async def run_due(service: CaseService, now: datetime | None = None, *, worker: 
 
 
 async def run_batch(service: CaseService, lease: timedelta, *, worker: str = WORKER_ID, limit: int = BATCH,
-                    group: int = GROUP, concurrency: int = CONCURRENCY) -> int:
+                    group: int = GROUP, concurrency: int = CONCURRENCY, quiet: QuietHours | None = None) -> int:
     """Claim due timers and fire them, `group` to a transaction and `concurrency` transactions at
     once, each timer at the time it is fired; returns how many were claimed. A timer whose lease
-    ran out before its turn is left alone: another replica may have it now."""
-    timers = await claim_due(utcnow(), limit=limit, worker=worker, lease=lease)
+    ran out before its turn is left alone: another replica may have it now. During `quiet` hours
+    nothing is claimed (every timer kind tells someone something): they go out when the hours end."""
+    now = utcnow()
+    if quiet is not None and quiet.contains(now):
+        return 0
+    timers = await claim_due(now, limit=limit, worker=worker, lease=lease)
     gate = asyncio.Semaphore(concurrency)
 
     async def fire_group(part: list[Timer]) -> None:
@@ -103,10 +113,11 @@ async def run_batch(service: CaseService, lease: timedelta, *, worker: str = WOR
 async def timer_loop(app: web.Application) -> None:
     settings = app[SETTINGS]
     lease = timedelta(seconds=settings.timer_lease_seconds)
+    quiet = QuietHours.parse(settings.quiet_hours, settings.tz)
     while True:
         claimed = 0
         try:
-            claimed = await run_batch(app[SERVICE], lease)
+            claimed = await run_batch(app[SERVICE], lease, quiet=quiet)
         except Exception:  # a bad row must not stop every other timer
             log.exception("timer loop iteration failed")
         if claimed < BATCH:  # a full batch: more may be due at once, so go on without waiting

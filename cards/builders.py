@@ -7,8 +7,6 @@ click on a disabled button is refused there with the same facts.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from cards.model import Button, Card, FormField
 from cards.view import CaseView
 from workflow.documents import document_title
@@ -62,7 +60,7 @@ def deadline(view: CaseView, step: StepTemplate) -> str:
     st = view.st(step.id)
     if st.activated_at is None:
         return "—"
-    due = st.activated_at + timedelta(hours=step.deadline_hours)
+    due = step.due_by(st.activated_at)
     late = view.now > due and st.status == "active"
     text = f"{view.local(due)}（{view.t('北京时间', 'China time')}）" if view.language == "zh" else \
         f"{view.local(due)} (China time)"
@@ -181,14 +179,21 @@ def _action_buttons(view: CaseView, step: StepTemplate) -> list[Button]:
     prepare = prepare_button(view, step)
     if prepare is not None:
         buttons.append(prepare)
+    notice = view.notice_links.get(step.id)
+    if notice is not None:
+        buttons.append(Button(label=view.t(f"下载《{notice[0]}》", f"Download: {notice[0]}"), url=notice[1]))
+    upload = view.upload_urls.get(step.id)
+    if upload is not None:
+        buttons.append(Button(label=view.t("上传凭证并填写", "Upload the evidence"), url=upload, style="primary"))
     if step.role not in view.recipient_roles or step.kind == StepKind.SIGN:
         return buttons  # a sign step completes by itself once every document is signed
     blockers = missing_for(view, step)
     reason = (view.t("需先完成：", "Waiting for: ") + _sep(view).join(blockers)) if blockers else None
+    # A file is uploaded on its page (the link above), never typed into a card.
     form = tuple(FormField(f.key, f.label.get(view.language), required=f.required,
                            multiline=f.type == "textarea",
                            options=tuple((v, label.get(view.language)) for v, label in f.options))
-                 for f in step.fields)
+                 for f in step.fields if f.type != "file")
 
     def act(label_zh: str, label_en: str, action: str, *, style: str = "primary",
             fields: tuple[FormField, ...] = form) -> Button:
@@ -244,6 +249,7 @@ def step_card(view: CaseView, step_id: str, *, purpose: str = "step") -> Card:
     items = items_lines(view, step)
     if items:
         body += ["", f"**{view.t('交接事项', 'Items handed over')}**", *items]
+    body += evidence_lines(view, step)
     signed = signed_so_far(view, step)
     if signed:
         body += ["", *signed]
@@ -286,6 +292,27 @@ def step_card(view: CaseView, step_id: str, *, purpose: str = "step") -> Card:
                 case_id=view.case_id, step_id=step_id, purpose=purpose, language=view.language)
 
 
+def evidence_lines(view: CaseView, step: StepTemplate) -> list[str]:
+    """A fallback step's paper and scans: the notice's text (to hand to the newspaper), why the paper could
+    not be produced, and each file uploaded so far (by its hash, as the audit chain records it)."""
+    out: list[str] = []
+    text = view.notice_text.get(step.id)
+    if text:
+        out += ["", f"**{view.t('公告文本', 'Notice text')}**", *text]
+    problem = view.notice_problems.get(step.id)
+    if problem:
+        out += ["", view.t(f"⚠ 文件无法生成：{problem}", f"⚠ The document cannot be produced: {problem}")]
+    st = view.st(step.id)
+    for f in step.file_fields:
+        value = st.data.get(f.key)
+        if isinstance(value, str) and value.startswith("sha256:"):
+            out.append(view.t(f"{f.label.zh}：已上传（SHA-256 {value[7:19]}…）",
+                              f"{f.label.en}: uploaded (SHA-256 {value[7:19]}…)"))
+        elif st.status == "active":
+            out.append(view.t(f"{f.label.zh}：待上传", f"{f.label.en}: not uploaded yet"))
+    return out
+
+
 def shows_backpay(step: StepTemplate) -> bool:
     """The letter that states the amount, and finance's confirmation of paying it."""
     return "guarantee_letter" in step.documents or step.id == "backpay"
@@ -319,10 +346,11 @@ def alert_card(view: CaseView, step_id: str, *, purpose: str) -> Card:
     if purpose == "fallback":
         within = span(view, step.policy.fallback_after_hours)
         title = view.t("需启动备用送达方式", "Start the fallback delivery")
-        body = view.t(f"此步骤开始后 {within}内未完成。请通过邮寄（EMS）或登报送达，"
-                      "并把运单号或登报扫描件记录到流程中。",
-                      f"Not done within {within} of the step opening. Deliver by registered mail or a "
-                      "newspaper notice and record the tracking number or the scan in the case.")
+        body = view.t(f"此步骤开始后 {within}内未完成（或已由 HR 启动备用送达）。请先以 EMS 邮寄："
+                      "通知书和上传凭证的链接在「邮寄送达」卡片上；邮件被退回或无法投递时，才需登报公告。",
+                      f"Not done within {within} of the step opening (or HR started the fallback). Send it by "
+                      "registered mail first: the letter and the evidence upload link are on the registered-mail "
+                      "card; a newspaper notice only if the mail comes back.")
     else:
         within = span(view, step.policy.alert_after_hours)
         who = view.role_title(step.role)

@@ -42,6 +42,13 @@ class CaseView:
     # lines under it; empty on every other card.
     settlement_fields: tuple[tuple[str, str], ...] = ()
     settlement_basis: tuple[str, ...] = ()
+    # HR's fallback steps: the link to the evidence upload page (step_id -> url), the paper the step issues
+    # (step_id -> (title, download link)) or why it could not be produced, and the notice's text when HR
+    # hands it on as text (the newspaper notice).
+    upload_urls: dict[str, str] = field(default_factory=dict)
+    notice_links: dict[str, tuple[str, str]] = field(default_factory=dict)
+    notice_problems: dict[str, str] = field(default_factory=dict)
+    notice_text: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def t(self, zh: str, en: str) -> str:
         return en if self.language == "en" else zh

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     seal_max_attempts: int = Field(10, ge=1, le=1000)
     # How long an HR dashboard sign-in lasts (absolute, not extended by use).
     dashboard_session_minutes: float = Field(480, gt=0, le=7 * 24 * 60)
+    # Reminders and alerts wait while it is night here (local times in TIMEZONE; equal ends: never quiet).
+    quiet_hours: str = "22:00-08:00"
+    # The largest evidence scan HR may upload (postal receipt, newspaper page); larger gets 413.
+    upload_max_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
 
     @field_validator("platforms", mode="before")
     @classmethod
@@ -118,6 +122,15 @@ class Settings(BaseSettings):
         # Unreserved URL characters only: it travels in a query string and a cookie unescaped.
         if not isinstance(raw, str) or not re.fullmatch(r"[A-Za-z0-9._~-]{16,}", raw):
             raise ValueError("must be at least 16 of A-Z a-z 0-9 . _ ~ - (or empty: random per start)")
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _check_quiet(cls, value: str) -> str:
+        # The same form workflow.timerules.QuietHours.parse reads (this layer cannot import it).
+        m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*[-–~]\s*(\d{1,2}):(\d{2})\s*", value)
+        if m is None or not all(int(h) < 24 and int(mi) < 60 for h, mi in (m.group(1, 2), m.group(3, 4))):
+            raise ValueError(f"must read like 22:00-08:00 (local times), got {value!r}")
         return value
 
     @field_validator("timezone")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from cards import builders
 from cards.builders import shows_backpay
@@ -21,6 +21,7 @@ from config.settings import Settings
 from handlers import settlement
 from handlers.backpay import EMPLOYEE_STATUS
 from handlers.links import details_url, download_url, form_url, signing_url
+from handlers.uploads import upload_url
 from settlement.basis import money
 from signing import settlefigures as sf
 from signing.pipeline import (
@@ -82,6 +83,9 @@ class CardRenderer:
         if detail and backpay_for is not None and roles & {Role.HR, Role.MANAGER}:
             settlement_view = await self._settlement(case, template, state, backpay_for, roles, language or
                                                      self.settings.language)
+        fallback = await self._fallback_paper(case, template, state, backpay_for, recipient, roles, now,
+                                              language or self.settings.language) \
+            if detail and backpay_for is not None and recipient is not None else ({}, {}, {}, {})
         completion_lines: tuple[tuple[str, str], ...] = ()
         downloads: tuple[tuple[str, str], ...] = ()
         if completion and detail:
@@ -94,8 +98,48 @@ class CardRenderer:
             tz=self.settings.tz, language=language or self.settings.language, now=now, sign_urls=sign_urls,
             cancel_reason=cancel_reason, recipient_roles=frozenset(roles), backpay=backpay,
             completion_lines=completion_lines, downloads=downloads, settlement_fields=settlement_view[0],
-            settlement_basis=settlement_view[1],
+            settlement_basis=settlement_view[1], upload_urls=fallback[0], notice_links=fallback[1],
+            notice_problems=fallback[2], notice_text=fallback[3],
         )
+
+    async def _fallback_paper(self, case: Case, template: FlowTemplate, state: CaseState, step_id: str,
+                              recipient: Employee, roles: frozenset[Role], now: datetime, language: str
+                              ) -> tuple[dict[str, str], dict[str, tuple[str, str]], dict[str, str],
+                                         dict[str, tuple[str, ...]]]:
+        """HR's card of an open fallback step: the upload page's link, and the paper the step issues (the
+        registered-mail letter, the newspaper notice), issued and sealed on the first such card."""
+        from signing.pipeline import PipelineError, issue_step_notice
+        from signing.templates import load_template, render_blocks
+
+        step = template.step(step_id)
+        st = state.steps[step_id]
+        if Role.HR not in roles or step.role != Role.HR or st.status != "active" or state.status != "open":
+            return {}, {}, {}, {}
+        uploads: dict[str, str] = {}
+        if step.file_fields:
+            uploads[step_id] = upload_url(self.settings.secret_bytes(), self.settings.public_base_url, case.id,
+                                          step_id, recipient.employee_id, now=now,
+                                          ttl=timedelta(hours=self.settings.link_ttl_hours))
+        links: dict[str, tuple[str, str]] = {}
+        problems: dict[str, str] = {}
+        text: dict[str, tuple[str, ...]] = {}
+        if step.notice is not None:
+            try:
+                doc = await issue_step_notice(case, step_id, self.settings, now=now)
+                if doc is not None and doc.status == "sealed":
+                    links[step_id] = (document_title(doc.kind).get(language),
+                                      download_url(self.settings, case.id, doc.id, recipient.employee_id, now=now))
+                if doc is not None and step.notice == "newspaper_notice":
+                    # Handed to the newspaper as text: the very words of the sealed copy.
+                    tpl = load_template(doc.kind, extra_dir=self.settings.doc_templates_dir)
+                    values = dict((doc.context or {}).get("values") or {})
+                    text[step_id] = tuple(line for kind, line in render_blocks(tpl, values, doc.lang)
+                                          if kind != "title")
+            except PipelineError as exc:
+                problems[step_id] = str(exc)
+            except Exception:  # the card still goes out; the next update of it tries again
+                log.exception("case %s: the %s paper was not issued", case.id, step_id)
+        return uploads, links, problems, text
 
     async def _completion(self, case: Case, now: datetime, language: str) -> tuple[tuple[str, str], ...]:
         try:

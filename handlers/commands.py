@@ -18,7 +18,7 @@ from handlers.queries import list_cases
 from storage import hotpath
 from storage.models import Case, CaseStep, Employee
 from workflow import cleantext
-from workflow.events import Cancel, Remind
+from workflow.events import Cancel, Remind, StartFallback
 from workflow.items import item_problem, split_items
 from workflow.messages import not_needed_reason
 from workflow.model import Role
@@ -53,6 +53,7 @@ USAGE_OFFBOARD = ("/离职 <员工> <类型> <最后工作日> [原因] [交接�
 USAGE_STATUS = ("/状态 [员工|流程号]", "/status [employee|case]")
 USAGE_REMIND = ("/催办 <流程号|员工>", "/remind <case|employee>")
 USAGE_CANCEL = ("/取消 <流程号|员工> <原因>", "/cancel <case|employee> <reason>")
+USAGE_FALLBACK = ("/送达 <流程号|员工> <原因>", "/fallback <case|employee> <reason>")
 
 
 def _usage(ctx: Context, usage: tuple[str, str], problem_zh: str, problem_en: str) -> Reply:
@@ -396,15 +397,48 @@ async def cancel(ctx: Context) -> Reply:
     )
 
 
+# ---- /fallback ---------------------------------------------------------------------------
+@router.command("fallback", aliases=["送达", "备用送达"], usage_zh=USAGE_FALLBACK[0], usage_en=USAGE_FALLBACK[1])
+async def fallback(ctx: Context) -> Reply:
+    """HR starts the fallback delivery now (the employee refused outright), as the 7-day timer would."""
+    tokens = ctx.args.split(maxsplit=1)
+    if len(tokens) < 2 or not tokens[1].strip():
+        return _usage(ctx, USAGE_FALLBACK, "启动备用送达必须写明原因。", "Starting the fallback needs a reason.")
+    reason = _reason(ctx, tokens[1].strip())
+    if isinstance(reason, Reply):
+        return reason
+    found = await find_case(ctx, tokens[0])
+    if isinstance(found, Reply):
+        return found
+    actor = ctx.actor
+    assert actor is not None  # the actor middleware refused unknown senders
+    roles = await case_roles(ctx, found)
+    return await apply_and_reply(
+        ctx, found.id,
+        lambda case, state: StartFallback(actor_id=actor.employee_id, actor_roles=roles, reason=reason,
+                                          at=ctx.incoming.at),
+        lambda d: ctx.done(
+            "fallback_started",
+            f"流程 {found.id} 已启动备用送达（原因：{reason}）。请先以 EMS 邮寄：邮寄通知书和上传凭证的链接"
+            "在「邮寄送达」卡片上；邮件被退回或无法投递时才需登报。",
+            f"Fallback delivery started for case {found.id} (reason: {reason}). Registered mail first: "
+            "the letter and the evidence upload link are on the \"Delivery by registered mail\" card; "
+            "a newspaper notice only if the mail comes back.",
+            changed=True, case_id=found.id),
+    )
+
+
 # ---- /help and everything else -----------------------------------------------------------
 HELP_HR = ("离职助手 · HR 命令\n"
            f"{USAGE_OFFBOARD[0]}\n{USAGE_STATUS[0]}\n/列表 — 进行中的流程（逾期在前）\n{USAGE_REMIND[0]}\n"
-           f"{USAGE_CANCEL[0]}\n{USAGE_ANSWER[0]}\n/导出 <流程号|员工> — 离职档案下载链接\n/帮助\n"
-           "英文命令同样可用：/offboard /status /list /remind /cancel /answer /export /help",
+           f"{USAGE_CANCEL[0]}\n{USAGE_FALLBACK[0]} — 员工拒签时立即启动邮寄/登报送达\n{USAGE_ANSWER[0]}\n"
+           "/导出 <流程号|员工> — 离职档案下载链接\n/帮助\n"
+           "英文命令同样可用：/offboard /status /list /remind /cancel /fallback /answer /export /help",
            "Offboarding bot · HR commands\n"
            f"{USAGE_OFFBOARD[1]}\n{USAGE_STATUS[1]}\n/list — open cases, overdue first\n{USAGE_REMIND[1]}\n"
-           f"{USAGE_CANCEL[1]}\n{USAGE_ANSWER[1]}\n/export <case|employee> — a download link for the case archive\n"
-           "/help\nChinese aliases work too: /离职 /状态 /列表 /催办 /取消 /回复 /导出 /帮助")
+           f"{USAGE_CANCEL[1]}\n{USAGE_FALLBACK[1]} — start mail / newspaper delivery now when the employee refuses\n"
+           f"{USAGE_ANSWER[1]}\n/export <case|employee> — a download link for the case archive\n"
+           "/help\nChinese aliases work too: /离职 /状态 /列表 /催办 /取消 /送达 /回复 /导出 /帮助")
 HELP_OTHERS = ("离职助手会把需要你处理的事项以卡片发给你，直接点卡片上的按钮即可。\n"
                "/进度 — 查看你的离职流程：已完成什么、下一步、截止时间\n"
                "正在办理离职的员工有疑问可直接发消息给我（或点卡片上的「问HR」），问题会转给 HR，回复也会发到这里；"

@@ -72,7 +72,7 @@ def details_url(settings: Settings, case_id: str, step_id: str, holder_id: str, 
     return f"{settings.public_base_url}/view/{token}"
 
 
-_TOKEN_IN_PATH = re.compile(r"(/sign/|/doc/|/export/|/form/|/view/)[^/\s?\"]+")
+_TOKEN_IN_PATH = re.compile(r"(/sign/|/doc/|/export/|/form/|/view/|/upload/)[^/\s?\"]+")
 
 
 class RedactLinkTokens(logging.Filter):

@@ -28,9 +28,11 @@ from signing.pipeline import (
     PipelineError,
     exhausted,
     issue_completion_notice,
+    issue_step_notice,
     prior_evidence,
     sweep,
     unissued_completed,
+    unissued_notices,
 )
 from storage.models import Case, Document, Signature, SigningLink
 from workflow import engine
@@ -192,6 +194,18 @@ async def sweep_round(settings: Settings, service: CaseService) -> dict[int, str
             continue
         except Exception:  # retried next round
             log.exception("case %s: completion notice not issued", case.id)
+            continue
+        if doc is not None:
+            results[doc.id] = doc.status
+    # The fallback paper (registered-mail letter, newspaper notice) HR's card could not issue.
+    for case, step_id in await unissued_notices(service.templates):
+        try:
+            doc = await issue_step_notice(case, step_id, settings, now=_now())
+        except PipelineError as exc:  # data HR must fix (the card says what); retried next round
+            log.warning("case %s: %s paper not issued: %s", case.id, step_id, exc)
+            continue
+        except Exception:  # retried next round
+            log.exception("case %s: %s paper not issued", case.id, step_id)
             continue
         if doc is not None:
             results[doc.id] = doc.status

@@ -11,6 +11,8 @@ key's Ed25519 signature over manifest.json, so the manifest itself cannot be edi
     signatures/<id>.json          a signature's stored facts and its evidence entry from the chain
     signatures/<id>.strokes.json  the stroke data as captured (re-rendered by verify)
     signatures/<id>.png           the image stored for it
+    uploads.json                  each evidence upload's row (step, field, type, size, SHA-256, its audit entry)
+    uploads/<id>-<field>.<ext>    the uploaded scan itself (postal receipt, printed newspaper page)
     settlement_basis.txt          the back-pay and compensation basis lines the documents state
     verify_report.txt             the lines of `python -m bot verify --case`
     index.pdf                     one page: the case summary and a timeline of the audit entries
@@ -47,7 +49,7 @@ from signing.keys import KeyMaterial
 from signing.pipeline import public_key_b64
 from signing.verify import all_ok, verify_case
 from storage.canonical import canonical_json
-from storage.models import AuditEntry, Case, Checkpoint, Document, Employee, Signature
+from storage.models import AuditEntry, Case, Checkpoint, Document, Employee, Signature, Upload
 from workflow.template import FlowTemplate
 
 FORMAT = "offboard-case-archive/1"
@@ -164,6 +166,14 @@ def signature_record(sig: Signature, doc: Document, evidence: AuditEntry | None)
     }
 
 
+def upload_record(up: Upload, member: str | None = None) -> dict[str, Any]:
+    """An upload's row as the archive lists it (its bytes are a member of their own)."""
+    return {"id": up.id, "key": up.key, "case_id": up.case_id, "step_id": up.step_id,  # type: ignore[attr-defined]
+            "field": up.field, "content_type": up.content_type, "size": up.size, "sha256": up.sha256,
+            "filename": up.filename, "uploaded_by": up.uploaded_by, "uploaded_at": up.uploaded_at.isoformat(),
+            "file": member}
+
+
 def _basis_text(doc: Document) -> list[str]:
     ctx = (doc.context or {}).get("values") or {}  # what the document was rendered from
     out: list[str] = []
@@ -258,6 +268,15 @@ async def write_archive(case_id: str, out: IO[bytes], *, keys: KeyMaterial,
             w.write(f"signatures/{sig.id}.strokes.json", bytes(sig.strokes))
             w.write(f"signatures/{sig.id}.png", bytes(sig.image_png))
             tell("signatures", i, len(sig_ids))
+
+        upload_rows: list[dict[str, Any]] = []
+        ext = {"image/jpeg": "jpg", "image/png": "png", "application/pdf": "pdf"}
+        for up_id in await Upload.filter(case_id=case.id).order_by("id").values_list("id", flat=True):
+            up = await Upload.get(id=up_id)  # one scan in memory at a time
+            member = f"uploads/{up.id}-{up.field}.{ext.get(up.content_type, 'bin')}"
+            w.write(member, bytes(up.data))
+            upload_rows.append(upload_record(up, member))
+        w.write("uploads.json", _json(upload_rows))
 
         w.write("settlement_basis.txt", (
             f"案件 / case {case.id}: 补发工资与经济补偿的计算依据（取自各文件所载内容）\n"

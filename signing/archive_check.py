@@ -28,6 +28,7 @@ from signing.pipeline import checkpoint_message
 from signing.render import RenderBusy
 from signing.render import render as render_signature
 from signing.strokes import StrokeError, parse_strokes_json
+from signing.uploads import UPLOAD_KIND, upload_problem
 from signing.verify import Check, check_seal
 from storage.audit import GENESIS, entry_hash
 from storage.canonical import canonical_json, sha256_hex
@@ -95,9 +96,10 @@ def _manifest_checks(zf: zipfile.ZipFile, pub: Ed25519PublicKey | None) -> tuple
     return out, listed
 
 
-def _chain_checks(zf: zipfile.ZipFile, case: dict[str, Any]) -> tuple[list[Check], dict[int, str],
-                                                                     dict[int, dict[str, Any]]]:
-    """The chain recomputed line by line; returns the hash at each seq and the evidence entries."""
+def _chain_checks(zf: zipfile.ZipFile, case: dict[str, Any], uploads: dict[str, tuple[int, dict[str, Any]]]
+                  ) -> tuple[list[Check], dict[int, str], dict[int, dict[str, Any]]]:
+    """The chain recomputed line by line; returns the hash at each seq and the evidence entries (the upload
+    entries go into `uploads`, by upload key)."""
     hashes: dict[int, str] = {}
     evidence: dict[int, dict[str, Any]] = {}
     prev, seq = GENESIS, 0
@@ -129,6 +131,8 @@ def _chain_checks(zf: zipfile.ZipFile, case: dict[str, Any]) -> tuple[list[Check
                 hashes[seq] = h
                 if e["kind"] == AUDIT_KIND:
                     evidence[seq] = e
+                elif e["kind"] == UPLOAD_KIND:
+                    uploads[str(e["data"].get("upload_key"))] = (seq, e["data"])
     except (KeyError, zipfile.BadZipFile, zlib.error, OSError) as exc:
         problem = f"audit.jsonl unreadable ({exc})"
     if not problem and (seq != case.get("audit_seq") or prev != case.get("audit_head")):
@@ -257,6 +261,35 @@ async def _signature_checks(zf: zipfile.ZipFile, evidence: dict[int, dict[str, A
     return out
 
 
+def _upload_checks(zf: zipfile.ZipFile, chain: dict[str, tuple[int, dict[str, Any]]]) -> list[Check]:
+    """Each uploaded scan against its row and the SHA-256 the audit chain recorded for it; every upload the
+    chain records must be in the archive."""
+    rows = _json(zf, "uploads.json")
+    if rows is None:
+        # Archives from before uploads existed have no uploads.json; then the chain must record none.
+        return [Check("uploads.json", not chain, "" if not chain else "missing, but the chain records uploads")]
+    if not isinstance(rows, list):
+        return [Check("uploads.json", False, "unreadable")]
+    out: list[Check] = []
+    seen: set[str] = set()
+    for row in rows:
+        if not isinstance(row, dict):
+            out.append(Check("uploads.json", False, "unreadable row"))
+            continue
+        label = f"upload {row.get('id')} ({row.get('step_id')}.{row.get('field')})"
+        data = _read(zf, str(row.get("file") or ""))
+        if data is None:
+            out.append(Check(label, False, "file missing from the archive"))
+            continue
+        seen.add(str(row.get("key")))
+        problem = upload_problem(row, data, chain.get(str(row.get("key"))))
+        entry = chain.get(str(row.get("key")))
+        out.append(Check(label, not problem, problem or f"SHA-256 matches audit entry #{entry[0] if entry else '?'}"))
+    for key in sorted(set(chain) - seen):
+        out.append(Check(f"upload {key}", False, f"recorded at audit entry #{chain[key][0]} but not in the archive"))
+    return out
+
+
 async def verify_archive(path: Path, root_pem: bytes | None = None) -> list[Check]:
     """Every check of the archive at `path`; `root_pem` is the root to trust (default: the archive's own)."""
     try:
@@ -274,7 +307,8 @@ async def verify_archive(path: Path, root_pem: bytes | None = None) -> list[Chec
         case = _json(zf, "case.json")
         if not isinstance(case, dict):
             return [*checks, Check("case.json", False, "missing or unreadable")]
-        chain, hashes, evidence = _chain_checks(zf, case)
+        uploads: dict[str, tuple[int, dict[str, Any]]] = {}
+        chain, hashes, evidence = _chain_checks(zf, case, uploads)
         checks += chain + _checkpoint_checks(zf, case, pub_b64, hashes)
         pem = root_pem if root_pem is not None else _read(zf, ROOT_PEM)
         try:
@@ -284,6 +318,7 @@ async def verify_archive(path: Path, root_pem: bytes | None = None) -> list[Chec
             checks.append(Check("root certificate", False, "unreadable"))
         checks += await _document_checks(zf, root)
         checks += await _signature_checks(zf, evidence)
+        checks += _upload_checks(zf, uploads)
         # What the full check (step replay against the rows, which the archive cannot hold) said at export.
         report = (_read(zf, "verify_report.txt") or b"").decode("utf-8", "replace").strip().splitlines()
         last = report[-1] if report else ""

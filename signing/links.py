@@ -20,9 +20,9 @@ from typing import Literal
 DEFAULT_TTL = timedelta(hours=72)
 MAX_TOKEN_LEN = 1024
 # Keeps these MACs distinct from any other use of SECRET_KEY, and a link of one purpose ("sign",
-# "download", "export", a step's web "form", a step's "view" details page) from being accepted as one
-# of another.
-_PURPOSES = frozenset({"sign", "download", "export", "form", "view"})
+# "download", "export", a step's web "form", a step's "view" details page, an HR "upload" page) from
+# being accepted as one of another.
+_PURPOSES = frozenset({"sign", "download", "export", "form", "view", "upload"})
 _MIN_SECRET = 16
 _MIN_NONCE = 16
 

@@ -13,7 +13,7 @@ import asyncio
 import base64
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -46,9 +46,13 @@ from workflow.templates import load_templates
 
 log = logging.getLogger("signing")
 
+# The fallback paper a step issues (its `notice`): the registered-mail letter, the newspaper notice text.
+NOTICE_KINDS = frozenset({"fallback_notice", "newspaper_notice"})
 # Documents the company issues on its own, signed by no one: sealed as rendered, and their hashes entered
 # in the audit chain when sealed (a signed document's hash is there through its signature's evidence).
-COMPANY_ISSUED = frozenset({"completion_notice"})
+COMPANY_ISSUED = frozenset({"completion_notice", *NOTICE_KINDS})
+# How long the letter gives the employee to come forward (its `deadline`), counted from the letter's date.
+NOTICE_REPLY_DAYS = 15
 # The step id a company-issued completion notice is filed under (no flow step produces it).
 ISSUED_STEP = "case_completed"
 # Audit kind recording a company-issued document's hashes once sealed; not an engine decision.
@@ -74,13 +78,25 @@ WORDS = {
     "zh": {"legal_basis": "《中华人民共和国劳动合同法》相关规定", "open_ended": "无固定期限", "term": "{start}至{end}",
            "hr_contact": "{name}（人事）", "hr_dept": "人力资源部", "none": "无",
            "no_backpay": "试用期社会保险已足额缴纳，无需补缴。",
-           "backpay_split": "上述补缴金额 {employee} 元为个人缴费部分；单位缴费部分 {employer} 元由公司另行承担。"},
+           "backpay_split": "上述补缴金额 {employee} 元为个人缴费部分；单位缴费部分 {employer} 元由公司另行承担。",
+           "how_to": "点击{channel}中的链接在线签署，或携带本人身份证件到本单位人力资源部现场办理",
+           "pending": "{title}（{date}起）"},
     "en": {"legal_basis": "the relevant provisions of the Labour Contract Law of the PRC",
            "open_ended": "open-ended", "term": "{start} to {end}", "hr_contact": "{name} (HR)",
            "hr_dept": "Human Resources", "none": "none",
            "no_backpay": "Social insurance for the probation period was paid in full; nothing is owed.",
            "backpay_split": "The back-pay of RMB {employee} above is the employee's share; the employer's share "
-                            "of RMB {employer} is borne by the company."},
+                            "of RMB {employer} is borne by the company.",
+           "how_to": "sign online through the link in the {channel}, or come to the company's HR department "
+                     "with your ID card",
+           "pending": "{title} (since {date})"},
+}
+
+
+# How the employee was first notified, by platform (the first one configured is the one cards go out on).
+CHANNELS = {
+    "zh": {"dingtalk": "钉钉工作通知", "wecom": "企业微信应用消息", "emulator": "离职助手消息"},
+    "en": {"dingtalk": "DingTalk work notice", "wecom": "WeCom app message", "emulator": "offboarding bot message"},
 }
 
 
@@ -313,6 +329,10 @@ CONTEXT_KEYS = frozenset({
     "compensation_amount", "compensation_amount_upper", "compensation_lines", "compensation_pay_date",
     "non_compete_months", "non_compete_monthly", "non_compete_lines", "source_notes", "certificate_reason",
     "compensation_zero_basis", "settlement_lines", "settlement_basis_lines",
+    # The fallback paper (fallback_notice, newspaper_notice): the address on file, what is still unsigned,
+    # how and when the employee was first told, what the letter encloses, the registered mail's result.
+    "employee_address", "pending_items", "first_notice_date", "first_notice_channel", "deadline", "how_to",
+    "attachments", "mail_tracking_number", "mail_result",
 })
 
 
@@ -452,9 +472,47 @@ async def build_context(case: Case, kind: str, settings: Settings, *, now: datet
         ctx["non_compete_monthly"] = money(nc.monthly)
         ctx["non_compete_lines"] = list(nc.lines)
     ctx["source_notes"] = notes.printed()
+    ctx.update(_fallback_values(flow, steps, case, emp, settings, lang, today, step_id))
     if set(ctx) != CONTEXT_KEYS:  # keeps the load-time check honest
         raise PipelineError(f"render context keys drifted: {sorted(set(ctx) ^ CONTEXT_KEYS)}")
     return ctx
+
+
+def _fallback_values(flow: FlowTemplate, steps: list[CaseStep], case: Case, emp: Employee, settings: Settings,
+                     lang: str, today: date, step_id: str | None) -> dict[str, object]:
+    """The values only the fallback paper prints (empty lists / text where they do not apply)."""
+    tz = settings.tz
+    rows = {st.step_id: st for st in steps}
+    channel = CHANNELS.get(lang, CHANNELS["zh"]).get(settings.platforms[0], CHANNELS["zh"]["emulator"])
+    words = _words(lang)
+    pending: list[str] = []
+    for s in flow.steps:  # what the employee was asked to sign and has not: the steps the fallback stands in for
+        row = rows.get(s.id)
+        if s.fallback and row is not None and row.status in ("active", "locked"):
+            # A step still locked behind another was never put to the employee: no date to name.
+            pending.append(words["pending"].format(title=s.title.get(lang), date=format_value(
+                row.activated_at.astimezone(tz).date(), lang)) if row.activated_at else s.title.get(lang))
+    notice_step = flow.by_id.get(step_id) if step_id else None
+    attachments = [document_title(k).get(lang) for k in (notice_step.encloses if notice_step else ())]
+    mail = next((s for s in flow.steps if s.notice == "fallback_notice"), None)
+    mail_row = rows.get(mail.id) if mail else None
+    mail_result = ""
+    if mail is not None and mail_row is not None and mail_row.status == "done" and mail.outcome_field:
+        label = mail.option_label(mail.outcome_field, mail_row.outcome)
+        mail_result = label.get(lang) if label else str(mail_row.outcome or "")
+        if lang == "en":  # it reads inside a sentence ("the mail was returned (…)")
+            mail_result = mail_result[:1].lower() + mail_result[1:]
+    return {
+        "employee_address": emp.address or "",
+        "pending_items": pending,
+        "first_notice_date": case.started_at.astimezone(tz).date(),
+        "first_notice_channel": channel,
+        "deadline": today + timedelta(days=NOTICE_REPLY_DAYS),
+        "how_to": words["how_to"].format(channel=channel),
+        "attachments": attachments,
+        "mail_tracking_number": str((mail_row.data or {}).get("tracking_number") or "") if mail_row else "",
+        "mail_result": mail_result,
+    }
 
 
 def freeze_context(ctx: Mapping[str, object], lang: str) -> dict[str, Any]:
@@ -716,6 +774,7 @@ async def _record_issued(doc: Document, sha256_signed: str, keys: KeyMaterial, c
         "document_id": doc.id, "kind": doc.kind, "step_id": doc.step_id,
         "sha256_unsigned": doc.sha256_unsigned, "sha256_signed": sha256_signed,
         "template_sha256": str((doc.context or {}).get("template_sha256", "")),
+        **({"encloses": (doc.context or {})["encloses"]} if (doc.context or {}).get("encloses") else {}),
     })])
     await write_checkpoint(case_id, keys, using=conn, now=now)
 
@@ -745,6 +804,83 @@ async def unissued_completed(since: datetime) -> list[Case]:
     have = await Document.filter(kind="completion_notice", step_id=ISSUED_STEP).exclude(
         status="failed").values_list("case_id", flat=True)
     return await Case.filter(status="completed", closed_at__gte=since).exclude(id__in=list(have)).order_by("id")
+
+
+async def issue_step_notice(case: Case, step_id: str, settings: Settings, *, now: datetime,
+                            keys: KeyMaterial | None = None) -> Document | None:
+    """A fallback step's paper (its `notice`: the registered-mail letter to the address on file, the
+    newspaper notice) as one sealed company-issued PDF: the notice, then every document it `encloses`
+    (the step's current draft, or its sealed copy once signed). Rendered and sealed on the first call,
+    returned as stored afterwards; None when the step issues nothing. PipelineError (for HR) when it
+    cannot be produced, e.g. no address on file for a letter."""
+    flow = flow_of(case.template_id, settings)
+    step = flow.by_id.get(step_id)
+    if step is None or step.notice is None:
+        return None
+    doc = await current_document(case.id, step_id, step.notice)
+    if doc is None:
+        doc = await _render_notice(case, step, settings, now=now)
+    # Company-issued: ready to seal as rendered (compare-and-set, so two callers move it once).
+    await Document.filter(id=doc.id, status="draft").update(status="signed")
+    await seal_document(doc.id, settings, keys, now=now)
+    return await Document.get(id=doc.id)
+
+
+async def unissued_notices(flows: Mapping[str, FlowTemplate]) -> list[tuple[Case, str]]:
+    """(case, step) of open fallback steps whose paper is not issued yet (their card could not issue it):
+    the signing sweep issues them."""
+    wanted = {(f.id, s.id): s.notice for f in flows.values() for s in f.steps if s.notice}
+    if not wanted:
+        return []
+    rows = await CaseStep.filter(status="active", step_id__in=sorted({sid for _, sid in wanted}),
+                                 case__status="open", case__fallback_started=True).prefetch_related("case")
+    out: list[tuple[Case, str]] = []
+    for row in rows:
+        case: Case = row.case  # type: ignore[assignment]
+        kind = wanted.get((case.template_id, row.step_id))
+        if kind is not None and await current_document(case.id, row.step_id, kind) is None:
+            out.append((case, row.step_id))
+    return out
+
+
+async def _render_notice(case: Case, step: StepTemplate, settings: Settings, *, now: datetime) -> Document:
+    kind = step.notice
+    assert kind is not None
+    lang = settings.language
+    emp = await Employee.get(id=case.employee_id)  # type: ignore[attr-defined]
+    if kind == "fallback_notice" and not (emp.address or "").strip():
+        # A letter without an address cannot be mailed: HR fixes the directory (address column) first.
+        raise PipelineError(f"{emp.name}（{emp.employee_id}）的通讯地址未登记，无法生成邮寄通知书；"
+                            "请在通讯录中补充地址（address 列）后重新打开此卡片")
+    flow = flow_of(case.template_id, settings)
+    try:
+        tpl = load_template(kind, extra_dir=settings.doc_templates_dir)
+        values = freeze_context(await build_context(case, kind, settings, now=now, lang=lang, step_id=step.id),
+                                lang)
+        pdf = await asyncio.to_thread(render_document, kind, values, lang=lang,
+                                      extra_dir=settings.doc_templates_dir, font_path=_font(settings))
+    except DocumentError as exc:
+        raise PipelineError(f"文件无法生成：{exc}") from exc
+    enclosed: list[dict[str, object]] = []
+    for encl in step.encloses:
+        owner = document_step(flow, encl)
+        if owner is None:
+            raise PipelineError(f"流程中没有生成《{document_title(encl).zh}》的步骤，无法附在通知后")
+        part = await ensure_draft(case, owner.id, encl, settings, now=now)
+        body = bytes(part.pdf_signed) if part.status == "sealed" and part.pdf_signed else bytes(part.pdf_unsigned)
+        pdf = await asyncio.to_thread(append_pages, pdf, body)
+        enclosed.append({"document_id": part.id, "kind": encl, "sha256": sha256_hex(body)})
+    doc = await Document.create(
+        case_id=case.id, step_id=step.id, kind=kind, status="draft", sha256_unsigned=sha256_hex(pdf),
+        pdf_unsigned=pdf, context={"values": values, "template_sha256": tpl.sha256, "template_version": tpl.version,
+                                   "encloses": enclosed},
+        lang=lang, created_at=now,
+    )
+    first = await current_document(case.id, step.id, kind)  # two first renders at once: keep the oldest
+    if first is not None and first.id != doc.id:
+        await doc.delete()
+        return first
+    return doc
 
 
 async def _count_attempt(doc_id: int, exc: Exception) -> None:
@@ -810,7 +946,8 @@ def check_flow_documents(flows: Mapping[str, FlowTemplate], *, extra_dir: Path |
     context fills; raises TemplateError naming the flow file and the step (at start-up, not at signing)."""
     for flow in flows.values():
         # Every case ends with the completion notice, whichever steps its flow has.
-        named = [(step.id, kind) for step in flow.steps for kind in step.documents]
+        named = [(step.id, kind) for step in flow.steps
+                 for kind in (*step.documents, *((step.notice,) if step.notice else ()), *step.encloses)]
         for step_id, kind in [*named, (None, "completion_notice")]:
             try:
                 tpl = load_template(kind, extra_dir=extra_dir)

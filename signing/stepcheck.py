@@ -29,11 +29,13 @@ from workflow.events import (
     Close,
     DocumentSigned,
     Event,
+    Evidence,
     Note,
     Prepare,
     Remind,
     Reopen,
     SealFailed,
+    StartFallback,
     TimerFired,
     Viewed,
 )
@@ -74,7 +76,12 @@ def event_of(kind: str, data: Mapping[str, Any]) -> Event | None:
     if kind == "hr_alerted":
         return TimerFired(step, "alert", at)  # type: ignore[arg-type]
     if kind == "fallback_started":
+        if data.get("trigger") == "manual":  # HR's /fallback, with the reason
+            return StartFallback(data["actor_id"], _roles(data), data["reason"], at)  # type: ignore[arg-type]
         return TimerFired(step, "fallback", at)  # type: ignore[arg-type]
+    if kind == "evidence_uploaded":
+        return Evidence(step, data["field"], data["upload_key"], data["sha256"], int(data["size"]),  # type: ignore[arg-type]
+                        data["content_type"], data["actor_id"], _roles(data), at)  # type: ignore[arg-type]
     if kind == "case_cancelled":
         return Cancel(data["actor_id"], _roles(data), data["reason"], at)  # type: ignore[arg-type]
     if kind == "case_closed":

@@ -35,9 +35,10 @@ from signing.render import render as render_signature
 from signing.seal import async_validate_pdf
 from signing.stepcheck import check_case_state
 from signing.strokes import StrokeError, parse_strokes_json
+from signing.uploads import UPLOAD_KIND, upload_problem
 from storage.audit import verify_chain
 from storage.canonical import sha256_hex
-from storage.models import AuditEntry, Case, Checkpoint, Document, Signature
+from storage.models import AuditEntry, Case, Checkpoint, Document, Signature, Upload
 from workflow.template import FlowTemplate, StepTemplate
 from workflow.templates import load_templates
 
@@ -220,4 +221,25 @@ async def verify_case(case_id: str, *, keys: KeyMaterial | None = None,
         doc = docs[sig.document_id]  # type: ignore[attr-defined]
         step = flow.by_id.get(doc.step_id) if flow is not None else None
         checks += await _signature_checks(sig, doc, case, step)
+    checks += await _upload_checks(case)
     return checks
+
+
+async def _upload_checks(case: Case) -> list[Check]:
+    """Every stored upload against the SHA-256 its audit entry records, and every recorded upload stored."""
+    chain = {str((e.data or {}).get("upload_key")): (e.seq, e.data or {})
+             for e in await AuditEntry.filter(case_id=case.id, kind=UPLOAD_KIND).order_by("seq")}
+    out: list[Check] = []
+    seen: set[str] = set()
+    for up_id in await Upload.filter(case_id=case.id).order_by("id").values_list("id", flat=True):
+        up = await Upload.get(id=up_id)
+        seen.add(up.key)
+        record = {"key": up.key, "sha256": up.sha256, "step_id": up.step_id, "field": up.field,
+                  "content_type": up.content_type}
+        problem = upload_problem(record, bytes(up.data), chain.get(up.key))
+        entry = chain.get(up.key)
+        out.append(Check(f"upload {up.id} ({up.step_id}.{up.field})", not problem,
+                         problem or f"SHA-256 matches audit entry #{entry[0] if entry else '?'}"))
+    for key in sorted(set(chain) - seen):
+        out.append(Check(f"upload {key}", False, f"recorded at audit entry #{chain[key][0]} but not stored"))
+    return out

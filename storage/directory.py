@@ -25,6 +25,9 @@ HEADER = (
     "employee_id,name,department,position,manager_id,roles,city,hire_date,contract_start,"
     "contract_end,monthly_wage,dingtalk_userid,wecom_userid,phone"
 ).split(",")
+# Columns a file may leave out (files written before they existed still import; an empty cell clears).
+OPTIONAL = ("address",)
+ADDRESS_MAX = 200  # a postal address on one line: what an EMS waybill takes
 KNOWN_ROLES = frozenset({"hr", "finance", "it", "admin"})
 _ID = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 _PHONE = re.compile(r"^\+?[0-9 -]{5,20}$")
@@ -64,7 +67,7 @@ def _date(value: str) -> date | None:
 
 def _parse_row(line: int, raw: dict[str, str]) -> tuple[dict[str, Any] | None, list[RowError]]:
     errs: list[RowError] = []
-    v = {k: (raw.get(k) or "").strip() for k in HEADER}
+    v = {k: (raw.get(k) or "").strip() for k in (*HEADER, *OPTIONAL)}
     out: dict[str, Any] = {}
 
     def bad(name: str, msg: str) -> None:
@@ -106,6 +109,11 @@ def _parse_row(line: int, raw: dict[str, str]) -> tuple[dict[str, Any] | None, l
             bad("monthly_wage", f"not a non-negative amount with at most 2 decimals: {v['monthly_wage']!r}")
     if v["phone"] and not _PHONE.match(v["phone"]):
         bad("phone", "not a phone number")
+    code = cleantext.problem(v["address"], max_len=ADDRESS_MAX, multiline=False)
+    if code == "too_long":
+        bad("address", f"too long (at most {ADDRESS_MAX} characters)")
+    elif code is not None:
+        bad("address", "contains control characters (NUL, tab, newline or similar)")
     if errs:
         return None, errs
     out.update(
@@ -114,6 +122,8 @@ def _parse_row(line: int, raw: dict[str, str]) -> tuple[dict[str, Any] | None, l
         monthly_wage=wage, dingtalk_userid=v["dingtalk_userid"] or None,
         wecom_userid=v["wecom_userid"] or None, phone=v["phone"] or None,
     )
+    if "address" in raw:  # a file without the column keeps the addresses on file
+        out["address"] = v["address"] or None
     return out, []
 
 

@@ -29,6 +29,8 @@ class Employee(Model):
     wecom_userid = fields.CharField(max_length=128, null=True, unique=True)
     phone = EncryptedTextField(null=True)
     id_number = EncryptedTextField(null=True)
+    # The postal address on file: where the registered-mail notice goes when the employee cannot be reached.
+    address = EncryptedTextField(null=True)
     active = fields.BooleanField(default=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
@@ -335,3 +337,25 @@ class CaseAccess(Model):
     class Meta:
         table = "case_access"
         indexes = (("case_id", "at"),)
+
+
+class Upload(Model):
+    """A file HR uploaded as evidence for a step (the postal receipt, the printed newspaper page): the bytes
+    encrypted at rest, their SHA-256 here and in the case's audit chain (`evidence_uploaded`, found by `key`)."""
+
+    id = fields.BigIntField(primary_key=True)
+    key = fields.CharField(max_length=32, unique=True)  # names the upload in its audit entry
+    case = fields.ForeignKeyField("models.Case", related_name="uploads", on_delete=fields.RESTRICT)
+    step_id = fields.CharField(max_length=64)
+    field = fields.CharField(max_length=64)
+    content_type = fields.CharField(max_length=64)  # what the bytes are (checked), not what the browser said
+    size = fields.IntField()
+    sha256 = fields.CharField(max_length=64)
+    filename = fields.CharField(max_length=255, default="")  # as HR's device named it; shown, never trusted
+    data = EncryptedBinaryField()
+    uploaded_by = fields.CharField(max_length=64)
+    uploaded_at = fields.DatetimeField()
+
+    class Meta:
+        table = "upload"
+        indexes = (("case_id", "step_id"),)

@@ -28,6 +28,7 @@ RefusalCode = Literal[
     "not_needed",
     "not_your_turn",
     "already_signed",
+    "no_fallback",
 ]
 
 @dataclass(frozen=True, slots=True)

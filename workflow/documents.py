@@ -17,6 +17,7 @@ DOCUMENT_TITLES: MappingProxyType[str, Text] = MappingProxyType(
         "resignation_letter": Text("辞职申请书", "resignation letter"),
         "settlement_agreement": Text("协商解除劳动合同协议书", "mutual termination agreement"),
         "fallback_notice": Text("解除劳动合同送达通知（邮寄/登报）", "delivery notice (mail / newspaper)"),
+        "newspaper_notice": Text("登报公告", "newspaper notice"),
     }
 )
 

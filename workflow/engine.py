@@ -7,7 +7,7 @@ languages. Inputs are never mutated: the state is copied on write, step by step.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -22,12 +22,14 @@ from workflow.events import (
     Close,
     DocumentSigned,
     Event,
+    Evidence,
     Note,
     Prepare,
     Remind,
     Reopen,
     SealFailed,
     Start,
+    StartFallback,
     TimerFired,
     Viewed,
 )
@@ -142,11 +144,12 @@ class _Tx:
         cid = self.state.case_id
         suffix = f":{dump_time(at)}" if again else ""
         for kind in kinds:
-            self.effects.append(SetTimer(step.id, kind, at + step.policy.delay(kind),
+            self.effects.append(SetTimer(step.id, kind, step.policy.due(kind, at),
                                          f"{cid}:{step.id}:{kind}{suffix}"))
-        due = step.policy.due_reminder(step.deadline_hours)
-        if due is not None:
-            self.effects.append(SetTimer(step.id, "remind_due", at + due, f"{cid}:{step.id}:remind_due{suffix}"))
+        if step.policy.due_reminder(step.deadline_hours) is not None:
+            # Counted back from the deadline itself, so a deadline in working days moves it along.
+            when = step.due_by(at) - timedelta(hours=step.policy.remind_before_deadline_hours or 0)
+            self.effects.append(SetTimer(step.id, "remind_due", when, f"{cid}:{step.id}:remind_due{suffix}"))
 
     def finish(self, step: StepTemplate, actor_id: str, outcome: str, data: dict[str, Any] | None = None) -> None:
         changes: dict[str, Any] = {"status": "done", "done_at": self.at, "done_by": actor_id, "outcome": outcome}
@@ -348,7 +351,10 @@ def _blocked(template: FlowTemplate, state: CaseState, step: StepTemplate, ss: S
     return refuse("not_active", msg.not_active(step))
 
 
-def _check_fields(step: StepTemplate, data: dict[str, Any]) -> Refusal | None:
+def _check_fields(step: StepTemplate, data: dict[str, Any], uploaded: dict[str, Any] | None = None
+                  ) -> Refusal | None:
+    """`uploaded`: the step's data so far, where Evidence recorded each uploaded file; a file field's
+    value must name one of those uploads, never text typed in its place."""
     missing: list[str] = []
     labels_missing: list[Text] = []
     labels_invalid: list[Text] = []
@@ -358,6 +364,10 @@ def _check_fields(step: StepTemplate, data: dict[str, Any]) -> Refusal | None:
             if f.required:
                 missing.append(f.key)
                 labels_missing.append(f.label)
+            continue
+        if f.type == "file" and value != (uploaded or {}).get(f.key):
+            missing.append(f.key)
+            labels_invalid.append(f.label)
             continue
         if not _valid_value(f.type, value) or (f.type == "choice" and str(value).strip() not in
                                                  {v for v, _ in f.options}):
@@ -465,7 +475,7 @@ def deadline_of(template: FlowTemplate, state: CaseState, step_id: str) -> datet
     ss = state.steps[step_id]
     if ss.activated_at is None:
         return None
-    return ss.activated_at + template.by_id[step_id].deadline
+    return template.by_id[step_id].due_by(ss.activated_at)
 
 
 # --- handlers ---------------------------------------------------------------------------------
@@ -556,7 +566,11 @@ def _on_act(template: FlowTemplate, state: CaseState, event: Act) -> Decision | 
     unsigned = _unsigned(step, ss)
     if unsigned:
         return refuse("missing_documents", msg.missing_documents(step, unsigned), unsigned, missing_documents=unsigned)
-    bad = _check_fields(step, data)
+    # A file already uploaded for the step counts without being sent again with the action.
+    for f in step.file_fields:
+        if f.key in ss.data and not data.get(f.key):
+            data[f.key] = ss.data[f.key]
+    bad = _check_fields(step, data, ss.data)
     if bad:
         return bad
     tx = _Tx(template, state, event.at)
@@ -628,7 +642,7 @@ def _on_signed(template: FlowTemplate, state: CaseState, event: DocumentSigned) 
             stamp = f"{event.at:%Y%m%d%H%M%S%f}"
             tx.notify(turn[1], step.id, "step", f"turn-{stamp}")
             tx.put(step.id, viewed_at=None, viewed_by=frozenset(), timers_fired=ss.timers_fired - {"remind"})
-            tx.effects.append(SetTimer(step.id, "remind", event.at + step.policy.delay("remind"),
+            tx.effects.append(SetTimer(step.id, "remind", step.policy.due("remind", event.at),
                                        f"{state.case_id}:{step.id}:remind:turn-{stamp}"))
     facts: dict[str, Any] = {
         "step_id": step.id,
@@ -678,16 +692,72 @@ def _on_timer(template: FlowTemplate, state: CaseState, event: TimerFired) -> De
     if not step.fallback or state.fallback_started:
         return _noop(state)
     tx.put(step.id, timers_fired=ss.timers_fired | {"fallback"})
-    tx.case_fields["fallback_started"] = True
-    tx.notify(Role.HR, step.id, "fallback")
-    for sid in template.fallback_only_ids:
-        fb = template.by_id[sid]
-        if tx.can_start(fb):
-            tx.activate(fb)
+    _open_fallback(tx, step)
     return tx.decide("fallback_started", base)
 
 
-def _require_hr(state: CaseState, event: Cancel | Close | Remind | Answer | Reopen, what: str) -> Refusal | None:
+def _open_fallback(tx: _Tx, step: StepTemplate) -> None:
+    """Start the fallback path (HR told on `step`'s behalf); the fallback steps that can open, open:
+    registered mail first, the newspaper notice only after mail came back (depends_on_outcome)."""
+    tx.case_fields["fallback_started"] = True
+    tx.notify(Role.HR, step.id, "fallback")
+    for sid in tx.template.fallback_only_ids:
+        fb = tx.template.by_id[sid]
+        if tx.can_start(fb):
+            tx.activate(fb)
+
+
+def _on_start_fallback(template: FlowTemplate, state: CaseState, event: StartFallback) -> Decision | Refusal:
+    """HR starts the fallback at once (the employee refused outright), without waiting for the timer."""
+    refused = _require_hr(state, event, "fallback")
+    if refused:
+        return refused
+    reason = event.reason.strip() if isinstance(event.reason, str) else ""
+    if not reason:
+        return refuse("reason_required", msg.reason_required(None), ("reason",))
+    if state.fallback_started:
+        return refuse("already_done", msg.fallback_already())
+    # The step the employee leaves unsigned: the first open one whose lateness would start the fallback.
+    waiting = next((s for s in template.steps if s.fallback and state.steps[s.id].status == "active"), None)
+    if waiting is None or not template.fallback_only_ids:
+        return refuse("no_fallback", msg.no_fallback(template.title))
+    tx = _Tx(template, state, event.at)
+    _open_fallback(tx, waiting)
+    return tx.decide("fallback_started", {"step_id": waiting.id, "trigger": "manual", "reason": reason,
+                                          "actor_id": event.actor_id, "actor_roles": _roles(event.actor_roles)})
+
+
+def _on_evidence(template: FlowTemplate, state: CaseState, event: Evidence) -> Decision | Refusal:
+    """An uploaded file recorded against a step's file field (its hash in the audit chain); the step's
+    data names it, so completing the step can rest on it."""
+    closed = _closed(state)
+    if closed:
+        return closed
+    step = _step(template, event.step_id)
+    if isinstance(step, Refusal):
+        return step
+    if step.role not in event.actor_roles:
+        return _wrong_role(state, step, step.role, event, "upload")
+    if event.field not in {f.key for f in step.file_fields}:
+        return refuse("bad_action", msg.not_a_file_field(step, event.field), (event.field,))
+    ss = state.steps[step.id]
+    blocked = _blocked(template, state, step, ss)
+    if blocked:
+        return blocked
+    digest = event.sha256.lower() if isinstance(event.sha256, str) else ""
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        return refuse("bad_action", msg.not_a_file_field(step, event.field), (event.field,))
+    tx = _Tx(template, state, event.at)
+    tx.put(step.id, data={**ss.data, event.field: f"sha256:{digest}"})
+    tx.effects.append(UpdateStep(step.id))
+    return tx.decide("evidence_uploaded", {
+        "step_id": step.id, "field": event.field, "upload_key": event.upload_key, "sha256": digest,
+        "size": event.size, "content_type": event.content_type, "actor_id": event.actor_id,
+        "actor_roles": _roles(event.actor_roles)})
+
+
+def _require_hr(state: CaseState, event: Cancel | Close | Remind | Answer | Reopen | StartFallback,
+                what: str) -> Refusal | None:
     closed = _closed(state)
     if closed:
         return closed
@@ -785,7 +855,7 @@ def _on_ask(template: FlowTemplate, state: CaseState, event: Ask) -> Decision | 
     tx = _Tx(template, state, event.at)
     tx.put_question(Question(qid, event.actor_id, event.at, text, step_id))
     tx.notify(Role.HR, qid, "question")
-    tx.effects.append(SetTimer(qid, "question", event.at + template.policy.delay("question"),
+    tx.effects.append(SetTimer(qid, "question", template.policy.due("question", event.at),
                                f"{state.case_id}:{qid}:question"))
     return tx.decide("question_asked", {
         "question_id": qid, "actor_id": event.actor_id, "actor_roles": _roles(event.actor_roles),
@@ -967,4 +1037,6 @@ _HANDLERS: dict[type, Any] = {
     Note: _on_note,
     SealFailed: _on_seal_failed,
     Prepare: _on_prepare,
+    StartFallback: _on_start_fallback,
+    Evidence: _on_evidence,
 }

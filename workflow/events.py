@@ -228,9 +228,46 @@ class SealFailed:
         _normalise(self)
 
 
+@dataclass(frozen=True, slots=True)
+class StartFallback:
+    """HR starts the fallback delivery now (the employee refused outright), with the reason; the same as
+    the fallback timer firing, but on HR's word."""
+
+    actor_id: str
+    actor_roles: frozenset[Role]
+    reason: str
+    at: datetime
+    type: ClassVar[str] = "StartFallback"
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """HR uploaded a file (a scan of the postal receipt, of the printed notice) for a step's file field.
+    The bytes stay in storage; the case records their SHA-256, size and type, and `upload_key` names the
+    stored file."""
+
+    step_id: str
+    field: str
+    upload_key: str
+    sha256: str
+    size: int
+    content_type: str
+    actor_id: str
+    actor_roles: frozenset[Role]
+    at: datetime
+    type: ClassVar[str] = "Evidence"
+
+    def __post_init__(self) -> None:
+        _normalise(self)
+
+
 # Audit kinds a Note may carry (besides "note_*"): they must not pass for the engine's own entries.
 NOTE_KINDS: frozenset[str] = frozenset(("backpay_blocked", "backpay_rates_entered"))
 
 Event = (Start | Viewed | Act | DocumentSigned | TimerFired | Cancel | Close | Remind | Ask | Answer | Reopen | Note
-         | SealFailed | Prepare)
-PersonEvent = Viewed | Act | DocumentSigned | Cancel | Close | Remind | Ask | Answer | Reopen | Note | Prepare
+         | SealFailed | Prepare | StartFallback | Evidence)
+PersonEvent = (Viewed | Act | DocumentSigned | Cancel | Close | Remind | Ask | Answer | Reopen | Note | Prepare
+               | StartFallback | Evidence)

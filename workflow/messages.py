@@ -245,3 +245,19 @@ def unknown_fields(step: StepTemplate, keys: list[str]) -> Text:
 def nothing_added(step: StepTemplate) -> Text:
     label = step_label(step)
     return Text(f"请填写要为{label.zh}补充的内容。", f"Please enter what to add to {label.en}.")
+
+
+def fallback_already() -> Text:
+    return Text("备用送达（邮寄/登报）已经启动，无需重复启动。",
+                "The fallback delivery (mail / newspaper) has already started.")
+
+
+def no_fallback(title: Text) -> Text:
+    return Text(f"「{title.zh}」没有等待员工签收的步骤，无需启动备用送达（邮寄/登报）。",
+                f"\"{title.en}\" has no step waiting for the employee's signature, so there is nothing to "
+                "deliver by mail or newspaper.")
+
+
+def not_a_file_field(step: StepTemplate, key: str) -> Text:
+    label = step_label(step)
+    return Text(f"{label.zh} 没有可上传文件的项目「{key}」。", f"{_cap(label.en)} takes no file called '{key}'.")

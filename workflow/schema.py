@@ -47,6 +47,7 @@ class PolicyIn(_Strict):
     question_remind_after_hours: Hours = 24
     remind_to: Literal["not_viewed", "everyone"] = "not_viewed"
     remind_before_deadline_hours: Hours | None = None
+    business_days: bool = False
 
 
 class PolicyOverrideIn(_Strict):
@@ -55,6 +56,7 @@ class PolicyOverrideIn(_Strict):
     fallback_after_hours: Hours | None = None
     remind_to: Literal["not_viewed", "everyone"] | None = None
     remind_before_deadline_hours: Hours | None = None
+    business_days: bool | None = None
 
 
 class OptionIn(_Strict):
@@ -92,6 +94,8 @@ class StepIn(_Strict):
     policy: PolicyOverrideIn | None = None
     items: list[TextIn] = []
     hr_fields: list[FieldIn] = []
+    notice: str | None = None
+    encloses: list[str] = []
 
     @property
     def signers(self) -> list[Role]:
@@ -220,6 +224,7 @@ def _check_graph(t: TemplateIn) -> None:
         keys = [f.key for f in s.fields]
         if len(set(keys)) != len(keys):
             raise TemplateProblem("fields lists a key twice", loc=(*here, "fields"), step=s.id)
+        _check_notice(s, here)
         if s.replaces and not s.fallback_only:
             raise TemplateProblem("only fallback_only steps may replace others", loc=(*here, "replaces"), step=s.id)
         for target in s.replaces:
@@ -329,6 +334,23 @@ def _check_fallback_reachability(t: TemplateIn, ids: dict[str, int]) -> None:
                 )
 
 
+def _check_notice(s: StepIn, here: Loc) -> None:
+    """`notice` (the letter or newspaper text HR sends for a fallback step) and what it encloses."""
+    if s.notice is None:
+        if s.encloses:
+            raise TemplateProblem("encloses needs notice (the document they are enclosed with)",
+                                  loc=(*here, "encloses"), step=s.id)
+        return
+    if not s.fallback_only:
+        raise TemplateProblem("only fallback_only steps issue a notice", loc=(*here, "notice"), step=s.id)
+    for kind in (s.notice, *s.encloses):
+        if kind not in DOCUMENT_KINDS:
+            raise TemplateProblem(f"unknown document kind '{kind}'", loc=(*here, "encloses" if kind != s.notice
+                                  else "notice"), step=s.id, needle=kind)
+    if s.notice in s.encloses or len(set(s.encloses)) != len(s.encloses):
+        raise TemplateProblem("encloses lists a document twice", loc=(*here, "encloses"), step=s.id)
+
+
 def _policy(base: PolicyIn, override: PolicyOverrideIn | None) -> Policy:
     values = base.model_dump()
     if override is not None:
@@ -365,6 +387,8 @@ def compile_template(raw: dict[str, Any], source: str = "") -> FlowTemplate:
             depends_on_outcome=tuple((dep, tuple(v)) for dep, v in s.depends_on_outcome.items()),
             items=tuple(i.compile() for i in s.items),
             hr_fields=tuple(FieldSpec(f.key, f.label.compile(), f.type, f.required) for f in s.hr_fields),
+            notice=s.notice,
+            encloses=tuple(s.encloses),
         )
         for i, s in enumerate(t.steps)
     )

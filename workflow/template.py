@@ -7,11 +7,12 @@ that applying an event never re-validates or re-scans the template.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from workflow.model import Role, StepKind, StepState, signature_mark
 from workflow.text import Text
+from workflow.timerules import after
 
 FieldType = Literal["text", "textarea", "date", "number", "file", "choice"]
 RemindTo = Literal["not_viewed", "everyone"]
@@ -38,16 +39,28 @@ class Policy:
             return None
         return timedelta(hours=deadline_hours - self.remind_before_deadline_hours)
 
-    def delay(self, kind: str) -> timedelta:
+    # Count these hours (and the step's deadline) in working days of China's calendar: every 24 hours
+    # is one working day (workflow.timerules).
+    business_days: bool = False
+
+    def hours(self, kind: str) -> float:
         if kind == "remind":
-            return timedelta(hours=self.remind_after_hours)
+            return self.remind_after_hours
         if kind == "alert":
-            return timedelta(hours=self.alert_after_hours)
+            return self.alert_after_hours
         if kind == "fallback":
-            return timedelta(hours=self.fallback_after_hours)
+            return self.fallback_after_hours
         if kind == "question":
-            return timedelta(hours=self.question_remind_after_hours)
+            return self.question_remind_after_hours
         raise ValueError(f"unknown timer kind {kind!r}")
+
+    def delay(self, kind: str) -> timedelta:
+        """The span in clock hours (what a card states); `due` is when it ends."""
+        return timedelta(hours=self.hours(kind))
+
+    def due(self, kind: str, at: datetime) -> datetime:
+        """When a timer of `kind` set at `at` is due (working days counted when business_days)."""
+        return after(at, self.hours(kind), business_days=self.business_days)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +111,23 @@ class StepTemplate:
     items: tuple[Text, ...] = ()
     # Data HR may add to the step while nothing of it is signed yet (`Prepare`, or at /offboard).
     hr_fields: tuple[FieldSpec, ...] = ()
+    # fallback_only: the company-issued document HR sends or publishes for this step (the registered-mail
+    # letter, the newspaper notice), rendered when the step opens, and the documents enclosed with it.
+    notice: str | None = None
+    encloses: tuple[str, ...] = ()
 
     @property
     def deadline(self) -> timedelta:
         return timedelta(hours=self.deadline_hours)
+
+    def due_by(self, activated_at: datetime) -> datetime:
+        """The step's deadline for an activation time (working days counted when its policy says so)."""
+        return after(activated_at, self.deadline_hours, business_days=self.policy.business_days)
+
+    @property
+    def file_fields(self) -> tuple[FieldSpec, ...]:
+        """Fields filled by an uploaded file (a scan), never by typed text."""
+        return tuple(f for f in self.fields if f.type == "file")
 
     @property
     def signed_by(self) -> Role:

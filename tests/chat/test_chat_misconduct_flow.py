@@ -11,11 +11,20 @@ from bot.timers import run_due
 from cases.service import utcnow
 from storage.models import AuditEntry, CaseStep
 from tests.chat.conftest import Chat
+from workflow.events import Evidence
+from workflow.model import Role
 
 START = "/离职 张三 违纪 2025-07-31 严重违反考勤制度 交接人:周八"
 HR, EMP, RECEIVER = "E001", "E003", "E006"  # 周八 is E006
-MAIL = {"tracking_number": "EA123456789CN", "receipt_scan": "scan-1"}
-PAPER = {"newspaper": "法治日报", "published_on": "2025-08-20", "scan": "scan-2"}
+MAIL = {"tracking_number": "EA123456789CN"}
+PAPER = {"newspaper": "法治日报", "published_on": "2025-08-20"}
+
+
+async def _scan(chat: Chat, case_id: str, step_id: str, field: str) -> None:
+    """HR's scan for the step, recorded as the upload page records it (tests/fallback drive the page)."""
+    out = await chat.inbound.service.apply(case_id, lambda c, s: Evidence(
+        step_id, field, f"K-{step_id}", "ab" * 32, 1000, "image/jpeg", HR, frozenset({Role.HR}), utcnow()), actor=HR)
+    assert out.ok, out.refusal
 
 
 async def _into_fallback(chat: Chat) -> str:
@@ -49,6 +58,9 @@ async def test_newspaper_waits_for_returned_mail_and_the_named_colleague_gets_th
     assert (await _status(case_id))["registered_mail"] == ("active", None)
 
     r = await chat.click(HR, mail.card_id, "complete", {**MAIL, "delivery_result": "returned"})
+    assert not r.ok and "邮寄凭证扫描件" in r.text  # the receipt's scan first
+    await _scan(chat, case_id, "registered_mail", "receipt_scan")
+    r = await chat.click(HR, mail.card_id, "complete", {**MAIL, "delivery_result": "returned"})
     assert r.ok, r.text
     await chat.deliver()
     assert (await _status(case_id))["registered_mail"] == ("done", "returned")
@@ -56,6 +68,7 @@ async def test_newspaper_waits_for_returned_mail_and_the_named_colleague_gets_th
     paper = await chat.card(HR, step="newspaper_notice")
     assert paper.card.button("complete").enabled
     assert "结果：被退回" in (await chat.card(HR, step="registered_mail")).card.status
+    await _scan(chat, case_id, "newspaper_notice", "scan")
     r = await chat.click(HR, paper.card_id, "complete", PAPER)
     assert r.ok, r.text
     await chat.deliver()
@@ -86,6 +99,7 @@ async def test_newspaper_waits_for_returned_mail_and_the_named_colleague_gets_th
 async def test_delivered_mail_closes_the_newspaper_as_not_needed(chat: Chat) -> None:
     case_id = await _into_fallback(chat)
     mail = await chat.card(HR, step="registered_mail")
+    await _scan(chat, case_id, "registered_mail", "receipt_scan")
     r = await chat.click(HR, mail.card_id, "complete", {**MAIL, "delivery_result": "delivered"})
     assert r.ok, r.text
     await chat.deliver()

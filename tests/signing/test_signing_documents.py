@@ -38,7 +38,13 @@ CONTEXTS: dict[str, dict[str, object]] = {
         company_name="示例公司", employee_name="李四", id_number="1101", termination_date=date(2025, 3, 31),
         first_notice_date=date(2025, 4, 1), first_notice_channel="钉钉消息", pending_items=["签收离职证明"],
         deadline=date(2025, 4, 30), how_to="携带身份证到公司人事部", contact="021-00000000",
-        notice_date=date(2025, 4, 15)),
+        notice_date=date(2025, 4, 15), employee_address="北京市朝阳区建国路 88 号",
+        attachments=["解除劳动合同通知书", "离职证明"]),
+    "newspaper_notice": dict(
+        company_name="示例公司", employee_name="李四", termination_date=date(2025, 3, 31),
+        first_notice_date=date(2025, 4, 1), first_notice_channel="钉钉消息", deadline=date(2025, 4, 30),
+        how_to="携带身份证到公司人事部", contact="021-00000000", notice_date=date(2025, 4, 15),
+        legal_basis="《劳动合同法》第三十九条", mail_tracking_number="EA123456789CN", mail_result="被退回"),
 }
 
 

@@ -15,7 +15,7 @@ from storage.audit import GENESIS, entry_hash
 from storage.casestore import step_values
 from storage.models import AuditEntry, Case, CaseStep, Checkpoint, Employee
 from tests.signing_flow.conftest import EMPLOYEE, HR, Flow
-from workflow.events import Act, Cancel, Remind, TimerFired, Viewed
+from workflow.events import Act, Cancel, Evidence, Remind, TimerFired, Viewed
 from workflow.model import Role
 
 
@@ -158,7 +158,10 @@ async def test_replay_explains_every_kind_of_decision(flow: Flow) -> None:
     for kind, hours in (("remind", 30), ("alert", 80), ("fallback", 200)):
         await apply(TimerFired("termination_notice", kind, now + timedelta(hours=hours)))  # type: ignore[arg-type]
     await agrees()
-    await apply(Act("registered_mail", "complete", HR, hr, {"tracking_number": "EMS123", "receipt_scan": "scan.pdf",
+    await apply(Evidence("registered_mail", "receipt_scan", "K1", "ab" * 32, 900, "application/pdf", HR, hr,
+                         now + timedelta(hours=200, minutes=30)))
+    await agrees()  # the upload entry replays too
+    await apply(Act("registered_mail", "complete", HR, hr, {"tracking_number": "EMS123",
                                                              "delivery_result": "delivered"},
                     now + timedelta(hours=201)))
     await agrees()  # the replay also closes the newspaper notice as not needed, as the rows say

@@ -111,7 +111,8 @@ def test_misconduct_policy_and_fallback_path():
             notice.policy.fallback_after_hours) == (24, 72, 168)
     assert set(t.fallback_only_ids) == {"registered_mail", "newspaper_notice"}
     mail = t.step("registered_mail")
-    assert [f.key for f in mail.fields if f.required] == ["delivery_result", "tracking_number"]
+    assert [f.key for f in mail.fields if f.required] == ["delivery_result", "tracking_number", "receipt_scan"]
+    assert (mail.notice, mail.encloses) == ("fallback_notice", ("termination_notice", "separation_certificate"))
     assert mail.outcome_field == "delivery_result" and mail.replaces_on == ("delivered",)
     news = t.step("newspaper_notice")
     assert news.depends_on == ("registered_mail",)

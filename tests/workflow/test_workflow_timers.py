@@ -9,7 +9,7 @@ import pytest
 from workflow import engine
 from workflow.decision import Decision, Refusal
 from workflow.effects import Audit, Notify, SetTimer
-from workflow.events import Act, DocumentSigned, Remind, TimerFired, Viewed
+from workflow.events import Act, DocumentSigned, Evidence, Remind, TimerFired, Viewed
 from workflow.model import CaseState, Role
 from workflow.templates import load_templates
 
@@ -31,6 +31,12 @@ def ok(template, state: CaseState, event) -> Decision:
     result = engine.apply(template, state, event)
     assert isinstance(result, Decision), result
     return result
+
+
+def uploaded(template, state: CaseState, step_id: str, field: str, hours: float, digest: str = "ab" * 32
+             ) -> CaseState:
+    """HR's scan for a file field, as the upload page records it (the bytes stay in storage)."""
+    return ok(template, state, Evidence(step_id, field, "U1", digest, 1234, "image/jpeg", *HR, at(hours))).state
 
 
 def noop(template, state: CaseState, event) -> None:
@@ -128,7 +134,14 @@ def test_registered_mail_delivered_stands_in_and_closes_the_newspaper_as_not_nee
     state = ok(misconduct, state, TimerFired("termination_notice", "fallback", at(168))).state
     missing = engine.apply(misconduct, state, Act("registered_mail", "complete", *HR, {}, at(170)))
     assert isinstance(missing, Refusal) and missing.code == "missing_data"
-    assert missing.missing == ("delivery_result", "tracking_number")
+    assert missing.missing == ("delivery_result", "tracking_number", "receipt_scan")
+    # A file field takes an upload only: text typed in its place is refused.
+    typed = engine.apply(misconduct, state, Act("registered_mail", "complete", *HR,
+                                                {**MAIL, "delivery_result": "delivered", "receipt_scan": "scan.jpg"},
+                                                at(170)))
+    assert isinstance(typed, Refusal) and typed.code == "missing_data" and typed.missing == ("receipt_scan",)
+    state = uploaded(misconduct, state, "registered_mail", "receipt_scan", 169)
+    assert state.steps["registered_mail"].data == {"receipt_scan": "sha256:" + "ab" * 32}
     bad = engine.apply(misconduct, state, Act("registered_mail", "complete", *HR,
                                               {**MAIL, "delivery_result": "lost"}, at(170)))
     assert isinstance(bad, Refusal) and bad.code == "missing_data" and bad.missing == ("delivery_result",)
@@ -160,6 +173,7 @@ def test_registered_mail_delivered_stands_in_and_closes_the_newspaper_as_not_nee
 def test_mail_returned_opens_the_newspaper_which_then_stands_in(misconduct):
     state = engine.start(misconduct, "case-a", T0).state
     state = ok(misconduct, state, TimerFired("termination_notice", "fallback", at(168))).state
+    state = uploaded(misconduct, state, "registered_mail", "receipt_scan", 199)
     d = ok(misconduct, state, Act("registered_mail", "complete", *HR, {**MAIL, "delivery_result": "returned"},
                                   at(200)))
     # Returned mail proves nothing: the signatures are not replaced, the newspaper notice opens.
@@ -167,8 +181,10 @@ def test_mail_returned_opens_the_newspaper_which_then_stands_in(misconduct):
     assert d.state.steps["newspaper_notice"].status == "active"
     assert (Role.HR, "newspaper_notice", "step") in [(e.role, e.step_id, e.purpose) for e in d.effects
                                                       if isinstance(e, Notify)]
-    d = ok(misconduct, d.state, Act("newspaper_notice", "complete", *HR,
-                                    {"newspaper": "法制日报", "published_on": "2025-02-01", "scan": "f-1"}, at(300)))
+    scanned = uploaded(misconduct, d.state, "newspaper_notice", "scan", 299, "cd" * 32)
+    d = ok(misconduct, scanned, Act("newspaper_notice", "complete", *HR,
+                                    {"newspaper": "法制日报", "published_on": "2025-02-01"}, at(300)))
+    assert d.state.steps["newspaper_notice"].data["scan"] == "sha256:" + "cd" * 32
     assert d.state.steps["termination_notice"].data == {"replaced_by": "newspaper_notice"}
     d = ok(misconduct, d.state, Act("deregistration", "complete", *HR, {"receipt_number": "R-9"}, at(301)))
     assert d.state.status == "completed"
