@@ -306,7 +306,11 @@ async def case_page(request: web.Request, who: session.SignedIn) -> web.Response
     ]
     flash = (await get_session(request)).pop("flash", None)
     page = pages.CasePage(case.id, summary, case.status, steps, documents, ok, lines, items, accesses, names,
-                          dash.has_command("fallback"), flash if isinstance(flash, dict) else None,
+                          # Offered where the chat offers it: a command to run, a flow with a fallback
+                          # path, a case still open and not already on it.
+                          dash.has_command("fallback") and template is not None and case.status == "open"
+                          and not case.fallback_started and any(st.fallback for st in template.steps),
+                          flash if isinstance(flash, dict) else None,
                           truncated=case.audit_seq > MAX_ENTRIES)
     return _html(pages.case_page(v, page))
 

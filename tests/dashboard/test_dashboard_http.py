@@ -149,8 +149,11 @@ async def test_case_page_is_logged_and_shows_timeline_and_access(dash: Dash) -> 
         assert status == 200
         assert 'data-kind="case_started"' in body and "#1" in body
         assert 'id="verify-result"' in body and 'id="action-remind"' in body and 'id="action-cancel"' in body
-        # No /fallback command in the chat yet, so no fallback form: the page offers only what chat does.
+        # Probation has no fallback path, so no fallback form: the page offers only what chat would accept.
         assert 'id="action-fallback"' not in body
+        misconduct = await start(dash.service, OTHER, "misconduct", reason="严重违反规章制度", handover="E008")
+        _, other, _ = await _get(http, f"{dash.base}/dashboard/case/{misconduct}")
+        assert 'id="action-fallback"' in other  # a flow with a fallback path offers it, as /送达 would accept
         status, body, _ = await _get(http, f"{dash.base}/dashboard/case/{case_id}")
         assert body.count("<td>view</td>") == 2  # this read and the one before, on the page itself
         status, _, _ = await _get(http, f"{dash.base}/dashboard/case/OB-NOPE00")
