@@ -39,13 +39,14 @@ def frame(type_: str, topic: str, data: dict[str, Any], message_id: str | None =
 
 
 def bot_frame(message_id: str, text: str, *, sender: str = "hr001", msg_id: str | None = None,
-              group: bool = False) -> dict[str, Any]:
+              group: bool = False, webhook: str = "http://127.0.0.1:9/session") -> dict[str, Any]:
     data: dict[str, Any] = {
         "conversationId": GROUP_CID if group else "cid1to1==", "conversationType": "2" if group else "1",
         "msgId": msg_id or f"msg-{message_id}", "msgtype": "text", "text": {"content": f" {text} "},
         "senderNick": "张三", "senderStaffId": sender, "senderId": f"$:LWCP_v1:${sender}",
-        "robotCode": CLIENT_ID, "sessionWebhook": "http://127.0.0.1:9/session",
-        "sessionWebhookExpiredTime": 1690367502194, "createAt": 1690362102194, "isInAtList": group,
+        "robotCode": CLIENT_ID, "sessionWebhook": webhook,
+        "sessionWebhookExpiredTime": int(time.time() * 1000) + 90 * 60 * 1000, "createAt": 1690362102194,
+        "isInAtList": group,
         "chatbotUserId": "$:LWCP_v1:$bot",
     }
     if group:
@@ -87,6 +88,8 @@ class FakeDingTalk:
         self.cards_made: Counter[str] = Counter()  # cards made per outTrackId (must stay 1)
         self.updates: list[dict[str, Any]] = []
         self.oto: list[dict[str, Any]] = []
+        self.session_replies: list[dict[str, Any]] = []  # bodies posted to a message's sessionWebhook
+        self.oauth_codes: dict[str, str] = {}  # single-use sign-in code -> userid (OAuth and 免登)
         self.throttled = 0
         self.token_requests = 0
         self.connections = 0
@@ -138,6 +141,9 @@ class FakeDingTalk:
         app.router.add_post("/v1.0/gateway/connections/open", self._open)
         app.router.add_get("/connect", self._connect)
         app.router.add_post("/v1.0/oauth2/accessToken", self._token)
+        app.router.add_post("/session/{token}", self._session_webhook)
+        app.router.add_post("/v1.0/oauth2/userAccessToken", self._user_token)
+        app.router.add_get("/v1.0/contact/users/me", self._users_me)
         app.router.add_route("*", "/{path:.*}", self._api)
         self._runner = web.AppRunner(app, access_log=None)
         loop.run_until_complete(self._runner.setup())
@@ -183,6 +189,16 @@ class FakeDingTalk:
         """Every token issued so far is refused from now on (what a token past 7200 s looks like)."""
         with self.lock:
             self._tokens.clear()
+
+    @property
+    def session_webhook(self) -> str:
+        return f"{self.base}/session/s-{uuid.uuid4().hex[:8]}"
+
+    def wait_for(self, what: Any, timeout: float = 10.0) -> None:
+        """Block until `what()` (read under the lock) is true."""
+        with self.lock:
+            if not self.lock.wait_for(what, timeout):
+                raise AssertionError("condition not reached in time")
 
     def wait_ack(self, message_id: str, timeout: float = 10.0, count: int = 1) -> dict[str, Any]:
         with self.lock:
@@ -320,7 +336,9 @@ class FakeDingTalk:
                    ("POST", "/topapi/v2/user/get"): self._user_get,
                    ("POST", "/topapi/v2/department/listsub"): self._dept_listsub,
                    ("POST", "/topapi/v2/department/get"): self._dept_get,
-                   ("POST", "/topapi/user/listid"): self._user_listid}.get((request.method, path))
+                   ("POST", "/topapi/user/listid"): self._user_listid,
+                   ("POST", "/topapi/user/getbyunionid"): self._by_unionid,
+                   ("POST", "/topapi/v2/user/getuserinfo"): self._getuserinfo}.get((request.method, path))
         if handler is None:
             return web.json_response({"code": "notFound", "message": path}, status=404)
         response = handler(body)
@@ -337,6 +355,7 @@ class FakeDingTalk:
             if oid not in self.cards:  # the same outTrackId again does not make a second card
                 self.cards[oid] = body
                 self.cards_made[oid] += 1
+            self.lock.notify_all()
         space = body["openSpaceId"].rsplit(".", 1)[-1]
         return web.json_response({"success": True, "result": {"outTrackId": oid, "deliverResults": [
             {"spaceType": "IM_ROBOT", "spaceId": space, "success": True, "carrierId": f"carrier-{oid}"}]}})
@@ -346,11 +365,13 @@ class FakeDingTalk:
             if body.get("outTrackId") not in self.cards:
                 return web.json_response({"code": "cardInstance.notFound", "message": "卡片不存在"}, status=400)
             self.updates.append(body)
+            self.lock.notify_all()
         return web.json_response({"success": True, "result": True})
 
     def _batch_send(self, body: dict[str, Any]) -> web.Response:
         with self.lock:
             self.oto.append(body)
+            self.lock.notify_all()
         invalid = [u for u in body["userIds"] if self.users and u not in self.users]
         return web.json_response({"processQueryKey": f"pqk-{len(self.oto)}", "invalidStaffIdList": invalid,
                                   "flowControlledStaffIdList": [], "filteredStaffIdList": []})
@@ -380,3 +401,40 @@ class FakeDingTalk:
     def _user_listid(self, body: dict[str, Any]) -> web.Response:
         ids = [u for u, info in self.users.items() if int(body["dept_id"]) in info.get("dept_id_list", ())]
         return web.json_response({"errcode": 0, "result": {"userid_list": ids}})
+
+    # -- sign-in and the session webhook ----------------------------------------------------
+
+    async def _session_webhook(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        with self.lock:
+            self.session_replies.append(body)
+            self.lock.notify_all()
+        return web.json_response({"errcode": 0, "errmsg": "ok"})
+
+    async def _user_token(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        with self.lock:
+            userid = self.oauth_codes.pop(str(body.get("code", "")), None)  # single use
+        if userid is None or body.get("clientId") != CLIENT_ID or body.get("clientSecret") != CLIENT_SECRET \
+                or body.get("grantType") != "authorization_code":
+            return web.json_response({"code": "invalidCode", "message": "code invalid"}, status=400)
+        return web.json_response({"accessToken": f"USER-{userid}", "expireIn": 7200})
+
+    async def _users_me(self, request: web.Request) -> web.Response:
+        token = request.headers.get("x-acs-dingtalk-access-token", "")
+        if not token.startswith("USER-"):
+            return web.json_response({"code": "InvalidAuthentication"}, status=401)
+        return web.json_response({"unionId": "U-" + token.removeprefix("USER-"), "nick": "x"})
+
+    def _by_unionid(self, body: dict[str, Any]) -> web.Response:
+        userid = str(body.get("unionid", "")).removeprefix("U-")
+        if self.users and userid not in self.users:
+            return web.json_response({"errcode": 60121, "errmsg": "找不到该用户"})
+        return web.json_response({"errcode": 0, "result": {"userid": userid, "contact_type": 0}})
+
+    def _getuserinfo(self, body: dict[str, Any]) -> web.Response:
+        with self.lock:
+            userid = self.oauth_codes.pop(str(body.get("code", "")), None)
+        if userid is None:
+            return web.json_response({"errcode": 40078, "errmsg": "不存在的临时授权码"})
+        return web.json_response({"errcode": 0, "result": {"userid": userid, "name": "x"}})
