@@ -102,6 +102,7 @@ class FakeDingTalk:
         self._lose_answer: dict[str, float] = {}
         self._hits: dict[str, deque[float]] = defaultdict(deque)
         self._ws: web.WebSocketResponse | None = None
+        self._ack_hook: Any = None  # set by `blast`: called (in the fake's loop) with each ACKed messageId
         self._queued: list[dict[str, Any]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -142,6 +143,7 @@ class FakeDingTalk:
         app.router.add_get("/connect", self._connect)
         app.router.add_post("/v1.0/oauth2/accessToken", self._token)
         app.router.add_post("/session/{token}", self._session_webhook)
+        app.router.add_get("/_stats", self._stats)
         app.router.add_post("/v1.0/oauth2/userAccessToken", self._user_token)
         app.router.add_get("/v1.0/contact/users/me", self._users_me)
         app.router.add_route("*", "/{path:.*}", self._api)
@@ -165,6 +167,37 @@ class FakeDingTalk:
     def push(self, *frames: dict[str, Any]) -> None:
         assert self._loop is not None
         asyncio.run_coroutine_threadsafe(self._push(list(frames)), self._loop).result(10)
+
+    def blast(self, frames: list[dict[str, Any]], window: int, timeout: float = 600.0) -> dict[str, float]:
+        """Push `frames` keeping at most `window` un-ACKed (a closed loop, like `window` busy users);
+        returns each frame's push→ACK latency in seconds, timed in the fake's own loop."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(self._blast(frames, window), self._loop).result(timeout)
+
+    async def _blast(self, frames: list[dict[str, Any]], window: int) -> dict[str, float]:
+        ws = self._ws
+        assert ws is not None, "no client connected"
+        slots = asyncio.Semaphore(window)
+        sent: dict[str, float] = {}
+        took: dict[str, float] = {}
+
+        def acked(message_id: str) -> None:
+            if message_id in sent and message_id not in took:
+                took[message_id] = time.perf_counter() - sent[message_id]
+                slots.release()
+
+        self._ack_hook = acked
+        try:
+            for f in frames:
+                await slots.acquire()
+                mid = f["headers"]["messageId"]
+                sent[mid] = time.perf_counter()
+                await ws.send_str(json.dumps(f, ensure_ascii=False))
+            for _ in range(window):
+                await slots.acquire()
+        finally:
+            self._ack_hook = None
+        return took
 
     def drop_socket(self) -> None:
         """Close the client's socket abruptly (no close frame), like a network failure."""
@@ -261,6 +294,8 @@ class FakeDingTalk:
                 with self.lock:
                     self.acks[ack["headers"]["messageId"]].append(ack)
                     self.lock.notify_all()
+                if self._ack_hook is not None:
+                    self._ack_hook(ack["headers"]["messageId"])
         with self.lock:
             if self._ws is ws:
                 self._ws = None
@@ -438,3 +473,31 @@ class FakeDingTalk:
         if userid is None:
             return web.json_response({"errcode": 40078, "errmsg": "不存在的临时授权码"})
         return web.json_response({"errcode": 0, "result": {"userid": userid, "name": "x"}})
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        """Counters for a bench that runs the fake in its own process (no GIL shared with the client)."""
+        with self.lock:
+            return web.json_response({
+                "throttled": self.throttled, "made": len(self.cards_made),
+                "duplicates": sum(n - 1 for n in self.cards_made.values() if n > 1),
+                "card_requests": sum(self.card_requests.values()), "requests": len(self.requests)})
+
+
+def main() -> None:
+    """`python -m tests.platforms.dingtalk.fake --latency 0.1 --qps 20`: prints the port, serves until
+    stdin closes."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--latency", type=float, default=0.0)
+    ap.add_argument("--qps", type=float, default=None)
+    a = ap.parse_args()
+    fake = FakeDingTalk(latency=a.latency, qps=a.qps).start()
+    print(fake.port, flush=True)
+    sys.stdin.read()
+    fake.stop()
+
+
+if __name__ == "__main__":
+    main()
