@@ -6,8 +6,8 @@ The frame is ACKed only after `dispatch` returned (= after the commit); nothing 
 the ACK: the answer to the sender goes out afterwards, from a task of ours, through the message's
 `sessionWebhook` (no token, no budget) or, failing that, the robot's 1:1 message.
 
-Dedup keys: a robot message is `dingtalk:msg:<msgId>` (the same on a redelivery under a new
-messageId); a click is `dingtalk:card:<outTrackId>:<userId>:<action>:<v>[:<form hash>]`, where `v`
+Dedup keys (the core prefixes them with `dingtalk:`): a robot message is `msg:<msgId>` (the same
+on a redelivery under a new messageId); a click is `card:<outTrackId>:<userId>:<action>:<v>[:<form hash>]`, where `v`
 is the rendered card's hash that every button carries in its params. A repeated tap on the same
 card version is one event; once the card changed (say the guarantee-letter lock was released and
 the card updated) the same button is a new event, so an earlier refusal is not replayed.
@@ -156,7 +156,7 @@ class DingTalkConnector:
         assert self._dispatch is not None
         if isinstance(event, DingText):
             text = TextMessage(platform=NAME, sender=event.sender_user_id, text=event.text,
-                               event_id=f"dingtalk:msg:{event.msg_id or event.message_id}",
+                               event_id=f"msg:{event.msg_id or event.message_id}",
                                chat_id=event.conversation_id if event.conversation == "group" else "")
             answer = await self._dispatch(text)
             if not answer.duplicate and answer.text:
@@ -177,11 +177,11 @@ class DingTalkConnector:
         form = {str(k): v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for k, v in params.items()}
         action = event.action or ""
         if version:
-            key = f"dingtalk:card:{event.out_track_id}:{event.user_id}:{action}:{version}"
+            key = f"card:{event.out_track_id}:{event.user_id}:{action}:{version}"
             if form:
                 key += ":" + _digest(json.dumps(form, sort_keys=True, ensure_ascii=False))
         else:  # a card from an older template: the callback's own id is all there is
-            key = f"dingtalk:cb:{event.message_id}"
+            key = f"cb:{event.message_id}"
         return CardAction(platform=NAME, sender=event.user_id, card_id=event.out_track_id, action=action,
                           event_id=key, form=form)
 

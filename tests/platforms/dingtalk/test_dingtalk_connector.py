@@ -136,7 +136,7 @@ async def test_command_frame_is_dispatched_acked_after_and_answered_through_the_
     (event,) = d.events
     assert isinstance(event, TextMessage)
     assert (event.platform, event.sender, event.text, event.event_id) == ("dingtalk", "hr001", "/离职 李四",
-                                                                           "dingtalk:msg:msg-m1")
+                                                                           "msg:msg-m1")
 
 
 async def test_same_message_twice_is_one_dispatch(fake: FakeDingTalk,
@@ -163,7 +163,7 @@ async def test_card_callback_becomes_a_card_action_with_form_and_version_key(
     assert isinstance(event, CardAction)
     assert (event.sender, event.card_id, event.action, dict(event.form)) == \
         ("mgr001", "case1-step-E002", "approve", {"result": "完成率 60%"})
-    assert event.event_id.startswith("dingtalk:card:case1-step-E002:mgr001:approve:abc123:")
+    assert event.event_id.startswith("card:case1-step-E002:mgr001:approve:abc123:")
     # The same tap on the same card version, redelivered under another frame id: the same key.
     fake.push(card_frame("c2", "case1-step-E002", "mgr001",
                          {"action": "approve", "v": "abc123", "result": "完成率 60%"}, action_id="approve"))
