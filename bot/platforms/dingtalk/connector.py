@@ -20,9 +20,11 @@ variables whose hash changed, and no call at all when nothing changed (it costs 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -81,10 +83,56 @@ def render(card: Card) -> dict[str, str]:
     return variables
 
 
-def state_of(variables: Mapping[str, str]) -> dict[str, Any]:
-    """What a Delivery keeps: one hash of the whole card and a short hash per variable."""
-    return {"h": _digest(json.dumps(dict(variables), sort_keys=True, ensure_ascii=False)),
-            "k": {k: _digest(v) for k, v in variables.items()}}
+# A personal link (signing page, document download): `<base64url JSON claims>.<mac>` as the last
+# path segment. Every render mints it afresh (new nonce and expiry) for the same target.
+_LINK = re.compile(r"^(?P<head>https?://[^?#]+/)(?P<claims>[A-Za-z0-9_-]+)\.(?P<mac>[A-Za-z0-9_-]+)$")
+RELINK_MARGIN = 24 * 3600  # a card's links are re-sent when the ones it holds expire within a day
+
+
+def _link_target(url: str) -> tuple[str, float | None]:
+    """(what the link opens, when it expires): the same target for a link minted again."""
+    m = _LINK.match(url)
+    if m is None:
+        return url, None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(m["claims"] + "=" * (-len(m["claims"]) % 4)))
+    except ValueError:
+        return url, None
+    if not isinstance(claims, dict):
+        return url, None
+    expires = claims.pop("e", None)
+    claims.pop("n", None)
+    return m["head"] + json.dumps(claims, sort_keys=True), float(expires) if isinstance(expires, int) else None
+
+
+def _comparable(variables: Mapping[str, str]) -> tuple[dict[str, str], float | None]:
+    """The variables with every re-minted link reduced to its target (and the card version `v`
+    left out of button params: it follows the rest), plus the earliest link expiry."""
+    out = dict(variables)
+    soonest: float | None = None
+    buttons = json.loads(variables.get("buttons") or "[]")
+    for b in buttons:
+        if b.get("url"):
+            b["url"], expires = _link_target(b["url"])
+            b["open_url"] = ""
+            if expires is not None:
+                soonest = expires if soonest is None else min(soonest, expires)
+        if isinstance(b.get("params"), dict):
+            b["params"].pop(PARAM_VERSION, None)
+    out["buttons"] = json.dumps(buttons, sort_keys=True, ensure_ascii=False)
+    return out, soonest
+
+
+def state_of(variables: Mapping[str, str], *, exact: bool = False) -> dict[str, Any]:
+    """What a Delivery keeps: a hash of the whole card and a short hash per variable, taken over
+    what the holder sees (a link minted again for the same page is the same link), and when the
+    card's links expire. `exact`: hash the variables as they are (the links were due anyway)."""
+    seen, expires = (dict(variables), None) if exact else _comparable(variables)
+    state: dict[str, Any] = {"h": _digest(json.dumps(seen, sort_keys=True, ensure_ascii=False)),
+                             "k": {k: _digest(v) for k, v in seen.items()}}
+    if expires is not None:
+        state["exp"] = expires
+    return state
 
 
 def _delivery_error(err: DingTalkError) -> DeliveryError:
@@ -223,12 +271,20 @@ class DingTalkConnector:
 
     async def update_card(self, to: Address, card: Card, card_id: str, delivery: Delivery) -> Delivery:
         variables = render(card)
+        old = dict(delivery.state or {})
+        held_until = old.get("exp")
+        if isinstance(held_until, int | float) and held_until - time.time() < RELINK_MARGIN:
+            old.pop("k", None)  # the links the card holds expire soon: send everything afresh
+            old.pop("h", None)
         new = state_of(variables)
-        old = delivery.state or {}
         if old.get("h") == new["h"]:
-            return Delivery(message_id=delivery.message_id, state=new, calls=0)  # nothing changed: no call
+            # Nothing the holder would see changed: no call (it costs budget). The card keeps its
+            # links, which stay valid beyond RELINK_MARGIN, so the state (and its expiry) stays too.
+            return Delivery(message_id=delivery.message_id, state=delivery.state, calls=0)
         old_keys = old.get("k") or {}
         changed = {k: v for k, v in variables.items() if old_keys.get(k) != new["k"][k]}
+        if "buttons" not in changed and old_keys and "exp" in old:
+            new["exp"] = old["exp"]  # the buttons were not sent: the card still holds the older links
         with CallMeter() as meter:
             try:
                 await self.api.update_card(delivery.message_id or card_id, changed)

@@ -4,7 +4,9 @@ SDK code path: inbound frames → dispatch → ACK, outbound cards/texts, errors
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -340,3 +342,32 @@ async def test_directory_lists_users_with_managers(fake: FakeDingTalk, conn: Din
     assert await conn.directory.user("nobody") is None
     one = await conn.directory.user("emp001")
     assert one is not None and one.name == "李四"
+
+
+def _link(claims: dict[str, Any]) -> str:
+    raw = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"http://127.0.0.1:8080/sign/{raw}.c2lnbmF0dXJl"
+
+
+async def test_a_link_minted_again_for_the_same_page_is_no_update(fake: FakeDingTalk,
+                                                                   conn: DingTalkConnector) -> None:
+    to = Address("dingtalk", "emp001")
+    soon = int(time.time()) + 72 * 3600
+
+    def card(nonce: str, expires: int, step: str = "guarantee", status: str = "等待你签署") -> Card:
+        url = _link({"c": "OB-1", "e": expires, "n": nonce, "s": step, "u": "E003"})
+        return step_card(status=status, buttons=(Button("去签署", url=url),))
+
+    sent = await conn.send_card(to, card("n1", soon), "L1")
+    same = await conn.update_card(to, card("n2", soon + 5), "L1", sent)
+    assert same.calls == 0 and fake.updates == []  # a fresh nonce and expiry: the same page
+    status_only = await conn.update_card(to, card("n3", soon + 9, status="已签署"), "L1", same)
+    assert status_only.calls == 1 and set(fake.updates[-1]["cardData"]["cardParamMap"]) == {"status"}
+    other = await conn.update_card(to, card("n4", soon + 9, step="handover"), "L1", status_only)
+    assert other.calls == 1 and "buttons" in fake.updates[-1]["cardData"]["cardParamMap"]  # another page
+    # The links the card holds expire within a day: the next render's links are sent.
+    aged = Delivery(message_id="L1", state={**other.state, "exp": time.time() + 3600})
+    await conn.update_card(to, card("n5", soon + 20, step="handover"), "L1", aged)
+    assert len(fake.updates) == 3 and "n5" in base64.urlsafe_b64decode(
+        json.loads(fake.updates[-1]["cardData"]["cardParamMap"]["buttons"])[0]["url"].rsplit("/", 1)[1]
+        .split(".")[0] + "==").decode()
