@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import aiohttp
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.inbound import (
@@ -42,7 +44,7 @@ from bench.inbound import (
     stop,
     wait_up,
 )
-from tests.platforms.dingtalk.fake import CLIENT_ID, CLIENT_SECRET, FakeDingTalk, bot_frame
+from tests.platforms.dingtalk.fake import CLIENT_ID, CLIENT_SECRET, bot_frame
 
 COMPANY = "基准测试科技有限公司"
 
@@ -57,15 +59,15 @@ def directory_csv(n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def server_env(workdir: Path, platforms: str, port: int, fake: FakeDingTalk | None) -> dict[str, str]:
+def server_env(workdir: Path, platforms: str, port: int, fake: str | None) -> dict[str, str]:
     env = {**os.environ, "DATABASE_URL": f"sqlite://{workdir}/bot.sqlite3", "HTTP_PORT": str(port),
            "PLATFORMS": platforms, "DATA_DIR": str(workdir / "data"), "LOG_LEVEL": "WARNING",
            "SECRET_KEY": "bench-secret-0123456789abcdef", "EMULATOR_TOKEN": EMULATOR_TOKEN,
            "COMPANY_NAME": COMPANY, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
     if fake is not None:
         env.update(DINGTALK_CLIENT_ID=CLIENT_ID, DINGTALK_CLIENT_SECRET=CLIENT_SECRET,
-                   DINGTALK_CARD_TEMPLATE_ID="bench.schema", DINGTALK_API_BASE=fake.base,
-                   DINGTALK_OAPI_BASE=fake.base,
+                   DINGTALK_CARD_TEMPLATE_ID="bench.schema", DINGTALK_API_BASE=fake,
+                   DINGTALK_OAPI_BASE=fake,
                    # The relay's cards are part of both paths' server work: let DingTalk's go as fast
                    # as the emulator's (a real org paces them at 20/s, outside this measurement).
                    DINGTALK_RATE_PER_SECOND="1000", DINGTALK_MONTHLY_CALLS="0")
@@ -112,35 +114,59 @@ def inbound_emulator(n: int, clients: int) -> tuple[float, float | None]:
         return n / elapsed, None if cpu is None else cpu / n
 
 
+def start_fake(*args: str) -> tuple[subprocess.Popen[str], str]:
+    """The fake DingTalk in its own process (it does as much HTTP work per event as the server:
+    cards, answers, ACK timing; in this process it would share our GIL with the load driver)."""
+    proc = subprocess.Popen([PY, "-m", "tests.platforms.dingtalk.fake", *args], cwd=ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc, f"http://127.0.0.1:{int(proc.stdout.readline())}"
+
+
+def stop_fake(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.close()
+    proc.wait(10)
+
+
+async def fake_call(base: str, method: str, path: str, body: object = None) -> dict:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=900)) as http, \
+            http.request(method, base + path, json=body) as resp:
+        return await resp.json()
+
+
 def inbound_dingtalk(n: int, clients: int) -> tuple[float, float, float | None]:
-    fake = FakeDingTalk().start()
+    fake, base = start_fake()
     try:
         with tempfile.TemporaryDirectory(prefix="bench-dt-") as tmp:
             workdir = Path(tmp)
             port = free_port()
-            env = server_env(workdir, "dingtalk", port, fake)
+            env = server_env(workdir, "dingtalk", port, base)
             prepare(env, n, workdir)
             proc = run_server([PY, "-m", "bot", "serve"], env)
             try:
                 asyncio.run(wait_up(f"http://127.0.0.1:{port}/healthz", proc))
-                fake.wait_connections(1, timeout=60)
+                for _ in range(600):
+                    if asyncio.run(fake_call(base, "GET", "/_stats"))["connections"]:
+                        break
+                    time.sleep(0.1)
+                hook = f"{base}/session/bench"
                 frames = [bot_frame(f"bench-{i}", f"/offboard B{i:05d} probation 2025-08-31", sender="dt-H001",
-                                    webhook=fake.session_webhook) for i in range(n)]
+                                    webhook=hook) for i in range(n)]
                 before = cpu_seconds(proc.pid)
                 t0 = time.perf_counter()
-                took = fake.blast(frames, clients)
+                answer = asyncio.run(fake_call(base, "POST", "/_blast", {"frames": frames, "window": clients}))
                 elapsed = time.perf_counter() - t0
                 after = cpu_seconds(proc.pid)
             finally:
                 stop(proc)
-            acks = [fake.acks[f"bench-{i}"][0] for i in range(n)]
-            failures = sum(1 for a in acks if a["code"] != 200) + (n - cases_in(workdir))
-        lat = list(took.values())
+            failures = sum(1 for c in answer["codes"].values() if c != 200) + (n - cases_in(workdir))
+        lat = list(answer["took"].values())
         cpu = None if before is None or after is None else after - before
         line("dingtalk", n, elapsed, lat, cpu, failures)
         return n / elapsed, pct(lat, 99), None if cpu is None else cpu / n
     finally:
-        fake.stop()
+        stop_fake(fake)
 
 
 def part_inbound(n: int, clients: int) -> None:
@@ -192,14 +218,11 @@ def part_outbound(cards: int) -> None:
     rate, latency = 20.0, 0.1
     # The fake in its own process: sharing this one's GIL, its clock would see our requests bunched
     # up whenever either side stalls, and count arrivals the real gateway would not.
-    proc = subprocess.Popen([PY, "-m", "tests.platforms.dingtalk.fake", "--latency", str(latency), "--qps", str(rate)],
-                            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdin is not None
+    proc, base = start_fake("--latency", str(latency), "--qps", str(rate))
     try:
-        r = asyncio.run(outbound(f"http://127.0.0.1:{int(proc.stdout.readline())}", cards, rate))
+        r = asyncio.run(outbound(base, cards, rate))
     finally:
-        proc.stdin.close()
-        proc.wait(10)
+        stop_fake(proc)
     share = r["achieved"] / rate
     ok = share >= 0.9 and r["throttled"] == 0 and r["duplicates"] == 0 and r["made"] == cards
     print(f"(2) outbound: {cards} cards through the connector, fake answers after {latency * 1000:.0f} ms and "

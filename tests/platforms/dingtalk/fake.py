@@ -144,6 +144,7 @@ class FakeDingTalk:
         app.router.add_post("/v1.0/oauth2/accessToken", self._token)
         app.router.add_post("/session/{token}", self._session_webhook)
         app.router.add_get("/_stats", self._stats)
+        app.router.add_post("/_blast", self._blast_route)
         app.router.add_post("/v1.0/oauth2/userAccessToken", self._user_token)
         app.router.add_get("/v1.0/contact/users/me", self._users_me)
         app.router.add_route("*", "/{path:.*}", self._api)
@@ -480,7 +481,17 @@ class FakeDingTalk:
             return web.json_response({
                 "throttled": self.throttled, "made": len(self.cards_made),
                 "duplicates": sum(n - 1 for n in self.cards_made.values() if n > 1),
-                "card_requests": sum(self.card_requests.values()), "requests": len(self.requests)})
+                "card_requests": sum(self.card_requests.values()), "requests": len(self.requests),
+                "connections": self.connections, "session_replies": len(self.session_replies)})
+
+    async def _blast_route(self, request: web.Request) -> web.Response:
+        """`blast` for a bench driving the fake in its own process: {"frames", "window"} → each
+        frame's push→ACK seconds and its ACK code."""
+        body = await request.json()
+        took = await self._blast(body["frames"], int(body["window"]))
+        with self.lock:
+            codes = {mid: self.acks[mid][0]["code"] for mid in took}
+        return web.json_response({"took": took, "codes": codes})
 
 
 def main() -> None:
