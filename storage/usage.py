@@ -47,11 +47,12 @@ async def record(platform: str, calls: int, quota: int, *, month: str | None = N
     """Add `calls` to this month's count; the new totals."""
     conn = hotpath.default_conn()
     m = month or month_of()
-    _, rows = await hotpath.query(
+    # execute_query_dict: the asyncpg client's execute_query drops the rows of an INSERT … RETURNING.
+    rows = await conn.execute_query_dict(hotpath._sql(
         conn,
         "INSERT INTO platform_usage (platform, month, calls, quota, warned) VALUES (?, ?, ?, ?, FALSE) "
         "ON CONFLICT (platform, month) DO UPDATE SET calls = platform_usage.calls + excluded.calls, "
-        "quota = excluded.quota RETURNING calls, quota, warned",
+        "quota = excluded.quota RETURNING calls, quota, warned"),
         [platform, m, calls, quota])
     row = rows[0]
     return Usage(platform, m, int(row["calls"]), int(row["quota"]), bool(row["warned"]))
