@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from bot.inbound import Inbound, build_router
-from bot.router import Incoming
-from bot.settings import Settings
-from handlers.cases import CaseService
+from cases.service import CaseService
+from chat.router import Incoming
+from config.settings import Settings
 from storage import usage
 from storage.models import Employee
 from tests.platforms.dingtalk.fake import CLIENT_ID, CLIENT_SECRET, FakeDingTalk

@@ -17,7 +17,6 @@ import bot.platforms.dingtalk as dingtalk
 from bot.platforms.dingtalk.config import load
 from bot.platforms.dingtalk.connector import DingTalkConnector
 from bot.platforms.dingtalk.stream import Backoff
-from bot.settings import Settings, SettingsError
 from cards.model import Button, Card
 from chat.connector import (
     Address,
@@ -32,6 +31,7 @@ from chat.connector import (
     PermanentDeliveryError,
     TextMessage,
 )
+from config.settings import Settings, SettingsError
 from storage import usage
 from storage.models import Employee
 from tests.platforms.dingtalk.fake import CLIENT_ID, CLIENT_SECRET, FakeDingTalk, bot_frame, card_frame, ping_frame
