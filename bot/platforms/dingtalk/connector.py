@@ -28,6 +28,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -60,9 +61,12 @@ from chat.connector import (
 )
 from storage import usage
 from storage.models import Employee
+from storage.people_sync import PlatformPerson, sync_people
 
 log = logging.getLogger(__name__)
 NAME = "dingtalk"
+USER_ID_COLUMN = "dingtalk_userid"  # the directory column holding DingTalk user ids
+UNKNOWN_SENDER = "unknown_sender"  # the router's refusal code for a sender not in our directory
 PARAM_VERSION = "v"  # the card-version hash every button's callback params carry
 _SENT_TEXTS = 1024  # text keys remembered per process, so a resend in the same process is not doubled
 
@@ -207,7 +211,10 @@ class DingTalkConnector:
                                event_id=f"msg:{event.msg_id or event.message_id}",
                                chat_id=event.conversation_id if event.conversation == "group" else "")
             answer = await self._dispatch(text)
-            if not answer.duplicate and answer.text:
+            if answer.code == UNKNOWN_SENDER and not answer.duplicate and event.sender_user_id:
+                # Someone our directory does not know yet: after the ACK, look them up in DingTalk's.
+                self._background(self._introduce(event, text, answer), "dingtalk-unknown-sender")
+            elif not answer.duplicate and answer.text:
                 self._background(self._reply(event, answer), "dingtalk-reply")
             return None
         action = self.card_action(event)
@@ -232,6 +239,27 @@ class DingTalkConnector:
             key = f"cb:{event.message_id}"
         return CardAction(platform=NAME, sender=event.user_id, card_id=event.out_track_id, action=action,
                           event_id=key, form=form)
+
+    async def _introduce(self, event: DingText, text: TextMessage, refused: Answer) -> None:
+        """An unknown sender who is in the DingTalk org is added to our directory the way `directory
+        sync` adds people (nothing HR owns is set), then the message is handled again; someone
+        DingTalk does not know either gets the refusal."""
+        assert self._dispatch is not None
+        answer = refused
+        try:
+            user = await self.directory.user(event.sender_user_id)
+        except DingTalkError as exc:
+            log.warning("dingtalk: could not look up unknown sender: %s", exc)
+            user = None
+        if user is not None:
+            report = await sync_people(USER_ID_COLUMN, [PlatformPerson(
+                userid=user.user_id, name=user.name, department=user.department, position=user.title,
+                manager_userid=user.manager_user_id or None)])
+            if report.created or report.updated:
+                log.info("dingtalk: added %s from DingTalk's directory", user.user_id)
+                answer = await self._dispatch(replace(text, event_id=f"{text.event_id}:known"))
+        if not answer.duplicate and answer.text:
+            await self._reply(event, answer)
 
     async def _reply(self, event: DingText, answer: Answer) -> None:
         hook = event.session_webhook

@@ -9,13 +9,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from bot.inbound import Inbound, build_router
+from bot.platforms.dingtalk.config import load
+from bot.platforms.dingtalk.connector import DingTalkConnector
 from cases.service import CaseService
+from chat.connector import Answer, ConnectorEnv, InboundEvent, TextMessage
 from chat.router import Incoming
 from config.settings import Settings
 from storage import usage
 from storage.models import Employee
-from tests.platforms.dingtalk.fake import CLIENT_ID, CLIENT_SECRET, FakeDingTalk
+from tests.platforms.dingtalk.fake import CLIENT_ID, CLIENT_SECRET, FakeDingTalk, bot_frame
 from workflow.templates import load_templates
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -63,3 +68,34 @@ async def test_month_usage_in_cases_list_and_hr_help(demo_org: Settings) -> None
     assert "8,123 / 10,000" in hr.text
     other = await inbound.handle(Incoming("emulator", "E003", "text", {"text": "/help"}, "emulator:h2"))
     assert "10,000" not in other.text
+
+
+async def test_an_unknown_sender_in_the_dingtalk_org_is_added_and_answered(fake: FakeDingTalk,
+                                                                           demo_org: Settings) -> None:
+    inbound = Inbound(build_router(), demo_org, CaseService(load_templates([])))
+
+    async def dispatch(event: InboundEvent) -> Answer:  # what the core's dispatch does with a text
+        assert isinstance(event, TextMessage)
+        r = await inbound.handle(Incoming(event.platform, event.sender, "text", {"text": event.text},
+                                          f"{event.platform}:{event.event_id}"))
+        return Answer(ok=r.ok, text=r.text, code=r.code, duplicate=r.duplicate)
+
+    s = load(None, client_id=CLIENT_ID, client_secret=SecretStr(CLIENT_SECRET), card_template_id="t.schema",
+             api_base=fake.base, oapi_base=fake.base)
+    conn = DingTalkConnector(s, ConnectorEnv("http://127.0.0.1:8080", "zh"))
+    await conn.start(dispatch)
+    try:
+        await asyncio.to_thread(fake.wait_connections, 1)
+        fake.push(bot_frame("u1", "/help", sender="emp001", webhook=fake.session_webhook))
+        await asyncio.to_thread(fake.wait_ack, "u1")
+        await asyncio.to_thread(fake.wait_for, lambda: len(fake.session_replies) == 1)
+        assert "离职助手会把需要你处理的事项" in fake.session_replies[0]["text"]["content"]  # answered, not refused
+        emp = await Employee.get(dingtalk_userid="emp001")
+        assert (emp.name, emp.position, emp.roles) == ("李四", "工程师", "")  # no role from DingTalk
+        # Someone DingTalk does not know either is refused.
+        fake.push(bot_frame("u2", "/help", sender="ghost", webhook=fake.session_webhook))
+        await asyncio.to_thread(fake.wait_for, lambda: len(fake.session_replies) == 2)
+        assert "不在公司通讯录中" in fake.session_replies[1]["text"]["content"]
+        assert not await Employee.filter(dingtalk_userid="ghost").exists()
+    finally:
+        await conn.stop()
