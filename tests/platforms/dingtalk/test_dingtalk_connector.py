@@ -371,3 +371,25 @@ async def test_a_link_minted_again_for_the_same_page_is_no_update(fake: FakeDing
     assert len(fake.updates) == 3 and "n5" in base64.urlsafe_b64decode(
         json.loads(fake.updates[-1]["cardData"]["cardParamMap"]["buttons"])[0]["url"].rsplit("/", 1)[1]
         .split(".")[0] + "==").decode()
+
+
+async def test_group_mention_is_a_text_with_its_chat_and_the_answer_mentions_the_sender(
+        fake: FakeDingTalk, running: tuple[DingTalkConnector, Dispatcher]) -> None:
+    _, d = running
+    fake.push(bot_frame("g1", "@离职助手 /状态 张三", sender="hr002", group=True, webhook=fake.session_webhook))
+    await asyncio.to_thread(fake.wait_ack, "g1")
+    await asyncio.to_thread(fake.wait_for, lambda: len(fake.session_replies) == 1)
+    (event,) = d.events
+    assert isinstance(event, TextMessage) and event.chat_id == "cidGroup==" and event.sender == "hr002"
+    assert fake.session_replies[0]["at"] == {"atUserIds": ["hr002"]}
+
+
+async def test_an_expired_session_webhook_falls_back_to_a_robot_message(
+        fake: FakeDingTalk, running: tuple[DingTalkConnector, Dispatcher]) -> None:
+    frame = bot_frame("x1", "/help", sender="emp001", webhook=fake.session_webhook)
+    data = json.loads(frame["data"])
+    data["sessionWebhookExpiredTime"] = int(time.time() * 1000) - 1000
+    frame["data"] = json.dumps(data)
+    fake.push(frame)
+    await asyncio.to_thread(fake.wait_for, lambda: len(fake.oto) == 1)
+    assert fake.session_replies == [] and fake.oto[0]["userIds"] == ["emp001"]
