@@ -6,10 +6,13 @@ them in one go instead of one restart per variable.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from config.settings import SettingsError
+from chat.connector import ConfigError
 
 API_BASE = "https://api.dingtalk.com"
 OAPI_BASE = "https://oapi.dingtalk.com"
@@ -49,8 +52,16 @@ class DingTalkSettings(BaseSettings):
 REQUIRED = ("client_id", "client_secret", "card_template_id")
 
 
+def from_core(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """`DINGTALK_*` values the core settings also declare (its `dingtalk_*` fields, handed over in
+    `ConnectorEnv.extra`), as overrides; empty ones are left to the environment."""
+    fields = DingTalkSettings.model_fields
+    return {k[len("dingtalk_"):]: v for k, v in extra.items()
+            if k.startswith("dingtalk_") and k[len("dingtalk_"):] in fields and v not in (None, "")}
+
+
 def load(env_file: str | None = None, **overrides: object) -> DingTalkSettings:
-    """The settings, or SettingsError with one line naming what is missing or wrong."""
+    """The settings, or ConfigError with one line naming what is missing or wrong."""
     try:
         kw: dict[str, object] = dict(overrides)
         if env_file is not None:
@@ -59,15 +70,15 @@ def load(env_file: str | None = None, **overrides: object) -> DingTalkSettings:
     except ValidationError as exc:
         err = exc.errors()[0]
         name = "DINGTALK_" + str(err["loc"][0]).upper() if err["loc"] else "DINGTALK_?"
-        raise SettingsError(f"bad setting {name}: {err['msg']}") from None
+        raise ConfigError(f"bad setting {name}: {err['msg']}") from None
     missing = [f"DINGTALK_{n.upper()}" for n in REQUIRED
                if not (s.secret() if n == "client_secret" else getattr(s, n))]
     if missing:
         verb = "is" if len(missing) == 1 else "are"
-        raise SettingsError(f"PLATFORMS includes dingtalk but {', '.join(missing)} {verb} not set "
+        raise ConfigError(f"PLATFORMS includes dingtalk but {', '.join(missing)} {verb} not set "
                             "(see README: Connecting a real DingTalk app)")
     for name in ("api_base", "oapi_base", "login_url", "stream_open_url"):
         value = getattr(s, name)
         if value and not value.startswith(("http://", "https://")):
-            raise SettingsError(f"bad setting DINGTALK_{name.upper()}: must start with http:// or https://")
+            raise ConfigError(f"bad setting DINGTALK_{name.upper()}: must start with http:// or https://")
     return s

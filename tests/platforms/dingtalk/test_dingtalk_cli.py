@@ -15,7 +15,7 @@ from bot.inbound import Inbound, build_router
 from bot.platforms.dingtalk.config import load
 from bot.platforms.dingtalk.connector import DingTalkConnector
 from cases.service import CaseService
-from chat.connector import Answer, ConnectorEnv, InboundEvent, TextMessage
+from chat.connector import ConnectorEnv
 from chat.router import Incoming
 from config.settings import Settings
 from storage import usage
@@ -73,17 +73,10 @@ async def test_month_usage_in_cases_list_and_hr_help(demo_org: Settings) -> None
 async def test_an_unknown_sender_in_the_dingtalk_org_is_added_and_answered(fake: FakeDingTalk,
                                                                            demo_org: Settings) -> None:
     inbound = Inbound(build_router(), demo_org, CaseService(load_templates([])))
-
-    async def dispatch(event: InboundEvent) -> Answer:  # what the core's dispatch does with a text
-        assert isinstance(event, TextMessage)
-        r = await inbound.handle(Incoming(event.platform, event.sender, "text", {"text": event.text},
-                                          f"{event.platform}:{event.event_id}"))
-        return Answer(ok=r.ok, text=r.text, code=r.code, duplicate=r.duplicate)
-
     s = load(None, client_id=CLIENT_ID, client_secret=SecretStr(CLIENT_SECRET), card_template_id="t.schema",
              api_base=fake.base, oapi_base=fake.base)
     conn = DingTalkConnector(s, ConnectorEnv("http://127.0.0.1:8080", "zh"))
-    await conn.start(dispatch)
+    await conn.start(inbound.dispatch)
     try:
         await asyncio.to_thread(fake.wait_connections, 1)
         fake.push(bot_frame("u1", "/help", sender="emp001", webhook=fake.session_webhook))

@@ -22,6 +22,7 @@ from chat.connector import (
     Address,
     Answer,
     CardAction,
+    ConfigError,
     Connector,
     ConnectorEnv,
     Delivery,
@@ -31,7 +32,7 @@ from chat.connector import (
     PermanentDeliveryError,
     TextMessage,
 )
-from config.settings import Settings, SettingsError
+from config.settings import Settings
 from storage import usage
 from storage.models import Employee
 from tests.platforms.dingtalk.fake import CLIENT_ID, CLIENT_SECRET, FakeDingTalk, bot_frame, card_frame, ping_frame
@@ -94,13 +95,13 @@ def test_create_names_every_missing_setting_in_one_line(monkeypatch: pytest.Monk
     for k in ("CLIENT_ID", "CLIENT_SECRET", "CARD_TEMPLATE_ID"):
         monkeypatch.delenv(f"DINGTALK_{k}", raising=False)
     monkeypatch.setenv("DINGTALK_CLIENT_ID", "ding-app")
-    with pytest.raises(SettingsError) as err:
+    with pytest.raises(ConfigError) as err:
         dingtalk.create(ConnectorEnv("http://x", "zh", env_file="/nonexistent"))
     msg = str(err.value)
     assert "DINGTALK_CLIENT_SECRET" in msg and "DINGTALK_CARD_TEMPLATE_ID" in msg and "\n" not in msg
     assert "DINGTALK_CLIENT_ID" not in msg
     monkeypatch.setenv("DINGTALK_RATE_PER_SECOND", "-1")
-    with pytest.raises(SettingsError, match="DINGTALK_RATE_PER_SECOND"):
+    with pytest.raises(ConfigError, match="DINGTALK_RATE_PER_SECOND"):
         dingtalk.create(ConnectorEnv("http://x", "zh", env_file="/nonexistent"))
 
 
