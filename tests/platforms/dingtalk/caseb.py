@@ -12,11 +12,13 @@ import asyncio
 import itertools
 import json
 import os
+import re
 import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from html import unescape
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -170,12 +172,12 @@ class Phones:
         assert row is not None, key
         return dict(row.result)
 
-    async def sign(self, employee_id: str, url: str) -> None:
-        """Open the signing link from the card: DingTalk sign-in against the fake, then sign."""
-        from tests.signing_flow.test_every_flow_e2e import sign_on_page
-
+    async def sign_in(self, employee_id: str, url: str) -> None:
+        """Open `url`; when it sends the visitor to DingTalk's login, sign in there (the fake) as
+        `employee_id` and follow the way back."""
         async with self.http.get(url, allow_redirects=False) as r:
-            assert r.status == 302, await r.text()
+            if r.status != 302 or not r.headers["Location"].startswith(self.fake.base):
+                return
             login = urlsplit(r.headers["Location"])
         assert login.path == "/login" and login.netloc == urlsplit(self.fake.base).netloc
         q = parse_qs(login.query)
@@ -183,10 +185,32 @@ class Phones:
         code = f"code-{next(_ids)}"
         self.fake.oauth_codes[code] = dt(employee_id)  # the person signs in to DingTalk
         back = q["redirect_uri"][0]
-        assert urlsplit(back).path.endswith("/oauth/dingtalk")
+        assert "/oauth" in urlsplit(back).path
         async with self.http.get(back, params={"code": code, "state": q["state"][0]}, allow_redirects=False) as r:
             assert r.status == 302, await r.text()
+
+    async def sign(self, employee_id: str, url: str) -> None:
+        """Open the signing link from the card: DingTalk sign-in against the fake, then sign."""
+        from tests.signing_flow.test_every_flow_e2e import sign_on_page
+
+        async with self.http.get(url, allow_redirects=False) as r:
+            assert r.status == 302, await r.text()  # a DingTalk holder must sign in first
+        await self.sign_in(employee_id, url)
         await sign_on_page(self.http, url)
+
+    async def fill_form(self, employee_id: str, url: str, fields: dict[str, str]) -> None:
+        """A step's web form opened from the card (a card without inputs links to it): sign in if
+        asked, read the page's CSRF token, post the fields the way the page does."""
+        await self.sign_in(employee_id, url)
+        async with self.http.get(url) as r:
+            page = await r.text()
+            assert r.status == 200, page
+        found = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert found, page
+        async with self.http.post(url, data={"csrf": unescape(found.group(1)), **fields},
+                                  headers={"Origin": f"{urlsplit(url).scheme}://{urlsplit(url).netloc}"},
+                                  allow_redirects=False) as r:
+            assert r.status in (200, 303), await r.text()
 
 
 def form_for(step_id: str) -> dict[str, str]:
@@ -229,7 +253,19 @@ async def drive(phones: Phones, case_id: str, *, on_step: Callable[[str], Any] |
             continue
         actor, action = ACTOR[step.role], ACTION[str(step.kind)]
         held = await phones.wait_card(actor, lambda h, s=step.id, a=action: h.variables.get("step_id") == s and any(
-            b["action"] == a and b["enabled"] for b in json.loads(h.variables["buttons"])), f"{action} on {step.id}")
+            (b["action"] == a or "/form/" in b["url"]) and b["enabled"] for b in json.loads(h.variables["buttons"])),
+            f"{action} on {step.id}")
+        form_link = next((b["url"] for b in json.loads(held.variables["buttons"]) if "/form/" in b["url"]
+                          and b["enabled"] and any(f.key in form_for(step.id) for f in step.fields)), None)
+        if held.button(action) is None and form_link:
+            # The step asks for text the card cannot hold: its button opens the step's web form.
+            await phones.fill_form(actor, form_link, form_for(step.id))
+            for _ in range(200):
+                if (await CaseStep.get(case_id=case_id, step_id=step.id)).status != "active":
+                    break
+                await asyncio.sleep(0.05)
+            done.append(f"{step.id}:{action} by {actor} (web form)")
+            continue
         answer = await phones.tap(actor, held, action, form_for(step.id))
         assert answer["ok"], answer
         done.append(f"{step.id}:{action} by {actor}")
