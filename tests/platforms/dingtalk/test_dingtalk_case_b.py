@@ -122,7 +122,8 @@ async def test_a_permission_error_tells_hr_once_and_is_not_retried(world: tuple[
     fake.script("/v1.0/card/instances/createAndDeliver", denied)
     await phones.say(HR, START)
     await asyncio.to_thread(fake.wait_for, lambda: any(o["userIds"] == [dt(HR)] for o in fake.oto))
-    await phones.wait_card(EMPLOYEE, lambda h: h.variables.get("step_id") == "application", "the other cards")
+    # The other cards go out (the relay sends recipients side by side: which one was refused varies).
+    await asyncio.to_thread(fake.wait_for, lambda: len(fake.cards) >= 1)
     await asyncio.sleep(0.5)  # several relay rounds: a retry would show now
     refused = [oid for oid, n in fake.card_requests.items() if oid not in fake.cards]
     assert len(refused) == 1 and fake.card_requests[refused[0]] == 1  # one request, no retry storm
