@@ -35,7 +35,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.platforms.dingtalk.api import AppCredentials, DingTalkApi
-from bot.platforms.dingtalk.budget import BudgetCounter, CallMeter
+from bot.platforms.dingtalk.budget import BudgetCounter
 from bot.platforms.dingtalk.cardvars import to_vars
 from bot.platforms.dingtalk.config import DingTalkSettings, from_core, load
 from bot.platforms.dingtalk.directory import DingTalkDirectory
@@ -159,7 +159,7 @@ class DingTalkConnector:
         self.api = DingTalkApi(AppCredentials(settings.client_id, settings.secret(), settings.robot),
                                api_base=settings.api_base, oapi_base=settings.oapi_base,
                                limits=RateLimits(rate=settings.rate_per_second),
-                               counter=self.counter if settings.monthly_calls else None)
+                               counter=self.counter)
         self.identity = DingTalkIdentity(settings, self.api)
         self.directory = DingTalkDirectory(self.api)
         self.backoff = backoff
@@ -289,7 +289,7 @@ class DingTalkConnector:
 
     async def send_card(self, to: Address, card: Card, card_id: str) -> Delivery:
         variables = render(card)
-        with CallMeter() as meter:
+        with self.counter.meter() as meter:
             try:
                 made = await self.api.create_and_deliver_card(self.settings.card_template_id, card_id, to.user_id,
                                                              variables)
@@ -313,7 +313,7 @@ class DingTalkConnector:
         changed = {k: v for k, v in variables.items() if old_keys.get(k) != new["k"][k]}
         if "buttons" not in changed and old_keys and "exp" in old:
             new["exp"] = old["exp"]  # the buttons were not sent: the card still holds the older links
-        with CallMeter() as meter:
+        with self.counter.meter() as meter:
             try:
                 await self.api.update_card(delivery.message_id or card_id, changed)
             except DingTalkError as exc:
@@ -324,7 +324,7 @@ class DingTalkConnector:
         done = self._texts.get(key)
         if done is not None:
             return done
-        with CallMeter() as meter:
+        with self.counter.meter() as meter:
             try:
                 result = await self.api.send_text(to.user_id, text)
             except DingTalkError as exc:
