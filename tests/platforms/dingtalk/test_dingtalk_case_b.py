@@ -28,7 +28,6 @@ from tests.platforms.dingtalk.caseb import (
     drive,
     dt,
     fake_for_demo,
-    form_for,
 )
 from tests.platforms.dingtalk.fake import CLIENT_ID, FakeDingTalk
 
@@ -60,11 +59,13 @@ async def test_case_b_end_to_end_over_dingtalk(world: tuple[Phones, FakeDingTalk
     assert body["cardTemplateId"] == TEMPLATE and body["callbackType"] == "STREAM"
     assert body["openSpaceId"] == f"dtv1.card//IM_ROBOT.{dt(EMPLOYEE)}"
     assert body["imRobotOpenDeliverModel"]["robotCode"] == CLIENT_ID
-    assert app_card.card.title and app_card.button("submit") is not None
+    # The step asks for text the card cannot hold: its button opens the step's web form.
+    assert app_card.card.title and any("/form/" in b.url for b in app_card.card.buttons if b.url)
     summary = await phones.wait_card(HR, lambda h: h.variables.get("purpose") == "summary", "HR's summary")
 
-    # Someone else taps the employee's card: refused, nothing changes, they are told why.
-    refused = await phones.tap(MANAGER, app_card, "submit", form_for("application"))
+    # Someone else taps HR's card: refused, nothing changes, they are told why.
+    action = next(b["action"] for b in json.loads(summary.variables["buttons"]) if b["action"])
+    refused = await phones.tap(MANAGER, summary, action)
     assert not refused["ok"] and refused["code"] == "not_your_card"
     await asyncio.to_thread(fake.wait_for, lambda: any(o["userIds"] == [dt(MANAGER)] for o in fake.oto))
     assert (await CaseStep.get(case_id=case.id, step_id="application")).status == "active"
@@ -81,7 +82,7 @@ async def test_case_b_end_to_end_over_dingtalk(world: tuple[Phones, FakeDingTalk
             locked_seen.append(close["label"])
 
     steps = await drive(phones, case.id, on_step=watch)
-    assert "application:submit by E003" in steps and "guarantee:signed by E003" in steps
+    assert "application:submit by E003 (web form)" in steps and "guarantee:signed by E003" in steps
     assert locked_seen, "the guarantee-letter lock was never shown"
 
     await phones.wait_card(EMPLOYEE, lambda h: h.variables.get("purpose") == "completion", "the completion card")
@@ -107,10 +108,11 @@ async def test_case_b_end_to_end_over_dingtalk(world: tuple[Phones, FakeDingTalk
 async def test_a_replayed_callback_has_one_effect(world: tuple[Phones, FakeDingTalk, str]) -> None:
     phones, _, _ = world
     await phones.say(HR, START)
-    held = await phones.wait_card(EMPLOYEE, lambda h: h.variables.get("step_id") == "application", "application")
-    first = await phones.tap(EMPLOYEE, held, "submit", form_for("application"))
-    again = await phones.tap(EMPLOYEE, held, "submit", form_for("application"))  # a redelivery, new messageId
-    assert first["ok"] and again == first
+    held = await phones.wait_card(HR, lambda h: h.variables.get("purpose") == "summary", "HR's summary")
+    action = next(b["action"] for b in json.loads(held.variables["buttons"]) if b["action"])
+    first = await phones.tap(HR, held, action)
+    again = await phones.tap(HR, held, action)  # a redelivery under a new messageId
+    assert again == first
     rows = await InboxEvent.filter(dedup_key__startswith=f"dingtalk:card:{held.out_track_id}").count()
     assert rows == 1
 
