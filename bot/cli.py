@@ -96,6 +96,7 @@ def _cmd_cases_list(args: argparse.Namespace) -> int:
     from bot.app import build_service
     from bot.runtime import database
     from handlers.queries import deadlines_of, list_cases
+    from storage import usage
 
     settings = get_settings()
     deadlines = deadlines_of(build_service(settings).templates)
@@ -103,11 +104,13 @@ def _cmd_cases_list(args: argparse.Namespace) -> int:
     async def go() -> int:
         async with database(settings):
             rows = await list_cases(include_closed=args.all, tz=settings.tz, deadlines=deadlines)
+            spent = await usage.month_usage()
         if not rows:
             print("no cases" if args.all else "no open cases")
-            return 0
         for r in rows:
             print("\t".join(str(x) for x in r))
+        for u in spent:  # a platform's monthly API budget (DingTalk: 10,000 calls on a standard org)
+            print(u.line(settings.language))
         return 0
 
     return asyncio.run(go())

@@ -15,7 +15,7 @@ from chat.router import Context, Reply, Router, is_hr
 from handlers.actions import apply_and_reply, case_roles
 from handlers.employee import USAGE_ANSWER, own_status, question_from_text
 from handlers.queries import list_cases
-from storage import hotpath
+from storage import hotpath, usage
 from storage.models import Case, CaseStep, Employee
 from workflow import cleantext
 from workflow.events import Cancel, Remind, StartFallback
@@ -451,8 +451,13 @@ HELP_OTHERS = ("离职助手会把需要你处理的事项以卡片发给你，�
 
 @router.command("help", aliases=["帮助", "?", "？"], hr_only=False)
 async def help_(ctx: Context) -> Reply:
-    text = HELP_HR if is_hr(ctx.actor) else HELP_OTHERS
-    return ctx.done("help", text[0], text[1])
+    if not is_hr(ctx.actor):
+        return ctx.done("help", HELP_OTHERS[0], HELP_OTHERS[1])
+    # HR also sees this month's platform API use (DingTalk's monthly quota), when any is counted.
+    spent = await usage.month_usage()
+    zh = "".join("\n" + u.line("zh") for u in spent)
+    en = "".join("\n" + u.line("en") for u in spent)
+    return ctx.done("help", HELP_HR[0] + zh, HELP_HR[1] + en)
 
 
 _SLASHED = re.compile(r"^\s*(?:@\S+\s+)*[/／]")

@@ -19,7 +19,7 @@ from storage.db import close_db, init_db, migrate
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CSV = ROOT / "bot" / "demo_data" / "org.csv"
-TABLES = ["case_access", "emulator_message", "form_link",
+TABLES = ["case_access", "emulator_message", "form_link", "platform_usage", "upload",
           "signature", "signing_link", "document", "checkpoint", "timer", "outbox", "inbox",
           "audit_entry", "case_step", '"case"', "employee"]
 

@@ -398,7 +398,10 @@ async def test_start_up_with_the_override_serves_and_prints_the_token_once(db_ur
     port = _free_port()
     env = _base(tmp_path, DATABASE_URL=db_url, HTTP_PORT=str(port), TRUSTED_PROXIES="127.0.0.1",
                 EMULATOR_ALLOW_EXPOSED="true", PLATFORMS="emulator,dingtalk", LOG_LEVEL="DEBUG",
-                COMPANY_NAME="测试科技有限公司")
+                COMPANY_NAME="测试科技有限公司",
+                # DingTalk's connector needs its settings to start; its gateway here answers nothing.
+                DINGTALK_CLIENT_ID="ding-app", DINGTALK_CLIENT_SECRET="ding-secret",
+                DINGTALK_CARD_TEMPLATE_ID="t.schema", DINGTALK_API_BASE="http://127.0.0.1:9")
     # A real install: the root CA made offline, only the seal on the server (serve refuses without it).
     keys = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "keys", "--root-dir",
                                                 str(tmp_path / "offline-root"), cwd=tmp_path, env=env,

@@ -39,13 +39,14 @@ def frame(type_: str, topic: str, data: dict[str, Any], message_id: str | None =
 
 
 def bot_frame(message_id: str, text: str, *, sender: str = "hr001", msg_id: str | None = None,
-              group: bool = False) -> dict[str, Any]:
+              group: bool = False, webhook: str = "http://127.0.0.1:9/session") -> dict[str, Any]:
     data: dict[str, Any] = {
         "conversationId": GROUP_CID if group else "cid1to1==", "conversationType": "2" if group else "1",
         "msgId": msg_id or f"msg-{message_id}", "msgtype": "text", "text": {"content": f" {text} "},
         "senderNick": "张三", "senderStaffId": sender, "senderId": f"$:LWCP_v1:${sender}",
-        "robotCode": CLIENT_ID, "sessionWebhook": "http://127.0.0.1:9/session",
-        "sessionWebhookExpiredTime": 1690367502194, "createAt": 1690362102194, "isInAtList": group,
+        "robotCode": CLIENT_ID, "sessionWebhook": webhook,
+        "sessionWebhookExpiredTime": int(time.time() * 1000) + 90 * 60 * 1000, "createAt": 1690362102194,
+        "isInAtList": group,
         "chatbotUserId": "$:LWCP_v1:$bot",
     }
     if group:
@@ -87,6 +88,8 @@ class FakeDingTalk:
         self.cards_made: Counter[str] = Counter()  # cards made per outTrackId (must stay 1)
         self.updates: list[dict[str, Any]] = []
         self.oto: list[dict[str, Any]] = []
+        self.session_replies: list[dict[str, Any]] = []  # bodies posted to a message's sessionWebhook
+        self.oauth_codes: dict[str, str] = {}  # single-use sign-in code -> userid (OAuth and 免登)
         self.throttled = 0
         self.token_requests = 0
         self.connections = 0
@@ -99,6 +102,7 @@ class FakeDingTalk:
         self._lose_answer: dict[str, float] = {}
         self._hits: dict[str, deque[float]] = defaultdict(deque)
         self._ws: web.WebSocketResponse | None = None
+        self._ack_hook: Any = None  # set by `blast`: called (in the fake's loop) with each ACKed messageId
         self._queued: list[dict[str, Any]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -138,6 +142,11 @@ class FakeDingTalk:
         app.router.add_post("/v1.0/gateway/connections/open", self._open)
         app.router.add_get("/connect", self._connect)
         app.router.add_post("/v1.0/oauth2/accessToken", self._token)
+        app.router.add_post("/session/{token}", self._session_webhook)
+        app.router.add_get("/_stats", self._stats)
+        app.router.add_post("/_blast", self._blast_route)
+        app.router.add_post("/v1.0/oauth2/userAccessToken", self._user_token)
+        app.router.add_get("/v1.0/contact/users/me", self._users_me)
         app.router.add_route("*", "/{path:.*}", self._api)
         self._runner = web.AppRunner(app, access_log=None)
         loop.run_until_complete(self._runner.setup())
@@ -159,6 +168,37 @@ class FakeDingTalk:
     def push(self, *frames: dict[str, Any]) -> None:
         assert self._loop is not None
         asyncio.run_coroutine_threadsafe(self._push(list(frames)), self._loop).result(10)
+
+    def blast(self, frames: list[dict[str, Any]], window: int, timeout: float = 600.0) -> dict[str, float]:
+        """Push `frames` keeping at most `window` un-ACKed (a closed loop, like `window` busy users);
+        returns each frame's push→ACK latency in seconds, timed in the fake's own loop."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(self._blast(frames, window), self._loop).result(timeout)
+
+    async def _blast(self, frames: list[dict[str, Any]], window: int) -> dict[str, float]:
+        ws = self._ws
+        assert ws is not None, "no client connected"
+        slots = asyncio.Semaphore(window)
+        sent: dict[str, float] = {}
+        took: dict[str, float] = {}
+
+        def acked(message_id: str) -> None:
+            if message_id in sent and message_id not in took:
+                took[message_id] = time.perf_counter() - sent[message_id]
+                slots.release()
+
+        self._ack_hook = acked
+        try:
+            for f in frames:
+                await slots.acquire()
+                mid = f["headers"]["messageId"]
+                sent[mid] = time.perf_counter()
+                await ws.send_str(json.dumps(f, ensure_ascii=False))
+            for _ in range(window):
+                await slots.acquire()
+        finally:
+            self._ack_hook = None
+        return took
 
     def drop_socket(self) -> None:
         """Close the client's socket abruptly (no close frame), like a network failure."""
@@ -183,6 +223,16 @@ class FakeDingTalk:
         """Every token issued so far is refused from now on (what a token past 7200 s looks like)."""
         with self.lock:
             self._tokens.clear()
+
+    @property
+    def session_webhook(self) -> str:
+        return f"{self.base}/session/s-{uuid.uuid4().hex[:8]}"
+
+    def wait_for(self, what: Any, timeout: float = 10.0) -> None:
+        """Block until `what()` (read under the lock) is true."""
+        with self.lock:
+            if not self.lock.wait_for(what, timeout):
+                raise AssertionError("condition not reached in time")
 
     def wait_ack(self, message_id: str, timeout: float = 10.0, count: int = 1) -> dict[str, Any]:
         with self.lock:
@@ -245,6 +295,8 @@ class FakeDingTalk:
                 with self.lock:
                     self.acks[ack["headers"]["messageId"]].append(ack)
                     self.lock.notify_all()
+                if self._ack_hook is not None:
+                    self._ack_hook(ack["headers"]["messageId"])
         with self.lock:
             if self._ws is ws:
                 self._ws = None
@@ -320,7 +372,9 @@ class FakeDingTalk:
                    ("POST", "/topapi/v2/user/get"): self._user_get,
                    ("POST", "/topapi/v2/department/listsub"): self._dept_listsub,
                    ("POST", "/topapi/v2/department/get"): self._dept_get,
-                   ("POST", "/topapi/user/listid"): self._user_listid}.get((request.method, path))
+                   ("POST", "/topapi/user/listid"): self._user_listid,
+                   ("POST", "/topapi/user/getbyunionid"): self._by_unionid,
+                   ("POST", "/topapi/v2/user/getuserinfo"): self._getuserinfo}.get((request.method, path))
         if handler is None:
             return web.json_response({"code": "notFound", "message": path}, status=404)
         response = handler(body)
@@ -337,6 +391,7 @@ class FakeDingTalk:
             if oid not in self.cards:  # the same outTrackId again does not make a second card
                 self.cards[oid] = body
                 self.cards_made[oid] += 1
+            self.lock.notify_all()
         space = body["openSpaceId"].rsplit(".", 1)[-1]
         return web.json_response({"success": True, "result": {"outTrackId": oid, "deliverResults": [
             {"spaceType": "IM_ROBOT", "spaceId": space, "success": True, "carrierId": f"carrier-{oid}"}]}})
@@ -346,11 +401,13 @@ class FakeDingTalk:
             if body.get("outTrackId") not in self.cards:
                 return web.json_response({"code": "cardInstance.notFound", "message": "卡片不存在"}, status=400)
             self.updates.append(body)
+            self.lock.notify_all()
         return web.json_response({"success": True, "result": True})
 
     def _batch_send(self, body: dict[str, Any]) -> web.Response:
         with self.lock:
             self.oto.append(body)
+            self.lock.notify_all()
         invalid = [u for u in body["userIds"] if self.users and u not in self.users]
         return web.json_response({"processQueryKey": f"pqk-{len(self.oto)}", "invalidStaffIdList": invalid,
                                   "flowControlledStaffIdList": [], "filteredStaffIdList": []})
@@ -380,3 +437,78 @@ class FakeDingTalk:
     def _user_listid(self, body: dict[str, Any]) -> web.Response:
         ids = [u for u, info in self.users.items() if int(body["dept_id"]) in info.get("dept_id_list", ())]
         return web.json_response({"errcode": 0, "result": {"userid_list": ids}})
+
+    # -- sign-in and the session webhook ----------------------------------------------------
+
+    async def _session_webhook(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        with self.lock:
+            self.session_replies.append(body)
+            self.lock.notify_all()
+        return web.json_response({"errcode": 0, "errmsg": "ok"})
+
+    async def _user_token(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        with self.lock:
+            userid = self.oauth_codes.pop(str(body.get("code", "")), None)  # single use
+        if userid is None or body.get("clientId") != CLIENT_ID or body.get("clientSecret") != CLIENT_SECRET \
+                or body.get("grantType") != "authorization_code":
+            return web.json_response({"code": "invalidCode", "message": "code invalid"}, status=400)
+        return web.json_response({"accessToken": f"USER-{userid}", "expireIn": 7200})
+
+    async def _users_me(self, request: web.Request) -> web.Response:
+        token = request.headers.get("x-acs-dingtalk-access-token", "")
+        if not token.startswith("USER-"):
+            return web.json_response({"code": "InvalidAuthentication"}, status=401)
+        return web.json_response({"unionId": "U-" + token.removeprefix("USER-"), "nick": "x"})
+
+    def _by_unionid(self, body: dict[str, Any]) -> web.Response:
+        userid = str(body.get("unionid", "")).removeprefix("U-")
+        if self.users and userid not in self.users:
+            return web.json_response({"errcode": 60121, "errmsg": "找不到该用户"})
+        return web.json_response({"errcode": 0, "result": {"userid": userid, "contact_type": 0}})
+
+    def _getuserinfo(self, body: dict[str, Any]) -> web.Response:
+        with self.lock:
+            userid = self.oauth_codes.pop(str(body.get("code", "")), None)
+        if userid is None:
+            return web.json_response({"errcode": 40078, "errmsg": "不存在的临时授权码"})
+        return web.json_response({"errcode": 0, "result": {"userid": userid, "name": "x"}})
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        """Counters for a bench that runs the fake in its own process (no GIL shared with the client)."""
+        with self.lock:
+            return web.json_response({
+                "throttled": self.throttled, "made": len(self.cards_made),
+                "duplicates": sum(n - 1 for n in self.cards_made.values() if n > 1),
+                "card_requests": sum(self.card_requests.values()), "requests": len(self.requests),
+                "connections": self.connections, "session_replies": len(self.session_replies)})
+
+    async def _blast_route(self, request: web.Request) -> web.Response:
+        """`blast` for a bench driving the fake in its own process: {"frames", "window"} → each
+        frame's push→ACK seconds and its ACK code."""
+        body = await request.json()
+        took = await self._blast(body["frames"], int(body["window"]))
+        with self.lock:
+            codes = {mid: self.acks[mid][0]["code"] for mid in took}
+        return web.json_response({"took": took, "codes": codes})
+
+
+def main() -> None:
+    """`python -m tests.platforms.dingtalk.fake --latency 0.1 --qps 20`: prints the port, serves until
+    stdin closes."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--latency", type=float, default=0.0)
+    ap.add_argument("--qps", type=float, default=None)
+    a = ap.parse_args()
+    fake = FakeDingTalk(latency=a.latency, qps=a.qps).start()
+    print(fake.port, flush=True)
+    sys.stdin.read()
+    fake.stop()
+
+
+if __name__ == "__main__":
+    main()
