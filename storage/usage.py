@@ -1,4 +1,4 @@
-"""Platform API calls counted per budget month (table `platform_usage`, migration 0010).
+"""Platform API calls counted per budget month (table `platform_usage`, migration 0013).
 
 A platform connector records its calls here (`record`); HR-facing views (`cases list`, `/help`)
 read the month's figures (`month_usage`) without knowing any platform. `claim_warning` lets exactly
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
-from storage import hotpath
+from storage.dialect import default_conn, dialect_of
 
 # DingTalk counts its quota per natural month of the org: China time.
 CHINA = timezone(timedelta(hours=8))
@@ -45,11 +45,10 @@ class Usage:
 
 async def record(platform: str, calls: int, quota: int, *, month: str | None = None) -> Usage:
     """Add `calls` to this month's count; the new totals."""
-    conn = hotpath.default_conn()
+    conn = default_conn()
     m = month or month_of()
     # execute_query_dict: the asyncpg client's execute_query drops the rows of an INSERT … RETURNING.
-    rows = await conn.execute_query_dict(hotpath._sql(
-        conn,
+    rows = await conn.execute_query_dict(dialect_of(conn).sql(
         "INSERT INTO platform_usage (platform, month, calls, quota, warned) VALUES (?, ?, ?, ?, FALSE) "
         "ON CONFLICT (platform, month) DO UPDATE SET calls = platform_usage.calls + excluded.calls, "
         "quota = excluded.quota RETURNING calls, quota, warned"),
@@ -60,16 +59,16 @@ async def record(platform: str, calls: int, quota: int, *, month: str | None = N
 
 async def claim_warning(platform: str, month: str) -> bool:
     """True for exactly one caller per (platform, month): the one who sends the warning."""
-    n, _ = await hotpath.query(hotpath.default_conn(),
-                               "UPDATE platform_usage SET warned = TRUE WHERE platform = ? AND month = ? "
-                               "AND warned = FALSE", [platform, month])
+    conn = default_conn()
+    n, _ = await dialect_of(conn).query(conn, "UPDATE platform_usage SET warned = TRUE WHERE platform = ? "
+                                        "AND month = ? AND warned = FALSE", [platform, month])
     return n == 1
 
 
 async def month_usage(month: str | None = None) -> list[Usage]:
     """Every platform's figures for the month (none when nothing was counted)."""
     m = month or month_of()
-    _, rows = await hotpath.query(hotpath.default_conn(),
-                                  "SELECT platform, calls, quota, warned FROM platform_usage WHERE month = ? "
-                                  "ORDER BY platform", [m])
+    conn = default_conn()
+    rows = await dialect_of(conn).fetch(conn, "SELECT platform, calls, quota, warned FROM platform_usage "
+                                        "WHERE month = ? ORDER BY platform", [m])
     return [Usage(str(r["platform"]), m, int(r["calls"]), int(r["quota"]), bool(r["warned"])) for r in rows]

@@ -90,7 +90,9 @@ class Replicas:
                 "PYTHONPATH": str(ROOT),
                 "DATABASE_URL": self.db_url, "DATA_DIR": str(self.workdir / "data"), "SECRET_KEY": self.secret,
                 "PLATFORMS": "emulator", "HTTP_HOST": "127.0.0.1", "LOG_LEVEL": "WARNING",
-                "EMULATOR_TOKEN": "replicas-emulator-token-0123456789", **self.extra_env}
+                "EMULATOR_TOKEN": "replicas-emulator-token-0123456789",
+                # Never quiet: these runs prove firing across replicas at any hour, not the quiet-hours rule.
+                "QUIET_HOURS": "00:00-00:00", **self.extra_env}
 
     def start(self, n: int) -> None:
         # As a real install: the root CA made offline, only the seal on the server (serve refuses without it).

@@ -24,6 +24,7 @@ async def pdash(request: pytest.FixtureRequest, demo_org: Settings, fake: tuple[
     # The WeCom connector also wants its callback's Token and EncodingAESKey (its own WECOM_* settings).
     monkeypatch.setenv("WECOM_TOKEN", wecom_rig.TOKEN)
     monkeypatch.setenv("WECOM_AES_KEY", wecom_rig.AES_KEY)
+    monkeypatch.setenv("DINGTALK_CARD_TEMPLATE_ID", "t.schema")  # the connector refuses to start without one
     platforms, base = fake
     oauth._tokens.clear()
     field = "dingtalk_userid" if platform == "dingtalk" else "wecom_userid"
