@@ -8,7 +8,6 @@ platforms' web sign-in, and the chat's command path for HR's actions.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,32 +16,14 @@ from aiohttp import web
 from bot.connectors import CONNECTORS
 from bot.inbound import INBOUND
 from chat.appkeys import SERVICE, SETTINGS
-from chat.connector import IdentityError, WebIdentity
+from chat.connector import WebIdentity
 from chat.router import Incoming, is_hr, resolve_sender
 from config.settings import Settings
 from handlers.dashboard.deps import CommandResult, Dashboard, DashboardConfig
 from handlers.dashboard.web import install
+from handlers.signin import SettingsIdentity
 from handlers.uploads import upload_url
 from signing import oauth
-
-
-class OAuthIdentity:
-    """DingTalk / WeCom sign-in through the same OAuth code exchange the signing page uses (signing/oauth.py)."""
-
-    def __init__(self, settings: Settings, platform: oauth.Platform) -> None:
-        self.settings = settings
-        self.platform: oauth.Platform = platform
-
-    def authorize_url(self, redirect_uri: str, state: str) -> str:
-        return oauth.authorize_url(self.settings, self.platform, redirect_uri, state)
-
-    async def user_id(self, params: Mapping[str, str]) -> str:
-        try:
-            who = await oauth.confirm(self.settings, self.platform, code=params.get("code", ""),
-                                      auth_code=params.get("authCode", ""))
-        except oauth.IdentityError as exc:
-            raise IdentityError(exc.message) from None
-        return who.userid
 
 
 def web_identities(app: web.Application, settings: Settings) -> dict[str, WebIdentity]:
@@ -56,7 +37,7 @@ def web_identities(app: web.Application, settings: Settings) -> dict[str, WebIde
         if own is not None:
             found[name] = own
         elif name in ("dingtalk", "wecom") and oauth.configured(settings, name):  # type: ignore[arg-type]
-            found[name] = OAuthIdentity(settings, name)  # type: ignore[arg-type]
+            found[name] = SettingsIdentity(settings, name)  # type: ignore[arg-type]
     return found
 
 

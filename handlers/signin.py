@@ -77,7 +77,9 @@ def for_signer(app: web.Application, signer: Any) -> SignIn | None:
 # connectors that offer no `identity` yet; once bot/platforms/dingtalk and bot/platforms/wecom give
 # theirs (built from those halves of signing/oauth.py), this fallback and oauth's platform code go.
 @dataclass(frozen=True)
-class _SettingsIdentity:
+class SettingsIdentity:
+    """DingTalk / WeCom sign-in through signing/oauth.py's code exchange (signing page and dashboard)."""
+
     settings: Settings
     platform: oauth.Platform
 
@@ -97,4 +99,4 @@ def _legacy(settings: Settings, signer: Any) -> SignIn | None:
     needed = oauth.platform_for(settings, signer)
     if needed is None:
         return None
-    return SignIn(needed[0], needed[1], _SettingsIdentity(settings, needed[0]))
+    return SignIn(needed[0], needed[1], SettingsIdentity(settings, needed[0]))
