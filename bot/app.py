@@ -14,7 +14,6 @@ from bot import dashboard, inbound, timers
 from bot.platforms.registry import address_book
 from bot.runtime import configure
 from cases.service import CaseService
-from chat import capabilities
 from chat.appkeys import ANNOUNCE, SERVICE, SETTINGS
 from chat.connector import Connector
 from config.settings import Settings
@@ -61,9 +60,6 @@ def create_app(settings: Settings, *, with_db: bool = True,
     timers.setup(app)
     inbound.setup(app)
     bot_connectors.setup(app, connectors)  # the platforms from PLATFORMS, their routes and lifecycle, the outbox relay
-    running = app[bot_connectors.CONNECTORS]
-    # Card rendering asks what each platform's cards can hold (in-card inputs or the step's web form).
-    capabilities.use_registry(lambda name: running[name].capabilities if name in running else None)
     signing_web.setup(app)
     checkpoints.setup(app)
     archive.setup(app)

@@ -12,9 +12,10 @@ from aiohttp import web
 from bot.inbound import INBOUND
 from bot.outbox import RELAY, Relay
 from bot.platforms import registry
+from chat import capabilities
 from chat.appkeys import ANNOUNCE, CONNECTORS, SERVICE, SETTINGS
 from chat.background import background
-from chat.connector import Connector
+from chat.connector import Answer, CardAction, Connector, Dispatch, InboundEvent
 from handlers.cardview import CardRenderer
 from storage.models import OutboxMessage
 
@@ -35,7 +36,10 @@ def setup(app: web.Application, built: dict[str, Connector] | None = None) -> No
     connectors = built
     app[CONNECTORS] = connectors
     service = app[SERVICE]
-    relay = Relay(connectors, CardRenderer(settings, service).for_outbox, addresses=service.addresses)
+    # Cards are rendered for what each platform's cards can hold (in-card inputs or the step's web
+    # form; a summary kept to what changes rarely where updates cost).
+    renderer = CardRenderer(settings, service, capabilities.of_connectors(connectors))
+    relay = Relay(connectors, renderer.for_outbox, addresses=service.addresses)
     app[RELAY] = relay
     for connector in connectors.values():
         app.router.add_routes(connector.web_routes())
@@ -48,7 +52,7 @@ def setup(app: web.Application, built: dict[str, Connector] | None = None) -> No
         started = []
         try:
             for name, connector in connectors.items():
-                await connector.start(inbound.dispatch)
+                await connector.start(dispatch_for(connector, inbound.dispatch, relay))
                 started.append(connector)
                 missing = getattr(connector, "missing_cards", None)
                 if missing is not None:
@@ -69,3 +73,22 @@ def setup(app: web.Application, built: dict[str, Connector] | None = None) -> No
 
     app.cleanup_ctx.append(lifecycle)
     app.cleanup_ctx.append(background("outbox", loop))
+
+
+def dispatch_for(connector: Connector, dispatch: Dispatch, relay: Relay) -> Dispatch:
+    """What `connector` calls for an inbound event: the pipeline's dispatch; for a platform whose
+    answer to a click can carry the clicked card (`Capabilities.update_in_reply`), followed by the
+    clicked card's update, delivered before the connector answers."""
+    if not connector.capabilities.update_in_reply:
+        return dispatch
+
+    async def with_reply(event: InboundEvent) -> Answer:
+        answer = await dispatch(event)
+        if isinstance(event, CardAction) and answer.ok and not answer.duplicate:
+            try:
+                await relay.update_clicked(connector.name, event.card_id)
+            except Exception:  # the relay's loop delivers the update instead; the click stands
+                log.exception("platform %s: the clicked card's update could not join the answer", connector.name)
+        return answer
+
+    return with_reply

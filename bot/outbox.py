@@ -70,6 +70,9 @@ from storage.models import Case, Employee, OutboxMessage
 
 log = logging.getLogger("bot.outbox")
 MARK_BATCH = 10  # outcomes written per commit within one claimed batch
+# How long a click's answer waits for the relay's loop to deliver the clicked card's update (so it
+# can ride on the answer); after that the answer goes without it and the update is a call.
+REPLY_WAIT_SECONDS = 1.0
 
 # Builds the card for a row from current state; None when there is nothing to show any more.
 CardSource = Callable[[OutboxMessage], Awaitable[Card | None]]
@@ -171,6 +174,9 @@ class Relay:
             self.limit(name, c.limits)
         self._people: dict[str, Employee] = {}
         self._turns = asyncio.Lock()
+        # Rows this relay's loop has claimed and not yet delivered, each with an event set once it
+        # has been (update_clicked waits for one that is the clicked card's update).
+        self._claimed: dict[int, tuple[OutboxMessage, asyncio.Event]] = {}
 
     def limit(self, name: str, limits: Limits) -> None:
         self.buckets[name] = TokenBucket(limits.rate_per_second, limits.burst)
@@ -196,6 +202,8 @@ class Relay:
         now = now or utcnow()
         rows = await self.claim(now)
         self._marks, self._sent = [], 0
+        for row in rows:
+            self._claimed[row.id] = (row, asyncio.Event())
         try:
             await self._load_people(rows)
             lanes: dict[tuple[str, str], list[OutboxMessage]] = defaultdict(list)
@@ -213,6 +221,8 @@ class Relay:
         finally:
             self._marks = None
             self._people = {}
+            for row in rows:
+                self._settle(row)
 
     async def _lane(self, rows: Sequence[OutboxMessage], now: datetime) -> None:
         for row in rows:
@@ -227,9 +237,17 @@ class Relay:
                 await self._deliver_one(row, now)
 
     async def _deliver_one(self, row: OutboxMessage, now: datetime) -> None:
-        await self.deliver(row, now)
+        try:
+            await self.deliver(row, now)
+        finally:
+            self._settle(row)
         if self._marks is not None and len(self._marks) >= MARK_BATCH:
             await self._flush_marks()
+
+    def _settle(self, row: OutboxMessage) -> None:
+        claimed = self._claimed.pop(row.id, None)
+        if claimed is not None:
+            claimed[1].set()
 
     async def _load_people(self, rows: Sequence[OutboxMessage]) -> None:
         wanted = sorted({r.recipient for r in rows} - set(self._people))
@@ -339,6 +357,38 @@ class Relay:
             await self._keep_delivery(holder, held, fresh)
             updated.append(fresh.message_id)
         return Delivery(message_id=",".join(updated)[:255], calls=len(updated))
+
+    async def update_clicked(self, platform: str, card_id: str) -> None:
+        """Deliver now the pending update of the step cards whose holder just clicked `card_id`, while
+        the connector is still answering the click (`Capabilities.update_in_reply`: the answer can
+        carry the clicked card's new content, so it costs no call of its own). The rows are claimed
+        like any batch, so a relay loop that got there first simply delivers them itself."""
+        conn = default_conn()
+        clicked = await cardids.find(conn, card_id)
+        if clicked is None or clicked.kind != "card" or clicked.platform != platform or clicked.step_id is None:
+            return
+        now = utcnow()
+        rows = await queue.claim(queue.OUTBOX, conn, now, worker=self.worker, lease=self.lease, limit=self.batch,
+                                 only={"platform": [platform], "case_id": [clicked.case_id],  # type: ignore[attr-defined]
+                                       "step_id": [clicked.step_id], "recipient": [clicked.recipient],
+                                       "kind": ["update"]})
+        connector = self.connectors[platform]
+        # This relay's loop may have claimed the update first (the click's commit woke it): wait a
+        # moment for it; delivered while the click is still being answered, it joins the answer.
+        theirs = [ev for row, ev in self._claimed.values() if row.kind == "update" and row.platform == platform
+                  and (row.case_id, row.step_id, row.recipient) == (  # type: ignore[attr-defined]
+                      clicked.case_id, clicked.step_id, clicked.recipient)]  # type: ignore[attr-defined]
+        if theirs:
+            await asyncio.wait([asyncio.create_task(ev.wait()) for ev in theirs], timeout=REPLY_WAIT_SECONDS)
+        for row in rows:
+            try:
+                done = await self._update_cards(connector, await self.address(row), row, now)
+            except DeliveryError as exc:
+                log.info("outbox %s: not updated with the click's answer (%s); the relay retries", row.key, exc)
+                done = None
+            changes: dict[str, Any] = {"status": "pending", "lease_until": None} if done is None else {
+                "status": "sent", "platform_message_id": done.message_id[:255], "sent_at": now, "last_error": None}
+            await self._write_marks([(row, changes)])
 
     async def _keep_delivery(self, holder: OutboxMessage, used: Delivery, fresh: Delivery) -> None:
         """The holder's card now carries `fresh`; but a click that brought a newer update token while

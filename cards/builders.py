@@ -427,7 +427,11 @@ def notice_card(view: CaseView, step_id: str | None, *, purpose: str) -> Card:
 
 
 def summary_card(view: CaseView) -> Card:
-    """HR's live overview of one case: every step with its state, and the close button (flow lock)."""
+    """HR's live overview of one case: every step with its state, and the close button (flow lock).
+    Where every update costs (`view.progress_url` set), a card that never changes and links to the
+    live page instead."""
+    if view.progress_url:
+        return _summary_compact(view)
     lines = []
     for step in view.template.steps:
         st = view.st(step.id)
@@ -472,6 +476,25 @@ def summary_card(view: CaseView) -> Card:
         status=view.t(f"状态：{status_zh}", f"Status: {status_en}"),
         tone="done" if view.state.status == "completed" else ("closed" if view.state.status == "cancelled"
                                                               else "info"),
+        case_id=view.case_id, purpose="summary", language=view.language,
+    )
+
+
+def _summary_compact(view: CaseView) -> Card:
+    """The summary where every update costs: what never changes while the case runs (the case, the
+    employee, the reason), the live page for the rest, and a reminder button. Nothing on it depends
+    on the steps or the case's status, so no update of it is ever sent; the case's end reaches HR as
+    the completion (or cancellation) card."""
+    buttons = (Button(label=view.t("查看进度", "Live progress"), url=view.progress_url, style="primary"),
+               Button(label=view.t("催办", "Remind now"), action="remind"))
+    return Card(
+        title=view.t(f"离职流程 {view.case_id}", f"Case {view.case_id}"),
+        summary=view.employee_name,
+        fields=(*_case_fields(view), (view.t("原因", "Reason"), view.reason or "—")),
+        body=view.t("每一步的进度、文件和时间线随时见「查看进度」；流程结束时你会另外收到通知。",
+                    "Every step's progress, the documents and the timeline are always on \"Live progress\"; "
+                    "you are told separately when the case ends."),
+        buttons=buttons, status=view.t("流程已开始", "Case opened"), tone="info",
         case_id=view.case_id, purpose="summary", language=view.language,
     )
 

@@ -49,6 +49,10 @@ class CaseView:
     notice_links: dict[str, tuple[str, str]] = field(default_factory=dict)
     notice_problems: dict[str, str] = field(default_factory=dict)
     notice_text: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Where HR follows the case live (the dashboard's case page), for a summary card kept to what
+    # changes rarely because every update of it costs (chat.connector.Capabilities.metered_updates);
+    # empty: the summary card lists every step itself.
+    progress_url: str = ""
 
     def t(self, zh: str, en: str) -> str:
         return en if self.language == "en" else zh

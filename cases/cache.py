@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from storage.models import Case
 from workflow.model import CaseState
 
-Holder = tuple[str, str, str]  # (step_id, recipient, platform) of a card row
+Holder = tuple[str, str, str]  # (step_id, recipient, platform) of a card row; storage.queue.SUMMARY: HR's summary
 
 
 @dataclass(frozen=True)

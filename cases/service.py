@@ -283,25 +283,29 @@ class CaseService:
         compare-and-set still catches it. Returns the write and the step cards out after it (None:
         not read)."""
         case = snap.case
-        if snap.holders is None and any(isinstance(e, fx.UpdateStep) for e in effects):
+        # HR's summary shows every step and the case's own fields (status, questions): it changes
+        # with any of them.
+        summary = bool(changes) or any(isinstance(e, fx.UpdateStep) for e in effects)
+        if snap.holders is None and summary:
             snap = Snapshot(snap.case, snap.state, frozenset(await queue.card_holders(conn, case.id)))
         writes = Batch()
         write = casestore.CaseWrite(writes, case)
         entries = write.chain(_audit_items(effects, at, actor))
         await write.stage(changes, steps or {}, entries)
-        cards = await self._rows(conn, writes, case, effects, at, version=write.version, holders=snap.holders)
+        cards = await self._rows(conn, writes, case, effects, at, version=write.version, holders=snap.holders,
+                                 summary=summary)
         if not await writes.flush(conn):
             raise VersionConflict(case.id)
         return write, None if snap.holders is None else snap.holders | cards
 
     async def _rows(
         self, conn: Any, writes: Batch, case: Case, effects: Sequence[Any], at: datetime, *,
-        holders: frozenset[Holder] | None, version: int | None = None,
+        holders: frozenset[Holder] | None, version: int | None = None, summary: bool = False,
         known: Sequence[Employee | Recipient] = (), extra_outbox: Sequence[dict[str, Any]] = (),
     ) -> frozenset[Holder]:
         """Queue a decision's outbox and timer rows on `writes`, reading (on `conn`) only what
         they depend on; returns the step cards it queues. `holders` are the step cards already
-        out (needed when the decision updates steps)."""
+        out (needed when the decision updates steps, or with `summary`: HR's summary cards)."""
         version = case.version if version is None else version
         notify = [e for e in effects if isinstance(e, fx.Notify)]
         updates = [e.step_id for e in effects if isinstance(e, fx.UpdateStep)]
@@ -319,9 +323,19 @@ class CaseService:
                                     "role": str(e.role)},
                         "next_attempt_at": at, "created_at": at,
                     })
-        if updates:
-            wanted = set(updates)
+        if updates or summary:
+            # Every card of a step that moved, and HR's summary cards (they show every step), are
+            # updated in place, whatever moved it: a tap, a signature, a web form, a timer.
+            wanted = {*updates, queue.SUMMARY} if summary else set(updates)
             for step_id, recipient, platform in sorted(h for h in holders or () if h[0] in wanted):
+                if step_id == queue.SUMMARY:
+                    outbox.append({
+                        "key": f"{case.id}:summary:update:v{version}:{recipient}", "case_id": case.id,
+                        "platform": platform, "recipient": recipient, "step_id": None, "kind": "update",
+                        "payload": {"case_id": case.id, "step_id": None, "purpose": "summary"},
+                        "next_attempt_at": at, "created_at": at,
+                    })
+                    continue
                 outbox.append({
                     "key": f"{case.id}:{step_id}:update:v{version}:{recipient}", "case_id": case.id,
                     "platform": platform, "recipient": recipient, "step_id": step_id, "kind": "update",
@@ -339,8 +353,9 @@ class CaseService:
         for e in effects:
             if not isinstance(e, (fx.Audit, fx.Notify, fx.UpdateStep, fx.CancelTimers, fx.SetTimer)):
                 raise TypeError(f"unhandled effect {e!r}")  # a new effect type must be handled here
-        return frozenset((r["step_id"], r["recipient"], r["platform"]) for r in outbox
-                         if r["kind"] == "card" and r["step_id"] is not None)
+        return frozenset((r["step_id"] if r["step_id"] is not None else queue.SUMMARY, r["recipient"], r["platform"])
+                         for r in outbox if r["kind"] == "card"
+                         and (r["step_id"] is not None or r["payload"].get("purpose") == "summary"))
 
     async def _recipients(
         self, conn: Any, case: Case, roles: set[Role], known: Sequence[Employee | Recipient] = ()

@@ -180,6 +180,13 @@ class Limits:
 class Capabilities:
     card_inputs: bool = True  # False: a button with a form opens the step's web form instead
     update_in_place: bool = True
+    # True: every card update costs (a call counted against a monthly budget, or a fresh message);
+    # cards that would change with every step (HR's case summary) then show only what changes
+    # rarely, and link to the live page for the rest.
+    metered_updates: bool = False
+    # True: the answer to a card action may carry the clicked card's new content (DingTalk's
+    # callback response), so the clicker's card is updated without a call of its own.
+    update_in_reply: bool = False
     # False: a link from this platform's cards (signing page, step form) needs no platform sign-in,
     # because whoever can open it is the person the link was made for (the emulator: this machine's
     # user). Its `identity`, if any, then serves only pages that have no per-person link (the dashboard).

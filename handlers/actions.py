@@ -16,7 +16,7 @@ from chat.router import Context, Reply, Router
 from handlers import backpay, settlement
 from handlers.cardview import CardRenderer
 from signing.pipeline import supersede_drafts
-from storage import cardids, casestore, hotpath, queue
+from storage import cardids, hotpath
 from storage.models import Case, Employee, OutboxMessage
 from workflow import cleantext, engine
 from workflow.events import ACTIONS, Act, Close, Prepare, Remind
@@ -32,30 +32,6 @@ _DONE_TEXT: dict[str, tuple[str, str]] = {
     "close": ("流程已结案。", "Case closed."), "remind": ("已发送提醒。", "Reminders sent."),
     "prepare": ("已补充，文件会按新内容重新生成。", "Added; the document is produced again with it."),
 }
-
-
-def touch_summary(ctx: Context, case_id: str) -> Callable[[Any], Awaitable[None]]:
-    """The `also` for a case change: the inbox row (with `ctx.expected`, the answer the caller will
-    give, so no second write after the commit), plus an in-place update of HR's summary cards."""
-
-    async def also(conn: Any) -> None:
-        await ctx.record(conn)
-        holders = await queue.summary_holders(conn, case_id)
-        if not holders:
-            return
-        # Runs after the case's own write in this transaction: the stamp is the version it commits.
-        stamp = await casestore.stamp(conn, case_id)
-        version = stamp[0] if stamp else 0
-        # The key names the case version, so a replayed event queues nothing new (ON CONFLICT).
-        await queue.insert_outbox(conn, [
-            {"key": f"{case_id}:summary:update:v{version}:{recipient}", "case_id": case_id, "platform": platform,
-             "recipient": recipient, "step_id": None, "kind": "update",
-             "payload": {"case_id": case_id, "step_id": None, "purpose": "summary"},
-             "next_attempt_at": ctx.incoming.at, "created_at": ctx.incoming.at}
-            for recipient, platform in holders
-        ])
-
-    return also
 
 
 async def case_roles(ctx: Context, case: Case) -> frozenset[Role]:
@@ -90,21 +66,18 @@ def refused(ctx: Context, refusal: engine.Refusal) -> Reply:
 
 async def apply_and_reply(
     ctx: Context, case_id: str, make_event: Callable[[Case, Any], Any], done: Callable[[engine.Decision], Reply],
-    *, accepted: Callable[[Any, engine.Decision], Awaitable[None]] | None = None, summary: bool = True,
+    *, accepted: Callable[[Any, engine.Decision], Awaitable[None]] | None = None,
 ) -> Reply:
     """Apply a chat event (a command, a tap, a question) to a case and reply to it: the chat wording
-    of `cases.answer.apply_and_answer`. The reply commits with the inbox row (and, with `summary`,
-    an in-place update of HR's summary cards); `done(decision)` words success, the engine's refusal
+    of `cases.answer.apply_and_answer`. The reply commits with the inbox row; `done(decision)` words
+    success, the engine's refusal
     and a service error are passed on as they are; `accepted` adds writes of the caller's that only
     an accepted event makes."""
     actor = ctx.actor
 
     async def inside(conn: Any, reply: Reply) -> None:
         ctx.expected = reply
-        if summary:
-            await touch_summary(ctx, case_id)(conn)
-        else:
-            await ctx.record(conn)
+        await ctx.record(conn)
 
     return await apply_and_answer(
         ctx.service, case_id, make_event, actor=actor.employee_id if actor else "", word=done,

@@ -215,7 +215,6 @@ async def enter_rates(ctx: Context) -> Reply:
     then = f"现在请在「{step}」卡片上重新点「标记完成」（已完成的请发送 /重算 {case.id}）。" if step else ""
     note = {"table": _table_json(table), "reason": reason, "city": table.city, "city_zh": table.city_zh,
             "effective_from": start, "effective_to": end}
-    # HR's summary card shows nothing of the rates, so only the inbox row joins the transaction.
     return await apply_and_reply(
         ctx, case.id, lambda c, s: Note(ENTERED_RATES, actor.employee_id, roles, note, ctx.incoming.at),
         lambda d: ctx.done(
@@ -225,7 +224,6 @@ async def enter_rates(ctx: Context) -> Reply:
             "in its audit chain. Now redo the HR check.",
             changed=True, case_id=case.id, table_id=table.id,
         ),
-        summary=False,
     )
 
 

@@ -16,11 +16,11 @@ from cards.model import Button, Card
 from cards.questions import QUESTION_PURPOSES, build_question
 from cards.view import CaseView
 from cases.service import CaseService, utcnow
-from chat.capabilities import capabilities_of
+from chat.capabilities import Lookup, shipped
 from config.settings import Settings
 from handlers import settlement
 from handlers.backpay import EMPLOYEE_STATUS
-from handlers.links import details_url, download_url, form_url, signing_url
+from handlers.links import dashboard_case_url, details_url, download_url, form_url, signing_url
 from handlers.uploads import upload_url
 from settlement.basis import money
 from signing import settlefigures as sf
@@ -42,13 +42,14 @@ log = logging.getLogger("cards")
 
 
 class CardRenderer:
-    def __init__(self, settings: Settings, service: CaseService) -> None:
+    def __init__(self, settings: Settings, service: CaseService, capabilities: Lookup = shipped) -> None:
         self.settings = settings
         self.service = service
+        self.capabilities = capabilities  # what each platform's cards can hold (chat.capabilities)
 
     async def view(self, case: Case, *, recipient: Employee | None = None, language: str | None = None,
                    now: datetime | None = None, detail: bool = True, backpay_for: str | None = None,
-                   completion: bool = False) -> CaseView:
+                   completion: bool = False, progress_url: str = "") -> CaseView:
         """`detail=False` leaves out what only the card's text needs (names of who acted, signing
         links, the back-pay figure): enough to know which buttons a card offers, at half the cost."""
         now = now or utcnow()
@@ -99,7 +100,7 @@ class CardRenderer:
             cancel_reason=cancel_reason, recipient_roles=frozenset(roles), backpay=backpay,
             completion_lines=completion_lines, downloads=downloads, settlement_fields=settlement_view[0],
             settlement_basis=settlement_view[1], upload_urls=fallback[0], notice_links=fallback[1],
-            notice_problems=fallback[2], notice_text=fallback[3],
+            notice_problems=fallback[2], notice_text=fallback[3], progress_url=progress_url,
         )
 
     async def _fallback_paper(self, case: Case, template: FlowTemplate, state: CaseState, step_id: str,
@@ -241,8 +242,10 @@ class CardRenderer:
         return await self.card_of(case, purpose, step_id, recipient, language=language)
 
     async def card_of(self, case: Case, purpose: str, step_id: str | None, recipient: Employee | None,
-                      *, language: str | None = None, detail: bool = True) -> Card | None:
-        """The card for a case and recipient the caller has already read."""
+                      *, language: str | None = None, detail: bool = True, platform: str | None = None
+                      ) -> Card | None:
+        """The card for a case and recipient the caller has already read; `platform`: the one it is
+        rendered for (what its cards can hold; None: as the emulator shows it)."""
         template = self.service.template(case.template_id)
         if purpose in QUESTION_PURPOSES and step_id is not None:
             # A question's cards carry the question id where step cards carry the step.
@@ -250,8 +253,10 @@ class CardRenderer:
             return build_question(qview, purpose, step_id)
         if step_id is not None and step_id not in template:
             return None
+        metered = platform is not None and self.capabilities(platform).metered_updates
         view = await self.view(case, recipient=recipient, language=language, detail=detail, backpay_for=step_id,
-                               completion=purpose == "completion")
+                               completion=purpose == "completion",
+                               progress_url=dashboard_case_url(self.settings, case.id) if metered else "")
         return builders.build(view, purpose, step_id)
 
     async def for_outbox(self, row: OutboxMessage) -> Card | None:
@@ -265,7 +270,7 @@ class CardRenderer:
             return None
         recipient = await hotpath.get_one(conn, Employee, "employee_id", row.recipient)
         purpose, step_id = str(p.get("purpose", "step")), p.get("step_id", row.step_id)
-        card = await self.card_of(case, purpose, step_id, recipient)
+        card = await self.card_of(case, purpose, step_id, recipient, platform=row.platform)
         if card is None or recipient is None:
             return card
         return self.web_links(card, case, row.key, row.platform, purpose, step_id, recipient.employee_id)
@@ -280,7 +285,7 @@ class CardRenderer:
         if step_id is not None and purpose not in QUESTION_PURPOSES and step_id in template:
             changes["details_url"] = details_url(self.settings, case.id, step_id, holder_id, case.version, now=now)
         if forms is None:
-            forms = not capabilities_of(platform).card_inputs
+            forms = not self.capabilities(platform).card_inputs
         if forms and any(b.form and b.action and b.enabled for b in card.buttons):
             changes["buttons"] = tuple(
                 Button(label=b.label, url=form_url(self.settings, case.id, step_id or "", b.action, holder_id, row_key,

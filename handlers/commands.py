@@ -220,7 +220,7 @@ async def offboard(ctx: Context) -> Reply:
 
     case_id = new_case_id()
 
-    # HR's live summary card of the case, updated in place as steps move (see handlers.actions).
+    # HR's summary card of the case, updated in place as steps move (cases.service queues the updates).
     summary = {
         "key": f"{case_id}:summary:{hr.employee_id}", "case_id": case_id,
         "platform": ctx.service.platform_for(hr), "recipient": hr.employee_id, "step_id": None, "kind": "card",

@@ -26,6 +26,11 @@ def signing_url(settings: Settings, case_id: str, step_id: str, signer_id: str, 
     return f"{settings.public_base_url}/sign/{token}"
 
 
+def dashboard_case_url(settings: Settings, case_id: str) -> str:
+    """The case's page on HR's dashboard (it asks for sign-in; nothing personal in the link)."""
+    return f"{settings.public_base_url}/dashboard/case/{case_id}"
+
+
 def download_url(settings: Settings, case_id: str, document_id: int, holder_id: str, *,
                  now: datetime | None = None) -> str:
     """A personal, expiring link to one sealed document of a case (`/doc/<token>`): the token names the

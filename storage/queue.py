@@ -119,19 +119,15 @@ async def cancel_timers(target: Target, case_id: str, step_ids: Sequence[str]) -
 
 
 # ---- outbox rows of a case ------------------------------------------------------------------
+SUMMARY = "*summary"  # the step id card_holders gives HR's summary cards (no step id is like it)
+
+
 async def card_holders(conn: Any, case_id: str) -> list[tuple[str, str, str]]:
-    """(step_id, recipient, platform) of every step card queued or sent for the case."""
+    """(step_id, recipient, platform) of every step card queued or sent for the case, and of every
+    HR summary card under the step id SUMMARY (it shows every step, so it changes with any of them)."""
     _, rows = await dialect_of(conn).query(
-        conn, 'SELECT DISTINCT "step_id", "recipient", "platform" FROM "outbox" WHERE "case_id" = ? '
-        'AND "step_id" IS NOT NULL AND "kind" = \'card\'', [case_id],
+        conn, 'SELECT DISTINCT "step_id", "recipient", "platform", "payload" FROM "outbox" WHERE "case_id" = ? '
+        'AND "kind" = \'card\' AND ("step_id" IS NOT NULL OR "key" LIKE ?)', [case_id, f"{case_id}:summary:%"],
     )
-    return sorted((r[0], r[1], r[2]) for r in rows)
-
-
-async def summary_holders(conn: Any, case_id: str) -> list[tuple[str, str]]:
-    """(recipient, platform) of every HR summary card of the case."""
-    _, rows = await dialect_of(conn).query(
-        conn, 'SELECT "recipient", "platform", "payload" FROM "outbox" WHERE "case_id" = ? AND "step_id" IS NULL '
-        'AND "kind" = \'card\'', [case_id],
-    )
-    return sorted({(r[0], r[1]) for r in rows if (as_json(r[2]) or {}).get("purpose") == "summary"})
+    return sorted({(r[0] if r[0] is not None else SUMMARY, r[1], r[2]) for r in rows
+                   if r[0] is not None or (as_json(r[3]) or {}).get("purpose") == "summary"})

@@ -128,8 +128,12 @@ class _Tx:
         again = self.get(step.id).activated_at is not None
         self.put(step.id, status="active", activated_at=at)
         self.activated.append(step.id)
-        self.notify(step.role, step.id, "step")
         first = step.signed_by  # the first signer; later ones are told when it is their turn
+        if step.role == first or step.role not in step.signers:
+            # A step's own role who signs after someone else gets its card at its turn, not now: a
+            # card it cannot act on yet would only be updated twice (each update costs budget on
+            # DingTalk, a fresh card on WeCom) and then followed by the card that asks it to sign.
+            self.notify(step.role, step.id, "step")
         if first != step.role:
             self.notify(first, step.id, "step")
         if step.hr_fields and Role.HR not in (step.role, first):

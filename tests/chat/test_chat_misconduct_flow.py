@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from bot.timers import run_due
 from cases.service import utcnow
-from storage.models import AuditEntry, CaseStep
+from storage.models import AuditEntry, Case, CaseStep
 from tests.chat.conftest import Chat
 from workflow.events import Evidence
 from workflow.model import Role
@@ -74,9 +74,12 @@ async def test_newspaper_waits_for_returned_mail_and_the_named_colleague_gets_th
     await chat.deliver()
 
     # The notice served by publication, the handover opens for the colleague HR named at the start.
-    handover = await chat.card(RECEIVER, step="handover")
+    handover = await chat.card(EMP, step="handover")  # the employee signs first
     assert dict(handover.card.fields)["办理人"] == "工作交接人"
-    assert (await chat.card(EMP, step="handover")).card.step_id == "handover"  # the employee signs first
+    assert handover.card.status == "等待你签署《工作交接确认单》"
+    assert (await Case.get(id=case_id)).handover_id == RECEIVER
+    # The colleague HR named signs second: their card comes at their turn, not before.
+    assert not [m for m in await chat.cards(RECEIVER) if m.card and m.card.step_id == "handover"]
 
     r = await chat.click(HR, (await chat.card(HR, step="deregistration")).card_id, "complete",
                          {"receipt_number": "SB-1"})
@@ -87,7 +90,7 @@ async def test_newspaper_waits_for_returned_mail_and_the_named_colleague_gets_th
     assert steps["employee_response"] == ("not_needed", "case_completed")
     assert not [s for s, (st, _) in steps.items() if st in ("active", "locked")]
     # On the cards: the colleague's and the employee's cards say so, and HR's summary lists why.
-    assert (await chat.card(RECEIVER, step="handover")).card.status == "不再需要：流程已完成，此步骤为可选步骤"
+    assert (await chat.card(EMP, step="handover")).card.status == "不再需要：流程已完成，此步骤为可选步骤"
     assert (await chat.card(EMP, step="employee_response")).card.status.startswith("不再需要")
     summary = await chat.card(HR, purpose="summary")
     assert "进行中" not in summary.card.body and summary.card.body.count("不再需要") == 2, summary.card.body

@@ -146,15 +146,12 @@ async def harness(settings: Settings) -> AsyncIterator[Forms]:
     service = build_service(settings)
     inbound = Inbound(build_router(), settings, service)
     wecom = FakeWeCom()
-    relay = Relay({"wecom": wecom}, CardRenderer(settings, service).for_outbox, addresses=service.addresses,
-                  retry=RetryPolicy(base=0.01, cap=0.05))
     # As the app factory does: card rendering asks the running connectors what their cards hold.
-    capabilities.use_registry(lambda name: wecom.capabilities if name == "wecom" else None)
-    try:
-        async with TestClient(TestServer(make_app(settings, service, inbound), host="127.0.0.1")) as client:
-            yield Forms(settings, service, inbound, relay, wecom, client)
-    finally:
-        capabilities.use_registry(None)
+    renderer = CardRenderer(settings, service, capabilities.of_connectors({"wecom": wecom}))
+    relay = Relay({"wecom": wecom}, renderer.for_outbox, addresses=service.addresses,
+                  retry=RetryPolicy(base=0.01, cap=0.05))
+    async with TestClient(TestServer(make_app(settings, service, inbound), host="127.0.0.1")) as client:
+        yield Forms(settings, service, inbound, relay, wecom, client)
 
 
 @pytest.fixture

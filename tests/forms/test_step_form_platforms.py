@@ -31,16 +31,18 @@ async def test_emulator_cards_keep_their_inputs_and_carry_the_details_link(demo_
     assert card.card.details_url.startswith("http://127.0.0.1:8080/view/")
 
 
-def test_capabilities_come_from_the_registry_once_it_answers() -> None:
-    assert capabilities.capabilities_of("emulator").card_inputs
-    assert not capabilities.capabilities_of("wecom").card_inputs
-    assert not capabilities.capabilities_of("someday").card_inputs  # unknown: the web form works anywhere
-    capabilities.use_registry(lambda name: Capabilities(card_inputs=True) if name == "dingtalk" else None)
-    try:
-        assert capabilities.capabilities_of("dingtalk").card_inputs
-        assert not capabilities.capabilities_of("wecom").card_inputs
-    finally:
-        capabilities.use_registry(None)
+def test_capabilities_come_from_the_running_connectors_then_the_shipped_table() -> None:
+    assert capabilities.shipped("emulator").card_inputs
+    assert not capabilities.shipped("wecom").card_inputs
+    assert not capabilities.shipped("someday").card_inputs  # unknown: the web form works anywhere
+    assert capabilities.shipped("dingtalk").metered_updates and not capabilities.shipped("emulator").metered_updates
+
+    class Inputs:
+        capabilities = Capabilities(card_inputs=True)
+
+    lookup = capabilities.of_connectors({"dingtalk": Inputs()})  # type: ignore[dict-item]
+    assert lookup("dingtalk").card_inputs
+    assert not lookup("wecom").card_inputs
 
 
 @pytest.fixture

@@ -27,8 +27,6 @@ ALLOWED: dict[str, str] = {
     # Owned by other work in progress (issue 10): moving with it, listed so the guard holds meanwhile.
     "_tokens": "signing/oauth: platform access tokens; moving into the connectors (developer connector)",
     "_previews": "handlers/signing_web: rendered page previews; moving with the signing service split",
-    # TODO(issue 10): hand the running connectors' capabilities to the card renderer instead.
-    "_registry": "chat/capabilities: the running connectors' capabilities, set by the app factory",
 }
 MUTABLE_CALLS = {"dict", "list", "set", "OrderedDict", "defaultdict", "deque", "ContextVar", "WeakValueDictionary"}
 

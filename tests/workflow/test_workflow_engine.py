@@ -97,11 +97,14 @@ def test_hr_check_and_handover_run_in_parallel(probation):
     active = {s for s, st in statuses(decision.state).items() if st == "active"}
     assert active == {"hr_check", "handover"}
     told = {(e.role, e.step_id) for e in decision.effects if isinstance(e, Notify)}
-    # the departing employee signs the handover sheet first, the colleague after; HR may add items to it
-    assert told == {(Role.HR, "hr_check"), (Role.HANDOVER, "handover"), (Role.EMPLOYEE, "handover"),
-                    (Role.HR, "handover")}
+    # the departing employee signs the handover sheet first; the colleague (the step's own role) is
+    # told at their turn, not before; HR may add items to it
+    assert told == {(Role.HR, "hr_check"), (Role.EMPLOYEE, "handover"), (Role.HR, "handover")}
     assert CancelTimers("performance_review") in decision.effects
     assert UpdateStep("performance_review") in decision.effects
+    # once the employee has signed, it is the colleague's turn: now they get their card
+    turn = ok(probation, decision.state, sign("handover", "handover_confirmation", EMP))
+    assert {(e.role, e.step_id) for e in turn.effects if isinstance(e, Notify)} == {(Role.HANDOVER, "handover")}
     # either parallel branch can finish first
     handover_first = until_letter_without_hr(probation, decision.state)
     after_handover = ok(probation, handover_first, act("hr_check", "complete", HR, {"unpaid_months": 2}))

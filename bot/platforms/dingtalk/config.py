@@ -36,6 +36,9 @@ class DingTalkSettings(BaseSettings):
     concurrency: int = Field(8, ge=2, le=64)  # requests in flight at once (a send is ~50-200 ms)
     monthly_calls: int = Field(10_000, ge=0)  # the org's monthly budget of non-exempt calls; 0: not counted
     budget_warn_share: float = Field(0.8, gt=0, le=1)
+    # The clicked card's new content goes back in the click's ACK (DingTalk's callback response)
+    # instead of a PUT: one budget-counted call less per tap. false: every update is a PUT.
+    update_in_reply: bool = True
 
     @property
     def robot(self) -> str:

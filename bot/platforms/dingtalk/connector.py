@@ -153,8 +153,10 @@ class DingTalkConnector:
         self.settings = settings
         self.env = env
         self.limits = Limits(rate_per_second=settings.rate_per_second, burst=1, concurrency=settings.concurrency)
-        # The template has no input components: a step asking for text opens its web form.
-        self.capabilities = Capabilities(card_inputs=False, update_in_place=True)
+        # The template has no input components: a step asking for text opens its web form. Every
+        # update is a call counted against the month's budget; the clicked card's can ride on the ACK.
+        self.capabilities = Capabilities(card_inputs=False, update_in_place=True, metered_updates=True,
+                                         update_in_reply=settings.update_in_reply)
         self.counter = BudgetCounter(settings.monthly_calls, settings.budget_warn_share, warn=self._budget_warning)
         self.api = DingTalkApi(AppCredentials(settings.client_id, settings.secret(), settings.robot),
                                api_base=settings.api_base, oapi_base=settings.oapi_base,
@@ -168,6 +170,9 @@ class DingTalkConnector:
         self._dispatch: Dispatch | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._texts: OrderedDict[str, Delivery] = OrderedDict()
+        # Card ids whose click is being dispatched -> the variables to answer it with: an update of
+        # that card while its click is not yet ACKed rides on the ACK (DingTalk's callback response).
+        self._replying: dict[str, dict[str, str]] = {}
 
     def __repr__(self) -> str:
         return f"DingTalkConnector(client_id={self.settings.client_id!r})"
@@ -218,11 +223,21 @@ class DingTalkConnector:
                 self._background(self._reply(event, answer), "dingtalk-reply")
             return None
         action = self.card_action(event)
-        answer = await self._dispatch(action)
+        replying = self.capabilities.update_in_reply and event.out_track_id not in self._replying
+        if replying:
+            self._replying[event.out_track_id] = {}
+        try:
+            answer = await self._dispatch(action)
+        finally:
+            changed = self._replying.pop(event.out_track_id, {}) if replying else {}
         if not answer.ok and not answer.duplicate and answer.text:
             # A refused click (not your card, locked, done already): the clicker is told why.
             self._background(self._tell(event.user_id, answer.text), "dingtalk-refusal")
-        return {}  # cards change through PUT /v1.0/card/instances for every holder, by the relay
+        if changed:
+            # The clicked card's update (made while the click was dispatched: bot.connectors asks the
+            # relay for it) answers the click; every other holder's card changes through a PUT.
+            return {"cardUpdateOptions": {"updateCardDataByKey": True}, "cardData": {"cardParamMap": changed}}
+        return {}
 
     @staticmethod
     def card_action(event: CardCallback) -> CardAction:
@@ -313,6 +328,11 @@ class DingTalkConnector:
         changed = {k: v for k, v in variables.items() if old_keys.get(k) != new["k"][k]}
         if "buttons" not in changed and old_keys and "exp" in old:
             new["exp"] = old["exp"]  # the buttons were not sent: the card still holds the older links
+        reply = self._replying.get(card_id)
+        if reply is not None:
+            # Its holder's click is not ACKed yet: the ACK carries the change, no call is made.
+            reply.update(changed)
+            return Delivery(message_id=delivery.message_id or card_id, state=new, calls=0)
         with self.counter.meter() as meter:
             try:
                 await self.api.update_card(delivery.message_id or card_id, changed)

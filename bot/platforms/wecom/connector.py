@@ -28,6 +28,8 @@ would go over raises `DeliveryError(retry_after=…)` instead of vanishing).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -95,6 +97,12 @@ def _t(language: str, zh: str, en: str) -> str:
     return en if language == "en" else zh
 
 
+
+def _shown(body: dict[str, Any]) -> str:
+    """A hash of what a card body shows its holder (its task id left out: a fresh card has a new one)."""
+    seen = {k: v for k, v in body.items() if k != "task_id"}
+    return hashlib.sha256(json.dumps(seen, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
 class WeComConnector:
     name = NAME
 
@@ -107,7 +115,7 @@ class WeComConnector:
         self.limits = Limits(rate_per_second=settings.rate_per_second, burst=max(1, int(settings.rate_per_second)),
                              concurrency=settings.concurrency, per_recipient_per_minute=30,
                              per_recipient_per_hour=1000)
-        self.capabilities = Capabilities(card_inputs=False, update_in_place=True)
+        self.capabilities = Capabilities(card_inputs=False, update_in_place=True, metered_updates=True)
         self.identity = WeComIdentity(self.api, corp_id=settings.corp_id, agent_id=settings.agent_id,
                                       oauth_url=settings.oauth_url)
         self.directory = WeComDirectory(self.api)
@@ -309,7 +317,7 @@ class WeComConnector:
     async def send_card(self, to: Address, card: Card, card_id: str) -> Delivery:
         check_card_id(card_id)
         body = self.render(card, card_id)
-        state = {"task_id": card_id, "card_type": body["card_type"]}
+        state = {"task_id": card_id, "card_type": body["card_type"], "h": _shown(body)}
         result = await self._send(to, body)
         if result is None:
             log.info("wecom: card %s was delivered before; not sent again", card_id)
@@ -319,6 +327,11 @@ class WeComConnector:
     async def update_card(self, to: Address, card: Card, card_id: str, delivery: Delivery) -> Delivery:
         task = str(delivery.state.get("task_id") or card_id)
         body = self.render(card, task)
+        if delivery.state.get("h") == _shown(body):
+            # Nothing the holder sees changed: no update (without a click's code it would be a fresh
+            # card and a recall), and the code, if any, is kept for a change.
+            return Delivery(message_id=delivery.message_id, update_token=delivery.update_token,
+                            state=delivery.state, calls=0)
         token = delivery.update_token
         if token:
             api = await self.api()
@@ -326,7 +339,7 @@ class WeComConnector:
                 await api.update_template_card([to.user_id], token, card=body)
                 # The code is spent: the next update needs the holder's next click (or a fresh card).
                 return Delivery(message_id=delivery.message_id, update_token=None,
-                                state={**delivery.state, "card_type": body["card_type"]})
+                                state={**delivery.state, "card_type": body["card_type"], "h": _shown(body)})
             except Permanent as exc:
                 if exc.code in PERMANENT and exc.code not in range(42014, 42019):
                     raise self._error(exc) from None  # configuration: a fresh card would fail the same way
@@ -339,7 +352,7 @@ class WeComConnector:
         n = int(delivery.state.get("replaced", 0)) + 1
         task = f"{card_id}{FRESH}{n}"
         body = self.render(card, task)
-        state = {"task_id": task, "card_type": body["card_type"], "replaced": n}
+        state = {"task_id": task, "card_type": body["card_type"], "replaced": n, "h": _shown(body)}
         result = await self._send(to, body)
         if result is None:
             return Delivery(message_id=f"task:{task}", state={**state, "resent": True})

@@ -86,6 +86,8 @@ class FakeDingTalk:
         self.card_requests: Counter[str] = Counter()  # createAndDeliver requests per outTrackId (all)
         self.cards: dict[str, dict[str, Any]] = {}  # outTrackId -> body of the request that made it
         self.cards_made: Counter[str] = Counter()  # cards made per outTrackId (must stay 1)
+        # every card change in order: the bodies of PUT /v1.0/card/instances, and the card data a
+        # click's ACK carried (DingTalk applies it to the clicked card; marked "via": "ack")
         self.updates: list[dict[str, Any]] = []
         self.oto: list[dict[str, Any]] = []
         self.session_replies: list[dict[str, Any]] = []  # bodies posted to a message's sessionWebhook
@@ -104,6 +106,7 @@ class FakeDingTalk:
         self._ws: web.WebSocketResponse | None = None
         self._ack_hook: Any = None  # set by `blast`: called (in the fake's loop) with each ACKed messageId
         self._queued: list[dict[str, Any]] = []
+        self._callbacks: dict[str, str] = {}  # messageId of a card callback pushed -> its outTrackId
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -294,6 +297,7 @@ class FakeDingTalk:
                 ack = json.loads(msg.data)
                 with self.lock:
                     self.acks[ack["headers"]["messageId"]].append(ack)
+                    self._apply_ack(ack)
                     self.lock.notify_all()
                 if self._ack_hook is not None:
                     self._ack_hook(ack["headers"]["messageId"])
@@ -304,6 +308,10 @@ class FakeDingTalk:
         return ws
 
     async def _push(self, frames: list[dict[str, Any]]) -> None:
+        with self.lock:
+            for f in frames:
+                if f["headers"].get("topic") == "/v1.0/card/instances/callback":
+                    self._callbacks[f["headers"]["messageId"]] = json.loads(f["data"])["outTrackId"]
         ws = self._ws
         if ws is None or ws.closed:
             with self.lock:
@@ -382,6 +390,20 @@ class FakeDingTalk:
             late = self._lose_answer.pop(path, 0.0)
         await asyncio.sleep(late)
         return response
+
+    def _apply_ack(self, ack: dict[str, Any]) -> None:
+        """A card callback's ACK may answer with card data: DingTalk shows it on the clicked card
+        (the callback response, `{"cardUpdateOptions", "cardData": {"cardParamMap"}}`), no API call."""
+        oid = self._callbacks.get(ack["headers"]["messageId"])
+        if oid is None or oid not in self.cards or int(ack.get("code", 0)) != 200:
+            return
+        try:
+            response = json.loads(ack.get("data") or "{}").get("response")
+        except (ValueError, AttributeError):
+            return
+        if isinstance(response, dict) and (response.get("cardData") or {}).get("cardParamMap"):
+            self.updates.append({"outTrackId": oid, "cardData": response["cardData"],
+                                 "cardUpdateOptions": response.get("cardUpdateOptions"), "via": "ack"})
 
     def _create_card(self, body: dict[str, Any]) -> web.Response:
         oid = body.get("outTrackId", "")

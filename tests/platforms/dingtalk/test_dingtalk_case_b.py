@@ -18,6 +18,7 @@ from storage import usage
 from storage.models import Case, CaseStep, Document, InboxEvent
 from tests.platforms.dingtalk.caseb import (
     EMPLOYEE,
+    FINANCE,
     HR,
     MANAGER,
     START,
@@ -28,6 +29,7 @@ from tests.platforms.dingtalk.caseb import (
     drive,
     dt,
     fake_for_demo,
+    settled,
 )
 from tests.platforms.dingtalk.fake import CLIENT_ID, FakeDingTalk
 
@@ -72,18 +74,26 @@ async def test_case_b_end_to_end_over_dingtalk(world: tuple[Phones, FakeDingTalk
 
     locked_seen: list[str] = []
 
-    async def watch(step_id: str) -> None:
-        # At the guarantee-letter step HR's summary shows the locked close button, with its reason.
+    async def each(step_id: str) -> None:
+        # Every step settles before the next (steps are hours apart in real life), so the calls
+        # counted below are what a real case costs, not what merged updates would hide.
+        await settled()
         if step_id == "guarantee" and not locked_seen:
-            held = await phones.wait_card(HR, lambda h: h.variables.get("purpose") == "summary"
-                                          and "《离职保证书》" in h.variables.get("lock_reason", ""), "the lock")
-            close = next(b for b in json.loads(held.variables["buttons"]) if b["disabled"])
-            assert close["reason"] and "《离职保证书》" in close["reason"]
-            locked_seen.append(close["label"])
+            # The guarantee letter is the flow lock: the employee's card waits for it, finance has no
+            # back-payment card yet, and HR's progress (the free answer to /进度) shows the step locked.
+            held = await phones.wait_card(EMPLOYEE, lambda h: h.variables.get("step_id") == "guarantee"
+                                          and h.link() is not None, "the guarantee letter")
+            assert held.variables["status"] == "等待：已签署的《离职保证书》"
+            assert not [h for h in phones.held(FINANCE) if h.variables.get("step_id") == "backpay"]
+            progress = (await phones.say(HR, f"/进度 {case.id}"))["text"]["content"]
+            assert "🔒 6. 财务确认社保补缴" in progress, progress
+            locked_seen.append(progress)
 
-    steps = await drive(phones, case.id, on_step=watch)
+    steps = await drive(phones, case.id, on_step=each)
     assert "application:submit by E003 (web form)" in steps and "guarantee:signed by E003" in steps
     assert locked_seen, "the guarantee-letter lock was never shown"
+    # The lock released: finance got the back-payment card and confirmed on it.
+    assert "backpay:confirm by E004 (web form)" in steps
 
     await phones.wait_card(EMPLOYEE, lambda h: h.variables.get("purpose") == "completion", "the completion card")
     case = await Case.get(id=case.id)
@@ -94,15 +104,43 @@ async def test_case_b_end_to_end_over_dingtalk(world: tuple[Phones, FakeDingTalk
     # Cards were updated in place: never a second card per outTrackId, updates by key on known cards.
     assert all(n == 1 for n in fake.cards_made.values())
     assert fake.updates and all(u["outTrackId"] in fake.cards for u in fake.updates)
-    # The summary's lock was released once the letter was signed.
-    final = next(h for h in phones.held(HR) if h.out_track_id == summary.out_track_id)
-    assert "《离职保证书》" not in final.variables.get("lock_reason", "")
+    # HR's summary never changed (every update costs budget): it links to the live page, and the
+    # end of the case reached HR as the completion card.
+    assert not [u for u in fake.updates if u["outTrackId"] == summary.out_track_id]
+    assert summary.button("remind") is not None and "/dashboard/case/" + case.id in str(summary.link())
+    await phones.wait_card(HR, lambda h: h.variables.get("purpose") == "completion", "HR's completion card")
+    # The clicked card of a plain tap changed through the click's ACK, at no cost.
+    assert [u for u in fake.updates if u.get("via") == "ack"]
 
-    # Every budget-counted call the fake saw is in this month's count (bench/dingtalk.py prints the figure).
-    await asyncio.sleep(0.5)  # the relay's last updates
-    counted, _, _ = counted_calls(fake)
+    # Every budget-counted call the fake saw is in this month's count, within the budget target.
+    await settled()
+    counted, _, by_path = counted_calls(fake)
     u = next(x for x in await usage.month_usage() if x.platform == "dingtalk")
-    assert u.calls == counted and 0 < counted <= 40
+    assert u.calls == counted, by_path
+    # One robot message told the manager why their tap on HR's card was refused: not the case's cost.
+    assert by_path.get("/v1.0/robot/oToMessages/batchSend") == 1
+    assert 0 < counted - 1 <= 25, by_path
+
+
+async def test_with_update_in_reply_off_the_clicked_card_changes_by_put(demo_org: Settings) -> None:
+    """DINGTALK_UPDATE_IN_REPLY=false (for a tenant whose client ignores a callback's card data):
+    the clicked card is updated by a PUT like every other, and the ACK carries nothing."""
+    fake = fake_for_demo().start()
+    try:
+        async with dingtalk_app(demo_org, fake, DINGTALK_UPDATE_IN_REPLY="false"), \
+                aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            phones = Phones(fake, http)
+            await phones.say(HR, START)
+            case = await Case.filter(template_id="probation").first()
+            assert case is not None
+            await drive(phones, case.id, on_step=lambda _: settled())
+            await settled()
+            ack = next(h for h in phones.held(EMPLOYEE) if h.variables.get("step_id") == "rights_notice")
+            puts = [u for u in fake.updates if u["outTrackId"] == ack.out_track_id]
+            assert puts and "确认知悉" in puts[-1]["cardData"]["cardParamMap"]["status"]
+            assert not [u for u in fake.updates if u.get("via") == "ack"]
+    finally:
+        fake.stop()
 
 
 async def test_a_replayed_callback_has_one_effect(world: tuple[Phones, FakeDingTalk, str]) -> None:

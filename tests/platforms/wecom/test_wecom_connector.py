@@ -230,9 +230,13 @@ async def test_send_card_update_in_place_then_fresh_card() -> None:
         assert upd["template_card"]["main_title"]["title"] == "试用期离职申请"
         assert "已由 王五 批准" in upd["template_card"]["sub_title_text"]
         assert d2.update_token is None and d2.message_id == "msg1"
+        # Nothing changed: no update, and no fresh card either (it would ring the holder's phone).
+        same = await c.update_card(ZS, done, "o7-abcdefghijklmnop", d2)
+        assert len(rig.fake.updates) == 1 and len(rig.fake.sent) == 1 and same.calls == 0
         # A click's code (handed back by the bot) updates it in place again.
         click_code = rig.fake.issue_code()
-        d3 = await c.update_card(ZS, done, "o7-abcdefghijklmnop", Delivery(d2.message_id, click_code, d2.state))
+        later = Card(title="试用期离职申请", status="已由 王五 批准（已归档）")
+        d3 = await c.update_card(ZS, later, "o7-abcdefghijklmnop", Delivery(d2.message_id, click_code, d2.state))
         assert rig.fake.updates[-1]["response_code"] == click_code and len(rig.fake.sent) == 1
         # No code left: a fresh card under a new task id, the old message recalled.
         d4 = await c.update_card(ZS, ASK, "o7-abcdefghijklmnop", d3)
@@ -240,7 +244,7 @@ async def test_send_card_update_in_place_then_fresh_card() -> None:
         assert rig.fake.recalled == ["msg1"] and d4.message_id == "msg2" and d4.update_token
         assert card_id_of(d4.state["task_id"]) == "o7-abcdefghijklmnop"
         # A spent or expired code (WeCom refuses it) falls back the same way.
-        d5 = await c.update_card(ZS, ASK, "o7-abcdefghijklmnop", Delivery("msg2", d1.update_token, d4.state))
+        d5 = await c.update_card(ZS, done, "o7-abcdefghijklmnop", Delivery("msg2", d1.update_token, d4.state))
         assert rig.fake.sent[-1]["template_card"]["task_id"] == "o7-abcdefghijklmnop@@2" and d5.message_id == "msg3"
 
 
