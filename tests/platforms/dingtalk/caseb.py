@@ -291,6 +291,18 @@ async def settled(seconds: float = 30.0) -> None:
     raise AssertionError("the outbox did not drain")
 
 
+async def whole_case(phones: Phones) -> str:
+    """HR's command, then every step by its person from their cards, each settled before the next,
+    until the employee holds the completion card and the last updates are out; the case id."""
+    await phones.say(HR, START)
+    case = await Case.filter(template_id="probation").first()
+    assert case is not None
+    await drive(phones, case.id, on_step=lambda _: settled())
+    await phones.wait_card(EMPLOYEE, lambda h: h.variables.get("purpose") == "completion", "the completion card")
+    await settled()
+    return case.id
+
+
 async def measure_case_b() -> tuple[int, int, dict[str, int]]:
     """For bench/dingtalk.py: one whole Case B on a fresh SQLite database, every step settled
     before the next (as steps hours apart are); (counted calls, all requests, requests per path)."""
@@ -315,14 +327,7 @@ async def measure_case_b() -> tuple[int, int, dict[str, int]]:
             await import_csv(DEMO_CSV.read_text(encoding="utf-8"))
             async with dingtalk_app(settings, fake) as (_, _s), \
                     aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
-                phones = Phones(fake, http)
-                await phones.say(HR, START)
-                case = await Case.filter(template_id="probation").first()
-                assert case is not None
-                await drive(phones, case.id, on_step=lambda _: settled())
-                await phones.wait_card(EMPLOYEE, lambda h: h.variables.get("purpose") == "completion",
-                                       "the completion card")
-                await settled()  # the last updates
+                await whole_case(Phones(fake, http))
             return counted_calls(fake)
         finally:
             fake.stop()

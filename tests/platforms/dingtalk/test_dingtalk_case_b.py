@@ -30,6 +30,7 @@ from tests.platforms.dingtalk.caseb import (
     dt,
     fake_for_demo,
     settled,
+    whole_case,
 )
 from tests.platforms.dingtalk.fake import CLIENT_ID, FakeDingTalk
 
@@ -130,11 +131,7 @@ async def test_with_update_in_reply_off_the_clicked_card_changes_by_put(demo_org
         async with dingtalk_app(demo_org, fake, DINGTALK_UPDATE_IN_REPLY="false"), \
                 aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
             phones = Phones(fake, http)
-            await phones.say(HR, START)
-            case = await Case.filter(template_id="probation").first()
-            assert case is not None
-            await drive(phones, case.id, on_step=lambda _: settled())
-            await settled()
+            await whole_case(phones)
             ack = next(h for h in phones.held(EMPLOYEE) if h.variables.get("step_id") == "rights_notice")
             puts = [u for u in fake.updates if u["outTrackId"] == ack.out_track_id]
             assert puts and "确认知悉" in puts[-1]["cardData"]["cardParamMap"]["status"]
