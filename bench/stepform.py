@@ -37,7 +37,7 @@ from bot.app import build_service  # noqa: E402
 from bot.inbound import Inbound, build_router  # noqa: E402
 from bot.outbox import Relay  # noqa: E402
 from bot.platforms.emulator import EmulatorConnector  # noqa: E402
-from chat.appkeys import SERVICE, SETTINGS  # noqa: E402
+from chat.appkeys import CONNECTORS, SERVICE, SETTINGS  # noqa: E402
 from chat.connector import Capabilities, CardAction  # noqa: E402
 from config.settings import load_settings  # noqa: E402
 from handlers import signing_web, stepforms  # noqa: E402
@@ -49,10 +49,11 @@ from storage.models import Employee, OutboxMessage  # noqa: E402
 
 
 class FakeWeCom(EmulatorConnector):
-    """Cards kept as the emulator keeps them, under WeCom's name and with WeCom's card capabilities."""
+    """Cards kept as the emulator keeps them, under WeCom's name and with WeCom's card capabilities
+    (but links opened without the platform's sign-in: a sign-in round trip is not what is timed)."""
 
     name = "wecom"
-    capabilities = Capabilities(card_inputs=False)
+    capabilities = Capabilities(card_inputs=False, links_need_sign_in=False)
 
 
 FORM = {"last_working_day": "2025-07-31", "reason": "收到通知，无异议"}
@@ -87,7 +88,8 @@ async def run(n: int, url: str, data: Path) -> None:
         assert report.applied, report.errors
         service = build_service(settings)
         inbound = Inbound(build_router(), settings, service)
-        relay = Relay({"wecom": FakeWeCom()}, CardRenderer(settings, service).for_outbox, addresses=service.addresses)
+        wecom = FakeWeCom()
+        relay = Relay({"wecom": wecom}, CardRenderer(settings, service).for_outbox, addresses=service.addresses)
         for i in range(2 * n):
             emp = await Employee.get(employee_id=f"B{i:05d}")
             await service.start_case(employee=emp, template_id="probation", last_day=date(2025, 7, 31),
@@ -97,7 +99,7 @@ async def run(n: int, url: str, data: Path) -> None:
             pass
         print(f"{2 * n} cases opened, cards delivered in {time.perf_counter() - t0:.1f} s")
         app = web.Application()
-        app[SETTINGS], app[SERVICE] = settings, service
+        app[SETTINGS], app[SERVICE], app[CONNECTORS] = settings, service, {"wecom": wecom}
         signing_web.setup(app)
         stepforms.setup(app, dispatch=inbound.dispatch)
         view_t, get_t, post_t, tap_t = [], [], [], []

@@ -159,8 +159,9 @@ def bench_inbound(n: int, clients: int, workdir: Path, rounds: int = 2) -> dict[
 async def bench_outbound(cards: int, db_url: str) -> None:
     from aiohttp.test_utils import TestServer
 
-    import bot.platforms.wecom as wecom
     from bot.outbox import Relay, RetryPolicy
+    from bot.platforms.wecom.connector import WeComConnector
+    from bot.platforms.wecom.settings import load as load_wecom_settings
     from cards.model import Button, Card
     from chat.connector import ConnectorEnv
     from storage import crypto
@@ -175,8 +176,8 @@ async def bench_outbound(cards: int, db_url: str) -> None:
     fake = FakeWeCom(delay=0.1, max_concurrent=10)
     server = TestServer(fake.app(), host="127.0.0.1")
     await server.start_server()
-    connector = wecom.create(ConnectorEnv(public_base_url="http://127.0.0.1:8080", language="zh", env_file=None,
-                                          extra=settings_for(str(server.make_url("/")).rstrip("/"))))
+    connector = WeComConnector(load_wecom_settings(settings_for(str(server.make_url("/")).rstrip("/")), None),
+                               ConnectorEnv(public_base_url="http://127.0.0.1:8080", language="zh", env_file=None))
     rate = connector.limits.rate_per_second
     card = Card(title="离职交接确认", summary="员工 · 销售部", status="等待你操作",
                 buttons=(Button("确认", action="approve", style="primary"),))
