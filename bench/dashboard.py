@@ -1,8 +1,7 @@
 """The HR dashboard's read cost: the overview (query, counts, HTML) with N open cases, and one case's
 timeline, on SQLite. Prints milliseconds per page.
 
-    .venv/bin/python -m bench.dashboard [open cases]      # default 1000 (as a module: bench/settlement.py
-                                                          # would shadow the settlement package)
+    .venv/bin/python -m bench.dashboard [open cases]      # default 1000 (or python bench/dashboard.py)
 """
 
 from __future__ import annotations
@@ -15,6 +14,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+if __package__ in (None, ""):  # run as `python bench/X.py`: the project's root first, not bench/
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from bench import size
 from bot.app import build_service
 from config.settings import load_settings
 from handlers.dashboard import overview as ov
@@ -29,7 +32,7 @@ T0 = datetime.now(UTC)
 
 
 async def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else size(1000, 40)
     data = Path(tempfile.mkdtemp(prefix="bench-dash-"))
     url = f"sqlite://{data}/bench.sqlite3"
     settings = load_settings(database_url=url, data_dir=data, secret_key="bench-secret-0123456789abcdef",

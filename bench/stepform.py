@@ -30,22 +30,23 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if __package__ in (None, ""):  # run as `python bench/X.py`: the project's root first, not bench/
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bot.app import build_service  # noqa: E402
-from bot.inbound import Inbound, build_router  # noqa: E402
-from bot.outbox import Relay  # noqa: E402
-from bot.platforms.emulator import EmulatorConnector  # noqa: E402
-from chat.appkeys import CONNECTORS, SERVICE, SETTINGS  # noqa: E402
-from chat.connector import Capabilities, CardAction  # noqa: E402
-from config.settings import load_settings  # noqa: E402
-from handlers import signing_web, stepforms  # noqa: E402
-from handlers.cardview import CardRenderer  # noqa: E402
-from storage import cardids, crypto  # noqa: E402
-from storage.db import close_db, init_db, migrate  # noqa: E402
-from storage.directory import import_csv  # noqa: E402
-from storage.models import Employee, OutboxMessage  # noqa: E402
+from bench import size
+from bot.app import build_service
+from bot.inbound import Inbound, build_router
+from bot.outbox import Relay
+from bot.platforms.emulator import EmulatorConnector
+from chat.appkeys import CONNECTORS, SERVICE, SETTINGS
+from chat.connector import Capabilities, CardAction
+from config.settings import load_settings
+from handlers import signing_web, stepforms
+from handlers.cardview import CardRenderer
+from storage import cardids, crypto
+from storage.db import close_db, init_db, migrate
+from storage.directory import import_csv
+from storage.models import Employee, OutboxMessage
 
 
 class FakeWeCom(EmulatorConnector):
@@ -143,7 +144,7 @@ async def run(n: int, url: str, data: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--employees", type=int, default=200)
+    ap.add_argument("--employees", type=int, default=size(200, 10))
     ap.add_argument("--pg", default="")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -28,13 +28,14 @@ from pathlib import Path
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+if __package__ in (None, ""):  # run as `python bench/X.py`: the project's root first, not bench/
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-import inbound as ib  # noqa: E402  (bench/inbound.py: server, load and report helpers)
+from bench import inbound as ib
+from bench import size
+from tests.platforms.wecom.rig import AES_KEY, TOKEN, encrypt, settings_for, text_xml
 
-from tests.platforms.wecom.rig import AES_KEY, TOKEN, encrypt, settings_for, text_xml  # noqa: E402
-
+ROOT = ib.ROOT
 TARGET_SQLITE_EPS = 500
 TARGET_P99_MS = 100.0
 TARGET_CPU_EXTRA_MS = 0.3
@@ -240,13 +241,13 @@ def bench_connector_cost(n: int = 2000) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--events", type=int, default=1000)
-    ap.add_argument("--clients", type=int, default=50)
-    ap.add_argument("--cards", type=int, default=600)
+    ap.add_argument("--events", type=int, default=size(1000, 60))
+    ap.add_argument("--clients", type=int, default=size(50, 10))
+    ap.add_argument("--cards", type=int, default=size(600, 40))
     args = ap.parse_args()
     print(f"WeCom inbound: {args.events} events per path, {args.clients} concurrent clients, loopback HTTP, SQLite")
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (other processes share the cores)")
-    bench_connector_cost()
+    bench_connector_cost(size(2000, 200))
     with tempfile.TemporaryDirectory() as tmp:
         res = bench_inbound(args.events, args.clients, Path(tmp))
         eps, p99, cpu = res["wecom"]
