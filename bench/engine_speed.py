@@ -39,7 +39,7 @@ E, M, HR, FIN, HO = (frozenset({r}) for r in (Role.EMPLOYEE, Role.MANAGER, Role.
 
 
 def case_b_events(at: datetime) -> list:
-    """Case B from the first step to completion: 10 events."""
+    """Case B from the first step to completion: 10 events after the start."""
     t = [at + timedelta(minutes=i) for i in range(10)]
     return [
         Act("application", "submit", "E", E, {"last_working_day": "2025-07-31", "reason": "x"}, at=t[0]),
@@ -49,8 +49,9 @@ def case_b_events(at: datetime) -> list:
         DocumentSigned("handover", "handover_confirmation", "O", HO, at=t[4]),
         DocumentSigned("guarantee", "guarantee_letter", "E", E, at=t[5]),
         Act("backpay", "confirm", "F", FIN, {"payment_reference": "P1"}, at=t[6]),
-        DocumentSigned("rights_notice", "rights_notice", "E", E, at=t[7]),
-        Act("rights_notice", "acknowledge", "E", E, {}, at=t[8]),
+        DocumentSigned("separation_certificate", "separation_certificate", "E", E, at=t[7]),
+        DocumentSigned("rights_notice", "rights_notice", "E", E, at=t[8]),
+        Act("rights_notice", "acknowledge", "E", E, {}, at=t[9]),
     ]
 
 
