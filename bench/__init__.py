@@ -30,3 +30,13 @@ def pg_url(default: str) -> str:
     if named is not None:
         return named
     return "" if quick() else default
+
+
+def org_csv(employees: list[str]) -> str:
+    """A directory CSV: a manager M, HR H, finance F and a handover colleague O, then `employees`
+    (rows of the same columns)."""
+    return "\n".join([
+        "employee_id,name,department,position,manager_id,roles,city,hire_date,contract_start,contract_end,"
+        "monthly_wage,dingtalk_userid,wecom_userid,phone", "M,经理,d,p,,,beijing,,,,,,,",
+        "H,人事,d,p,,hr,beijing,,,,,,,", "F,财务,d,p,,finance,beijing,,,,,,,", "O,交接,d,p,M,,beijing,,,,,,,",
+        *employees])

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 if __package__ in (None, ""):  # run as `python bench/X.py`: the project's root first, not bench/
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bench import size
+from bench import org_csv, size
 from bot.app import build_service
 from config.settings import load_settings
 from handlers.dashboard import overview as ov
@@ -41,11 +41,8 @@ async def main() -> None:
     crypto.configure(settings.secret_bytes())
     await init_db(url)
     try:
-        rows = ["employee_id,name,department,position,manager_id,roles,city,hire_date,contract_start,contract_end,"
-                "monthly_wage,dingtalk_userid,wecom_userid,phone", "M,经理,d,p,,,beijing,,,,,,,",
-                "H,人事,d,p,,hr,beijing,,,,,,,", "F,财务,d,p,,finance,beijing,,,,,,,", "O,交接,d,p,M,,beijing,,,,,,,"]
-        rows += [f"E{i},员工{i},部门{i % 7},p,M,,beijing,2025-01-01,,,5000,,," for i in range(n)]
-        assert (await import_csv("\n".join(rows))).applied
+        rows = [f"E{i},员工{i},部门{i % 7},p,M,,beijing,2025-01-01,,,5000,,," for i in range(n)]
+        assert (await import_csv(org_csv(rows))).applied
         svc = build_service(settings)
         emps = {e.employee_id: e for e in await Employee.all()}
         types = ["probation", "resignation", "mutual", "misconduct"]

@@ -20,7 +20,7 @@ if __package__ in (None, ""):  # run as `python bench/X.py`: the project's root 
 from tortoise import Tortoise, connections
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
-from bench import pg_url, size
+from bench import org_csv, pg_url, size
 from bot.app import build_service
 from config.settings import load_settings
 from storage import crypto
@@ -89,11 +89,8 @@ async def bench_db(url: str, n_cases: int) -> float:
     crypto.configure(settings.secret_bytes())
     await init_db(url)
     try:
-        rows = ["employee_id,name,department,position,manager_id,roles,city,hire_date,contract_start,contract_end,"
-                "monthly_wage,dingtalk_userid,wecom_userid,phone", "M,经理,d,p,,,beijing,,,,,,,",
-                "H,人事,d,p,,hr,beijing,,,,,,,", "F,财务,d,p,,finance,beijing,,,,,,,", "O,交接,d,p,M,,beijing,,,,,,,"]
-        rows += [f"E{i},员工{i},d,p,M,,beijing,2025-01-01,,,5000,,," for i in range(n_cases)]
-        assert (await import_csv("\n".join(rows))).applied
+        rows = [f"E{i},员工{i},d,p,M,,beijing,2025-01-01,,,5000,,," for i in range(n_cases)]
+        assert (await import_csv(org_csv(rows))).applied
         svc = build_service(settings)
         emps = {e.employee_id: e for e in await Employee.all()}
         count = 0
