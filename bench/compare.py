@@ -28,8 +28,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as `python bench/X.py`: the project's root first, not bench/
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.append(str(Path(__file__).resolve().parent))  # after the sources: bench/settlement.py is no package
 PY = sys.executable
 
 PROBE = r'''
@@ -129,7 +131,7 @@ def probe(tree: Path, cases: int) -> dict[str, int]:
 
 
 def main() -> None:
-    from inbound import bench_full, reset_pg
+    from bench.inbound import bench_full, reset_pg
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--old", type=Path, help="the older source tree (a git worktree)")
@@ -140,7 +142,7 @@ def main() -> None:
     ap.add_argument("--pg", default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres"))
     ap.add_argument("--no-pg", action="store_true")
     args = ap.parse_args()
-    if args.old is None:  # `make bench` runs every script bare: this one needs a second tree
+    if args.old is None:  # run by hand only (`make bench` skips it): it needs a second tree
         print("compare: skipped (needs --old DIR, a worktree of the commit to compare with)")
         return
     trees = {"old": args.old.resolve(), "new": ROOT}

@@ -1,8 +1,7 @@
 """The HR dashboard's read cost: the overview (query, counts, HTML) with N open cases, and one case's
 timeline, on SQLite. Prints milliseconds per page.
 
-    .venv/bin/python -m bench.dashboard [open cases]      # default 1000 (as a module: bench/settlement.py
-                                                          # would shadow the settlement package)
+    .venv/bin/python -m bench.dashboard [open cases]      # default 1000 (or python bench/dashboard.py)
 """
 
 from __future__ import annotations
@@ -15,6 +14,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+if __package__ in (None, ""):  # run as `python bench/X.py`: the project's root first, not bench/
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from bench import org_csv, size
 from bot.app import build_service
 from config.settings import load_settings
 from handlers.dashboard import overview as ov
@@ -29,7 +32,7 @@ T0 = datetime.now(UTC)
 
 
 async def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else size(1000, 40)
     data = Path(tempfile.mkdtemp(prefix="bench-dash-"))
     url = f"sqlite://{data}/bench.sqlite3"
     settings = load_settings(database_url=url, data_dir=data, secret_key="bench-secret-0123456789abcdef",
@@ -38,11 +41,8 @@ async def main() -> None:
     crypto.configure(settings.secret_bytes())
     await init_db(url)
     try:
-        rows = ["employee_id,name,department,position,manager_id,roles,city,hire_date,contract_start,contract_end,"
-                "monthly_wage,dingtalk_userid,wecom_userid,phone", "M,经理,d,p,,,beijing,,,,,,,",
-                "H,人事,d,p,,hr,beijing,,,,,,,", "F,财务,d,p,,finance,beijing,,,,,,,", "O,交接,d,p,M,,beijing,,,,,,,"]
-        rows += [f"E{i},员工{i},部门{i % 7},p,M,,beijing,2025-01-01,,,5000,,," for i in range(n)]
-        assert (await import_csv("\n".join(rows))).applied
+        rows = [f"E{i},员工{i},部门{i % 7},p,M,,beijing,2025-01-01,,,5000,,," for i in range(n)]
+        assert (await import_csv(org_csv(rows))).applied
         svc = build_service(settings)
         emps = {e.employee_id: e for e in await Employee.all()}
         types = ["probation", "resignation", "mutual", "misconduct"]

@@ -29,8 +29,10 @@ from pathlib import Path
 
 import aiohttp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as `python bench/X.py`: the project's root first, not bench/
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from bench import size
 from bench.inbound import (
     EMULATOR_TOKEN,
     PY,
@@ -243,9 +245,9 @@ def part_case_b() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--events", type=int, default=1000)
-    ap.add_argument("--clients", type=int, default=50)
-    ap.add_argument("--cards", type=int, default=600)
+    ap.add_argument("--events", type=int, default=size(1000, 60))
+    ap.add_argument("--clients", type=int, default=size(50, 10))
+    ap.add_argument("--cards", type=int, default=size(600, 40))
     ap.add_argument("--skip", default="", help="comma list of parts to skip: 1,2,3")
     a = ap.parse_args()
     skip = set(a.skip.split(","))

@@ -19,8 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as `python bench/X.py`: the project's root first, not bench/
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from bench import size
 from bot.platforms.dingtalk.api import AppCredentials, DingTalkApi
 from bot.platforms.dingtalk.ratelimit import RateLimits, map_bounded
 from tests.platforms.dingtalk.fake import CLIENT_ID, CLIENT_SECRET, FakeDingTalk
@@ -52,7 +54,7 @@ async def run(cards: int, rate: float, latency: float, concurrency: int, margin:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--cards", type=int, default=600)
+    ap.add_argument("--cards", type=int, default=size(600, 40))
     ap.add_argument("--rate", type=float, default=20.0)
     ap.add_argument("--latency", type=float, default=0.1)
     ap.add_argument("--concurrency", type=int, default=8)

@@ -1,7 +1,7 @@
 """Milliseconds per guarantee letter (render + signature + completion page + merge + PAdES B-B seal)
 versus a bare one-page reportlab PDF + pyHanko seal alone. Targets: <= 150 ms per letter, ratio <= 3.
 
-Run: .venv/bin/python bench/documents.py [N]
+Run: .venv/bin/python bench/documents.py [N]   (or python -m bench.documents)
 """
 
 from __future__ import annotations
@@ -16,8 +16,12 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as `python bench/X.py`: the project's root first, not bench/
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
 from reportlab.pdfgen import canvas
 
+from bench import size as sized
 from signing.canonical import sha256_hex
 from signing.completion import completion_page
 from signing.documents import SignatureMark, render_document, render_signed
@@ -85,7 +89,7 @@ def timed(fn, n: int) -> float:  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else sized(20, 3)
     keys = load_or_create_keys(Path(tempfile.mkdtemp(prefix="bench-keys-")))
     font = cjk_font(None)
     payload = parse_strokes(_strokes())

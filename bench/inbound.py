@@ -33,6 +33,11 @@ from pathlib import Path
 
 import aiohttp
 
+if __package__ in (None, ""):  # run as `python bench/X.py`: the project's root first, not bench/
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from bench import pg_url, size
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 TARGET_SQLITE_EPS = 500
@@ -267,10 +272,10 @@ def bench_bare(n: int, clients: int, workdir: Path) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--events", type=int, default=2000)
-    ap.add_argument("--clients", type=int, default=50)
-    ap.add_argument("--pg", default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/test"),
-                    help="any URL on the PostgreSQL server; the bench uses database 'bench' beside it")
+    ap.add_argument("--events", type=int, default=size(2000, 60))
+    ap.add_argument("--clients", type=int, default=size(50, 10))
+    ap.add_argument("--pg", default=pg_url("postgres://postgres@127.0.0.1:5432/test"),
+                    help="any URL on the PostgreSQL server; the bench uses database 'bench' beside it ('': none)")
     ap.add_argument("--no-pg", action="store_true")
     args = ap.parse_args()
     print(f"inbound path: {args.events} events of each kind, {args.clients} concurrent clients, loopback HTTP")
@@ -280,7 +285,9 @@ def main() -> None:
         (work / "sqlite").mkdir()
         results["SQLite"] = bench_full("full path, SQLite", f"sqlite://{work}/sqlite/bench.sqlite3",
                                        args.events, args.clients, work / "sqlite")
-        if not args.no_pg:
+        if args.no_pg or not args.pg:
+            print("PostgreSQL skipped (--no-pg, or no BENCH_PG_URL in quick mode)")
+        else:
             try:
                 url = reset_pg(args.pg)
             except Exception as exc:  # no server: say so, keep the SQLite figures

@@ -5,7 +5,6 @@ in order), so cards per second grow with it until the token bucket's rate caps t
     .venv/bin/python bench/relay_connectors.py [--cases 30] [--latency 0.05] [--rate 1000]
 """
 
-# ruff: noqa: E402  (sys.path is fixed before the project's imports)
 from __future__ import annotations
 
 import argparse
@@ -15,14 +14,12 @@ import tempfile
 import time
 from pathlib import Path
 
-# Run as a script, this folder comes first on sys.path and bench/settlement.py would shadow the
-# settlement package.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
+if __package__ in (None, ""):  # run as `python bench/X.py`: the project's root first, not bench/
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from aiohttp import web
 
+from bench import size
 from bot.app import build_service
 from bot.inbound import Inbound, build_router
 from bot.outbox import Relay
@@ -108,7 +105,7 @@ async def run(cases: int, latency: float, rate: float, concurrency: int, tmp: Pa
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cases", type=int, default=30)
+    parser.add_argument("--cases", type=int, default=size(30, 4))
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--rate", type=float, default=1000.0)
     a = parser.parse_args()

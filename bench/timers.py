@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import tempfile
 import time
@@ -25,8 +24,11 @@ from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.append(str(Path(__file__).resolve().parent))  # after the sources: bench/settlement.py is no package
+if __package__ in (None, ""):  # run as `python bench/X.py`: the project's root first, not bench/
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from bench import pg_url, size  # noqa: E402
+
 SECRET = "bench-secret-key-0123456789abcdef"
 ENV = {"TIMER_POLL_SECONDS": "0.2", "TIMER_LEASE_SECONDS": "5", "OUTBOX_POLL_SECONDS": "5",
        "SIGNING_SWEEP_SECONDS": "3600"}
@@ -147,14 +149,17 @@ async def due_scan(url: str, pending: int) -> None:
 
 
 def main() -> None:
-    from inbound import reset_pg
+    from bench.inbound import reset_pg
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--timers", type=int, default=3000)
-    ap.add_argument("--cases", type=int, default=600)
-    ap.add_argument("--pending", type=int, default=100_000)
-    ap.add_argument("--pg", default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres"))
+    ap.add_argument("--timers", type=int, default=size(3000, 200))
+    ap.add_argument("--cases", type=int, default=size(600, 40))
+    ap.add_argument("--pending", type=int, default=size(100_000, 5000))
+    ap.add_argument("--pg", default=pg_url("postgres://postgres@127.0.0.1:5432/postgres"))
     args = ap.parse_args()
+    if not args.pg:
+        print("timers: skipped, PostgreSQL only (set BENCH_PG_URL in quick mode)")
+        return
     try:
         url = reset_pg(args.pg, "bench_timers")
     except Exception as exc:  # no server: say so

@@ -28,13 +28,14 @@ from pathlib import Path
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+if __package__ in (None, ""):  # run as `python bench/X.py`: the project's root first, not bench/
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-import inbound as ib  # noqa: E402  (bench/inbound.py: server, load and report helpers)
+from bench import inbound as ib
+from bench import size
+from tests.platforms.wecom.rig import AES_KEY, TOKEN, encrypt, settings_for, text_xml
 
-from tests.platforms.wecom.rig import AES_KEY, TOKEN, encrypt, settings_for, text_xml  # noqa: E402
-
+ROOT = ib.ROOT
 TARGET_SQLITE_EPS = 500
 TARGET_P99_MS = 100.0
 TARGET_CPU_EXTRA_MS = 0.3
@@ -159,8 +160,9 @@ def bench_inbound(n: int, clients: int, workdir: Path, rounds: int = 2) -> dict[
 async def bench_outbound(cards: int, db_url: str) -> None:
     from aiohttp.test_utils import TestServer
 
-    import bot.platforms.wecom as wecom
     from bot.outbox import Relay, RetryPolicy
+    from bot.platforms.wecom.connector import WeComConnector
+    from bot.platforms.wecom.settings import load as load_wecom_settings
     from cards.model import Button, Card
     from chat.connector import ConnectorEnv
     from storage import crypto
@@ -175,8 +177,8 @@ async def bench_outbound(cards: int, db_url: str) -> None:
     fake = FakeWeCom(delay=0.1, max_concurrent=10)
     server = TestServer(fake.app(), host="127.0.0.1")
     await server.start_server()
-    connector = wecom.create(ConnectorEnv(public_base_url="http://127.0.0.1:8080", language="zh", env_file=None,
-                                          extra=settings_for(str(server.make_url("/")).rstrip("/"))))
+    connector = WeComConnector(load_wecom_settings(settings_for(str(server.make_url("/")).rstrip("/")), None),
+                               ConnectorEnv(public_base_url="http://127.0.0.1:8080", language="zh", env_file=None))
     rate = connector.limits.rate_per_second
     card = Card(title="离职交接确认", summary="员工 · 销售部", status="等待你操作",
                 buttons=(Button("确认", action="approve", style="primary"),))
@@ -239,13 +241,13 @@ def bench_connector_cost(n: int = 2000) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--events", type=int, default=1000)
-    ap.add_argument("--clients", type=int, default=50)
-    ap.add_argument("--cards", type=int, default=600)
+    ap.add_argument("--events", type=int, default=size(1000, 60))
+    ap.add_argument("--clients", type=int, default=size(50, 10))
+    ap.add_argument("--cards", type=int, default=size(600, 40))
     args = ap.parse_args()
     print(f"WeCom inbound: {args.events} events per path, {args.clients} concurrent clients, loopback HTTP, SQLite")
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (other processes share the cores)")
-    bench_connector_cost()
+    bench_connector_cost(size(2000, 200))
     with tempfile.TemporaryDirectory() as tmp:
         res = bench_inbound(args.events, args.clients, Path(tmp))
         eps, p99, cpu = res["wecom"]

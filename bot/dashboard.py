@@ -1,8 +1,8 @@
 """Wires the HR dashboard (handlers/dashboard) into the app: its settings as values, the case service, the
 platforms' web sign-in, and the chat's command path for HR's actions.
 
-`web_identities` is the one place that says which sign-in each platform offers: a connector's own
-`identity` (chat/connector.py), else the signing page's OAuth exchange for DingTalk / WeCom.
+`web_identities` is the one place that says which sign-in each platform offers: its running connector's
+own `identity` (chat/connector.py); a platform whose connector offers none is not offered.
 """
 
 from __future__ import annotations
@@ -21,23 +21,18 @@ from chat.router import Incoming, is_hr, resolve_sender
 from config.settings import Settings
 from handlers.dashboard.deps import CommandResult, Dashboard, DashboardConfig
 from handlers.dashboard.web import install
-from handlers.signin import SettingsIdentity
 from handlers.uploads import upload_url
-from signing import oauth
 
 
 def web_identities(app: web.Application, settings: Settings) -> dict[str, WebIdentity]:
     """The sign-ins on offer, in PLATFORMS order: each running connector's own `identity` (the emulator's
-    local one among them), and for DingTalk / WeCom connectors that offer none yet, the signing page's
-    OAuth exchange when their app credentials are configured."""
+    local one among them). None at all: the sign-in page says sign-in is unavailable."""
     running = app.get(CONNECTORS, {})
     found: dict[str, WebIdentity] = {}
     for name in settings.platforms:
         own = getattr(running.get(name), "identity", None)
         if own is not None:
             found[name] = own
-        elif name in ("dingtalk", "wecom") and oauth.configured(settings, name):  # type: ignore[arg-type]
-            found[name] = SettingsIdentity(settings, name)  # type: ignore[arg-type]
     return found
 
 

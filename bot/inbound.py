@@ -13,7 +13,6 @@ import logging
 import time
 
 from aiohttp import web
-from tortoise.transactions import in_transaction
 
 from cases.service import CaseService
 from chat.appkeys import SERVICE, SETTINGS
@@ -25,8 +24,8 @@ from handlers.archive import router as archive
 from handlers.backpay_commands import router as backpay
 from handlers.commands import router as commands
 from handlers.employee import router as employee
-from storage import cardids, hotpath
-from storage.models import InboxEvent, OutboxMessage
+from storage import cardids, hotpath, queue
+from storage.models import InboxEvent
 
 log = logging.getLogger("bot.inbound")
 QUIET_SECONDS = 0.05
@@ -118,13 +117,7 @@ async def keep_update_token(service: CaseService, event: CardAction) -> None:
     holder = await hotpath.active_employee(conn, service.addresses.column(event.platform), event.sender)
     if holder is None or holder.employee_id != row.recipient:
         return  # only the holder's click carries a token for the holder's card
-    async with in_transaction() as tx:  # the relay writes deliveries under the same row lock
-        current = await OutboxMessage.filter(id=row.id).using_db(tx).select_for_update().first()
-        if current is None or current.delivery is None:
-            return
-        delivery = dict(current.delivery)
-        delivery["update_token"] = event.update_token
-        await OutboxMessage.filter(id=row.id).using_db(tx).update(delivery=delivery)
+    await queue.keep_update_token(row.id, event.update_token)  # under the row lock the relay writes with
 
 
 INBOUND = web.AppKey("inbound", Inbound)

@@ -328,8 +328,7 @@ class Relay:
         connector = self.connectors[row.platform]
         delivery = await connector.send_card(await self.address(row), card, cardids.card_id_of(row))
         if row.delivery is not None:
-            await OutboxMessage.filter(id=row.id).update(delivery=delivery.to_json(),
-                                                         platform_message_id=delivery.message_id[:255])
+            await queue.replace_delivery(row.id, delivery.to_json())
 
     async def _update_cards(self, connector: Connector, to: Address, row: OutboxMessage,
                             now: datetime) -> Delivery | None:
@@ -354,7 +353,8 @@ class Relay:
             held = Delivery.from_json(holder.delivery) or Delivery(message_id=holder.platform_message_id)
             card_id = cardids.card_id_of(holder)
             fresh = await self._call(row.platform, lambda c=card, h=held, i=card_id: connector.update_card(to, c, i, h))
-            await self._keep_delivery(holder, held, fresh)
+            # A click that brought a newer update token while this update ran keeps it (newest wins).
+            await queue.keep_delivery(holder.id, fresh.to_json(), held.update_token)
             updated.append(fresh.message_id)
         return Delivery(message_id=",".join(updated)[:255], calls=len(updated))
 
@@ -389,20 +389,6 @@ class Relay:
             changes: dict[str, Any] = {"status": "pending", "lease_until": None} if done is None else {
                 "status": "sent", "platform_message_id": done.message_id[:255], "sent_at": now, "last_error": None}
             await self._write_marks([(row, changes)])
-
-    async def _keep_delivery(self, holder: OutboxMessage, used: Delivery, fresh: Delivery) -> None:
-        """The holder's card now carries `fresh`; but a click that brought a newer update token while
-        we were updating (stored by the inbound side) wins over what this update left."""
-        async with in_transaction() as conn:
-            current = await OutboxMessage.filter(id=holder.id).using_db(conn).select_for_update().first()
-            if current is None:
-                return
-            now_held = Delivery.from_json(current.delivery)
-            keep = fresh.to_json()
-            if now_held is not None and now_held.update_token and now_held.update_token != used.update_token:
-                keep["update_token"] = now_held.update_token
-            await OutboxMessage.filter(id=holder.id).using_db(conn).update(
-                delivery=keep, platform_message_id=fresh.message_id[:255])
 
     async def _failed(self, row: OutboxMessage, now: datetime, error: str, *, transient: bool,
                       retry_after: float | None = None, hint: str = "") -> None:

@@ -382,7 +382,7 @@ class CaseService:
         else:
             people = await hotpath.people(
                 conn, pk=case.employee_id, employee_ids=sorted(ids),  # type: ignore[attr-defined]
-                role_words=[str(r) for r in directory_roles],
+                role_words=[str(r) for r in directory_roles], user_id_columns=self.addresses.user_id_columns,
             )
         by_id = {p.employee_id: p for p in people}
         out: dict[Role, list[Employee | Recipient]] = {}

@@ -27,8 +27,10 @@ Optional extras a connector may offer (looked up with getattr, not part of the p
 
 Web sign-in: a connector whose platform can confirm who opens our pages sets `identity` (a
 `WebIdentity`: the login address, and the user id behind the code that comes back); the signing
-page then redirects a signer on that platform there and compares the user id with theirs. None: the
-personal link alone is the proof.
+page, the step forms and the dashboard then send a person on that platform there and compare the
+user id with theirs. It is the only sign-in there is: with `identity` None, a platform's per-person
+links are refused (sign-in unavailable) unless its `capabilities.links_need_sign_in` is False (the
+personal link alone is the proof, as in the emulator), and the dashboard offers no sign-in for it.
 
 Access tokens: a connector fetches and caches its own app access token (per connector instance,
 refreshed before it expires, shared by its sends, updates, directory and `identity`); nothing
@@ -235,8 +237,9 @@ class ConnectorEnv:
     public_base_url: str
     language: str
     env_file: str | None = None
-    # Transition: the core Settings still declares some `<name>_*` settings; the values it read for
-    # this connector's name (and only those) are handed over here, by field name, e.g. "wecom_secret".
+    # Transition, the emulator's only: the core Settings still declares `emulator_token` /
+    # `emulator_allow_exposed`; the values it read for this connector's name (and only those) are
+    # handed over here, by field name. Real platforms read every setting of theirs themselves.
     extra: Mapping[str, Any] = field(default_factory=dict)
     http_host: str = "127.0.0.1"  # where the shared web server listens (a local-only page checks it)
     http_port: int = 8080

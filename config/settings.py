@@ -59,17 +59,6 @@ class Settings(BaseSettings):
     signing_sweep_seconds: float = Field(30.0, gt=0)
     # How soon an open case's moved audit head is signed (at most a minute: the integrity window).
     checkpoint_seconds: float = Field(60.0, gt=0, le=60)
-    # Signing-page identity confirmation (OAuth). Base URLs are settings so tests can point them at fakes.
-    dingtalk_client_id: str = ""
-    dingtalk_client_secret: SecretStr | None = None
-    dingtalk_api_base: str = "https://api.dingtalk.com"
-    dingtalk_oapi_base: str = "https://oapi.dingtalk.com"
-    dingtalk_login_url: str = "https://login.dingtalk.com/oauth2/auth"
-    wecom_corp_id: str = ""
-    wecom_agent_id: str = ""
-    wecom_secret: SecretStr | None = None
-    wecom_api_base: str = "https://qyapi.weixin.qq.com"
-    wecom_oauth_url: str = "https://open.weixin.qq.com/connect/oauth2/authorize"
     # The emulator acts as whoever a request names, so every call carries this secret. Empty: a
     # random one per start, printed with the emulator's address.
     emulator_token: SecretStr | None = None

@@ -48,7 +48,6 @@ from handlers.signing_service import (
     release_link,
     sweep_round,
 )
-from signing import oauth
 from signing.documents import signature_image
 from signing.evidence import SignatureFacts
 from signing.links import LinkError, read_token
@@ -119,20 +118,27 @@ def _json_error(exc: Refused) -> web.Response:
 
 # ---------------------------------------------------------------- resolving a link
 
+def _sign_in(request: web.Request, t: Target) -> signin.SignIn | None:
+    try:
+        return signin.for_signer(request.app, t.signer)
+    except signin.Unavailable as exc:  # their platform cannot confirm anyone here: nobody may sign for them
+        raise Refused(503, "sign_in_unavailable", exc.zh) from None
+
+
 def _identity_check(request: web.Request, t: Target) -> tuple[str, str] | web.Response:
     """(identity_method, platform_identity), or a redirect to the platform login when one is needed."""
     settings: Settings = request.app[SETTINGS]
-    needed = signin.for_signer(request.app, t.signer)  # the signer's connector's sign-in, if it offers one
+    needed = _sign_in(request, t)  # the signer's connector's sign-in, if their links need one
     if needed is None:
         return "link", ""
     platform, expected = needed
-    cookie = request.cookies.get(oauth.identity_cookie_name(t.claims.nonce))
-    who = oauth.read_identity_cookie(settings.secret_bytes(), t.claims.nonce, cookie, time.time())
+    cookie = request.cookies.get(signin.identity_cookie_name(t.claims.nonce))
+    who = signin.read_identity_cookie(settings.secret_bytes(), t.claims.nonce, cookie, time.time())
     if who is None or who.platform != platform:
         if request.method != "GET":
             raise Refused(401, "identity_required", "请先通过钉钉/企业微信确认身份后再签署（请刷新页面）。")
         url = needed.authorize_url(_callback_url(settings, request, platform),
-                                   oauth.oauth_state(settings.secret_bytes(), t.claims.nonce))
+                                   signin.oauth_state(settings.secret_bytes(), t.claims.nonce))
         raise web.HTTPFound(url)
     if who.userid != expected:
         raise Refused(403, "identity_mismatch", "登录账号与签署人不一致，不能代他人签署。")
@@ -415,14 +421,14 @@ async def oauth_return(request: web.Request) -> web.StreamResponse:
     platform = request.match_info["platform"]
     try:
         t = await resolve(request)
-        needed = signin.for_signer(request.app, t.signer)
+        needed = _sign_in(request, t)
         if needed is None or needed[0] != platform:
             raise Refused(400, "no_oauth", "该签署人无需通过此平台确认身份。")
-        if not oauth.check_state(settings.secret_bytes(), t.claims.nonce, request.query.get("state", "")):
+        if not signin.check_state(settings.secret_bytes(), t.claims.nonce, request.query.get("state", "")):
             raise Refused(403, "bad_state", "身份确认请求无效，请重新打开签署链接。")
         try:
             who = await needed.confirm(request.query)
-        except oauth.IdentityError as exc:
+        except signin.IdentityError as exc:
             log.warning("identity confirmation failed for %s: %s", t.claims.case_id, exc.message)
             raise Refused(403, "identity_failed",
                           "未能通过平台确认您的身份，请在钉钉/企业微信内重新打开链接。") from None
@@ -435,8 +441,8 @@ async def oauth_return(request: web.Request) -> web.StreamResponse:
     token = request.match_info["token"]
     expires = int(time.time()) + IDENTITY_COOKIE_SECONDS
     resp = web.HTTPFound(f"/sign/{quote(token)}")
-    resp.set_cookie(oauth.identity_cookie_name(t.claims.nonce),
-                    oauth.identity_cookie(settings.secret_bytes(), t.claims.nonce, who, expires),
+    resp.set_cookie(signin.identity_cookie_name(t.claims.nonce),
+                    signin.identity_cookie(settings.secret_bytes(), t.claims.nonce, who, expires),
                     max_age=IDENTITY_COOKIE_SECONDS, path="/sign/", httponly=True, samesite="Lax",
                     secure=settings.public_base_url.startswith("https://"))
     raise resp

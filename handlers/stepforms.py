@@ -40,9 +40,9 @@ from cases.service import CaseService
 from chat.appkeys import SERVICE, SETTINGS
 from chat.connector import CardAction, Dispatch
 from config.settings import Settings
+from handlers import signin
 from handlers.cardview import CardRenderer
 from handlers.signing_web import HEADERS as SIGNING_HEADERS
-from signing import oauth
 from signing.links import LinkError, TokenClaims, read_token
 from storage import cardids, hotpath
 from storage.models import Case, Employee, FormLink, OutboxMessage
@@ -126,22 +126,30 @@ async def _case_and_holder(claims: TokenClaims) -> tuple[Case, Employee]:
 
 # ---------------------------------------------------------------- platform sign-in (as the signing page)
 
+def _sign_in(request: web.Request, holder: Employee) -> signin.SignIn | None:
+    """How the holder proves who they are (their platform's running connector's sign-in); None: the
+    link suffices (the emulator). A platform that cannot confirm anyone refuses the page."""
+    try:
+        return signin.for_signer(request.app, holder)
+    except signin.Unavailable as exc:
+        raise Refused(503, "sign_in_unavailable", exc.zh, exc.en) from None
+
+
 def _identity(request: web.Request, settings: Settings, kind: str, nonce: str, holder: Employee) -> None:
     """Where the holder's platform offers sign-in, the page is theirs only once the platform confirmed
-    them: redirect there (GET) or refuse (POST). The emulator and link-only set-ups: the link suffices."""
-    needed = oauth.platform_for(settings, holder)
+    them: redirect there (GET) or refuse (POST)."""
+    needed = _sign_in(request, holder)
     if needed is None:
         return
     platform, expected = needed
-    who = oauth.read_identity_cookie(settings.secret_bytes(), nonce,
-                                     request.cookies.get(oauth.identity_cookie_name(nonce)), time.time())
+    who = signin.read_identity_cookie(settings.secret_bytes(), nonce,
+                                      request.cookies.get(signin.identity_cookie_name(nonce)), time.time())
     if who is None or who.platform != platform:
         if request.method != "GET":
             raise Refused(401, "identity_required", "请先通过钉钉/企业微信确认身份（请从卡片重新打开链接）。",
                           "Confirm who you are through DingTalk / WeCom first (open the link from the card again).")
         back = f"{settings.public_base_url}/{kind}/{request.match_info['token']}/oauth/{platform}"
-        raise web.HTTPFound(oauth.authorize_url(settings, platform, back, oauth.oauth_state(settings.secret_bytes(),
-                                                                                           nonce)))
+        raise web.HTTPFound(needed.authorize_url(back, signin.oauth_state(settings.secret_bytes(), nonce)))
     if who.userid != expected:
         raise Refused(403, "identity_mismatch", "登录账号与卡片持有人不一致，不能代他人操作。",
                       "The signed-in account is not the card's holder; nobody may act for someone else.")
@@ -154,29 +162,28 @@ async def oauth_return(request: web.Request) -> web.StreamResponse:
     try:
         claims = _claims(settings, request.match_info["token"], kind)
         _, holder = await _case_and_holder(claims)
-        needed = oauth.platform_for(settings, holder)
-        if needed is None or needed[0] != request.match_info["platform"]:
+        needed = _sign_in(request, holder)
+        if needed is None or needed.platform != request.match_info["platform"]:
             raise Refused(400, "no_oauth", "无需通过此平台确认身份。", "No sign-in through this platform is needed.")
-        if not oauth.check_state(settings.secret_bytes(), claims.nonce, request.query.get("state", "")):
+        if not signin.check_state(settings.secret_bytes(), claims.nonce, request.query.get("state", "")):
             raise Refused(403, "bad_state", "身份确认请求无效，请从卡片重新打开链接。",
                           "The sign-in request is not valid; open the link from the card again.")
         try:
-            who = await oauth.confirm(settings, needed[0], code=request.query.get("code", ""),
-                                      auth_code=request.query.get("authCode", ""))
-        except oauth.IdentityError as exc:
+            who = await needed.confirm(request.query)
+        except signin.IdentityError as exc:
             log.warning("identity confirmation failed for %s: %s", claims.case_id, exc.message)
             raise Refused(403, "identity_failed", "未能通过平台确认您的身份，请在钉钉/企业微信内重新打开链接。",
                           "The platform did not confirm who you are; open the link inside DingTalk / WeCom.") from None
-        if who.userid != needed[1]:
+        if who.userid != needed.user_id:
             raise Refused(403, "identity_mismatch", "登录账号与卡片持有人不一致，不能代他人操作。",
                           "The signed-in account is not the card's holder; nobody may act for someone else.")
     except Refused as exc:
         return _refused(exc, lang)
     token = request.match_info["token"]
     resp = web.HTTPFound(f"/{kind}/{quote(token)}")
-    resp.set_cookie(oauth.identity_cookie_name(claims.nonce),
-                    oauth.identity_cookie(settings.secret_bytes(), claims.nonce, who,
-                                          int(time.time()) + IDENTITY_COOKIE_SECONDS),
+    resp.set_cookie(signin.identity_cookie_name(claims.nonce),
+                    signin.identity_cookie(settings.secret_bytes(), claims.nonce, who,
+                                           int(time.time()) + IDENTITY_COOKIE_SECONDS),
                     max_age=IDENTITY_COOKIE_SECONDS, path=f"/{kind}/", httponly=True, samesite="Lax",
                     secure=settings.public_base_url.startswith("https://"))
     raise resp
@@ -429,7 +436,7 @@ def setup(app: web.Application, *, dispatch: Dispatch) -> None:
     app[DISPATCH] = dispatch
     app.router.add_get("/form/{token}", form_page)
     app.router.add_post("/form/{token}", form_submit)
-    app.router.add_get("/form/{token}/oauth/{platform:dingtalk|wecom}", oauth_return)
+    app.router.add_get("/form/{token}/oauth/{platform:[a-z][a-z0-9_]{0,31}}", oauth_return)
     app.router.add_get("/view/{token}", view_page)
-    app.router.add_get("/view/{token}/oauth/{platform:dingtalk|wecom}", oauth_return)
+    app.router.add_get("/view/{token}/oauth/{platform:[a-z][a-z0-9_]{0,31}}", oauth_return)
 

@@ -24,9 +24,17 @@ class AddressBook:
     def column(self, platform: str) -> str:
         return self.columns.get(platform, "employee_id")
 
+    @property
+    def user_id_columns(self) -> tuple[str, ...]:
+        """The employee columns holding the configured platforms' user ids (what a Recipient carries)."""
+        return tuple(dict.fromkeys(self.column(p) for p in self.platforms))
+
     def user_id(self, emp: Any, platform: str) -> str | None:
-        """`emp`'s user id on `platform` (an Employee or a hot-path Recipient), None when unknown."""
-        value = getattr(emp, self.column(platform), None)
+        """`emp`'s user id on `platform` (an Employee, or a hot-path Recipient read with
+        `user_id_columns`), None when unknown."""
+        column = self.column(platform)
+        read = getattr(emp, "user_ids", None)  # a Recipient: the columns it was read with
+        value = read.get(column) if read is not None and column in read else getattr(emp, column, None)
         return str(value) if value else None
 
     def platform_for(self, emp: Any) -> str:

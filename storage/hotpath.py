@@ -8,14 +8,14 @@ the SQL dialect and Tortoise's internals in storage/dialect.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from tortoise.models import Model
 
 from storage.dialect import default_conn, dialect_of
-from storage.models import Case, Employee, InboxEvent, OutboxMessage
+from storage.models import Employee, InboxEvent
 from storage.rows import as_json, insert_rows, select_one, to_db
 
 __all__ = ["Recipient", "active_employee", "default_conn", "get_one", "inbox_result", "insert_inbox", "names",
@@ -25,21 +25,33 @@ __all__ = ["Recipient", "active_employee", "default_conn", "get_one", "inbox_res
 # ---- people a decision notifies ------------------------------------------------------------
 @dataclass(frozen=True)
 class Recipient:
-    """The directory columns a notification needs (the encrypted ones are never read here)."""
+    """The directory columns a notification needs (the encrypted ones are never read here): who,
+    their roles, and their user id in each platform user-id column asked for (the address book's)."""
 
     id: int
     employee_id: str
     roles: str
-    dingtalk_userid: str | None
-    wecom_userid: str | None
+    user_ids: Mapping[str, str | None] = field(default_factory=dict)  # employee column -> value
 
     @property
     def role_set(self) -> frozenset[str]:
         return frozenset(r for r in self.roles.split(";") if r)
 
 
-async def people(conn: Any, *, pk: int, employee_ids: Sequence[str], role_words: Sequence[str]) -> list[Recipient]:
-    """Employees by primary key, by employee id, or active ones whose roles mention a word."""
+def _column(model: type[Model], column: str, *, unique: bool = False) -> str:
+    """`column` when it is a plain column of `model` (and, if asked, a unique one): the names below
+    are put into SQL as identifiers, so only the model's own are let through."""
+    f = model._meta.fields_map.get(column)
+    if f is None or column not in model._meta.db_fields or (unique and not (f.unique or f.pk)):
+        raise ValueError(f"not a{' unique' if unique else ''} column of {model.__name__}: {column}")
+    return column
+
+
+async def people(conn: Any, *, pk: int, employee_ids: Sequence[str], role_words: Sequence[str],
+                 user_id_columns: Sequence[str] = ()) -> list[Recipient]:
+    """Employees by primary key, by employee id, or active ones whose roles mention a word, with the
+    values of `user_id_columns` (the columns the configured platforms keep their user ids in)."""
+    extra = [_column(Employee, c) for c in dict.fromkeys(user_id_columns) if c != "employee_id"]
     where = ['"id" = ?']
     values: list[Any] = [pk]
     if employee_ids:
@@ -50,35 +62,22 @@ async def people(conn: Any, *, pk: int, employee_ids: Sequence[str], role_words:
         # the LIKE alone made this a walk of the whole employee table.
         where.append('("roles" > ? AND "active" = ? AND "roles" LIKE ?)')
         values += ["", True, f"%{word}%"]
+    columns = ", ".join(f'"{c}"' for c in ("id", "employee_id", "roles", *extra))
     _, rows = await dialect_of(conn).query(
-        conn, 'SELECT "id", "employee_id", "roles", "dingtalk_userid", "wecom_userid" FROM "employee" WHERE '
-        + " OR ".join(where), values,
-    )
-    return [Recipient(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+        conn, f'SELECT {columns} FROM "employee" WHERE ' + " OR ".join(where), values)
+    return [Recipient(r[0], r[1], r[2], dict(zip(extra, r[3:], strict=True))) for r in rows]
 
 
 # ---- directory look-ups -------------------------------------------------------------------
-_EMPLOYEE_KEYS = frozenset({"employee_id", "dingtalk_userid", "wecom_userid"})
-
-
 async def active_employee(conn: Any, column: str, value: str) -> Employee | None:
-    """The active employee whose `column` (employee id or a platform user id) equals `value`."""
-    if column not in _EMPLOYEE_KEYS:
-        raise ValueError(f"not a unique employee key: {column}")
+    """The active employee whose unique `column` (employee id or a platform user id) equals `value`."""
     return await get_one(conn, Employee, column, value, active=True)
-
-
-_UNIQUE_KEYS: dict[type[Model], frozenset[str]] = {
-    Employee: _EMPLOYEE_KEYS | {"id"}, Case: frozenset({"id"}), OutboxMessage: frozenset({"id", "key"}),
-}
 
 
 async def get_one(conn: Any, model: type[Model], column: str, value: Any, *, active: bool | None = None) -> Any:
     """The row of `model` whose unique `column` equals `value` (and, for employees, whose `active`
     flag matches when given), as a model instance; None when there is none."""
-    if column not in _UNIQUE_KEYS.get(model, ()):
-        raise ValueError(f"not a unique key of {model.__name__}: {column}")
-    where: dict[str, Any] = {column: value}
+    where: dict[str, Any] = {_column(model, column, unique=True): value}
     if active is not None:
         where["active"] = active
     return await select_one(conn, model, where)

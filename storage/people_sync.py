@@ -16,8 +16,6 @@ from tortoise.transactions import in_transaction
 
 from storage.models import Employee
 
-# The column holding each platform's user id; the only two a sync may match on.
-USERID_COLUMNS = frozenset({"dingtalk_userid", "wecom_userid"})
 _ID = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -50,9 +48,17 @@ def _problem(p: PlatformPerson) -> str | None:
     return None
 
 
+def is_user_id_column(column: str) -> bool:
+    """A column a sync may match on: a unique, optional column of the directory that a platform keeps
+    its user ids in (the platform names it; never our own employee id or key)."""
+    f = Employee._meta.fields_map.get(column)
+    return (f is not None and column in Employee._meta.db_fields and bool(f.unique) and bool(f.null)
+            and not f.pk and column != "employee_id")
+
+
 async def sync_people(column: str, people: Sequence[PlatformPerson], *,
                       progress: Callable[[int, int], None] | None = None) -> SyncReport:
-    if column not in USERID_COLUMNS:
+    if not is_user_id_column(column):
         raise ValueError(f"unknown user id column {column!r}")
     report = SyncReport()
     good: list[PlatformPerson] = []

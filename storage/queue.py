@@ -1,4 +1,5 @@
-"""The leased-claim queue: the one way rows of `outbox` and `timer` are inserted, claimed and marked.
+"""The leased-claim queue: the one way rows of `outbox` and `timer` are inserted, claimed and marked
+(and a delivered card's `delivery` kept: see the end of this module).
 
 A row is `pending` until it is due, then claimable; a claim is a compare-and-set in one statement
 (`UPDATE ... WHERE id IN (due candidates) AND <still claimable> RETURNING ...`) that sets
@@ -22,6 +23,7 @@ from functools import cache
 from typing import Any
 
 from tortoise.models import Model
+from tortoise.transactions import in_transaction
 
 from storage.dialect import Target, columns, dialect_of, quote, table, write
 from storage.models import OutboxMessage, Timer
@@ -131,3 +133,44 @@ async def card_holders(conn: Any, case_id: str) -> list[tuple[str, str, str]]:
     )
     return sorted({(r[0] if r[0] is not None else SUMMARY, r[1], r[2]) for r in rows
                    if r[0] is not None or (as_json(r[3]) or {}).get("purpose") == "summary"})
+
+
+# ---- what the platform answered for a delivered card ----------------------------------------
+# `delivery` (chat.connector.Delivery as JSON) is written by the relay after a send or an update and
+# by the inbound side when a click brings a fresh update token. Both write here, under the row's lock
+# (FOR UPDATE on PostgreSQL; SQLite has one writer), so the newest update token always wins.
+
+async def keep_delivery(row_id: int, fresh: dict[str, Any], used_token: str | None) -> None:
+    """The card of `row_id` now carries `fresh` (what an update answered); but a click that brought
+    a newer update token while the update ran (one other than `used_token`, the token the update
+    used) keeps its token."""
+    async with in_transaction() as conn:
+        current = await OutboxMessage.filter(id=row_id).using_db(conn).select_for_update().first()
+        if current is None:
+            return
+        held = current.delivery if isinstance(current.delivery, dict) and current.delivery.get("message_id") else None
+        keep = dict(fresh)
+        newer = held.get("update_token") if held is not None else None
+        if newer and newer != used_token:
+            keep["update_token"] = newer
+        await OutboxMessage.filter(id=row_id).using_db(conn).update(
+            delivery=keep, platform_message_id=str(fresh["message_id"])[:255])
+
+
+async def keep_update_token(row_id: int, token: str | None) -> bool:
+    """A click's fresh update token into the card's delivery, before the click is handled; False when
+    the row is gone or has no delivery (not delivered yet: nothing to update with it)."""
+    async with in_transaction() as conn:
+        current = await OutboxMessage.filter(id=row_id).using_db(conn).select_for_update().first()
+        if current is None or current.delivery is None:
+            return False
+        delivery = dict(current.delivery)
+        delivery["update_token"] = token
+        await OutboxMessage.filter(id=row_id).using_db(conn).update(delivery=delivery)
+        return True
+
+
+async def replace_delivery(row_id: int, fresh: dict[str, Any]) -> None:
+    """The card was delivered anew (a platform that lost it): its old delivery, tokens included, is
+    replaced, as they belong to a card that no longer exists."""
+    await OutboxMessage.filter(id=row_id).update(delivery=fresh, platform_message_id=str(fresh["message_id"])[:255])

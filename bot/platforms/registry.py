@@ -28,8 +28,8 @@ class PlatformError(Exception):
 
 
 def env_for(settings: Settings, name: str) -> ConnectorEnv:
-    # `extra`: only this platform's `<name>_*` values the core Settings still declares (the
-    # transition); a connector reads the rest of its own settings from the environment itself.
+    # `extra`: only this platform's `<name>_*` values the core Settings still declares (the emulator's
+    # token and exposure switch); a connector reads its own settings from the environment itself.
     own = {k: v for k, v in settings if k.startswith(f"{name}_")}
     return ConnectorEnv(public_base_url=settings.public_base_url, language=settings.language, env_file=".env",
                         extra=own, http_host=settings.http_host, http_port=settings.http_port,

@@ -84,8 +84,8 @@ def signin(v: View, options: Sequence[tuple[str, str]], message: str = "") -> st
     buttons = "".join(f'<li><a class="button" id="signin-{e(href.rsplit("/", 1)[-1].split("?")[0])}" '
                       f'href="{e(href)}">{e(label)}</a></li>' for href, label in options)
     if not options:
-        none = v.t("没有可用的登录方式：请配置钉钉或企业微信应用。",
-                   "No sign-in is configured: set up a DingTalk or WeCom app.")
+        none = v.t("登录不可用：这里运行的平台都没有提供网页登录。",
+                   "Sign-in is unavailable: no platform served here offers web sign-in.")
         buttons = f"<li>{none}</li>"
     msg = f'<p class="flash bad" id="message">{e(message)}</p>' if message else ""
     logged = v.t("仅限人事（HR）使用，每次查看和下载都会记录。", "For HR only; every view and download is logged.")

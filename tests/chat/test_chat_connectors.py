@@ -140,6 +140,33 @@ def test_address_book_maps_people_to_platform_user_ids() -> None:
     assert AddressBook.of(["wecom"]).platform_for(elsewhere) == "wecom"  # nobody reachable: the first one
 
 
+async def test_hot_path_recipients_carry_the_columns_the_address_book_reads(demo_org: Any) -> None:
+    """A notification's recipients are read with the user-id columns of the platforms configured (the
+    address book names them; the read names no platform) and are addressed like the Employee rows."""
+    from storage.people_sync import sync_people
+
+    await Employee.filter(employee_id="E003").update(dingtalk_userid="ding-3", wecom_userid="wx-3")
+    book = registry.address_book(["wecom", "dingtalk", "emulator"])
+    assert book.user_id_columns == ("wecom_userid", "dingtalk_userid", "employee_id")
+    emp = await Employee.get(employee_id="E003")
+    [got] = await hotpath.people(hotpath.default_conn(), pk=emp.id, employee_ids=[], role_words=[],
+                                 user_id_columns=book.user_id_columns)
+    assert got.user_ids == {"wecom_userid": "wx-3", "dingtalk_userid": "ding-3"}
+    for platform in book.platforms:
+        assert book.user_id(got, platform) == book.user_id(emp, platform)
+    assert book.platform_for(got) == "wecom"
+    # Column names go into SQL as identifiers: only the model's own are let through.
+    for bad in ('name" FROM employee --', "nope"):
+        with pytest.raises(ValueError):
+            await hotpath.people(hotpath.default_conn(), pk=emp.id, employee_ids=[], role_words=[],
+                                 user_id_columns=[bad])
+    with pytest.raises(ValueError):
+        await hotpath.active_employee(hotpath.default_conn(), "name", "张三")  # not a unique key
+    assert (await hotpath.active_employee(hotpath.default_conn(), "wecom_userid", "wx-3")).id == emp.id  # type: ignore[union-attr]
+    with pytest.raises(ValueError):  # a sync matches only on a platform's user-id column
+        await sync_people("employee_id", [])
+
+
 # ---------------------------------------------------------------- card ids
 
 async def test_card_ids_fit_every_platform_and_find_their_row(chat) -> None:

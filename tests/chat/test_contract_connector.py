@@ -1,8 +1,9 @@
 """Case B end to end through a connector written only against the contract (contract_connector.py):
 the real app on 127.0.0.1 starts and stops it; HR's command and every tap arrive as typed inbound
 events; the signing links on its cards are opened and signed on the real signing page (confirmed
-through the connector's own web sign-in against a fake OAuth server, or by the link alone); cards
-are sent and updated in place with the per-delivery token handed back each time."""
+through the connector's own web sign-in against a fake OAuth server, or by the link alone where the
+connector declares its links need no sign-in); cards are sent and updated in place with the
+per-delivery token handed back each time."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 from aiohttp import web
 
 from bot.app import create_app
+from chat.connector import Capabilities
 from config.settings import Settings
 from storage.models import AuditEntry, Case, CaseStep, Document, OutboxMessage, Signature
 from tests.chat.contract_connector import NAME, ContractConnector, ContractIdentity, FakeOAuth
@@ -56,6 +58,8 @@ async def running(request: pytest.FixtureRequest, demo_org: Settings) -> AsyncIt
     oauth = FakeOAuth() if request.param == "oauth" else None
     identity = ContractIdentity(await oauth.start()) if oauth else None
     connector = ContractConnector(identity)
+    if identity is None:  # a platform without web sign-in: its links must be declared enough on their own
+        connector.capabilities = Capabilities(links_need_sign_in=False)
     assert not connector.running
     runner, base = await _serve(demo_org, connector)
     try:

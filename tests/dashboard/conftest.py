@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import aiohttp
 import pytest
@@ -63,13 +64,13 @@ class Dash:
 
 
 @asynccontextmanager
-async def serve(base: Settings, *, dashboard: dict[str, object] | None = None, **overrides: object
-                ) -> AsyncIterator[Dash]:
+async def serve(base: Settings, *, dashboard: dict[str, object] | None = None,
+                connectors: dict[str, Any] | None = None, **overrides: object) -> AsyncIterator[Dash]:
     port = free_port()
     settings = base.model_copy(update={"http_port": port, "outbox_poll_seconds": 0.05,
                                        "public_base_url": f"http://127.0.0.1:{port}",
                                        "emulator_token": SecretStr(TOKEN), **overrides})
-    app = create_app(settings, with_db=False)
+    app = create_app(settings, with_db=False, connectors=connectors)
     if dashboard:  # before the app starts (and freezes): e.g. an upload page for the case page to link
         app[DASHBOARD] = dataclasses.replace(app[DASHBOARD], **dashboard)  # type: ignore[arg-type]
     runner = web.AppRunner(app, access_log=None)

@@ -1,5 +1,5 @@
 """Dashboard sign-in with a real platform: the OAuth code flow against fake DingTalk / WeCom servers on
-127.0.0.1, through the same identity code as the signing page (signing/oauth.py)."""
+127.0.0.1, through the running connector's own sign-in (`identity`), as the signing page."""
 
 from __future__ import annotations
 
@@ -7,34 +7,24 @@ from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from pydantic import SecretStr
 
 from config.settings import Settings
-from signing import oauth
 from storage.models import Employee
+from tests.chat.contract_connector import NAME, ContractConnector
 from tests.dashboard.conftest import EMPLOYEE, HR, Dash, serve
-from tests.platforms.wecom import rig as wecom_rig
-from tests.signing_flow.test_signflow_oauth import FakePlatforms, fake  # noqa: F401 (fixture)
+from tests.signing_flow.test_signflow_oauth import FakePlatforms, fake, platform_env  # noqa: F401 (fixture)
 
 
 @pytest.fixture(params=["dingtalk", "wecom"])
 async def pdash(request: pytest.FixtureRequest, demo_org: Settings, fake: tuple[FakePlatforms, str],  # noqa: F811
                 monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Dash, FakePlatforms, str]]:
     platform = request.param
-    # The WeCom connector also wants its callback's Token and EncodingAESKey (its own WECOM_* settings).
-    monkeypatch.setenv("WECOM_TOKEN", wecom_rig.TOKEN)
-    monkeypatch.setenv("WECOM_AES_KEY", wecom_rig.AES_KEY)
-    monkeypatch.setenv("DINGTALK_CARD_TEMPLATE_ID", "t.schema")  # the connector refuses to start without one
     platforms, base = fake
-    oauth._tokens.clear()
+    platform_env(monkeypatch, base)  # the connectors' own DINGTALK_* / WECOM_* settings, nothing in the core's
     field = "dingtalk_userid" if platform == "dingtalk" else "wecom_userid"
     await Employee.filter(employee_id=HR).update(**{field: "lina"})
     await Employee.filter(employee_id=EMPLOYEE).update(**{field: "zhangsan"})
-    async with serve(demo_org, platforms=(platform,), dingtalk_client_id="ding-client",
-                     dingtalk_api_base=base, dingtalk_oapi_base=base, dingtalk_login_url=f"{base}/login",
-                     wecom_corp_id="wwcorp", wecom_agent_id="1000002", wecom_api_base=base,
-                     wecom_oauth_url=f"{base}/authorize", dingtalk_client_secret=SecretStr("ding-secret"),
-                     wecom_secret=SecretStr("wc-secret")) as d:
+    async with serve(demo_org, platforms=(platform,)) as d:
         yield d, platforms, platform
 
 
@@ -73,3 +63,15 @@ async def test_platform_user_who_is_not_hr_or_unknown_is_refused(pdash: tuple[Da
             assert back.status == status and text in await back.text(), who
             async with http.get(f"{d.base}/dashboard", allow_redirects=False) as r:
                 assert r.status == 303
+
+
+async def test_no_platform_offering_sign_in_means_sign_in_is_unavailable(demo_org: Settings) -> None:
+    """The dashboard offers only what running connectors offer: with none of them offering a web
+    sign-in, the page says so, and no platform's sign-in can be started."""
+    async with serve(demo_org, platforms=(NAME,), connectors={NAME: ContractConnector(identity=None)}) as d, \
+            d.client() as http:
+        async with http.get(f"{d.base}/dashboard/signin") as r:
+            page = await r.text()
+        assert r.status == 200 and "登录不可用" in page and 'id="signin-' not in page, page
+        async with http.get(f"{d.base}/dashboard/signin/dingtalk", allow_redirects=False) as r:
+            assert r.status == 404

@@ -24,8 +24,8 @@ from bot.outbox import Relay, RetryPolicy
 from bot.platforms.emulator import EmulatorConnector, Message
 from cases.service import CaseService
 from chat import capabilities
-from chat.appkeys import SERVICE, SETTINGS
-from chat.connector import Answer, Capabilities, CardAction
+from chat.appkeys import CONNECTORS, SERVICE, SETTINGS
+from chat.connector import Answer, Capabilities, CardAction, Connector
 from chat.router import Incoming, Reply
 from config.settings import Settings
 from handlers import signing_web, stepforms
@@ -123,23 +123,28 @@ def link(card: Message, label: str) -> str:
 class FakeWeCom(EmulatorConnector):
     """WeCom as far as cards go: delivered under the holder's WeCom user id, and cards that hold buttons
     but no text input. Kept in the emulator's store (in the database) so tests read back what each
-    holder was delivered and how it was updated."""
+    holder was delivered and how it was updated. Its links need no sign-in (the pages' platform
+    sign-in is the real WeCom connector's, tested with it in test_step_form_platforms)."""
 
     name = "wecom"
-    capabilities = Capabilities(card_inputs=False)
+    capabilities = Capabilities(card_inputs=False, links_need_sign_in=False)
+    identity = None
 
 
-def make_app(settings: Settings, service: CaseService, inbound: Inbound) -> web.Application:
+def make_app(settings: Settings, service: CaseService, inbound: Inbound,
+             connectors: dict[str, Connector]) -> web.Application:
     app = web.Application()
     app[SETTINGS] = settings
     app[SERVICE] = service
     app[INBOUND] = inbound
+    app[CONNECTORS] = connectors  # whose web sign-in the pages use
     signing_web.setup(app)  # the stylesheet (and the signing pages, which a details page links to)
     stepforms.setup(app, dispatch=inbound.dispatch)
     return app
 
 
-async def harness(settings: Settings) -> AsyncIterator[Forms]:
+async def harness(settings: Settings, connectors: dict[str, Connector] | None = None) -> AsyncIterator[Forms]:
+    """`connectors`: what the pages see of the platforms (their sign-in); default the card store."""
     for emp in await Employee.all():
         emp.wecom_userid = wx(emp.employee_id)
         await emp.save(update_fields=["wecom_userid"])
@@ -150,7 +155,8 @@ async def harness(settings: Settings) -> AsyncIterator[Forms]:
     renderer = CardRenderer(settings, service, capabilities.of_connectors({"wecom": wecom}))
     relay = Relay({"wecom": wecom}, renderer.for_outbox, addresses=service.addresses,
                   retry=RetryPolicy(base=0.01, cap=0.05))
-    async with TestClient(TestServer(make_app(settings, service, inbound), host="127.0.0.1")) as client:
+    app = make_app(settings, service, inbound, connectors or {"wecom": wecom})
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         yield Forms(settings, service, inbound, relay, wecom, client)
 
 

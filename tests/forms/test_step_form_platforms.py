@@ -6,16 +6,14 @@ from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from pydantic import SecretStr
 
 from chat import capabilities
 from chat.connector import Capabilities
 from config.settings import Settings
-from signing import oauth
 from storage.models import AuditEntry, CaseStep
 from tests.chat.conftest import build_chat
 from tests.forms.conftest import EMPLOYEE, Forms, harness, link, message_of, wx
-from tests.signing_flow.test_signflow_oauth import FakePlatforms
+from tests.signing_flow.test_signflow_oauth import FakePlatforms, built, platform_env
 
 GOOD = {"last_working_day": "2025-07-31", "reason": "收到通知，无异议"}
 
@@ -55,16 +53,18 @@ async def fake() -> AsyncIterator[tuple[FakePlatforms, str]]:
 
 
 @pytest.fixture
-async def signed_in(demo_org: Settings, fake: tuple[FakePlatforms, str]) -> AsyncIterator[tuple[Forms, FakePlatforms]]:
+async def signed_in(demo_org: Settings, fake: tuple[FakePlatforms, str], monkeypatch: pytest.MonkeyPatch
+                    ) -> AsyncIterator[tuple[Forms, FakePlatforms]]:
+    """The pages see the real WeCom connector (built from its own WECOM_* settings, pointing at the
+    fake): its sign-in confirms the holder; cards still go through the card store."""
     platforms, base = fake
-    oauth._tokens.clear()
-    settings = demo_org.model_copy(update={
-        "platforms": ("wecom",), "wecom_corp_id": "wwcorp", "wecom_agent_id": "1000002", "wecom_api_base": base,
-        "wecom_oauth_url": f"{base}/authorize", "wecom_secret": SecretStr("wc-secret")})
-    async for f in harness(settings):
-        assert (await f.hr("/离职 张三 试用期 2025-07-31 绩效未达标 交接人:周八")).ok
-        await f.deliver()
-        yield f, platforms
+    platform_env(monkeypatch, base)
+    settings = demo_org.model_copy(update={"platforms": ("wecom",)})
+    async with built(settings) as connectors:
+        async for f in harness(settings, connectors):
+            assert (await f.hr("/离职 张三 试用期 2025-07-31 绩效未达标 交接人:周八")).ok
+            await f.deliver()
+            yield f, platforms
 
 
 async def _login(f: Forms, platforms: FakePlatforms, url: str, as_user: str) -> tuple[int, str]:

@@ -120,3 +120,32 @@ async def test_the_due_scan_reads_the_status_due_index(db) -> None:
         # Candidates by the index; the compare-and-set finds each by its id.
         assert plan.count("USING INDEX idx_timer_status_") == 1 and "SCAN timer" not in plan, plan
         assert "PRIMARY KEY" in plan, plan
+
+
+async def test_a_cards_delivery_keeps_the_newest_update_token(db) -> None:
+    """The relay's write-back after an update and a click's fresh token meet on one row: whichever
+    token is newest stays, and a row with no delivery yet takes no token."""
+    case_id = await _case()
+    conn = connections.get("default")
+    await queue.insert_outbox(conn, [{"key": "card-1", "case_id": case_id, "platform": "p", "recipient": "Q1",
+                                      "step_id": "s", "kind": "card", "payload": {}, "next_attempt_at": NOW,
+                                      "created_at": NOW}])
+    row = await OutboxMessage.get(key="card-1")
+    assert not await queue.keep_update_token(row.id, "from-a-click")  # not delivered yet: nothing to update
+    await queue.replace_delivery(row.id, {"message_id": "m1", "update_token": "t1", "state": {}, "calls": 1})
+
+    # An update that used t1 answers with t2 and nobody clicked meanwhile: t2 is kept.
+    await queue.keep_delivery(row.id, {"message_id": "m2", "update_token": "t2", "state": {}, "calls": 1}, "t1")
+    got = await OutboxMessage.get(id=row.id)
+    assert got.delivery["update_token"] == "t2" and got.platform_message_id == "m2"
+
+    # A click brings t3 while an update that used t2 runs; the update answers t4: the click's t3 wins.
+    assert await queue.keep_update_token(row.id, "t3")
+    await queue.keep_delivery(row.id, {"message_id": "m3", "update_token": "t4", "state": {"x": 1}, "calls": 1}, "t2")
+    got = await OutboxMessage.get(id=row.id)
+    assert got.delivery == {"message_id": "m3", "update_token": "t3", "state": {"x": 1}, "calls": 1}
+
+    # A resend is a new card: its delivery replaces the old one, tokens and all.
+    await queue.replace_delivery(row.id, {"message_id": "m9", "update_token": None, "state": {}, "calls": 1})
+    got = await OutboxMessage.get(id=row.id)
+    assert got.delivery["update_token"] is None and got.platform_message_id == "m9"

@@ -14,8 +14,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import build_service
+from bot.platforms import registry
 from cases.service import CaseService
-from chat.appkeys import SERVICE, SETTINGS
+from chat.appkeys import CONNECTORS, SERVICE, SETTINGS
+from chat.connector import Connector
 from config.settings import Settings
 from handlers import signing_web
 from signing.links import make_token, new_nonce
@@ -97,10 +99,14 @@ class Flow:
             return resp.status, {"text": await resp.text()}
 
 
-def make_app(settings: Settings, service: CaseService) -> web.Application:
+def make_app(settings: Settings, service: CaseService,
+             connectors: dict[str, Connector] | None = None) -> web.Application:
+    """The signing pages alone. `connectors`: the platforms whose sign-in the pages use (built, not
+    started, from PLATFORMS when not given: the emulator's links need none)."""
     app = web.Application()
     app[SETTINGS] = settings
     app[SERVICE] = service
+    app[CONNECTORS] = registry.build(settings) if connectors is None else connectors
     signing_web.setup(app)
     return app
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -11,13 +12,15 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from pydantic import SecretStr
 
 from bot.app import build_service
+from bot.platforms import registry
+from chat.connector import Capabilities, Connector
 from config.settings import Settings
-from signing import oauth
+from handlers.signin import IdentityError, SignIn, oauth_state
 from signing.links import read_token
 from storage.models import Employee, Signature
+from tests.platforms.wecom import rig as wecom_rig
 from tests.signing_flow.conftest import (
     EMPLOYEE,
     Flow,
@@ -96,27 +99,47 @@ async def fake() -> AsyncIterator[tuple[FakePlatforms, str]]:
         yield platforms, str(server.make_url("")).rstrip("/")
 
 
+def platform_env(monkeypatch: pytest.MonkeyPatch, base: str) -> None:
+    """Both connectors' own settings (DINGTALK_*, WECOM_*), pointing at the fake: the only place a
+    platform's credentials and addresses are read from."""
+    values = {"DINGTALK_CLIENT_ID": "ding-client", "DINGTALK_CLIENT_SECRET": "ding-secret",
+              "DINGTALK_CARD_TEMPLATE_ID": "t.schema", "DINGTALK_API_BASE": base, "DINGTALK_OAPI_BASE": base,
+              "DINGTALK_LOGIN_URL": f"{base}/login",
+              "WECOM_CORP_ID": "wwcorp", "WECOM_AGENT_ID": "1000002", "WECOM_SECRET": "wc-secret",
+              "WECOM_TOKEN": wecom_rig.TOKEN, "WECOM_AES_KEY": wecom_rig.AES_KEY, "WECOM_API_BASE": base,
+              "WECOM_OAUTH_URL": f"{base}/authorize"}
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+@asynccontextmanager
+async def built(settings: Settings) -> AsyncIterator[dict[str, Connector]]:
+    """The connectors PLATFORMS names, built from their own settings (not started: sign-in needs no
+    inbound connection); closed afterwards."""
+    connectors = registry.build(settings)
+    try:
+        yield connectors
+    finally:
+        for connector in connectors.values():
+            await connector.stop()
+
+
 async def _flow(settings: Settings) -> AsyncIterator[Flow]:
     service = build_service(settings)
     case_id = await start_probation(service)
     await to_guarantee_step(service, case_id)
-    async with TestClient(TestServer(make_app(settings, service), host="127.0.0.1")) as client:
+    async with built(settings) as connectors, \
+            TestClient(TestServer(make_app(settings, service, connectors), host="127.0.0.1")) as client:
         yield Flow(settings, service, case_id, client)
 
 
 @pytest.fixture(params=["dingtalk", "wecom"])
-async def pflow(request: pytest.FixtureRequest, demo_org: Settings, fake: tuple[FakePlatforms, str]
-                ) -> AsyncIterator[tuple[Flow, FakePlatforms, str]]:
+async def pflow(request: pytest.FixtureRequest, demo_org: Settings, fake: tuple[FakePlatforms, str],
+                monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Flow, FakePlatforms, str]]:
     platform = request.param
     platforms, base = fake
-    oauth._tokens.clear()
-    settings = demo_org.model_copy(update={
-        "platforms": (platform,), "dingtalk_client_id": "ding-client",
-        "dingtalk_api_base": base, "dingtalk_oapi_base": base, "dingtalk_login_url": f"{base}/login",
-        "wecom_corp_id": "wwcorp", "wecom_agent_id": "1000002",
-        "wecom_api_base": base, "wecom_oauth_url": f"{base}/authorize",
-        "dingtalk_client_secret": SecretStr("ding-secret"), "wecom_secret": SecretStr("wc-secret"),
-    })
+    platform_env(monkeypatch, base)
+    settings = demo_org.model_copy(update={"platforms": (platform,)})
     field = "dingtalk_userid" if platform == "dingtalk" else "wecom_userid"
     await Employee.filter(employee_id=EMPLOYEE).update(**{field: "zhangsan"})
     await Employee.filter(employee_id="E006").update(**{field: "zhouba"})
@@ -174,19 +197,48 @@ async def test_forged_state_and_bad_code(pflow: tuple[Flow, FakePlatforms, str])
     bad_state = await f.client.get(f"/sign/{token}/oauth/{platform}?code=C&state=abc", allow_redirects=False)
     assert bad_state.status == 403
     nonce = read_token(f.settings.secret_bytes(), token, datetime.now(UTC)).nonce
-    state = oauth.oauth_state(f.settings.secret_bytes(), nonce)
+    state = oauth_state(f.settings.secret_bytes(), nonce)
     unknown = await f.client.get(f"/sign/{token}/oauth/{platform}?code=NOPE&state={state}", allow_redirects=False)
     assert unknown.status == 403 and "未能通过平台确认" in await unknown.text()
 
 
-async def test_dingtalk_in_app_auth_code(demo_org: Settings, fake: tuple[FakePlatforms, str]) -> None:
+async def test_dingtalk_in_app_auth_code(demo_org: Settings, fake: tuple[FakePlatforms, str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside the DingTalk client the page gets a 免登 authCode instead of an OAuth code; the
+    connector's sign-in takes either."""
     platforms, base = fake
-    oauth._tokens.clear()
-    settings = demo_org.model_copy(update={"platforms": ("dingtalk",), "dingtalk_client_id": "ding-client",
-                                           "dingtalk_client_secret": SecretStr("ding-secret"),
-                                           "dingtalk_api_base": base, "dingtalk_oapi_base": base})
-    platforms.codes["AUTH"] = "zhangsan"
-    who = await oauth.confirm(settings, "dingtalk", auth_code="AUTH")
-    assert who.identity == "dingtalk:zhangsan"
-    with pytest.raises(oauth.IdentityError):
-        await oauth.confirm(settings, "dingtalk", auth_code="AUTH")  # single use
+    platform_env(monkeypatch, base)
+    async with built(demo_org.model_copy(update={"platforms": ("dingtalk",)})) as connectors:
+        needed = SignIn("dingtalk", "zhangsan", connectors["dingtalk"].identity)  # type: ignore[arg-type]
+        platforms.codes["AUTH"] = "zhangsan"
+        who = await needed.confirm({"authCode": "AUTH"})
+        assert who.identity == "dingtalk:zhangsan"
+        with pytest.raises(IdentityError):
+            await needed.confirm({"authCode": "AUTH"})  # single use
+
+
+class _NoSignIn:
+    """What the signing page sees of a platform that offers no web sign-in."""
+
+    name = "nosignin"
+    capabilities = Capabilities()  # its links are not local: someone must confirm who opens them
+    identity = None
+
+
+async def test_a_platform_without_sign_in_refuses_its_links(demo_org: Settings) -> None:
+    """A platform whose connector offers no web sign-in (and whose links are not local, as the
+    emulator's are) cannot confirm anyone: its signer's link says so and nothing can be signed."""
+    settings = demo_org.model_copy(update={"platforms": (_NoSignIn.name,)})
+    service = build_service(settings)
+    case_id = await start_probation(service)
+    await to_guarantee_step(service, case_id)
+    app = make_app(settings, service, {_NoSignIn.name: _NoSignIn()})  # type: ignore[dict-item]
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        token = Flow(settings, service, case_id, client).token()
+        page = await client.get(f"/sign/{token}", allow_redirects=False)
+        text = await page.text()
+        assert page.status == 503 and "无法确认您的身份" in text and _NoSignIn.name in text, text
+        resp = await client.post(f"/sign/{token}", json={"token": token, "consent": True,
+                                                         "consent_version": "2025-01", "strokes": signature_strokes()})
+        assert resp.status == 503 and (await resp.json())["code"] == "sign_in_unavailable"
+    assert not await Signature.all().exists()

@@ -6,9 +6,6 @@ them in one go instead of one restart per variable.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -53,14 +50,6 @@ class DingTalkSettings(BaseSettings):
 
 
 REQUIRED = ("client_id", "client_secret", "card_template_id")
-
-
-def from_core(extra: Mapping[str, Any]) -> dict[str, Any]:
-    """`DINGTALK_*` values the core settings also declare (its `dingtalk_*` fields, handed over in
-    `ConnectorEnv.extra`), as overrides; empty ones are left to the environment."""
-    fields = DingTalkSettings.model_fields
-    return {k[len("dingtalk_"):]: v for k, v in extra.items()
-            if k.startswith("dingtalk_") and k[len("dingtalk_"):] in fields and v not in (None, "")}
 
 
 def load(env_file: str | None = None, **overrides: object) -> DingTalkSettings:

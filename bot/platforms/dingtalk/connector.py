@@ -37,7 +37,7 @@ from aiohttp import web
 from bot.platforms.dingtalk.api import AppCredentials, DingTalkApi
 from bot.platforms.dingtalk.budget import BudgetCounter
 from bot.platforms.dingtalk.cardvars import to_vars
-from bot.platforms.dingtalk.config import DingTalkSettings, from_core, load
+from bot.platforms.dingtalk.config import DingTalkSettings, load
 from bot.platforms.dingtalk.directory import DingTalkDirectory
 from bot.platforms.dingtalk.errors import DingTalkError, PermanentError, RetryableError
 from bot.platforms.dingtalk.identity import DingTalkIdentity
@@ -378,4 +378,4 @@ class DingTalkConnector:
 
 
 def create(env: ConnectorEnv) -> DingTalkConnector:
-    return DingTalkConnector(load(env.env_file, **from_core(env.extra)), env)
+    return DingTalkConnector(load(env.env_file), env)

@@ -23,6 +23,6 @@ __all__ = ["USER_ID_COLUMN", "WeComConnector", "create"]  # USER_ID_COLUMN: the 
 
 
 def create(env: ConnectorEnv) -> WeComConnector:
-    """The connector, from `WECOM_*` (environment, `.env`, or the core's settings in `env.extra`);
-    `ConfigError` naming what is missing when they are incomplete."""
-    return WeComConnector(settings.load(env.extra, env.env_file), env)
+    """The connector, from its own `WECOM_*` settings (environment, then `.env`); `ConfigError`
+    naming what is missing when they are incomplete."""
+    return WeComConnector(settings.load(env_file=env.env_file), env)

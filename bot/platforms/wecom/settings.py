@@ -80,10 +80,10 @@ class WeComSettings(BaseSettings):
         return value.get_secret_value() if isinstance(value, SecretStr) else str(value or "")
 
 
-def load(extra: Mapping[str, Any] | None = None, env_file: str | None = ".env") -> WeComSettings:
-    """Settings from the environment; `extra` (the core's settings by name, or a test's) wins
-    where it holds a non-empty `wecom_*` value."""
-    given = {k[len("wecom_"):]: v for k, v in (extra or {}).items()
+def load(given: Mapping[str, Any] | None = None, env_file: str | None = ".env") -> WeComSettings:
+    """Settings from the environment (then `env_file`); `given` (a caller's `wecom_*` values by
+    name, e.g. a test's fake server) wins where it holds a non-empty value."""
+    given = {k[len("wecom_"):]: v for k, v in (given or {}).items()
              if k.startswith("wecom_") and v not in (None, "")}
     try:
         settings = WeComSettings(_env_file=env_file, **given)  # type: ignore[call-arg]

@@ -24,7 +24,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 from aiohttp import web
-from pydantic import SecretStr
 
 from bot.app import create_app
 from bot.platforms.dingtalk.cardvars import from_vars
@@ -87,11 +86,8 @@ async def dingtalk_app(settings: Settings, fake: FakeDingTalk, **env: str) -> As
     port = _free_port()
     s = settings.model_copy(update={
         "platforms": ("dingtalk",), "http_port": port, "public_base_url": f"http://127.0.0.1:{port}",
-        "outbox_poll_seconds": 0.05, "timer_poll_seconds": 0.05, **COMPANY,
-        # The signing page's DingTalk sign-in, against the fake too.
-        "dingtalk_client_id": CLIENT_ID, "dingtalk_client_secret": SecretStr(CLIENT_SECRET),
-        "dingtalk_api_base": fake.base, "dingtalk_oapi_base": fake.base, "dingtalk_login_url": f"{fake.base}/login"})
-    with dingtalk_env(fake, **env):
+        "outbox_poll_seconds": 0.05, "timer_poll_seconds": 0.05, **COMPANY})
+    with dingtalk_env(fake, **env):  # the connector's own settings: sends, Stream and the signing page's sign-in
         runner = web.AppRunner(create_app(s, with_db=False), access_log=None)
         await runner.setup()
         try:

@@ -13,7 +13,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from pydantic import SecretStr
 
 from bot.app import build_service
 from bot.inbound import Inbound, build_router
@@ -22,10 +21,9 @@ from bot.platforms.wecom.connector import card_id_of
 from chat.connector import CardAction
 from config.settings import Settings
 from handlers.cardview import CardRenderer
-from signing import oauth
 from storage import cardids
 from storage.models import Employee, OutboxMessage
-from tests.platforms.wecom.fake_wecom import AGENT_ID, CORP_ID, SECRET, FakeWeCom
+from tests.platforms.wecom.fake_wecom import AGENT_ID, CORP_ID, FakeWeCom
 from tests.platforms.wecom.rig import USERIDS, Rig, click_xml, wecom_rig
 from tests.signing_flow.conftest import make_app, signature_strokes
 
@@ -97,7 +95,7 @@ class WeComCase:
         assert first.status == 302, await first.text()
         login = urlsplit(first.headers["Location"])
         q = parse_qs(login.query)
-        assert login.geturl().startswith(self.settings.wecom_oauth_url) and q["scope"] == ["snsapi_base"]
+        assert login.geturl().startswith(self.rig.connector.settings.oauth_url) and q["scope"] == ["snsapi_base"]
         assert q["appid"] == [CORP_ID] and q["agentid"] == [str(AGENT_ID)] and login.fragment == "wechat_redirect"
         code = secrets.token_hex(8)
         self.fake.oauth_codes[code] = USERIDS[eid]  # WeCom knows who opened the page inside its app
@@ -119,17 +117,14 @@ async def wcase(demo_org: Settings) -> AsyncIterator[WeComCase]:
     for eid, uid in USERIDS.items():
         await Employee.filter(employee_id=eid).update(wecom_userid=uid)
     fake = FakeWeCom(users={uid: {"userid": uid, "name": eid, "department": [1]} for eid, uid in USERIDS.items()})
-    oauth._tokens.clear()
     async with wecom_rig(fake) as rig:
-        settings = demo_org.model_copy(update={
-            "platforms": ("wecom",), "wecom_corp_id": CORP_ID, "wecom_agent_id": str(AGENT_ID),
-            "wecom_secret": SecretStr(SECRET), "wecom_api_base": rig.api_base,
-            "wecom_oauth_url": f"{rig.api_base}/connect/oauth2/authorize"})
+        settings = demo_org.model_copy(update={"platforms": ("wecom",)})
         service = build_service(settings)
         inbound = Inbound(build_router(), settings, service)
         await rig.connector.stop()
         await rig.connector.start(inbound.dispatch)  # the bot's dispatch, as the app wires it
         relay = Relay({"wecom": rig.connector}, CardRenderer(settings, service).for_outbox,
                       addresses=service.addresses, retry=RetryPolicy(base=0.01, cap=0.05))
-        async with TestClient(TestServer(make_app(settings, service), host="127.0.0.1")) as signing:
+        async with TestClient(TestServer(make_app(settings, service, {"wecom": rig.connector}),
+                                         host="127.0.0.1")) as signing:
             yield WeComCase(settings, inbound, relay, rig, signing)

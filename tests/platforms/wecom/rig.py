@@ -17,9 +17,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from wechatpy.work.crypto import WeChatCrypto
 
-import bot.platforms.wecom as wecom
 from bot.platforms.wecom import xmlsafe
 from bot.platforms.wecom.connector import WeComConnector
+from bot.platforms.wecom.settings import load as load_settings
 from chat.connector import Answer, ConnectorEnv, Dispatch, InboundEvent
 from tests.platforms.wecom.fake_wecom import AGENT_ID, CORP_ID, SECRET, FakeWeCom
 
@@ -106,8 +106,9 @@ async def wecom_rig(fake: FakeWeCom | None = None, *, dispatch: Dispatch | None 
     api_server = TestServer(fake.app(), host="127.0.0.1")
     await api_server.start_server()
     base = str(api_server.make_url("/")).rstrip("/")
-    connector = wecom.create(ConnectorEnv(public_base_url=public_base_url, language=language, env_file=None,
-                                          extra=settings_for(base, **more)))
+    # The connector's own settings, pointing at the fake (given directly, not through the environment).
+    connector = WeComConnector(load_settings(settings_for(base, **more), None),
+                               ConnectorEnv(public_base_url=public_base_url, language=language, env_file=None))
     app = web.Application()
     app.add_routes(connector.web_routes())
     cb_server = TestServer(app, host="127.0.0.1")

@@ -39,8 +39,14 @@ ASK = Card(title="试用期离职申请", summary="张三 · 销售部", status=
 NOTICE = Card(title="离职手续已完成", body="谢谢")
 
 
-def _env(**extra: object) -> ConnectorEnv:
-    return ConnectorEnv(public_base_url="https://bot.example", language="zh", env_file=None, extra=extra)
+def _env() -> ConnectorEnv:
+    return ConnectorEnv(public_base_url="https://bot.example", language="zh", env_file=None)
+
+
+def _setenv(monkeypatch: pytest.MonkeyPatch, values: dict[str, object]) -> None:
+    """The connector's own WECOM_* settings, in the environment it reads them from."""
+    for k, v in values.items():
+        monkeypatch.setenv(k.upper(), str(v))
 
 
 # ---------------------------------------------------------------- settings
@@ -49,8 +55,9 @@ def _env(**extra: object) -> ConnectorEnv:
 def test_missing_settings_name_every_one_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     for k in ("WECOM_CORP_ID", "WECOM_AGENT_ID", "WECOM_SECRET", "WECOM_TOKEN", "WECOM_AES_KEY"):
         monkeypatch.delenv(k, raising=False)
+    _setenv(monkeypatch, {"wecom_corp_id": CORP_ID, "wecom_agent_id": "1000002"})
     with pytest.raises(ConfigError) as exc:
-        wecom.create(_env(wecom_corp_id=CORP_ID, wecom_agent_id="1000002"))
+        wecom.create(_env())
     text = str(exc.value)
     assert "\n" not in text and "WECOM_SECRET, WECOM_TOKEN, WECOM_AES_KEY" in text and "CORP_ID" not in text
 
@@ -61,15 +68,15 @@ def test_missing_settings_name_every_one_in_one_line(monkeypatch: pytest.MonkeyP
     ("wecom_api_base", "ftp://x", "WECOM_API_BASE"), ("wecom_max_clock_skew_seconds", "-1",
                                                       "WECOM_MAX_CLOCK_SKEW_SECONDS"),
 ])
-def test_bad_settings_name_the_setting(key: str, value: str, names: str) -> None:
+def test_bad_settings_name_the_setting(key: str, value: str, names: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _setenv(monkeypatch, {**settings_for("http://127.0.0.1:9"), key: value})
     with pytest.raises(ConfigError) as exc:
-        wecom.create(_env(**{**settings_for("http://127.0.0.1:9"), key: value}))
+        wecom.create(_env())
     assert str(exc.value).startswith(f"bad setting {names}:") and AES_KEY not in str(exc.value)
 
 
 def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for k, v in settings_for("http://127.0.0.1:9", wecom_callback_path="/hooks/wecom").items():
-        monkeypatch.setenv(k.upper(), str(v))
+    _setenv(monkeypatch, settings_for("http://127.0.0.1:9", wecom_callback_path="/hooks/wecom"))
     c = wecom.create(_env())
     assert isinstance(c, Connector) and c.name == "wecom"
     assert [(r.method, r.path) for r in c.web_routes()] == [("GET", "/hooks/wecom"), ("POST", "/hooks/wecom")]

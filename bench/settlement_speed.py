@@ -1,6 +1,6 @@
 """Calculations per second for each settlement kind (pure functions; no I/O after the tables load).
 
-Run: .venv/bin/python bench/settlement.py [seconds-per-kind]
+Run: .venv/bin/python bench/settlement_speed.py [seconds-per-kind]   (or python -m bench.settlement_speed)
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-# Run as a script, this file's folder comes first on sys.path and its name would shadow the
-# `settlement` package; put the repository root there instead before importing it.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
+if __package__ in (None, ""):  # run as `python bench/X.py`: the project's root first, not bench/
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from bench import quick
 
 
 def cases() -> dict[str, Callable[[], Any]]:
@@ -67,7 +66,7 @@ def rate(func: Callable[[], Any], seconds: float) -> float:
 
 
 def main() -> None:
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
+    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else (0.1 if quick() else 1.0)
     results = {name: rate(func, seconds) for name, func in cases().items()}
     width = max(len(name) for name in results)
     for name, per_second in results.items():

@@ -1,23 +1,26 @@
 """Events per second: the pure engine alone, and through the transactional service layer on
 SQLite and PostgreSQL (create a case, run it to completion). Prints figures and their ratio.
 
-    .venv/bin/python bench/engine.py [cases]    # PostgreSQL part skipped when BENCH_PG_URL=""
+    .venv/bin/python bench/engine_speed.py [cases]    # PostgreSQL part skipped when BENCH_PG_URL=""
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as `python bench/X.py`: the project's root first, not bench/
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
 from tortoise import Tortoise, connections
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
+from bench import org_csv, pg_url, size
 from bot.app import build_service
 from config.settings import load_settings
 from storage import crypto
@@ -30,13 +33,13 @@ from workflow.model import Role
 from workflow.templates import load_templates
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/bench")
+PG_URL = pg_url("postgres://postgres@127.0.0.1:5432/bench")
 T0 = datetime(2025, 7, 1, 2, 0, tzinfo=UTC)
 E, M, HR, FIN, HO = (frozenset({r}) for r in (Role.EMPLOYEE, Role.MANAGER, Role.HR, Role.FINANCE, Role.HANDOVER))
 
 
 def case_b_events(at: datetime) -> list:
-    """Case B from the first step to completion: 10 events."""
+    """Case B from the first step to completion: 10 events after the start."""
     t = [at + timedelta(minutes=i) for i in range(10)]
     return [
         Act("application", "submit", "E", E, {"last_working_day": "2025-07-31", "reason": "x"}, at=t[0]),
@@ -46,8 +49,9 @@ def case_b_events(at: datetime) -> list:
         DocumentSigned("handover", "handover_confirmation", "O", HO, at=t[4]),
         DocumentSigned("guarantee", "guarantee_letter", "E", E, at=t[5]),
         Act("backpay", "confirm", "F", FIN, {"payment_reference": "P1"}, at=t[6]),
-        DocumentSigned("rights_notice", "rights_notice", "E", E, at=t[7]),
-        Act("rights_notice", "acknowledge", "E", E, {}, at=t[8]),
+        DocumentSigned("separation_certificate", "separation_certificate", "E", E, at=t[7]),
+        DocumentSigned("rights_notice", "rights_notice", "E", E, at=t[8]),
+        Act("rights_notice", "acknowledge", "E", E, {}, at=t[9]),
     ]
 
 
@@ -85,11 +89,8 @@ async def bench_db(url: str, n_cases: int) -> float:
     crypto.configure(settings.secret_bytes())
     await init_db(url)
     try:
-        rows = ["employee_id,name,department,position,manager_id,roles,city,hire_date,contract_start,contract_end,"
-                "monthly_wage,dingtalk_userid,wecom_userid,phone", "M,经理,d,p,,,beijing,,,,,,,",
-                "H,人事,d,p,,hr,beijing,,,,,,,", "F,财务,d,p,,finance,beijing,,,,,,,", "O,交接,d,p,M,,beijing,,,,,,,"]
-        rows += [f"E{i},员工{i},d,p,M,,beijing,2025-01-01,,,5000,,," for i in range(n_cases)]
-        assert (await import_csv("\n".join(rows))).applied
+        rows = [f"E{i},员工{i},d,p,M,,beijing,2025-01-01,,,5000,,," for i in range(n_cases)]
+        assert (await import_csv(org_csv(rows))).applied
         svc = build_service(settings)
         emps = {e.employee_id: e for e in await Employee.all()}
         count = 0
@@ -130,8 +131,8 @@ async def pg_available() -> bool:
 
 
 async def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100
-    pure = bench_pure(max(n, 200) * 5)
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else size(100, 10)
+    pure = bench_pure(max(n, size(200, 20)) * 5)
     print(f"pure engine:                 {pure:10.0f} events/s")
     tmp = Path(tempfile.mkdtemp(prefix="bench-sqlite-"))
     sqlite = await bench_db(f"sqlite://{tmp}/bench.sqlite3", n)
@@ -142,7 +143,7 @@ async def main() -> None:
         print(f"service layer, PostgreSQL:   {pg:10.0f} events/s   (ratio to pure {pg / pure:.4f}, "
               f"to SQLite {pg / sqlite:.2f})")
     else:
-        print("service layer, PostgreSQL:   skipped (no server at BENCH_PG_URL)")
+        print("service layer, PostgreSQL:   skipped (no server at BENCH_PG_URL, or not set in quick mode)")
 
 
 if __name__ == "__main__":
