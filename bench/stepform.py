@@ -37,6 +37,7 @@ from bot.app import build_service  # noqa: E402
 from bot.inbound import Inbound, build_router  # noqa: E402
 from bot.outbox import Relay  # noqa: E402
 from bot.platforms.emulator import EmulatorConnector  # noqa: E402
+from chat import capabilities  # noqa: E402
 from chat.appkeys import SERVICE, SETTINGS  # noqa: E402
 from chat.connector import Capabilities, CardAction  # noqa: E402
 from config.settings import load_settings  # noqa: E402
@@ -87,7 +88,9 @@ async def run(n: int, url: str, data: Path) -> None:
         assert report.applied, report.errors
         service = build_service(settings)
         inbound = Inbound(build_router(), settings, service)
-        relay = Relay({"wecom": FakeWeCom()}, CardRenderer(settings, service).for_outbox, addresses=service.addresses)
+        connectors = {"wecom": FakeWeCom()}
+        renderer = CardRenderer(settings, service, capabilities.of_connectors(connectors))
+        relay = Relay(connectors, renderer.for_outbox, addresses=service.addresses)
         for i in range(2 * n):
             emp = await Employee.get(employee_id=f"B{i:05d}")
             await service.start_case(employee=emp, template_id="probation", last_day=date(2025, 7, 31),
