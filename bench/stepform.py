@@ -38,6 +38,7 @@ from bot.app import build_service
 from bot.inbound import Inbound, build_router
 from bot.outbox import Relay
 from bot.platforms.emulator import EmulatorConnector
+from chat import capabilities
 from chat.appkeys import CONNECTORS, SERVICE, SETTINGS
 from chat.connector import Capabilities, CardAction
 from config.settings import load_settings
@@ -90,7 +91,8 @@ async def run(n: int, url: str, data: Path) -> None:
         service = build_service(settings)
         inbound = Inbound(build_router(), settings, service)
         wecom = FakeWeCom()
-        relay = Relay({"wecom": wecom}, CardRenderer(settings, service).for_outbox, addresses=service.addresses)
+        renderer = CardRenderer(settings, service, capabilities.of_connectors({"wecom": wecom}))
+        relay = Relay({"wecom": wecom}, renderer.for_outbox, addresses=service.addresses)
         for i in range(2 * n):
             emp = await Employee.get(employee_id=f"B{i:05d}")
             await service.start_case(employee=emp, template_id="probation", last_day=date(2025, 7, 31),

@@ -95,15 +95,15 @@ def _cmd_directory_import(args: argparse.Namespace) -> int:
 def _cmd_cases_list(args: argparse.Namespace) -> int:
     from bot.app import build_service
     from bot.runtime import database
-    from handlers.queries import deadlines_of, list_cases
+    from handlers.queries import list_cases
     from storage import usage
 
     settings = get_settings()
-    deadlines = deadlines_of(build_service(settings).templates)
+    templates = build_service(settings).templates
 
     async def go() -> int:
         async with database(settings):
-            rows = await list_cases(include_closed=args.all, tz=settings.tz, deadlines=deadlines)
+            rows = await list_cases(include_closed=args.all, tz=settings.tz, templates=templates)
             spent = await usage.month_usage()
         if not rows:
             print("no cases" if args.all else "no open cases")

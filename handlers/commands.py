@@ -330,8 +330,7 @@ async def status(ctx: Context) -> Reply:
 async def list_open(ctx: Context) -> Reply:
     if ctx.route is not None and ctx.route.name == "list" and ctx.args:
         return _usage(ctx, ("/列表", "/list"), "/list 不需要参数。", "/list takes no arguments.")
-    deadlines = {(t.id, s.id): int(s.deadline_hours) for t in ctx.service.templates.values() for s in t.steps}
-    rows = await list_cases(tz=ctx.settings.tz, deadlines=deadlines)
+    rows = await list_cases(tz=ctx.settings.tz, templates=ctx.service.templates)
     if not rows:
         return ctx.done("list", "目前没有进行中的离职流程。", "No open cases.", cases=[])
     lines = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from cases.service import utcnow
@@ -35,16 +35,13 @@ class CaseRow:
         )
 
 
-def deadlines_of(templates: Mapping[str, FlowTemplate]) -> dict[tuple[str, str], int]:
-    """(template, step) -> deadline hours, for `list_cases`."""
-    return {(t.id, s.id): int(s.deadline_hours) for t in templates.values() for s in t.steps}
-
-
 async def list_cases(
-    *, include_closed: bool = False, tz: ZoneInfo | None = None, deadlines: dict[tuple[str, str], int] | None = None,
-    now: datetime | None = None,
+    *, include_closed: bool = False, tz: ZoneInfo | None = None,
+    templates: Mapping[str, FlowTemplate] | None = None, now: datetime | None = None,
 ) -> list[CaseRow]:
-    """Open cases, overdue first, then longest waiting. `deadlines` maps (template, step) to hours."""
+    """Open cases, overdue first, then longest waiting. A step is overdue past its template's
+    deadline as the step itself counts it (`due_by`: working days where the flow says so), the
+    same deadline its cards and reminders state; without `templates` nothing is flagged."""
     now = now or utcnow()
     qs = Case.all().prefetch_related("employee")
     if not include_closed:
@@ -58,10 +55,10 @@ async def list_cases(
     for c in cases:
         steps = by_case.get(c.id, [])
         since = min((s.activated_at for s in steps if s.activated_at), default=None)
-        overdue = any(
-            s.activated_at is not None
-            and (deadlines or {}).get((c.template_id, s.step_id)) is not None
-            and s.activated_at + timedelta(hours=(deadlines or {})[(c.template_id, s.step_id)]) < now
+        template = (templates or {}).get(c.template_id)
+        overdue = template is not None and any(
+            s.activated_at is not None and s.step_id in template
+            and template.step(s.step_id).due_by(s.activated_at) < now
             for s in steps
         )
         rows.append(CaseRow(c.id, c.employee.employee_id, c.employee.name, c.template_id, c.status,

@@ -226,7 +226,7 @@ def _waiting(case: _Case, template: FlowTemplate | None, s: Mapping[str, Any], p
         who = tuple(people.by_role.get(str(role), []))
     if not who:  # nobody holds the role: the service gives the step to the HR who opened the case
         who = label(case.created_by)
-    deadline = activated + step.deadline if activated else None
+    deadline = step.due_by(activated) if activated else None  # working days where the flow counts them
     return Waiting(step.id, step.number, step.title, role, who, activated, deadline,
                    deadline is not None and deadline < now, viewed)
 
@@ -242,7 +242,7 @@ async def counts(templates: Mapping[str, FlowTemplate], *, now: datetime | None 
                                                               "activated_at"):
         template = templates.get(template_id)
         step = template.by_id.get(step_id) if template else None
-        deadline = activated + step.deadline if step is not None and activated else None
+        deadline = step.due_by(activated) if step is not None and activated else None
         if deadline is not None and deadline < now:
             overdue.add(case_id)
         if deadline is not None and (earliest.get(case_id) is None or deadline < earliest[case_id]):  # type: ignore[operator]

@@ -272,7 +272,7 @@ async def case_page(request: web.Request, who: session.SignedIn) -> web.Response
             "who": (f"{'、'.join(w.people)}（{v.txt(ROLE_TITLES[w.role])}）" if w else v.txt(ROLE_TITLES[st.role])),
             "activated": row.activated_at if row else None, "viewed": row.viewed_at if row else None,
             "done": row.done_at if row else None, "done_by": row.done_by if row else None,
-            "deadline": (row.activated_at + st.deadline if row and row.activated_at and row.status == "active"
+            "deadline": (st.due_by(row.activated_at) if row and row.activated_at and row.status == "active"
                          else None),
             "overdue": bool(w and w.overdue and now),
             # Steps that take a file (the fallback's postal receipt, the newspaper page) link HR's upload page.

@@ -33,7 +33,7 @@ def test_capabilities_come_from_the_running_connectors_then_the_shipped_table() 
     assert capabilities.shipped("emulator").card_inputs
     assert not capabilities.shipped("wecom").card_inputs
     assert not capabilities.shipped("someday").card_inputs  # unknown: the web form works anywhere
-    assert capabilities.shipped("dingtalk").metered_updates and not capabilities.shipped("emulator").metered_updates
+    assert not capabilities.shipped("emulator").metered_updates
 
     class Inputs:
         capabilities = Capabilities(card_inputs=True)

@@ -80,7 +80,7 @@ async def test_list_cases_overdue_first(db) -> None:
     from datetime import UTC, datetime, timedelta
 
     from bot.app import build_service
-    from handlers.queries import deadlines_of, list_cases
+    from handlers.queries import list_cases
     from storage.directory import import_csv
     from storage.models import Employee
     from tests.conftest import DEMO_CSV
@@ -92,7 +92,43 @@ async def test_list_cases_overdue_first(db) -> None:
                                   last_day=None, reason="", created_by="E001", at=t0 + timedelta(hours=20))
     old = await svc.start_case(employee=await Employee.get(employee_id="E003"), template_id="probation",
                                last_day=None, reason="", created_by="E001", at=t0)
-    rows = await list_cases(deadlines=deadlines_of(svc.templates), now=t0 + timedelta(hours=30))
+    rows = await list_cases(templates=svc.templates, now=t0 + timedelta(hours=30))
     assert [r.case_id for r in rows] == [old.case_id, recent.case_id]
     assert rows[0].overdue and not rows[1].overdue  # application's deadline is 24 h
     assert "OVERDUE" in list(rows[0])
+
+
+async def test_list_cases_counts_a_business_day_deadline_as_the_cards_do(db) -> None:
+    """A flow that counts working days: a step opened on Friday evening is not overdue on Saturday
+    (its deadline is Monday evening), as its cards and reminders say; 24 clock hours would flag it."""
+    import tomllib
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from cases.service import CaseService
+    from handlers.queries import list_cases
+    from storage.directory import import_csv
+    from storage.models import Employee
+    from tests.conftest import DEMO_CSV
+    from workflow.schema import compile_template
+    from workflow.templates import BUNDLED_DIR
+
+    assert (await import_csv(DEMO_CSV.read_text(encoding="utf-8"))).applied
+    raw = tomllib.loads((BUNDLED_DIR / "probation.toml").read_text(encoding="utf-8"))
+    raw["policy"]["business_days"] = True
+    svc = CaseService({"probation": compile_template(raw)})
+    friday = datetime(2026, 12, 4, 18, tzinfo=ZoneInfo("Asia/Shanghai")).astimezone(UTC)
+    out = await svc.start_case(employee=await Employee.get(employee_id="E003"), template_id="probation",
+                               last_day=None, reason="", created_by="E001", at=friday)
+    saturday_night = friday + timedelta(hours=26)
+    (row,) = await list_cases(templates=svc.templates, now=saturday_night)
+    assert row.case_id == out.case_id and not row.overdue
+    (row,) = await list_cases(templates=svc.templates, now=friday + timedelta(days=3, hours=1))  # Monday 19:00
+    assert row.overdue
+    # The dashboard counts and lists it the same way.
+    from handlers.dashboard import overview
+
+    assert (await overview.counts(svc.templates, now=saturday_night)).overdue == 0
+    (shown,) = await overview.rows(svc.templates, overview.Filters(), now=saturday_night)
+    assert not shown.overdue and shown.deadline == friday + timedelta(days=3)  # Monday 18:00
+    assert (await overview.counts(svc.templates, now=friday + timedelta(days=3, hours=1))).overdue == 1

@@ -18,6 +18,7 @@ from bot.app import build_service
 from bot.inbound import Inbound, build_router
 from bot.outbox import Relay, RetryPolicy
 from bot.platforms.wecom.connector import card_id_of
+from chat import capabilities
 from chat.connector import CardAction
 from config.settings import Settings
 from handlers.cardview import CardRenderer
@@ -123,8 +124,10 @@ async def wcase(demo_org: Settings) -> AsyncIterator[WeComCase]:
         inbound = Inbound(build_router(), settings, service)
         await rig.connector.stop()
         await rig.connector.start(inbound.dispatch)  # the bot's dispatch, as the app wires it
-        relay = Relay({"wecom": rig.connector}, CardRenderer(settings, service).for_outbox,
-                      addresses=service.addresses, retry=RetryPolicy(base=0.01, cap=0.05))
-        async with TestClient(TestServer(make_app(settings, service, {"wecom": rig.connector}),
-                                         host="127.0.0.1")) as signing:
+        connectors = {"wecom": rig.connector}
+        # As the app factory does: cards are rendered for what the running connector's cards hold.
+        renderer = CardRenderer(settings, service, capabilities.of_connectors(connectors))
+        relay = Relay(connectors, renderer.for_outbox, addresses=service.addresses,
+                      retry=RetryPolicy(base=0.01, cap=0.05))
+        async with TestClient(TestServer(make_app(settings, service, connectors), host="127.0.0.1")) as signing:
             yield WeComCase(settings, inbound, relay, rig, signing)
