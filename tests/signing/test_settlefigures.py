@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from settlement.annual_leave import annual_leave_payout
 from settlement.final_pay import final_month_pay
@@ -71,10 +72,9 @@ def test_bundled_flows_check_the_figures_on_an_hr_step() -> None:
         assert {i.override_field for i in sf.ITEMS} | {sf.REASON_FIELD} <= keys
 
 
-def _chinese_only(rec: dict[str, object]) -> dict[str, object]:
+def chinese_only(rec: dict[str, Any]) -> dict[str, Any]:
     """A record as code before the English basis wrote it: the same keys without the English ones."""
-    items = {k: {f: v for f, v in item.items() if not f.endswith("_en")}  # type: ignore[attr-defined]
-             for k, item in rec["items"].items()}  # type: ignore[attr-defined]
+    items = {k: {f: v for f, v in item.items() if not f.endswith("_en")} for k, item in rec["items"].items()}
     return {**rec, "items": items}
 
 
@@ -112,7 +112,7 @@ def test_the_record_keeps_each_basis_in_both_languages_line_for_line() -> None:
 def test_an_older_chinese_only_record_is_worded_in_english_only_where_recomputing_reproduces_it() -> None:
     args = {"hire_date": date(2016, 3, 1), "last_day": date(2026, 1, 30), "proposed_by": "employer"}
     figs = sf.compute("mutual", wage=WAGE, **args)  # type: ignore[arg-type]
-    old = _chinese_only(sf.record(figs, {}, "", ground="36-employer", last_day=date(2026, 1, 30)))
+    old = chinese_only(sf.record(figs, {}, "", ground="36-employer", last_day=date(2026, 1, 30)))
     assert sf.lacks_english(old) and not sf.lacks_english(sf.record(figs, {}, "", ground="36-employer",
                                                                        last_day=date(2026, 1, 30)))
     # The same inputs today: the Chinese lines come out identical, so their English is what HR accepted.

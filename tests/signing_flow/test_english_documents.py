@@ -21,6 +21,7 @@ from signing import settlefigures as sf
 from signing.pipeline import build_context, ensure_draft
 from storage.models import Case, Employee
 from tests.chat.conftest import build_chat
+from tests.signing.test_settlefigures import chinese_only
 from tests.signing_flow.conftest import EMPLOYEE, HANDOVER, HR, MANAGER, act, start_probation
 from workflow.model import Role
 
@@ -119,15 +120,10 @@ async def test_an_english_mutual_agreement_prints_no_chinese_basis_lines(demo_or
                                            ("rights_notice", "rights_notice")], tmp_path)
 
 
-def _chinese_only(rec: dict[str, Any]) -> dict[str, Any]:
-    return {**rec, "items": {k: {f: v for f, v in item.items() if not f.endswith("_en")}
-                             for k, item in rec["items"].items()}}
-
-
 async def test_an_older_chinese_only_record_prints_english_only_while_it_recomputes_identically(
         demo_org: Settings, tmp_path: Path) -> None:
     settings = demo_org.model_copy(update={"language": "en"})
-    case = await _mutual_case(settings, _chinese_only)
+    case = await _mutual_case(settings, chinese_only)
     # The directory still gives the figures HR accepted: their English is stated.
     await _assert_english(case, settings, [("settlement_agreement", "settlement_agreement")], tmp_path)
     # The wage changed in the directory since: an English rendering could state other figures than the record,
