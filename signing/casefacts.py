@@ -78,7 +78,7 @@ LINES: dict[str, dict[str, str]] = {
     "comp_wage": {"zh": "月工资按员工名册登记的月工资 {wage} 元计。",
                   "en": "The monthly wage is the RMB {wage} registered in the staff directory."},
     # HR's recorded settlement figures (signing.settlefigures), as the agreement and its annexes state them.
-    "comp_zero": {"zh": "经济补偿金额为 0 元，依据如下：", "en": "The compensation is 0, on the following basis:"},
+    "comp_zero": {"zh": "经济补偿金额为 0 元，依据如下：", "en": "The compensation is RMB 0, on the following basis:"},
     "comp_set_by_both": {"zh": "经济补偿金额 {agreed} 元（大写：{upper}）为双方协商确定。",
                          "en": "The compensation of RMB {agreed} ({upper}) was agreed by both parties."},
     "comp_set_by_company": {"zh": "经济补偿金额 {agreed} 元（大写：{upper}）为本单位确定。",
