@@ -326,11 +326,12 @@ def _earlier_answers(view: CaseView, step: StepTemplate) -> list[str]:
         if st.status != "done":
             continue
         d = view.step(dep)
-        lines.append(f"- {d.title.get(view.language)}：{done_line(view, dep)}")
+        colon = view.t("：", ": ")
+        lines.append(f"- {d.title.get(view.language)}{colon}{done_line(view, dep)}")
         labels = {f.key: f.label.get(view.language) for f in d.fields}
         for key, value in st.data.items():
             if isinstance(value, (str, int)) and key in labels:
-                lines.append(f"  - {labels[key]}：{value}")
+                lines.append(f"  - {labels[key]}{colon}{value}")
     return lines
 
 

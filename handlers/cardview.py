@@ -22,7 +22,6 @@ from handlers import settlement
 from handlers.backpay import EMPLOYEE_STATUS
 from handlers.links import dashboard_case_url, details_url, download_url, form_url, signing_url
 from handlers.uploads import upload_url
-from settlement.basis import money
 from signing import settlefigures as sf
 from signing.pipeline import (
     PipelineError,
@@ -181,7 +180,11 @@ class CardRenderer:
         reason = ""
         assumed = False
         if isinstance(rec, dict):
-            figs = sf.stated(rec)
+            # A record older code wrote in Chinese only: English from the figures computed now from the
+            # step's data, where they reproduce it (sf.stated says why).
+            recomputed = (await settlement.figures_for(self.service, case, st.data))[0] \
+                if not zh and sf.lacks_english(rec) else None
+            figs = sf.stated(rec, language, recomputed)
             reason = str(rec.get("override_reason") or "")
         else:
             data: dict[str, str] = {}
@@ -189,7 +192,7 @@ class CardRenderer:
                 data[sf.PROPOSER_FIELD] = "employer"
                 assumed = True
             figures, _, _ = await settlement.figures_for(self.service, case, data)
-            figs = sf.from_figures(figures)
+            figs = sf.from_figures(figures, language)
         fields: list[tuple[str, str]] = []
         basis: list[str] = []
         for item in sf.ITEMS:
@@ -200,14 +203,7 @@ class CardRenderer:
             if item.key == "compensation" and assumed:
                 label += "（如由公司提出；由员工提出则为 0）" if zh else \
                     " (if the company proposed; 0 if the employee did)"
-            if fig.agreed is None:
-                value = (f"无法计算：{fig.missing}" if zh else f"cannot be computed: {fig.missing}")
-            else:
-                value = f"{money(fig.agreed)} 元" if zh else f"CNY {money(fig.agreed)}"
-                if fig.differs and fig.computed is not None:
-                    value += (f"（计算结果 {money(fig.computed)} 元；调整原因：{reason}）" if zh else
-                              f" (computed {money(fig.computed)}; reason for the change: {reason})")
-            fields.append((label, value))
+            fields.append((label, sf.amount_text(fig, language, reason)))
             if fig.basis:
                 basis.append(f"{label}：" if zh else f"{label}:")
                 basis += [f"- {line}" for line in fig.basis]

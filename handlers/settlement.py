@@ -22,27 +22,14 @@ from workflow import engine
 from workflow.events import Act
 
 
-def _day(value: object) -> date | None:
-    try:
-        return date.fromisoformat(str(value).strip()) if value else None
-    except ValueError:
-        return None
-
-
 async def figures_for(service: CaseService, case: Case, data: dict[str, Any] | None = None
                       ) -> tuple[dict[str, sf.Figure], str | None, date | None]:
     """The computed figures of a case (with HR's entries in `data`, else what the step recorded)."""
     template = service.template(case.template_id)
     employee = await Employee.get(id=case.employee_id)  # type: ignore[attr-defined]
-    data = data or {}
-    last_day = _day(data.get("last_working_day")) or case.last_day
-    who = sf.proposer(data.get(sf.PROPOSER_FIELD)) if data.get(sf.PROPOSER_FIELD) else None
-    taken_raw = data.get(sf.LEAVE_TAKEN_FIELD)
-    taken = sf.parse_amount(taken_raw) if taken_raw not in (None, "") else None
     wage = Decimal(employee.monthly_wage) if employee.monthly_wage is not None else None
-    figures = sf.compute(template.case_type, hire_date=employee.hire_date, last_day=last_day, wage=wage,
-                         proposed_by=who, leave_taken=taken)
-    return figures, sf.ground_of(template.case_type, who), last_day
+    return sf.compute_for_step(template.case_type, data or {}, hire_date=employee.hire_date, wage=wage,
+                               case_last_day=case.last_day)
 
 
 async def gate(ctx: Context, case: Case, step_id: str, data: dict[str, Any]) -> dict[str, Any] | Reply:
@@ -106,10 +93,10 @@ async def gate(ctx: Context, case: Case, step_id: str, data: dict[str, Any]) -> 
         zh = "；".join(f"{sf.BY_KEY[f.key].zh}：{f.missing}" for f in stuck)
         fields = "、".join(f"「{declared[sf.BY_KEY[f.key].override_field].label.zh}」" for f in stuck
                           if sf.BY_KEY[f.key].override_field in declared)
+        en = "; ".join(f"{sf.BY_KEY[f.key].en.lower()}: {f.missing_en}" for f in stuck)
         return ctx.refuse("settlement_input_missing",
                           f"结算金额无法计算——{zh}。请在通讯录中补充后重新导入，再点「标记完成」；"
                           f"或在{fields}中填写金额并在「调整原因」中说明。未做任何更改。",
-                          "The settlement cannot be computed: an input is missing from the directory (see the "
-                          "Chinese message). Add it and try again, or enter the amount with a reason. "
-                          "Nothing was changed.")
+                          f"The settlement cannot be computed: {en}. Add what is missing to the directory and "
+                          "try again, or enter the amount with a reason. Nothing was changed.")
     return {**data, sf.RECORD_KEY: sf.record(figures, overrides, reason, ground=ground, last_day=last_day)}

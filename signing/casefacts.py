@@ -77,6 +77,22 @@ LINES: dict[str, dict[str, str]] = {
     },
     "comp_wage": {"zh": "月工资按员工名册登记的月工资 {wage} 元计。",
                   "en": "The monthly wage is the RMB {wage} registered in the staff directory."},
+    # HR's recorded settlement figures (signing.settlefigures), as the agreement and its annexes state them.
+    "comp_zero": {"zh": "经济补偿金额为 0 元，依据如下：", "en": "The compensation is RMB 0, on the following basis:"},
+    "comp_set_by_both": {"zh": "经济补偿金额 {agreed} 元（大写：{upper}）为双方协商确定。",
+                         "en": "The compensation of RMB {agreed} ({upper}) was agreed by both parties."},
+    "comp_set_by_company": {"zh": "经济补偿金额 {agreed} 元（大写：{upper}）为本单位确定。",
+                            "en": "The compensation of RMB {agreed} ({upper}) was set by the company."},
+    "comp_computed": {
+        "zh": "供核对：按《劳动合同法》计算的经济补偿为 {computed} 元（大写：{upper}），计算依据如下：",
+        "en": "For reference: the compensation computed under the Labour Contract Law is RMB {computed} "
+              "({upper}), as follows:",
+    },
+    "sum_amount": {"zh": "{item}：人民币 {amount} 元（大写：{upper}）", "en": "{item}: RMB {amount} ({upper})"},
+    "sum_standard": {"zh": "，按标准计算为 {computed} 元（大写：{upper}）",
+                     "en": "; computed by the standard: RMB {computed} ({upper})"},
+    "sum_annex": {"zh": "，计算依据见附件。", "en": "; the basis is in the annex."},
+    "basis_head": {"zh": "【{item}】", "en": "[{item}]"},
 }
 
 

@@ -447,19 +447,19 @@ async def build_context(case: Case, kind: str, settings: Settings, *, now: datet
 
     if isinstance(rec, dict):
         # The figures as HR's check recorded them (computed and agreed, handlers.settlement): the
-        # documents print what the audit chain holds.
-        figs = sf.stated(rec)
+        # documents print what the audit chain holds, in the document's language.
+        figs = sf.stated(rec, lang, _recomputed(rec, lang, flow, hr_data, emp, wage, case.last_day))
         comp = figs.get("compensation")
         if comp is not None and comp.agreed is not None:
             if comp.agreed > 0:
                 ctx["compensation_amount"] = money(comp.agreed)
                 ctx["compensation_amount_upper"] = upper(comp.agreed, lang)
             else:
-                ctx["compensation_zero_basis"] = sf.ZERO_BASIS.get(str(rec.get("ground")), "")
+                ctx["compensation_zero_basis"] = sf.zero_basis(rec.get("ground"), lang)
             ctx["compensation_lines"] = notes.lift(sf.compensation_lines(comp, mutual=flow.case_type == "mutual",
-                                                                         upper=words))
-        ctx["settlement_lines"] = sf.summary_lines(figs, words)
-        ctx["settlement_basis_lines"] = notes.lift(sf.basis_lines(figs))
+                                                                         upper=words, lang=lang))
+        ctx["settlement_lines"] = sf.summary_lines(figs, words, lang=lang)
+        ctx["settlement_basis_lines"] = notes.lift(sf.basis_lines(figs, lang=lang))
     elif agreed is not None:
         comp = mutual_compensation(agreed, emp.hire_date, last_day, wage, lang)
         ctx["compensation_amount"] = money(comp.agreed)
@@ -476,6 +476,17 @@ async def build_context(case: Case, kind: str, settings: Settings, *, now: datet
     if set(ctx) != CONTEXT_KEYS:  # keeps the load-time check honest
         raise PipelineError(f"render context keys drifted: {sorted(set(ctx) ^ CONTEXT_KEYS)}")
     return ctx
+
+
+def _recomputed(rec: Mapping[str, Any], lang: str, flow: FlowTemplate, hr_data: Sequence[Mapping[str, Any]],
+                emp: Employee, wage: Decimal | None, case_last_day: date | None) -> dict[str, sf.Figure] | None:
+    """For an English document of a record that older code wrote in Chinese only: the figures computed now
+    from the check step's data, which `sf.stated` uses only where they reproduce the recorded lines."""
+    if lang != "en" or not sf.lacks_english(rec):
+        return None
+    data = next((d for d in hr_data if d.get(sf.RECORD_KEY) is rec), {})
+    return sf.compute_for_step(flow.case_type, data, hire_date=emp.hire_date, wage=wage,
+                               case_last_day=case_last_day)[0]
 
 
 def _fallback_values(flow: FlowTemplate, steps: list[CaseStep], case: Case, emp: Employee, settings: Settings,

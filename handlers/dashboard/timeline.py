@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from signing import settlefigures as sf
 from storage.models import AuditEntry, OutboxMessage
 from workflow.documents import document_title
 from workflow.template import FlowTemplate
@@ -139,9 +140,19 @@ def facts_of(kind: str, data: Mapping[str, Any]) -> tuple[tuple[Text, str | Text
     if isinstance(inner, Mapping):  # what the person entered on the step's form (HR's overrides among it)
         labels = dict(_FACTS)
         for key, value in inner.items():
-            if value not in (None, "", [], {}):
+            if key == sf.RECORD_KEY and isinstance(value, Mapping):
+                out += _settlement_facts(value)
+            elif value not in (None, "", [], {}):
                 out.append((labels.get(str(key), Text(str(key), str(key))), _short(value)))
     return tuple(out)
+
+
+def _settlement_facts(rec: Mapping[str, Any]) -> list[tuple[Text, str | Text]]:
+    """HR's settlement record (signing.settlefigures) as one line per figure in the page's language; the
+    basis lines stay in the raw entry."""
+    zh, en = sf.stated(rec, "zh"), sf.stated(rec, "en")
+    return [(Text(item.zh, item.en), Text(sf.amount_text(zh[item.key], "zh"), sf.amount_text(en[item.key], "en")))
+            for item in sf.ITEMS if item.key in zh]
 
 
 LinkFor = Callable[[str, Mapping[str, Any]], str | None]  # (entry kind, entry data) -> a page about it

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
@@ -21,10 +22,12 @@ from config.settings import Settings
 from handlers.dashboard.deps import Dashboard, DashboardConfig
 from handlers.dashboard.session import COOKIE, fernet_key, storage
 from handlers.dashboard.timeline import facts_of
+from signing import settlefigures as sf
 from storage import casestore
 from storage.models import AuditEntry, Case, CaseAccess, Document, Employee
 from tests.dashboard.conftest import AUTH, EMPLOYEE, HR, MANAGER, OTHER, Dash, serve, start
 from tests.signing_flow.conftest import Flow, make_app, sign_step, to_guarantee_step
+from workflow.text import Text
 
 
 async def _get(http: aiohttp.ClientSession, url: str) -> tuple[int, str, aiohttp.ClientResponse]:
@@ -309,6 +312,14 @@ def test_timeline_facts_keep_form_data_and_unknown_kinds() -> None:
                                    "data": {"override_reason": "员工确认放弃", "unpaid_months": "2"}})
     shown = {k.zh: v for k, v in facts}
     assert shown["调整原因"] == "员工确认放弃" and shown["unpaid_months"] == "2" and shown["操作"] == "complete"
+    # HR's settlement record: one line per figure in either language, not the record's raw text.
+    figs = sf.compute("mutual", hire_date=date(2016, 3, 1), last_day=date(2026, 1, 30), wage=Decimal("12000"),
+                      proposed_by="employer")
+    rec = sf.record(figs, {"compensation": Decimal("150000")}, "多付", ground="36-employer", last_day=None)
+    shown = {k.en: v for k, v in facts_of("step_done", {"step_id": "terms", "data": {sf.RECORD_KEY: rec}})}
+    comp = shown["Compensation"]
+    assert isinstance(comp, Text) and comp.en == "CNY 150,000.00 (computed 120,000.00)"
+    assert comp.zh == "150,000.00 元（计算结果 120,000.00 元）" and set(shown) == {i.en for i in sf.ITEMS}
     # A kind nobody taught the dashboard (e.g. an evidence upload) still shows what it recorded.
     upload = facts_of("evidence_uploaded", {"filename": "ems.jpg", "sha256": "ab" * 32, "tracking_number": "EA1"})
     assert {k.zh for k, _ in upload} == {"文件名", "SHA-256", "邮寄单号"}

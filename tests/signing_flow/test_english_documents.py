@@ -7,16 +7,21 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-
-import pytest
+from typing import Any
 
 from bot.app import build_service
 from config.settings import Settings
+from handlers.settlement import figures_for
+from settlement.compensation import compensation
+from signing import settlefigures as sf
 from signing.pipeline import build_context, ensure_draft
 from storage.models import Case, Employee
+from tests.chat.conftest import build_chat
+from tests.signing.test_settlefigures import chinese_only
 from tests.signing_flow.conftest import EMPLOYEE, HANDOVER, HR, MANAGER, act, start_probation
 from workflow.model import Role
 
@@ -82,32 +87,30 @@ async def test_an_english_probation_case_prints_no_chinese_basis_lines(demo_org:
                                            ("case_completed", "completion_notice")], tmp_path)
 
 
-# TODO: HR's settlement record (signing/settlefigures.py, merged beside this test) stores its
-# basis lines in Chinese when the check is tapped, and the agreement prints them as recorded; an English
-# document needs them recorded (or re-rendered) in both languages. Strict: it fails loudly once fixed.
-@pytest.mark.xfail(strict=True, reason="HR's settlement record keeps its basis lines in Chinese only (known gap)")
-async def test_an_english_mutual_agreement_prints_no_chinese_basis_lines(demo_org: Settings,
-                                                                          tmp_path: Path) -> None:
-    settings = demo_org.model_copy(update={"language": "en"})
+async def _mutual_case(settings: Settings, keep: Callable[[dict[str, Any]], dict[str, Any]] = dict) -> Case:
+    """A mutual agreement past HR's check as the card tap records it (handlers.settlement): the company
+    proposed, the computed compensation changed to 150,000 with a reason. `keep`: what of the record the
+    step keeps (an older code's record: the Chinese only)."""
     emp = await Employee.create(employee_id="E009", name="钱十一", department="销售部", position="客户经理",
                                 manager_id=MANAGER, city="beijing", hire_date=date(2016, 3, 1),
                                 contract_start=date(2016, 3, 1), monthly_wage=Decimal("12000.00"))
     service = build_service(settings)
     out = await service.start_case(employee=emp, template_id="mutual", last_day=date(2026, 1, 30), reason="",
                                    created_by=HR, handover_id=HANDOVER)
-    # HR's check as the card tap records it (handlers.settlement): the company proposed, the computed
-    # compensation changed to 150,000 with a reason.
-    from handlers.settlement import figures_for
-    from signing import settlefigures as sf
-
     data: dict[str, object] = {"last_working_day": "2026-01-30", "proposed_by": "公司",
                                "compensation_override": "150000", "override_reason": "双方协商一致",
                                "non_compete_months": "3", "non_compete_monthly": "5000"}
     figures, ground, last_day = await figures_for(service, await Case.get(id=out.case_id), data)  # type: ignore[arg-type]
-    data[sf.RECORD_KEY] = sf.record(figures, {"compensation": Decimal("150000")}, "双方协商一致", ground=ground,
-                                    last_day=last_day)
+    data[sf.RECORD_KEY] = keep(sf.record(figures, {"compensation": Decimal("150000")}, "双方协商一致",
+                                         ground=ground, last_day=last_day))
     await act(service, out.case_id, "terms", "complete", HR, {Role.HR}, data)
-    case = await Case.get(id=out.case_id)
+    return await Case.get(id=out.case_id)
+
+
+async def test_an_english_mutual_agreement_prints_no_chinese_basis_lines(demo_org: Settings,
+                                                                          tmp_path: Path) -> None:
+    settings = demo_org.model_copy(update={"language": "en"})
+    case = await _mutual_case(settings)
     ctx = await build_context(case, "settlement_agreement", settings, now=datetime.now(UTC))
     lines = [str(x) for x in ctx["compensation_lines"]]  # type: ignore[attr-defined]
     # The agreed figure differs from the Art. 47 standard: both stated, with the standard's basis in English.
@@ -115,6 +118,56 @@ async def test_an_english_mutual_agreement_prints_no_chinese_basis_lines(demo_or
     assert ctx["years_of_service"] == "9 years 11 months"
     await _assert_english(case, settings, [("settlement_agreement", "settlement_agreement"),
                                            ("rights_notice", "rights_notice")], tmp_path)
+
+
+async def test_an_older_chinese_only_record_prints_english_only_while_it_recomputes_identically(
+        demo_org: Settings, tmp_path: Path) -> None:
+    settings = demo_org.model_copy(update={"language": "en"})
+    case = await _mutual_case(settings, chinese_only)
+    # The directory still gives the figures HR accepted: their English is stated.
+    await _assert_english(case, settings, [("settlement_agreement", "settlement_agreement")], tmp_path)
+    # The wage changed in the directory since: an English rendering could state other figures than the record,
+    # so the record's Chinese lines are printed as HR accepted them, with the recorded amounts.
+    await Employee.filter(employee_id="E009").update(monthly_wage=Decimal("13000.00"))
+    ctx = await build_context(case, "settlement_agreement", settings, now=datetime.now(UTC))
+    lines = [str(x) for x in ctx["compensation_lines"]]  # type: ignore[attr-defined]
+    assert "agreed by both parties" in lines[0] and "RMB 120,000.00" in lines[1]
+    assert "月工资按员工名册登记的月工资 12,000.00 元计。" in lines
+    assert ctx["settlement_basis_lines"][0] == "[Pay for unused annual leave]"  # type: ignore[index]
+
+
+async def test_the_english_check_card_states_the_figures_and_their_basis_in_english(demo_org: Settings) -> None:
+    settings = demo_org.model_copy(update={"language": "en"})
+    chat = build_chat(settings)
+    emp = await Employee.create(employee_id="E009", name="钱十一", department="销售部", position="客户经理",
+                                manager_id=MANAGER, city="beijing", hire_date=date(2016, 3, 1),
+                                contract_start=date(2016, 3, 1), monthly_wage=Decimal("12000.00"))
+    await chat.inbound.service.start_case(employee=emp, template_id="mutual", last_day=date(2026, 1, 30),
+                                          reason="", created_by=HR, handover_id=HANDOVER)
+    await chat.deliver()
+    expected = compensation(hire_date=date(2016, 3, 1), last_day=date(2026, 1, 30), ground="36-employer",
+                            average_monthly_wage=Decimal("12000.00")).basis_en
+    message = await chat.card(HR, step="terms")
+    card = message.card
+    assert card is not None
+    assert dict(card.fields)["Compensation (if the company proposed; 0 if the employee did)"] == "CNY 120,000.00"
+    assert all(f"- {line}" in card.body for line in expected)
+    reply = await chat.click(HR, message.card_id, "complete", {"last_working_day": "2026-01-30", "proposed_by": "公司",
+                                                            "compensation_override": "150000",
+                                                            "override_reason": "双方协商一致"})
+    assert reply.ok, reply.text
+    await chat.deliver()
+    # The manager approving the terms sees what HR recorded, in English but for names and HR's own words.
+    manager = (await chat.card(MANAGER, step="manager_approve")).card
+    assert manager is not None
+    assert dict(manager.fields)["Compensation"] == \
+        "CNY 150,000.00 (computed 120,000.00; reason for the change: 双方协商一致)"
+    shown = "\n".join([manager.body, *(v for _, v in manager.fields)])
+    # Kept: names, HR's own words, and the two words the proposer field takes (its label names them).
+    for kept in ("钱十一", "李娜", "双方协商一致", "公司", "员工"):
+        shown = shown.replace(kept, "")
+    assert all(f"- {line}" in manager.body for line in expected)
+    assert not CJK.search(shown), [line for line in shown.splitlines() if CJK.search(line)]
 
 
 def test_amounts_in_english_words() -> None:
