@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -53,15 +54,16 @@ class Inbound:
         # alone is rarely true when the relay looks, even in the middle of a burst.
         self.in_flight = 0
         self.last_event = float("-inf")
+        self.clock: Callable[[], float] = time.monotonic  # a test steps it instead of sleeping
 
     def busy(self) -> bool:
-        return self.in_flight > 0 or time.monotonic() - self.last_event < QUIET_SECONDS
+        return self.in_flight > 0 or self.clock() - self.last_event < QUIET_SECONDS
 
     async def handle(self, incoming: Incoming) -> Reply:
         ctx = Context(incoming=incoming, settings=self.settings, service=self.service,
                       language=self.settings.language)
         self.in_flight += 1
-        self.last_event = time.monotonic()
+        self.last_event = self.clock()
         try:
             reply = await self.router.dispatch(ctx)
         except Exception:

@@ -222,10 +222,13 @@ async def test_relay_gives_way_to_inbound_events_and_runs_flat_out_when_quiet(ch
 
 async def test_inbound_is_busy_while_events_arrive(chat) -> None:
     inbound = chat.inbound
+    now = [1000.0]
+    inbound.clock = lambda: now[0]  # stepped, not slept: the window must not depend on the machine's load
     assert not inbound.busy()
     await chat.send("E001", "/help")
+    now[0] += 0.04
     assert inbound.busy()  # an event within the quiet window
-    await asyncio.sleep(0.06)
+    now[0] += 0.02
     assert not inbound.busy()
 
 
