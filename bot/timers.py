@@ -70,44 +70,35 @@ async def fire(service: CaseService, timer: Timer, now: datetime, *, worker: str
 
 
 async def run_due(service: CaseService, now: datetime | None = None, *, worker: str = WORKER_ID,
+                  lease: timedelta = LEASE, limit: int = BATCH, group: int = GROUP, concurrency: int = CONCURRENCY,
                   quiet: QuietHours | None = None) -> int:
-    """Fire the timers due at `now`. Every timer kind sends a reminder or an alert, so during `quiet` hours
-    none fires: they stay pending and go out when the quiet hours end (workflow.timerules)."""
-    now = now or utcnow()
-    if quiet is not None and quiet.contains(now):
+    """Claim the timers due and fire them, `group` to a transaction and `concurrency` transactions at
+    once, each at the time it is fired; returns how many fired. `now`: a fixed time to fire at (a
+    simulated clock); None: the clock. A timer whose lease ran out before its turn is left alone:
+    another replica may have it now. During `quiet` hours nothing is claimed (every timer kind tells
+    someone something): they go out when the hours end (workflow.timerules)."""
+    clock = utcnow if now is None else (lambda: now)
+    if quiet is not None and quiet.contains(clock()):
         return 0
-    fired = 0
-    for t in await claim_due(now, worker=worker):
-        fired += await fire(service, t, now, worker=worker)
-    return fired
-
-
-async def run_batch(service: CaseService, lease: timedelta, *, worker: str = WORKER_ID, limit: int = BATCH,
-                    group: int = GROUP, concurrency: int = CONCURRENCY, quiet: QuietHours | None = None) -> int:
-    """Claim due timers and fire them, `group` to a transaction and `concurrency` transactions at
-    once, each timer at the time it is fired; returns how many were claimed. A timer whose lease
-    ran out before its turn is left alone: another replica may have it now. During `quiet` hours
-    nothing is claimed (every timer kind tells someone something): they go out when the hours end."""
-    now = utcnow()
-    if quiet is not None and quiet.contains(now):
-        return 0
-    timers = await claim_due(now, limit=limit, worker=worker, lease=lease)
+    timers = await claim_due(clock(), limit=limit, worker=worker, lease=lease)
     gate = asyncio.Semaphore(concurrency)
+    fired = 0
 
     async def fire_group(part: list[Timer]) -> None:
+        nonlocal fired
         async with gate, in_transaction():
             for t in part:
-                now = utcnow()
-                if t.lease_until is not None and now >= t.lease_until:
+                at = clock()
+                if t.lease_until is not None and at >= t.lease_until:
                     log.warning("timer %s: lease ran out before it was fired; left to the next claim", t.key)
                     continue
                 try:
-                    await fire(service, t, now, worker=worker)
+                    fired += await fire(service, t, at, worker=worker)
                 except Exception:  # e.g. a case too contended to commit: its claim runs out, it is retried
                     log.exception("timer %s: fire failed; retried when its lease runs out", t.key)
 
     await asyncio.gather(*(fire_group(timers[i:i + group]) for i in range(0, len(timers), group)))
-    return len(timers)
+    return fired
 
 
 async def timer_loop(app: web.Application) -> None:
@@ -115,12 +106,12 @@ async def timer_loop(app: web.Application) -> None:
     lease = timedelta(seconds=settings.timer_lease_seconds)
     quiet = QuietHours.parse(settings.quiet_hours, settings.tz)
     while True:
-        claimed = 0
+        fired = 0
         try:
-            claimed = await run_batch(app[SERVICE], lease, quiet=quiet)
+            fired = await run_due(app[SERVICE], lease=lease, quiet=quiet)
         except Exception:  # a bad row must not stop every other timer
             log.exception("timer loop iteration failed")
-        if claimed < BATCH:  # a full batch: more may be due at once, so go on without waiting
+        if fired < BATCH:  # a full batch: more may be due at once, so go on without waiting
             await asyncio.sleep(settings.timer_poll_seconds)
 
 
