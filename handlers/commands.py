@@ -8,7 +8,9 @@ effect (a redelivered command has no second effect).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date
+from typing import Any
 
 from cases.service import CaseError, new_case_id
 from chat.router import Context, Reply, Router, is_hr
@@ -372,12 +374,16 @@ async def remind(ctx: Context) -> Reply:
     )
 
 
-# ---- /cancel -----------------------------------------------------------------------------
-@router.command("cancel", aliases=["取消", "撤销"], usage_zh=USAGE_CANCEL[0], usage_en=USAGE_CANCEL[1])
-async def cancel(ctx: Context) -> Reply:
+# ---- /cancel and /fallback: a case and a reason ----------------------------------------
+async def _case_with_reason(ctx: Context, usage: tuple[str, str], missing_zh: str, missing_en: str,
+                            make_event: Callable[[str, frozenset[Role], str], Any],
+                            done: Callable[[Case, str], Reply]) -> Reply:
+    """`/<command> <case or employee> <reason>`: the reason is required and checked, the case found,
+    and the event `make_event(actor_id, actor_roles, reason)` applied to it; `done(case, reason)` words
+    success."""
     tokens = ctx.args.split(maxsplit=1)
     if len(tokens) < 2 or not tokens[1].strip():
-        return _usage(ctx, USAGE_CANCEL, "取消必须写明原因。", "A cancellation needs a reason.")
+        return _usage(ctx, usage, missing_zh, missing_en)
     reason = _reason(ctx, tokens[1].strip())
     if isinstance(reason, Reply):
         return reason
@@ -387,36 +393,30 @@ async def cancel(ctx: Context) -> Reply:
     actor = ctx.actor
     assert actor is not None  # the actor middleware refused unknown senders
     roles = await case_roles(ctx, found)
-    return await apply_and_reply(
-        ctx, found.id, lambda case, state: Cancel(actor_id=actor.employee_id, actor_roles=roles, reason=reason,
-                                                  at=ctx.incoming.at),
-        lambda d: ctx.done("cancelled", f"流程 {found.id} 已取消（原因：{reason}）。记录和审计日志完整保留。",
-                           f"Case {found.id} cancelled (reason: {reason}). Its record and audit trail are kept.",
-                           changed=True, case_id=found.id),
+    return await apply_and_reply(ctx, found.id, lambda case, state: make_event(actor.employee_id, roles, reason),
+                                 lambda d: done(found, reason))
+
+
+@router.command("cancel", aliases=["取消", "撤销"], usage_zh=USAGE_CANCEL[0], usage_en=USAGE_CANCEL[1])
+async def cancel(ctx: Context) -> Reply:
+    return await _case_with_reason(
+        ctx, USAGE_CANCEL, "取消必须写明原因。", "A cancellation needs a reason.",
+        lambda actor, roles, reason: Cancel(actor_id=actor, actor_roles=roles, reason=reason, at=ctx.incoming.at),
+        lambda found, reason: ctx.done(
+            "cancelled", f"流程 {found.id} 已取消（原因：{reason}）。记录和审计日志完整保留。",
+            f"Case {found.id} cancelled (reason: {reason}). Its record and audit trail are kept.",
+            changed=True, case_id=found.id),
     )
 
 
-# ---- /fallback ---------------------------------------------------------------------------
 @router.command("fallback", aliases=["送达", "备用送达"], usage_zh=USAGE_FALLBACK[0], usage_en=USAGE_FALLBACK[1])
 async def fallback(ctx: Context) -> Reply:
     """HR starts the fallback delivery now (the employee refused outright), as the 7-day timer would."""
-    tokens = ctx.args.split(maxsplit=1)
-    if len(tokens) < 2 or not tokens[1].strip():
-        return _usage(ctx, USAGE_FALLBACK, "启动备用送达必须写明原因。", "Starting the fallback needs a reason.")
-    reason = _reason(ctx, tokens[1].strip())
-    if isinstance(reason, Reply):
-        return reason
-    found = await find_case(ctx, tokens[0])
-    if isinstance(found, Reply):
-        return found
-    actor = ctx.actor
-    assert actor is not None  # the actor middleware refused unknown senders
-    roles = await case_roles(ctx, found)
-    return await apply_and_reply(
-        ctx, found.id,
-        lambda case, state: StartFallback(actor_id=actor.employee_id, actor_roles=roles, reason=reason,
-                                          at=ctx.incoming.at),
-        lambda d: ctx.done(
+    return await _case_with_reason(
+        ctx, USAGE_FALLBACK, "启动备用送达必须写明原因。", "Starting the fallback needs a reason.",
+        lambda actor, roles, reason: StartFallback(actor_id=actor, actor_roles=roles, reason=reason,
+                                                   at=ctx.incoming.at),
+        lambda found, reason: ctx.done(
             "fallback_started",
             f"流程 {found.id} 已启动备用送达（原因：{reason}）。请先以 EMS 邮寄：邮寄通知书和上传凭证的链接"
             "在「邮寄送达」卡片上；邮件被退回或无法投递时才需登报。",
