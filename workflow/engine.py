@@ -316,6 +316,11 @@ def _step(template: FlowTemplate, step_id: str) -> StepTemplate | Refusal:
     return step if step is not None else refuse("unknown_step", msg.unknown_step(step_id), (step_id,))
 
 
+def _open_step(template: FlowTemplate, state: CaseState, step_id: str) -> StepTemplate | Refusal:
+    """The step an event names, if the case is still open and the template has it."""
+    return _closed(state) or _step(template, step_id)
+
+
 def _wrong_role(
     state: CaseState, step: StepTemplate | None, needed: Role, event: Any, what: str
 ) -> Refusal:
@@ -466,10 +471,7 @@ def missing_for_completion(template: FlowTemplate, state: CaseState) -> Refusal 
 
 def why_blocked(template: FlowTemplate, state: CaseState, step_id: str) -> Refusal | None:
     """Why a step's buttons are disabled right now (for cards), or None if it can be acted on."""
-    closed = _closed(state)
-    if closed:
-        return closed
-    step = _step(template, step_id)
+    step = _open_step(template, state, step_id)
     if isinstance(step, Refusal):
         return step
     return _blocked(template, state, step, state.steps[step_id])
@@ -533,10 +535,7 @@ def _on_viewed(template: FlowTemplate, state: CaseState, event: Viewed) -> Decis
 
 
 def _on_act(template: FlowTemplate, state: CaseState, event: Act) -> Decision | Refusal:
-    closed = _closed(state)
-    if closed:
-        return closed
-    step = _step(template, event.step_id)
+    step = _open_step(template, state, event.step_id)
     if isinstance(step, Refusal):
         return step
     if step.role not in event.actor_roles:
@@ -599,10 +598,7 @@ def _replace_steps(tx: _Tx, step: StepTemplate, outcome: str, actor_id: str) -> 
 
 
 def _on_signed(template: FlowTemplate, state: CaseState, event: DocumentSigned) -> Decision | Refusal:
-    closed = _closed(state)
-    if closed:
-        return closed
-    step = _step(template, event.step_id)
+    step = _open_step(template, state, event.step_id)
     if isinstance(step, Refusal):
         return step
     if not step.signs(event.actor_roles):
@@ -734,10 +730,7 @@ def _on_start_fallback(template: FlowTemplate, state: CaseState, event: StartFal
 def _on_evidence(template: FlowTemplate, state: CaseState, event: Evidence) -> Decision | Refusal:
     """An uploaded file recorded against a step's file field (its hash in the audit chain); the step's
     data names it, so completing the step can rest on it."""
-    closed = _closed(state)
-    if closed:
-        return closed
-    step = _step(template, event.step_id)
+    step = _open_step(template, state, event.step_id)
     if isinstance(step, Refusal):
         return step
     if step.role not in event.actor_roles:
@@ -955,10 +948,7 @@ def _on_reopen(template: FlowTemplate, state: CaseState, event: Reopen) -> Decis
 
 def _on_prepare(template: FlowTemplate, state: CaseState, event: Prepare) -> Decision | Refusal:
     """HR adds to a step's document (hr_fields) before anyone has signed it."""
-    closed = _closed(state)
-    if closed:
-        return closed
-    step = _step(template, event.step_id)
+    step = _open_step(template, state, event.step_id)
     if isinstance(step, Refusal):
         return step
     if Role.HR not in event.actor_roles:
