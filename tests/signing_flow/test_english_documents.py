@@ -18,7 +18,7 @@ from config.settings import Settings
 from handlers.settlement import figures_for
 from settlement.compensation import compensation
 from signing import settlefigures as sf
-from signing.pipeline import build_context, ensure_draft
+from signing.pipeline import build_context, ensure_draft, notice_lines
 from storage.models import Case, Employee
 from tests.chat.conftest import build_chat
 from tests.signing.test_settlefigures import chinese_only
@@ -118,6 +118,31 @@ async def test_an_english_mutual_agreement_prints_no_chinese_basis_lines(demo_or
     assert ctx["years_of_service"] == "9 years 11 months"
     await _assert_english(case, settings, [("settlement_agreement", "settlement_agreement"),
                                            ("rights_notice", "rights_notice")], tmp_path)
+
+
+async def test_an_english_agreement_the_employee_proposed_says_why_nothing_is_owed(demo_org: Settings,
+                                                                                  tmp_path: Path) -> None:
+    """Proposed by the employee, a mutual termination owes no compensation (Art. 46(2)): the English
+    agreement, notice of rights and completion notice say so and why, as the Chinese ones do."""
+    settings = demo_org.model_copy(update={"language": "en"})
+    emp = await Employee.create(employee_id="E009", name="钱十一", department="销售部", position="客户经理",
+                                manager_id=MANAGER, city="beijing", hire_date=date(2016, 3, 1),
+                                contract_start=date(2016, 3, 1), monthly_wage=Decimal("12000.00"))
+    service = build_service(settings)
+    out = await service.start_case(employee=emp, template_id="mutual", last_day=date(2026, 1, 30), reason="",
+                                   created_by=HR, handover_id=HANDOVER)
+    data: dict[str, object] = {"last_working_day": "2026-01-30", "proposed_by": "员工"}
+    figures, ground, last_day = await figures_for(service, await Case.get(id=out.case_id), data)  # type: ignore[arg-type]
+    data[sf.RECORD_KEY] = sf.record(figures, {}, "", ground=ground, last_day=last_day)
+    await act(service, out.case_id, "terms", "complete", HR, {Role.HR}, data)
+    case = await Case.get(id=out.case_id)
+    why = "the mutual termination was proposed by the employee, so under Labour Contract Law Art. 46(2)"
+    for kind in ("settlement_agreement", "rights_notice"):
+        doc = await ensure_draft(case, kind, kind, settings, now=datetime.now(UTC))  # the step is named as its document
+        text = " ".join((await _text(bytes(doc.pdf_unsigned), tmp_path, kind)).split())
+        assert why in text, (kind, text)
+    lines = [text for _, text in await notice_lines(case, "completion_notice", settings, now=datetime.now(UTC))]
+    assert any(line.startswith("Compensation: " + why) for line in lines), lines
 
 
 async def test_an_older_chinese_only_record_prints_english_only_while_it_recomputes_identically(
