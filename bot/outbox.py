@@ -47,6 +47,7 @@ never starve during a long one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -177,6 +178,7 @@ class Relay:
         # Rows this relay's loop has claimed and not yet delivered, each with an event set once it
         # has been (update_clicked waits for one that is the clicked card's update).
         self._claimed: dict[int, tuple[OutboxMessage, asyncio.Event]] = {}
+        self._claiming: asyncio.Event | None = None  # set once the loop's claim in flight is registered
 
     def limit(self, name: str, limits: Limits) -> None:
         self.buckets[name] = TokenBucket(limits.rate_per_second, limits.burst)
@@ -200,10 +202,16 @@ class Relay:
         runs out and they are sent again under the same card id, which the platform answers with
         the card it has, exactly as for a crash between one send and its mark."""
         now = now or utcnow()
-        rows = await self.claim(now)
+        claiming = self._claiming = asyncio.Event()
+        try:
+            rows = await self.claim(now)
+            for row in rows:
+                self._claimed[row.id] = (row, asyncio.Event())
+        finally:
+            claiming.set()
+            if self._claiming is claiming:
+                self._claiming = None
         self._marks, self._sent = [], 0
-        for row in rows:
-            self._claimed[row.id] = (row, asyncio.Event())
         try:
             await self._load_people(rows)
             lanes: dict[tuple[str, str], list[OutboxMessage]] = defaultdict(list)
@@ -374,7 +382,11 @@ class Relay:
                                        "kind": ["update"]})
         connector = self.connectors[platform]
         # This relay's loop may have claimed the update first (the click's commit woke it): wait a
-        # moment for it; delivered while the click is still being answered, it joins the answer.
+        # moment for it; delivered while the click is still being answered, it joins the answer. A
+        # claim of the loop's still in flight may hold it too: its rows are known once it returns.
+        if not rows and self._claiming is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._claiming.wait(), timeout=REPLY_WAIT_SECONDS)
         theirs = [ev for row, ev in self._claimed.values() if row.kind == "update" and row.platform == platform
                   and (row.case_id, row.step_id, row.recipient) == (  # type: ignore[attr-defined]
                       clicked.case_id, clicked.step_id, clicked.recipient)]  # type: ignore[attr-defined]
