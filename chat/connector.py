@@ -237,10 +237,6 @@ class ConnectorEnv:
     public_base_url: str
     language: str
     env_file: str | None = None
-    # Transition, the emulator's only: the core Settings still declares `emulator_token` /
-    # `emulator_allow_exposed`; the values it read for this connector's name (and only those) are
-    # handed over here, by field name. Real platforms read every setting of theirs themselves.
-    extra: Mapping[str, Any] = field(default_factory=dict)
     http_host: str = "127.0.0.1"  # where the shared web server listens (a local-only page checks it)
     http_port: int = 8080
     trusted_proxies: tuple[str, ...] = ()

@@ -44,8 +44,7 @@ log = logging.getLogger("bot.emulator")
 
 @dataclass(frozen=True)
 class EmulatorConfig:
-    """The settings the emulator reads; attribute names as in the core Settings, so the start-up
-    checks accept either."""
+    """What the emulator reads: the core's few (from `ConnectorEnv`) and its own EMULATOR_* settings."""
 
     http_host: str = "127.0.0.1"
     http_port: int = 8080
@@ -53,15 +52,15 @@ class EmulatorConfig:
     trusted_proxies: tuple[str, ...] = ()
     platforms: tuple[str, ...] = ("emulator",)
     language: str = "zh"
-    emulator_token: SecretStr | None = None
-    emulator_allow_exposed: bool = False
+    token: SecretStr | None = None  # EMULATOR_TOKEN; None: a random one per start
+    allow_exposed: bool = False  # EMULATOR_ALLOW_EXPOSED
 
     @classmethod
     def from_env(cls, env: ConnectorEnv) -> EmulatorConfig:
-        own = settings.load(env.extra, env.env_file)  # EMULATOR_*, read here
+        own = settings.load(env.env_file)  # EMULATOR_*, read here
         return cls(http_host=env.http_host, http_port=env.http_port, public_base_url=env.public_base_url,
                    trusted_proxies=tuple(env.trusted_proxies), platforms=tuple(env.platforms) or ("emulator",),
-                   language=env.language, emulator_token=own.token, emulator_allow_exposed=own.allow_exposed)
+                   language=env.language, token=own.token, allow_exposed=own.allow_exposed)
 
 
 class EmulatorConnector:
@@ -73,7 +72,7 @@ class EmulatorConnector:
     def __init__(self, config: EmulatorConfig | None = None, store: EmulatorStore | None = None) -> None:
         self.config = config or EmulatorConfig()
         self.store = store or EmulatorStore()
-        self.token = (self.config.emulator_token.get_secret_value() if self.config.emulator_token is not None
+        self.token = (self.config.token.get_secret_value() if self.config.token is not None
                       else secrets.token_urlsafe(32))
         self._dispatch: Dispatch | None = None
         # The web sign-in (the HR dashboard's): a local picker behind the emulator's guard, its codes
