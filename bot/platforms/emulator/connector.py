@@ -34,6 +34,8 @@ from chat.connector import (
     InboundEvent,
     Limits,
     PermanentDeliveryError,
+    Presentation,
+    Text,
 )
 from storage import cardids
 from storage import emulator as db
@@ -68,6 +70,9 @@ class EmulatorConnector:
     limits = Limits(rate_per_second=200.0, burst=200, concurrency=4)
     capabilities = Capabilities(links_need_sign_in=False)  # opened at this machine, by its user
     directory = None
+    presentation = Presentation(name=Text("本地模拟器", "the local emulator"),
+                                notice=Text("离职助手消息", "offboarding bot message"),
+                                sign_in=Text("本地模拟器登录（演示）", "Local emulator sign-in (demo)"))
 
     def __init__(self, config: EmulatorConfig | None = None, store: EmulatorStore | None = None) -> None:
         self.config = config or EmulatorConfig()
