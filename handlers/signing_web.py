@@ -3,7 +3,7 @@
 GET  /sign/{token}                  the page (document images + consent + pad); records "viewed"
 GET  /sign/{token}/page/{n}.png     page images of the unsigned draft
 POST /sign/{token}                  the signature (JSON from signpad.js); one transaction, then the seal
-GET  /sign/{token}/oauth/{platform} OAuth return: confirms the signer through DingTalk / WeCom
+GET  /sign/{token}/oauth/{platform} OAuth return: the signer's platform (its connector's `identity`) confirms them
 GET  /sign/{token}/document.pdf     the sealed PDF, for the holder of the same link
 GET  /doc/{token}                   one sealed document of a case (completion card links), for the case's
                                     employee or HR holding their own link
