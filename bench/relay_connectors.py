@@ -27,6 +27,7 @@ from cards.model import Card
 from chat.connector import Address, Capabilities, Delivery, Dispatch, Limits, TextMessage
 from config.settings import load_settings
 from handlers.cardview import CardRenderer
+from signing.channel import Channel
 from storage import crypto
 from storage.db import close_db, init_db, migrate
 from storage.directory import import_csv
@@ -89,7 +90,7 @@ async def run(cases: int, latency: float, rate: float, concurrency: int, tmp: Pa
                 await inbound.dispatch(TextMessage(platform="emulator", sender="E001", event_id=f"c{i}",
                                                    text=f"/取消 {answer.data['case_id']} 基准测试"))
         platform = SlowPlatform(Limits(rate_per_second=rate, burst=int(rate), concurrency=concurrency), latency)
-        relay = Relay({"emulator": platform}, CardRenderer(settings, service).for_outbox,
+        relay = Relay({"emulator": platform}, CardRenderer(settings, service, channel=Channel()).for_outbox,
                       addresses=service.addresses, batch=200)
         start = time.perf_counter()
         while await relay.run_once():

@@ -38,7 +38,8 @@ from bot.app import build_service
 from bot.inbound import Inbound, build_router
 from bot.outbox import Relay
 from bot.platforms.emulator import EmulatorConnector
-from chat import capabilities
+from bot.platforms.wecom import WeComConnector
+from chat import capabilities, presentation
 from chat.appkeys import CONNECTORS, SERVICE, SETTINGS
 from chat.connector import Capabilities, CardAction
 from config.settings import load_settings
@@ -56,6 +57,7 @@ class FakeWeCom(EmulatorConnector):
 
     name = "wecom"
     capabilities = Capabilities(card_inputs=False, links_need_sign_in=False)
+    presentation = WeComConnector.presentation
 
 
 FORM = {"last_working_day": "2025-07-31", "reason": "收到通知，无异议"}
@@ -91,7 +93,8 @@ async def run(n: int, url: str, data: Path) -> None:
         service = build_service(settings)
         inbound = Inbound(build_router(), settings, service)
         wecom = FakeWeCom()
-        renderer = CardRenderer(settings, service, capabilities.of_connectors({"wecom": wecom}))
+        renderer = CardRenderer(settings, service, capabilities.of_connectors({"wecom": wecom}),
+                                channel=presentation.channel_of({"wecom": wecom}, ("wecom",)))
         relay = Relay({"wecom": wecom}, renderer.for_outbox, addresses=service.addresses)
         for i in range(2 * n):
             emp = await Employee.get(employee_id=f"B{i:05d}")

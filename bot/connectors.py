@@ -12,7 +12,7 @@ from aiohttp import web
 from bot.inbound import INBOUND
 from bot.outbox import RELAY, Relay
 from bot.platforms import registry
-from chat import capabilities
+from chat import capabilities, presentation
 from chat.appkeys import ANNOUNCE, CONNECTORS, SERVICE, SETTINGS
 from chat.background import background
 from chat.connector import Answer, CardAction, Connector, Dispatch, InboundEvent
@@ -38,7 +38,8 @@ def setup(app: web.Application, built: dict[str, Connector] | None = None) -> No
     service = app[SERVICE]
     # Cards are rendered for what each platform's cards can hold (in-card inputs or the step's web
     # form; a summary kept to what changes rarely where updates cost).
-    renderer = CardRenderer(settings, service, capabilities.of_connectors(connectors))
+    renderer = CardRenderer(settings, service, capabilities.of_connectors(connectors),
+                            channel=presentation.channel_of(connectors, settings.platforms))
     relay = Relay(connectors, renderer.for_outbox, addresses=service.addresses)
     app[RELAY] = relay
     for connector in connectors.values():

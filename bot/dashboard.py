@@ -15,6 +15,7 @@ from aiohttp import web
 
 from bot.connectors import CONNECTORS
 from bot.inbound import INBOUND
+from chat import presentation
 from chat.appkeys import SERVICE, SETTINGS
 from chat.connector import WebIdentity
 from chat.router import Incoming, is_hr, resolve_sender
@@ -64,7 +65,9 @@ def setup(app: web.Application) -> None:
     config = DashboardConfig(secret=settings.secret_bytes(), public_base_url=settings.public_base_url,
                              language=settings.language, tz=settings.tz,
                              session_seconds=int(settings.dashboard_session_minutes * 60), data_dir=settings.data_dir)
-    install(app, Dashboard(config=config, service=app[SERVICE], identities=web_identities(app, settings),
+    identities = web_identities(app, settings)
+    install(app, Dashboard(config=config, service=app[SERVICE], identities=identities,
+                           sign_in_labels={name: presentation.of_app(app, name).sign_in for name in identities},
                            resolve_user=resolve_user, is_hr=is_hr, run_command=run_command,
                            has_command=has_command, settings=settings,
                            upload_url=lambda case_id, step_id, hr_id: upload_url(

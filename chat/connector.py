@@ -21,9 +21,15 @@ That lets the relay resend after a crash between "platform accepted" and "row ma
 Settings: `create(env)` reads the platform's own `<NAME>_*` settings and raises `ConfigError`
 naming what is missing or wrong (one line); the bot stops start-up with it.
 
+Presentation: a connector sets `presentation` (a `Presentation`): what people call the platform and
+what a message from the bot there is called. The core's pages, refusals and documents take every
+platform name from there (chat/presentation.py); nothing outside the platform's package names it.
+
 Optional extras a connector may offer (looked up with getattr, not part of the protocol):
 `USER_ID_COLUMN` in the package (the `employee` column holding this platform's user id; default
-`employee_id`) and `startup_lines()` on the connector (lines printed once the bot listens).
+`employee_id`), `startup_lines()` on the connector (lines printed once the bot listens), and
+`relative_redirect = True` on its `identity` (its sign-in comes back to the address the person opened,
+not to PUBLIC_BASE_URL: the emulator's local one).
 
 Web sign-in: a connector whose platform can confirm who opens our pages sets `identity` (a
 `WebIdentity`: the login address, and the user id behind the code that comes back); the signing
@@ -51,6 +57,7 @@ from typing import Any, Protocol, runtime_checkable
 from aiohttp import web
 
 from cards.model import Card
+from workflow.text import Text  # a Presentation's words; connectors take it from here
 
 # Card ids the bot hands to platforms: WeCom task_id allows [A-Za-z0-9_@-] up to 128 bytes,
 # DingTalk outTrackId is a free string; 64 of the common alphabet fit both with room to spare.
@@ -195,6 +202,20 @@ class Capabilities:
     links_need_sign_in: bool = True
 
 
+@dataclass(frozen=True)
+class Presentation:
+    """How people know the platform, set by its package: the core's texts name a platform only
+    through this (chat/presentation.py reads it from the running connectors)."""
+
+    name: Text  # as its users call it ("钉钉" / "DingTalk"): pages that send someone to sign in there
+    notice: Text  # a message from the bot there ("钉钉工作通知"): documents say the employee was notified by it
+    sign_in: Text  # the HR dashboard's button for its web sign-in ("钉钉登录" / "Sign in with DingTalk")
+    # Its in-app browser: the User-Agent product token ("DingTalk" of "DingTalk/7.6.0") and what the
+    # signing evidence page calls it ("钉钉 DingTalk"); "" when it has none.
+    client: str = ""
+    client_name: str = ""
+
+
 class IdentityError(Exception):
     """The platform did not confirm who opened a page (bad or used code, not a member)."""
 
@@ -237,10 +258,6 @@ class ConnectorEnv:
     public_base_url: str
     language: str
     env_file: str | None = None
-    # Transition, the emulator's only: the core Settings still declares `emulator_token` /
-    # `emulator_allow_exposed`; the values it read for this connector's name (and only those) are
-    # handed over here, by field name. Real platforms read every setting of theirs themselves.
-    extra: Mapping[str, Any] = field(default_factory=dict)
     http_host: str = "127.0.0.1"  # where the shared web server listens (a local-only page checks it)
     http_port: int = 8080
     trusted_proxies: tuple[str, ...] = ()
@@ -254,6 +271,7 @@ class Connector(Protocol):
     capabilities: Capabilities
     identity: WebIdentity | None  # None: the platform offers no web sign-in
     directory: Directory | None
+    presentation: Presentation
 
     async def start(self, dispatch: Dispatch) -> None: ...
 

@@ -59,11 +59,6 @@ class Settings(BaseSettings):
     signing_sweep_seconds: float = Field(30.0, gt=0)
     # How soon an open case's moved audit head is signed (at most a minute: the integrity window).
     checkpoint_seconds: float = Field(60.0, gt=0, le=60)
-    # The emulator acts as whoever a request names, so every call carries this secret. Empty: a
-    # random one per start, printed with the emulator's address.
-    emulator_token: SecretStr | None = None
-    # Serve the emulator although HTTP_HOST is not loopback or TRUSTED_PROXIES is set.
-    emulator_allow_exposed: bool = False
     # Failed seal attempts (inline and by the sweep) before a signed document is given up: HR is told and
     # the signer gets a new link. TSA outages count too: a signature must not wait unsealed for ever.
     seal_max_attempts: int = Field(10, ge=1, le=1000)
@@ -101,17 +96,6 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"not an IP address or network: {item!r}") from None
         return items
-
-    @field_validator("emulator_token", mode="before")
-    @classmethod
-    def _check_emulator_token(cls, value: object) -> object:
-        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
-        if raw is None or raw == "":
-            return None
-        # Unreserved URL characters only: it travels in a query string and a cookie unescaped.
-        if not isinstance(raw, str) or not re.fullmatch(r"[A-Za-z0-9._~-]{16,}", raw):
-            raise ValueError("must be at least 16 of A-Z a-z 0-9 . _ ~ - (or empty: random per start)")
-        return value
 
     @field_validator("quiet_hours")
     @classmethod

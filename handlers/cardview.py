@@ -23,6 +23,7 @@ from handlers.backpay import EMPLOYEE_STATUS
 from handlers.links import dashboard_case_url, details_url, download_url, form_url, signing_url
 from handlers.uploads import upload_url
 from signing import settlefigures as sf
+from signing.channel import Channel
 from signing.pipeline import (
     PipelineError,
     build_context,
@@ -41,10 +42,20 @@ log = logging.getLogger("cards")
 
 
 class CardRenderer:
-    def __init__(self, settings: Settings, service: CaseService, capabilities: Lookup = shipped) -> None:
+    def __init__(self, settings: Settings, service: CaseService, capabilities: Lookup = shipped, *,
+                 channel: Channel | None = None) -> None:
         self.settings = settings
         self.service = service
         self.capabilities = capabilities  # what each platform's cards can hold (chat.capabilities)
+        # What documents say about the platform (chat.presentation.channel_of): needed by the cards that
+        # issue or quote a document; a renderer built without it only tells which buttons a card offers.
+        self._channel = channel
+
+    @property
+    def channel(self) -> Channel:
+        if self._channel is None:
+            raise RuntimeError("this card renderer was built without the documents' channel")
+        return self._channel
 
     async def view(self, case: Case, *, recipient: Employee | None = None, language: str | None = None,
                    now: datetime | None = None, detail: bool = True, backpay_for: str | None = None,
@@ -125,7 +136,7 @@ class CardRenderer:
         text: dict[str, tuple[str, ...]] = {}
         if step.notice is not None:
             try:
-                doc = await issue_step_notice(case, step_id, self.settings, now=now)
+                doc = await issue_step_notice(case, step_id, self.settings, channel=self.channel, now=now)
                 if doc is not None and doc.status == "sealed":
                     links[step_id] = (document_title(doc.kind).get(language),
                                       download_url(self.settings, case.id, doc.id, recipient.employee_id, now=now))
@@ -143,7 +154,8 @@ class CardRenderer:
 
     async def _completion(self, case: Case, now: datetime, language: str) -> tuple[tuple[str, str], ...]:
         try:
-            return tuple(await notice_lines(case, "completion_notice", self.settings, now=now, lang=language))
+            return tuple(await notice_lines(case, "completion_notice", self.settings, channel=self.channel, now=now,
+                                            lang=language))
         except PipelineError:
             return ()
 
@@ -153,7 +165,7 @@ class CardRenderer:
         (issued and sealed here on the first completion card; the signing sweep retries a failure)."""
         if case.status == "completed":
             try:
-                await issue_completion_notice(case, self.settings, now=now)
+                await issue_completion_notice(case, self.settings, channel=self.channel, now=now)
             except Exception:  # the card still goes out with what is sealed; the sweep issues it later
                 log.exception("case %s: completion notice not issued", case.id)
         return tuple((document_title(doc.kind).get(language),
@@ -218,7 +230,7 @@ class CardRenderer:
         if not wanted or all(state.steps[s.id].status == "locked" for s in wanted):
             return None
         try:
-            ctx = await build_context(case, "guarantee_letter", self.settings, now=now)
+            ctx = await build_context(case, "guarantee_letter", self.settings, channel=self.channel, now=now)
         except PipelineError as exc:
             if hr:
                 return (f"无法计算：{exc}", ())

@@ -24,9 +24,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from chat import presentation
 from chat.appkeys import CONNECTORS, SERVICE
 from chat.connector import IdentityError as ConnectorIdentityError
 from chat.connector import WebIdentity
+from workflow.text import Text
 
 MAX_CODE = 512  # an OAuth code is short; anything longer is refused before any platform is asked
 PLATFORM_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")  # a platform package's name (the cookie names one)
@@ -73,6 +75,7 @@ class SignIn:
     platform: str
     user_id: str
     identity: WebIdentity
+    name: Text  # what its users call the platform (its connector's presentation), for the pages' refusals
 
     def __iter__(self) -> Any:
         return iter((self.platform, self.user_id))
@@ -111,7 +114,7 @@ def for_signer(app: web.Application, signer: Any) -> SignIn | None:
     user_id = addresses.user_id(signer, platform)
     if identity is None or not user_id:
         raise Unavailable(platform)
-    return SignIn(platform, user_id, identity)
+    return SignIn(platform, user_id, identity, presentation.of(app.get(CONNECTORS, {}), platform).name)
 
 
 # ---------------------------------------------------------------- the OAuth state and the identity cookie

@@ -23,6 +23,7 @@ from tortoise.expressions import Q
 
 from cases.service import CaseService, CaseTx, Outcome
 from config.settings import Settings
+from signing.channel import Channel
 from signing.evidence import AUDIT_KIND, SignatureFacts, audit_data
 from signing.pipeline import (
     PipelineError,
@@ -182,13 +183,14 @@ async def give_up(service: CaseService, doc: Document, *, now: datetime | None =
     return True
 
 
-async def sweep_round(settings: Settings, service: CaseService) -> dict[int, str]:
-    """One round of the sweep: seal what can be sealed, give up what used up its attempts."""
-    results = await sweep(settings)
+async def sweep_round(settings: Settings, service: CaseService, *, channel: Channel) -> dict[int, str]:
+    """One round of the sweep: seal what can be sealed, give up what used up its attempts (`channel`:
+    what documents say about the platform, chat.presentation.channel_of)."""
+    results = await sweep(settings, channel=channel)
     # A completion notice the completion card could not issue (render or seal failed) is issued here.
     for case in await unissued_completed(_now() - timedelta(days=ISSUE_RETRY_DAYS)):
         try:
-            doc = await issue_completion_notice(case, settings, now=_now())
+            doc = await issue_completion_notice(case, settings, channel=channel, now=_now())
         except PipelineError as exc:  # data HR must fix (told by the card render's log); retried next round
             log.error("case %s: completion notice not issued: %s", case.id, exc)
             continue
@@ -200,7 +202,7 @@ async def sweep_round(settings: Settings, service: CaseService) -> dict[int, str
     # The fallback paper (registered-mail letter, newspaper notice) HR's card could not issue.
     for case, step_id in await unissued_notices(service.templates):
         try:
-            doc = await issue_step_notice(case, step_id, settings, now=_now())
+            doc = await issue_step_notice(case, step_id, settings, channel=channel, now=_now())
         except PipelineError as exc:  # data HR must fix (the card says what); retried next round
             log.warning("case %s: %s paper not issued: %s", case.id, step_id, exc)
             continue

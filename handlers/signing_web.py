@@ -3,7 +3,7 @@
 GET  /sign/{token}                  the page (document images + consent + pad); records "viewed"
 GET  /sign/{token}/page/{n}.png     page images of the unsigned draft
 POST /sign/{token}                  the signature (JSON from signpad.js); one transaction, then the seal
-GET  /sign/{token}/oauth/{platform} OAuth return: confirms the signer through DingTalk / WeCom
+GET  /sign/{token}/oauth/{platform} OAuth return: the signer's platform (its connector's `identity`) confirms them
 GET  /sign/{token}/document.pdf     the sealed PDF, for the holder of the same link
 GET  /doc/{token}                   one sealed document of a case (completion card links), for the case's
                                     employee or HR holding their own link
@@ -33,6 +33,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from cases.service import CaseService
+from chat import presentation
 from chat.appkeys import SERVICE, SETTINGS
 from chat.background import background
 from config.settings import Settings
@@ -136,7 +137,7 @@ def _identity_check(request: web.Request, t: Target) -> tuple[str, str] | web.Re
     who = signin.read_identity_cookie(settings.secret_bytes(), t.claims.nonce, cookie, time.time())
     if who is None or who.platform != platform:
         if request.method != "GET":
-            raise Refused(401, "identity_required", "请先通过钉钉/企业微信确认身份后再签署（请刷新页面）。")
+            raise Refused(401, "identity_required", f"请先通过{needed.name.zh}确认身份后再签署（请刷新页面）。")
         url = needed.authorize_url(_callback_url(settings, request, platform),
                                    signin.oauth_state(settings.secret_bytes(), t.claims.nonce))
         raise web.HTTPFound(url)
@@ -193,7 +194,8 @@ async def sign_page(request: web.Request) -> web.StreamResponse:
     if link.opened_at is None:
         await SigningLink.filter(nonce=link.nonce, opened_at=None).update(opened_at=now)
     try:
-        doc = await ensure_draft(t.case, t.step.id, t.kind, settings, now=now)
+        doc = await ensure_draft(t.case, t.step.id, t.kind, settings, channel=presentation.app_channel(request.app),
+                                 now=now)
         pages = await _preview(doc, settings)
     except PipelineError as exc:
         # The reason is for HR (told once, in Chinese); the signer only learns that HR is on it.
@@ -404,7 +406,7 @@ async def _submit_claimed(request: web.Request, t: Target, raw: bytes, now: date
             "download": f"/sign/{quote(token)}/document.pdf",
         }, headers=HEADERS)
     try:
-        status = await seal_document(doc.id, settings)
+        status = await seal_document(doc.id, settings, channel=presentation.app_channel(request.app))
     except Exception:  # the signature is committed; the sweep retries (bounded, see sweep_round)
         log.exception("sealing document %s failed; left for the sweep", doc.id)
         status = "signed"
@@ -431,7 +433,7 @@ async def oauth_return(request: web.Request) -> web.StreamResponse:
         except signin.IdentityError as exc:
             log.warning("identity confirmation failed for %s: %s", t.claims.case_id, exc.message)
             raise Refused(403, "identity_failed",
-                          "未能通过平台确认您的身份，请在钉钉/企业微信内重新打开链接。") from None
+                          f"未能通过平台确认您的身份，请在{needed.name.zh}内重新打开链接。") from None
         if who.userid != needed[1]:
             log.warning("identity mismatch on %s/%s: %s signed in for %s", t.claims.case_id, t.claims.step_id,
                         who.identity, t.signer.employee_id)
@@ -502,7 +504,7 @@ async def sweep_loop(app: web.Application) -> None:
     while True:
         await asyncio.sleep(settings.signing_sweep_seconds)
         try:
-            await sweep_round(settings, app[SERVICE])
+            await sweep_round(settings, app[SERVICE], channel=presentation.app_channel(app))
         except Exception:  # keep the loop alive: the next round retries
             log.exception("signing sweep failed")
 

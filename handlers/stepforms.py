@@ -37,6 +37,7 @@ from tortoise.expressions import Q
 from cards import webpage
 from cards.model import Button, Card
 from cases.service import CaseService
+from chat import presentation
 from chat.appkeys import SERVICE, SETTINGS
 from chat.connector import CardAction, Dispatch
 from config.settings import Settings
@@ -146,8 +147,8 @@ def _identity(request: web.Request, settings: Settings, kind: str, nonce: str, h
                                       request.cookies.get(signin.identity_cookie_name(nonce)), time.time())
     if who is None or who.platform != platform:
         if request.method != "GET":
-            raise Refused(401, "identity_required", "请先通过钉钉/企业微信确认身份（请从卡片重新打开链接）。",
-                          "Confirm who you are through DingTalk / WeCom first (open the link from the card again).")
+            raise Refused(401, "identity_required", f"请先通过{needed.name.zh}确认身份（请从卡片重新打开链接）。",
+                          f"Confirm who you are through {needed.name.en} first (open the link from the card again).")
         back = f"{settings.public_base_url}/{kind}/{request.match_info['token']}/oauth/{platform}"
         raise web.HTTPFound(needed.authorize_url(back, signin.oauth_state(settings.secret_bytes(), nonce)))
     if who.userid != expected:
@@ -172,8 +173,8 @@ async def oauth_return(request: web.Request) -> web.StreamResponse:
             who = await needed.confirm(request.query)
         except signin.IdentityError as exc:
             log.warning("identity confirmation failed for %s: %s", claims.case_id, exc.message)
-            raise Refused(403, "identity_failed", "未能通过平台确认您的身份，请在钉钉/企业微信内重新打开链接。",
-                          "The platform did not confirm who you are; open the link inside DingTalk / WeCom.") from None
+            raise Refused(403, "identity_failed", f"未能通过平台确认您的身份，请在{needed.name.zh}内重新打开链接。",
+                          f"The platform did not confirm who you are; open the link inside {needed.name.en}.") from None
         if who.userid != needed.user_id:
             raise Refused(403, "identity_mismatch", "登录账号与卡片持有人不一致，不能代他人操作。",
                           "The signed-in account is not the card's holder; nobody may act for someone else.")
@@ -227,7 +228,7 @@ async def _button(request: web.Request, t: FormTarget, lang: str, *, detail: boo
     """The card as its holder's card shows it now, and the button the link is for: a step done or locked
     meanwhile offers no (enabled) button, and the page says so instead of a form. `detail=False`: only
     the buttons are needed (half the cost), as for the router's own check of a tap."""
-    renderer = CardRenderer(request.app[SETTINGS], request.app[SERVICE])
+    renderer = CardRenderer(request.app[SETTINGS], request.app[SERVICE], channel=presentation.app_channel(request.app))
     card = await renderer.card_of(t.case, str((t.row.payload or {}).get("purpose", "step")), t.row.step_id,
                                   t.holder, language=lang, detail=detail)
     button = card.button(t.action) if card is not None else None
@@ -399,7 +400,7 @@ async def view_page(request: web.Request) -> web.StreamResponse:
     except Refused as exc:
         return _refused(exc, lang)
     await record_viewed(service, case, holder, step.id)
-    renderer = CardRenderer(settings, service)
+    renderer = CardRenderer(settings, service, channel=presentation.app_channel(request.app))
     card = await renderer.card_of(case, "step", step.id, holder, language=lang)
     if card is None:
         return _refused(Refused(404, "unknown_step", "找不到该步骤。", "No such step."), lang)

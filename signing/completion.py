@@ -30,6 +30,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, Image, KeepTogether, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table
 from reportlab.platypus import TableStyle as TS
 
+from signing.channel import Client
 from signing.documents import signature_image
 from signing.fonts import cjk_font
 from signing.merge import append_pages
@@ -41,12 +42,15 @@ _SIGNER_REQUIRED = ("signer_name", "identity_method", "signed_at", "ip", "stroke
                     "audit_seq", "audit_entry_hash")
 
 
-def device_summary(user_agent: str) -> str:
-    """A short human description of the client, e.g. "钉钉 DingTalk 7.6.0 · iPhone iOS 17.4"."""
+def device_summary(user_agent: str, clients: Sequence[Client] = ()) -> str:
+    """A short human description of the client, e.g. "微信 WeChat 8.0.47 · iPhone iOS 17.4": `clients` are
+    the running platforms' in-app browsers (signing.channel), tried before the general ones."""
     ua = user_agent or ""
     app = ""
-    for pattern, name in ((r"DingTalk/([\d.]+)", "钉钉 DingTalk"), (r"wxwork/([\d.]+)", "企业微信 WeCom"),
-                          (r"MicroMessenger/([\d.]+)", "微信 WeChat")):
+    apps = [(rf"{re.escape(c.token)}/([\d.]+)", c.name) for c in clients]
+    # WeChat's in-app browser is not a platform of ours; a platform's own (WeCom's also says
+    # MicroMessenger) is tried first.
+    for pattern, name in (*apps, (r"MicroMessenger/([\d.]+)", "微信 WeChat")):
         m = re.search(pattern, ua, re.IGNORECASE)
         if m:
             app = f"{name} {m.group(1)}"

@@ -30,7 +30,8 @@ from settlement.tables import RateTable, RateTables, bundled_tables, load_tables
 from signing import settlefigures as sf
 from signing.canonical import canonical_json, sha256_hex
 from signing.casefacts import Notes, amount, has_backpay, mutual_compensation, non_compete, step_value, upper
-from signing.completion import completion_page
+from signing.channel import Channel
+from signing.completion import completion_page, device_summary
 from signing.documents import SignatureMark, render_document, render_signed
 from signing.keys import KeyMaterial, load_or_create_keys
 from signing.merge import append_pages
@@ -90,13 +91,6 @@ WORDS = {
            "how_to": "sign online through the link in the {channel}, or come to the company's HR department "
                      "with your ID card",
            "pending": "{title} (since {date})"},
-}
-
-
-# How the employee was first notified, by platform (the first one configured is the one cards go out on).
-CHANNELS = {
-    "zh": {"dingtalk": "钉钉工作通知", "wecom": "企业微信应用消息", "emulator": "离职助手消息"},
-    "en": {"dingtalk": "DingTalk work notice", "wecom": "WeCom app message", "emulator": "offboarding bot message"},
 }
 
 
@@ -366,11 +360,11 @@ def _items(step: StepTemplate | None, steps: list[CaseStep]) -> list[object]:
     return list(step.items_for(row.data if row is not None and isinstance(row.data, dict) else {}))
 
 
-async def build_context(case: Case, kind: str, settings: Settings, *, now: datetime,
+async def build_context(case: Case, kind: str, settings: Settings, *, channel: Channel, now: datetime,
                         lang: str | None = None, step_id: str | None = None) -> dict[str, object]:
     """Every value the templates use, from the case, its employee, its flow and the steps' data, worded
     in the document's language (default: the service's; `step_id`: the step the document belongs to,
-    when the caller knows it).
+    when the caller knows it; `channel`: what the platform the case went through is called).
 
     The one place a document's values come from; the keys are always exactly CONTEXT_KEYS."""
     lang = lang or settings.language
@@ -472,7 +466,7 @@ async def build_context(case: Case, kind: str, settings: Settings, *, now: datet
         ctx["non_compete_monthly"] = money(nc.monthly)
         ctx["non_compete_lines"] = list(nc.lines)
     ctx["source_notes"] = notes.printed()
-    ctx.update(_fallback_values(flow, steps, case, emp, settings, lang, today, step_id))
+    ctx.update(_fallback_values(flow, steps, case, emp, settings, channel, lang, today, step_id))
     if set(ctx) != CONTEXT_KEYS:  # keeps the load-time check honest
         raise PipelineError(f"render context keys drifted: {sorted(set(ctx) ^ CONTEXT_KEYS)}")
     return ctx
@@ -490,11 +484,11 @@ def _recomputed(rec: Mapping[str, Any], lang: str, flow: FlowTemplate, hr_data: 
 
 
 def _fallback_values(flow: FlowTemplate, steps: list[CaseStep], case: Case, emp: Employee, settings: Settings,
-                     lang: str, today: date, step_id: str | None) -> dict[str, object]:
+                     via: Channel, lang: str, today: date, step_id: str | None) -> dict[str, object]:
     """The values only the fallback paper prints (empty lists / text where they do not apply)."""
     tz = settings.tz
     rows = {st.step_id: st for st in steps}
-    channel = CHANNELS.get(lang, CHANNELS["zh"]).get(settings.platforms[0], CHANNELS["zh"]["emulator"])
+    channel = via.notice.get(lang)
     words = _words(lang)
     pending: list[str] = []
     for s in flow.steps:  # what the employee was asked to sign and has not: the steps the fallback stands in for
@@ -537,13 +531,14 @@ def freeze_context(ctx: Mapping[str, object], lang: str) -> dict[str, Any]:
     return out
 
 
-async def notice_lines(case: Case, kind: str, settings: Settings, *, now: datetime,
+async def notice_lines(case: Case, kind: str, settings: Settings, *, channel: Channel, now: datetime,
                        lang: str | None = None) -> list[tuple[str, str]]:
     """A notice's text for a card (e.g. the completion notice), from the same context as its PDF."""
     lang = lang or settings.language
     try:
         tpl = load_template(kind, extra_dir=settings.doc_templates_dir)
-        values = freeze_context(await build_context(case, kind, settings, now=now, lang=lang), lang)
+        values = freeze_context(await build_context(case, kind, settings, channel=channel, now=now, lang=lang),
+                                lang)
         return render_blocks(tpl, values, lang)
     except DocumentError as exc:
         raise PipelineError(f"文件无法生成：{exc}") from exc
@@ -568,7 +563,8 @@ async def supersede_drafts(case_id: str, step_id: str, *, using: Any = None) -> 
         id__in=list(signed)).using_db(using).update(status="superseded")
 
 
-async def ensure_draft(case: Case, step_id: str, kind: str, settings: Settings, *, now: datetime) -> Document:
+async def ensure_draft(case: Case, step_id: str, kind: str, settings: Settings, *, channel: Channel,
+                       now: datetime) -> Document:
     """The unsigned document for this step, rendered and stored on first use and reused afterwards."""
     existing = await current_document(case.id, step_id, kind)
     if existing is not None:
@@ -576,8 +572,8 @@ async def ensure_draft(case: Case, step_id: str, kind: str, settings: Settings, 
     lang = settings.language
     try:
         tpl = load_template(kind, extra_dir=settings.doc_templates_dir)
-        values = freeze_context(await build_context(case, kind, settings, now=now, lang=lang, step_id=step_id),
-                                lang)
+        values = freeze_context(await build_context(case, kind, settings, channel=channel, now=now, lang=lang,
+                                                    step_id=step_id), lang)
         pdf = await asyncio.to_thread(render_document, kind, values, lang=lang,
                                       extra_dir=settings.doc_templates_dir, font_path=_font(settings))
     except DocumentError as exc:
@@ -639,7 +635,7 @@ async def signer_role(case: Case, signer_id: str) -> str:
     return "other"
 
 
-async def signers_evidence(doc: Document, settings: Settings) -> list[dict[str, object]]:
+async def signers_evidence(doc: Document, settings: Settings, channel: Channel) -> list[dict[str, object]]:
     sigs = await Signature.filter(document_id=doc.id).order_by("id")
     out: list[dict[str, object]] = []
     case = await Case.get(id=doc.case_id)  # type: ignore[attr-defined]
@@ -657,6 +653,7 @@ async def signers_evidence(doc: Document, settings: Settings) -> list[dict[str, 
             "signed_at": s.server_time,
             "ip": s.ip,
             "user_agent": s.user_agent,
+            "device": device_summary(s.user_agent, channel.clients),
             "strokes_sha256": s.strokes_hash,
             "image_sha256": s.image_hash,
             "consent_version": s.consent_version,
@@ -710,7 +707,7 @@ async def shown_pdf(doc: Document, settings: Settings) -> bytes:
                                    extra_dir=settings.doc_templates_dir, font_path=_font(settings))
 
 
-async def assemble_signed(doc: Document, settings: Settings, keys: KeyMaterial) -> bytes:
+async def assemble_signed(doc: Document, settings: Settings, keys: KeyMaterial, channel: Channel) -> bytes:
     """The complete PDF before the seal: signed render + completion page (one evidence page per signer)."""
     sigs = await Signature.filter(document_id=doc.id).order_by("id")
     if not sigs and doc.kind in COMPANY_ISSUED:
@@ -734,13 +731,13 @@ async def assemble_signed(doc: Document, settings: Settings, keys: KeyMaterial) 
         "case_id": doc.case_id,  # type: ignore[attr-defined]
         "root_fingerprint": keys.root_fingerprint(),
         "seal_level": seal_level(settings),
-        "signers": await signers_evidence(doc, settings),
+        "signers": await signers_evidence(doc, settings, channel),
     }
     page = await asyncio.to_thread(completion_page, evidence, font_path=font)
     return await asyncio.to_thread(append_pages, body, page)
 
 
-async def seal_document(doc_id: int, settings: Settings, keys: KeyMaterial | None = None, *,
+async def seal_document(doc_id: int, settings: Settings, keys: KeyMaterial | None = None, *, channel: Channel,
                         now: datetime | None = None) -> str:
     """Seal a signed document once; returns its status afterwards (sealed, pending_tsa, or unchanged)."""
     doc = await Document.get_or_none(id=doc_id)
@@ -752,7 +749,7 @@ async def seal_document(doc_id: int, settings: Settings, keys: KeyMaterial | Non
     title = document_title(doc.kind).get("zh")
     done = "公司出具" if doc.kind in COMPANY_ISSUED else "签署完成"
     try:
-        pdf = await assemble_signed(doc, settings, keys)
+        pdf = await assemble_signed(doc, settings, keys, channel)
         sealed = await async_seal_pdf(pdf, keys, reason=f"{title} {done}（{doc.case_id}）",  # type: ignore[attr-defined]
                                       location=settings.company_name, tsa_url=settings.tsa_url)
     except TsaUnavailable as exc:
@@ -796,17 +793,17 @@ async def sealed_documents(case_id: str) -> list[Document]:
     return await Document.filter(case_id=case_id, status="sealed").order_by("id")
 
 
-async def issue_completion_notice(case: Case, settings: Settings, *, now: datetime,
+async def issue_completion_notice(case: Case, settings: Settings, *, channel: Channel, now: datetime,
                                   keys: KeyMaterial | None = None) -> Document | None:
     """The completed case's completion notice as a sealed PDF, rendered and sealed on first call and
     returned as stored afterwards; None for a case that did not complete. A seal that fails here (TSA
     down) is left "signed"/"pending_tsa" for the sweep, like a signed document."""
     if case.status != "completed":
         return None
-    doc = await ensure_draft(case, ISSUED_STEP, "completion_notice", settings, now=now)
+    doc = await ensure_draft(case, ISSUED_STEP, "completion_notice", settings, channel=channel, now=now)
     # Company-issued: ready to seal as rendered (compare-and-set, so two callers move it once).
     await Document.filter(id=doc.id, status="draft").update(status="signed")
-    await seal_document(doc.id, settings, keys, now=now)
+    await seal_document(doc.id, settings, keys, channel=channel, now=now)
     return await Document.get(id=doc.id)
 
 
@@ -817,7 +814,7 @@ async def unissued_completed(since: datetime) -> list[Case]:
     return await Case.filter(status="completed", closed_at__gte=since).exclude(id__in=list(have)).order_by("id")
 
 
-async def issue_step_notice(case: Case, step_id: str, settings: Settings, *, now: datetime,
+async def issue_step_notice(case: Case, step_id: str, settings: Settings, *, channel: Channel, now: datetime,
                             keys: KeyMaterial | None = None) -> Document | None:
     """A fallback step's paper (its `notice`: the registered-mail letter to the address on file, the
     newspaper notice) as one sealed company-issued PDF: the notice, then every document it `encloses`
@@ -830,10 +827,10 @@ async def issue_step_notice(case: Case, step_id: str, settings: Settings, *, now
         return None
     doc = await current_document(case.id, step_id, step.notice)
     if doc is None:
-        doc = await _render_notice(case, step, settings, now=now)
+        doc = await _render_notice(case, step, settings, channel=channel, now=now)
     # Company-issued: ready to seal as rendered (compare-and-set, so two callers move it once).
     await Document.filter(id=doc.id, status="draft").update(status="signed")
-    await seal_document(doc.id, settings, keys, now=now)
+    await seal_document(doc.id, settings, keys, channel=channel, now=now)
     return await Document.get(id=doc.id)
 
 
@@ -854,7 +851,8 @@ async def unissued_notices(flows: Mapping[str, FlowTemplate]) -> list[tuple[Case
     return out
 
 
-async def _render_notice(case: Case, step: StepTemplate, settings: Settings, *, now: datetime) -> Document:
+async def _render_notice(case: Case, step: StepTemplate, settings: Settings, *, channel: Channel,
+                         now: datetime) -> Document:
     kind = step.notice
     assert kind is not None
     lang = settings.language
@@ -866,8 +864,8 @@ async def _render_notice(case: Case, step: StepTemplate, settings: Settings, *, 
     flow = flow_of(case.template_id, settings)
     try:
         tpl = load_template(kind, extra_dir=settings.doc_templates_dir)
-        values = freeze_context(await build_context(case, kind, settings, now=now, lang=lang, step_id=step.id),
-                                lang)
+        values = freeze_context(await build_context(case, kind, settings, channel=channel, now=now, lang=lang,
+                                                    step_id=step.id), lang)
         pdf = await asyncio.to_thread(render_document, kind, values, lang=lang,
                                       extra_dir=settings.doc_templates_dir, font_path=_font(settings))
     except DocumentError as exc:
@@ -877,7 +875,7 @@ async def _render_notice(case: Case, step: StepTemplate, settings: Settings, *, 
         owner = document_step(flow, encl)
         if owner is None:
             raise PipelineError(f"流程中没有生成《{document_title(encl).zh}》的步骤，无法附在通知后")
-        part = await ensure_draft(case, owner.id, encl, settings, now=now)
+        part = await ensure_draft(case, owner.id, encl, settings, channel=channel, now=now)
         body = bytes(part.pdf_signed) if part.status == "sealed" and part.pdf_signed else bytes(part.pdf_unsigned)
         pdf = await asyncio.to_thread(append_pages, pdf, body)
         enclosed.append({"document_id": part.id, "kind": encl, "sha256": sha256_hex(body)})
@@ -909,7 +907,7 @@ async def exhausted(settings: Settings) -> list[Document]:
         kind__in=sorted(COMPANY_ISSUED)).order_by("id")
 
 
-async def sweep(settings: Settings, keys: KeyMaterial | None = None) -> dict[int, str]:
+async def sweep(settings: Settings, keys: KeyMaterial | None = None, *, channel: Channel) -> dict[int, str]:
     """Seal every document left signed (crash after commit) or pending a timestamp; {id: new status}.
 
     Documents that used up their attempts are left out (see `exhausted`)."""
@@ -919,7 +917,8 @@ async def sweep(settings: Settings, keys: KeyMaterial | None = None) -> dict[int
                                 ).order_by("id").values_list("id", flat=True)
     for doc_id in ids:
         try:
-            results[int(doc_id)] = await seal_document(int(doc_id), settings, keys)  # type: ignore[call-overload]
+            results[int(doc_id)] = await seal_document(int(doc_id), settings, keys,  # type: ignore[call-overload]
+                                                       channel=channel)
         except Exception as exc:  # counted by seal_document; the other documents still get their turn
             log.error("sweep: document %s: %s", doc_id, exc)
             results[int(doc_id)] = "error"  # type: ignore[call-overload]

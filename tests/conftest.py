@@ -7,7 +7,9 @@ import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from tortoise import Tortoise, connections
@@ -22,6 +24,14 @@ DEMO_CSV = ROOT / "bot" / "demo_data" / "org.csv"
 TABLES = ["case_access", "emulator_message", "form_link", "platform_usage", "upload",
           "signature", "signing_link", "document", "checkpoint", "timer", "outbox", "inbox",
           "audit_entry", "case_step", '"case"', "employee"]
+
+
+@contextmanager
+def emulator_env(**own: str) -> Iterator[None]:
+    """The emulator's own settings (`token="..."` is EMULATOR_TOKEN) for the connectors built inside:
+    like every platform it reads them from the environment when it is created, not from the core Settings."""
+    with mock.patch.dict(os.environ, {f"EMULATOR_{k.upper()}": v for k, v in own.items()}):
+        yield
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -22,17 +22,14 @@ from storage.models import Employee
 log = logging.getLogger("bot.platforms")
 
 
-
 class PlatformError(Exception):
     """One line: which platform cannot be served and why."""
 
 
-def env_for(settings: Settings, name: str) -> ConnectorEnv:
-    # `extra`: only this platform's `<name>_*` values the core Settings still declares (the emulator's
-    # token and exposure switch); a connector reads its own settings from the environment itself.
-    own = {k: v for k, v in settings if k.startswith(f"{name}_")}
+def env_for(settings: Settings) -> ConnectorEnv:
+    """The few core settings a connector needs; it reads its own `<NAME>_*` from the environment itself."""
     return ConnectorEnv(public_base_url=settings.public_base_url, language=settings.language, env_file=".env",
-                        extra=own, http_host=settings.http_host, http_port=settings.http_port,
+                        http_host=settings.http_host, http_port=settings.http_port,
                         trusted_proxies=tuple(settings.trusted_proxies), platforms=tuple(settings.platforms))
 
 
@@ -48,7 +45,7 @@ def build(settings: Settings, platforms: Sequence[str] | None = None) -> dict[st
                         "stay queued in the outbox", name, name)
             continue
         try:
-            connector = create(env_for(settings, name))
+            connector = create(env_for(settings))
         except ConfigError as exc:
             raise PlatformError(str(exc)) from None  # the connector's line names its setting
         if not isinstance(connector, Connector) or connector.name != name:

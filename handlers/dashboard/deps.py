@@ -19,6 +19,7 @@ from aiohttp import web
 from cases.service import CaseService
 from chat.connector import WebIdentity
 from storage.models import Employee
+from workflow.text import Text
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class Dashboard:
     # The evidence upload page of a step for an HR person, (case, step, HR employee id) -> URL, where the app
     # has one: the case page links it from steps that take files and from upload entries.
     upload_url: Callable[[str, str, str], str] | None = None
+    # The sign-in page's button for each provider (its connector's presentation); default: its name.
+    sign_in_labels: Mapping[str, Text] = field(default_factory=dict)
     # verify results by (case, audit head, documents): kept for this app's life, not the process's.
     verified: OrderedDict[tuple[Any, ...], tuple[bool, list[str]]] = field(default_factory=OrderedDict)
 

@@ -52,9 +52,6 @@ _CASE_ID = re.compile(r"^OB-[0-9A-Z]{6}$")
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 MAX_FORM = 16 * 1024
 ACCESS_SHOWN = 200
-PROVIDER_LABELS = {"emulator": Text("本地模拟器登录（演示）", "Local emulator sign-in (demo)"),
-                   "dingtalk": Text("钉钉登录", "Sign in with DingTalk"),
-                   "wecom": Text("企业微信登录", "Sign in with WeCom")}
 ACTIONS = {"remind": "remind", "cancel": "cancel", "fallback": "fallback"}
 
 Handler = Callable[[web.Request, session.SignedIn], Awaitable[web.StreamResponse]]
@@ -118,7 +115,7 @@ async def signin_page(request: web.Request) -> web.Response:
     v = await _anon_view(request)
     nxt = _safe_next(request.query.get("next"))
     options = [(f"/dashboard/signin/{name}?{urlencode({'next': nxt})}",
-                v.txt(PROVIDER_LABELS.get(name, Text(name, name)))) for name in dash.identities]
+                v.txt(dash.sign_in_labels.get(name, Text(name, name)))) for name in dash.identities]
     message = v.t("登录已过期，请重新登录。", "Your session has expired; please sign in again.") \
         if request.query.get("expired") else ""
     return _html(pages.signin(v, options, message))
@@ -126,8 +123,10 @@ async def signin_page(request: web.Request) -> web.Response:
 
 def _callback(dash: Dashboard, platform: str) -> str:
     path = f"/dashboard/oauth/{platform}"
-    # The emulator signs in on whatever loopback address the user opened; a platform needs the registered one.
-    return path if platform == "emulator" else f"{dash.config.public_base_url}{path}"
+    # A local sign-in (the emulator's) comes back to whatever loopback address the user opened; a
+    # platform's OAuth needs the registered one.
+    relative = getattr(dash.identities.get(platform), "relative_redirect", False)
+    return path if relative else f"{dash.config.public_base_url}{path}"
 
 
 async def signin_start(request: web.Request) -> web.Response:

@@ -13,6 +13,7 @@ from bot.app import build_service
 from bot.inbound import Inbound, build_router
 from bot.outbox import Relay, RetryPolicy
 from bot.platforms.emulator import EmulatorConnector, Message
+from chat import presentation
 from chat.router import Incoming, Reply
 from config.settings import Settings
 from handlers.cardview import CardRenderer
@@ -68,7 +69,9 @@ def build_chat(settings: Settings) -> Chat:
     service = build_service(settings)
     inbound = Inbound(build_router(), settings, service)
     emulator = EmulatorConnector()
-    relay = Relay({"emulator": emulator}, CardRenderer(settings, service).for_outbox, addresses=service.addresses,
+    renderer = CardRenderer(settings, service,
+                            channel=presentation.channel_of({"emulator": emulator}, settings.platforms))
+    relay = Relay({"emulator": emulator}, renderer.for_outbox, addresses=service.addresses,
                   retry=RetryPolicy(base=0.01, cap=0.05))
     return Chat(settings, inbound, relay, emulator)
 

@@ -34,6 +34,8 @@ from chat.connector import (
     Dispatch,
     IdentityError,
     Limits,
+    Presentation,
+    Text,
     TextMessage,
 )
 
@@ -57,6 +59,10 @@ class ContractConnector:
     name = NAME
     capabilities = Capabilities()
     directory = None
+    # Its in-app browser says "ContractApp/<version>" in the User-Agent (the signing evidence names it).
+    presentation = Presentation(name=Text("契约平台", "Contract"), notice=Text("契约平台消息", "Contract message"),
+                                sign_in=Text("契约平台登录", "Sign in with Contract"),
+                                client="ContractApp", client_name="契约平台 ContractApp")
 
     def __init__(self, identity: ContractIdentity | None = None) -> None:
         self.limits = Limits(rate_per_second=500.0, burst=500, concurrency=4)

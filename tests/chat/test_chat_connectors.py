@@ -4,6 +4,7 @@ clicks, card ids in every platform's alphabet, addresses, and the relay's limits
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -343,7 +344,8 @@ def test_connectors_are_built_once_and_warn_once(settings: Any, monkeypatch, cap
     from bot.app import create_app
     from chat.appkeys import CONNECTORS
 
-    exposed = settings.model_copy(update={"http_host": "0.0.0.0", "emulator_allow_exposed": True})
+    monkeypatch.setenv("EMULATOR_ALLOW_EXPOSED", "true")
+    exposed = settings.model_copy(update={"http_host": "0.0.0.0"})
     with caplog.at_level("WARNING", logger="bot.emulator"):
         built = registry.build(exposed)
 
@@ -383,8 +385,10 @@ async def test_a_clicks_token_is_kept_before_its_event_runs_and_not_by_a_redeliv
 
 
 def test_a_connector_gets_its_own_settings_not_every_core_one(settings: Any, monkeypatch, tmp_path) -> None:
-    env = registry.env_for(settings, "emulator")
-    assert set(env.extra) == {"emulator_token", "emulator_allow_exposed"}  # not the database URL, the secret key
+    env = registry.env_for(settings)
+    # The few core values a platform needs; not the database URL, the secret key, nor any platform's own.
+    assert {f.name for f in dataclasses.fields(env)} == {"public_base_url", "language", "env_file", "http_host",
+                                                        "http_port", "trusted_proxies", "platforms"}
     assert env.http_host == settings.http_host and env.platforms == settings.platforms
     # The emulator reads EMULATOR_* itself (environment, then its env file)...
     from bot.platforms.emulator import create

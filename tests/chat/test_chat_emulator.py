@@ -10,13 +10,13 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from pydantic import SecretStr
 
 from bot.app import create_app
 from cards.html import render
 from cards.model import Button, Card
 from config.settings import Settings
 from storage.models import Employee
+from tests.conftest import emulator_env
 
 START = "/离职 张三 试用期 2025-07-31 绩效未达标 交接人:周八"
 TOKEN = "test-emulator-token-0123456789"
@@ -34,9 +34,9 @@ async def server(demo_org: Settings) -> AsyncIterator[str]:
     """The real application on 127.0.0.1 (random port), sharing the test's database."""
     port = _free_port()
     settings = demo_org.model_copy(update={"http_port": port, "outbox_poll_seconds": 0.05,
-                                           "public_base_url": f"http://127.0.0.1:{port}",
-                                           "emulator_token": SecretStr(TOKEN)})
-    app = create_app(settings, with_db=False)
+                                           "public_base_url": f"http://127.0.0.1:{port}"})
+    with emulator_env(token=TOKEN):
+        app = create_app(settings, with_db=False)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -22,18 +22,19 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from pydantic import SecretStr
 from tortoise import connections
 
 from bot.app import create_app
 from bot.connectors import CONNECTORS
-from bot.platforms.emulator import check_startup
+from bot.platforms import registry
+from bot.platforms.emulator import EmulatorConfig, check_startup
+from bot.platforms.emulator import settings as emulator_settings
 from chat.appkeys import ANNOUNCE
 from chat.connector import Address, ConfigError
-from config.settings import Settings, SettingsError, load_settings
+from config.settings import Settings, load_settings
 from handlers.signing_web import HEADERS as SIGNING_HEADERS
 from storage.models import AuditEntry, Case, EmulatorMessage, InboxEvent, OutboxMessage
-from tests.conftest import PG_URL, ROOT
+from tests.conftest import PG_URL, ROOT, emulator_env
 
 TOKEN = "test-emulator-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -50,9 +51,11 @@ def _free_port() -> int:
 
 @asynccontextmanager
 async def running(settings: Settings, port: int | None = None) -> AsyncIterator[str]:
-    """The real application on 127.0.0.1, sharing the test's database (one replica, one process life)."""
+    """The real application on 127.0.0.1, sharing the test's database (one replica, one process life),
+    its emulator configured with EMULATOR_TOKEN=TOKEN."""
     port = port or _free_port()
-    app = create_app(settings.model_copy(update={"http_port": port}), with_db=False)
+    with emulator_env(token=TOKEN):
+        app = create_app(settings.model_copy(update={"http_port": port}), with_db=False)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -63,7 +66,7 @@ async def running(settings: Settings, port: int | None = None) -> AsyncIterator[
 
 
 def _settings(demo_org: Settings, **extra: Any) -> Settings:
-    return demo_org.model_copy(update={"outbox_poll_seconds": 0.05, "emulator_token": SecretStr(TOKEN), **extra})
+    return demo_org.model_copy(update={"outbox_poll_seconds": 0.05, **extra})
 
 
 @pytest.fixture
@@ -240,14 +243,28 @@ async def test_a_random_token_per_start_when_none_is_set(demo_org: Settings) -> 
     assert seen[0] != seen[1]
 
 
-def test_the_token_setting(env_clean: None) -> None:
-    assert load_settings(_env_file=None, emulator_token="").emulator_token is None  # .env.example's empty value
-    assert load_settings(_env_file=None, emulator_token=TOKEN).emulator_token.get_secret_value() == TOKEN
+def test_the_token_setting(settings: Settings, tmp_path: Path) -> None:
+    """EMULATOR_TOKEN is the emulator's own setting, read when its connector is created; a weak one stops
+    start-up with one line naming it, before anything is served."""
+    with emulator_env(token=""):  # .env.example's empty value
+        assert emulator_settings.load(None).token is None
+        assert len(registry.build(settings)["emulator"].token) >= 32  # random per start
+    with emulator_env(token=TOKEN):
+        assert emulator_settings.load(None).token.get_secret_value() == TOKEN
+        assert registry.build(settings)["emulator"].token == TOKEN
+        assert TOKEN not in repr(emulator_settings.load(None))
     for weak in ("short", "x" * 15, "with a space in it!!", "非ASCII字符非ASCII字符非ASCII字符",
                  "semi;colon&amp=0123456789"):
-        with pytest.raises(SettingsError, match="bad setting EMULATOR_TOKEN"):
-            load_settings(_env_file=None, emulator_token=weak)
-    assert TOKEN not in repr(load_settings(_env_file=None, emulator_token=TOKEN))
+        with emulator_env(token=weak):
+            with pytest.raises(ConfigError, match=r"^bad setting EMULATOR_TOKEN: .*must be at least 16 of"):
+                emulator_settings.load(None)
+            with pytest.raises(registry.PlatformError) as err:
+                registry.build(settings)
+            assert str(err.value).startswith("bad setting EMULATOR_TOKEN: ") and "\n" not in str(err.value)
+    # Only where the emulator is served: the core settings do not know the setting at all.
+    assert "emulator_token" not in Settings.model_fields
+    with emulator_env(token="short"):
+        assert load_settings(_env_file=None).platforms == ("emulator",)  # no error: not a core setting
 
 
 # ---------------------------------------------------------------- finding 2: cross-site requests, DNS rebinding
@@ -387,11 +404,19 @@ def test_the_start_up_rules(settings: Settings) -> None:
                {"trusted_proxies": ("127.0.0.1",)}, {"http_host": "0.0.0.0", "platforms": ("emulator", "dingtalk")}]
     for change in refused:
         with pytest.raises(ConfigError, match="refusing to serve the emulator"):
-            check_startup(settings.model_copy(update=change))
-        check_startup(settings.model_copy(update={**change, "emulator_allow_exposed": True}))
+            check_startup(EmulatorConfig(**change))
+        check_startup(EmulatorConfig(**change, allow_exposed=True))
+        # As start-up gets there: the core's settings, the emulator's own EMULATOR_ALLOW_EXPOSED.
+        exposed = settings.model_copy(update=change)
+        if "emulator" in exposed.platforms:
+            with pytest.raises(registry.PlatformError, match=r"^refusing to serve the emulator: .*EMULATOR_ALLOW"):
+                registry.build(exposed, ["emulator"])
+            with emulator_env(allow_exposed="true"):
+                assert "emulator" in registry.build(exposed, ["emulator"])
     for fine in ({}, {"http_host": "localhost"}, {"http_host": "::1"}, {"http_host": "127.0.0.5"},
                  {"http_host": "0.0.0.0", "platforms": ("wecom",)}):
-        check_startup(settings.model_copy(update=fine))
+        check_startup(EmulatorConfig(**fine))
+    assert "emulator" in registry.build(settings)
 
 
 async def test_start_up_with_the_override_serves_and_prints_the_token_once(db_url: str, tmp_path: Path) -> None:

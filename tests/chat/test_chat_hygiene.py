@@ -12,12 +12,12 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from pydantic import SecretStr
 
 from bot.app import create_app
 from config.settings import Settings
 from storage.models import AuditEntry, Case, CaseStep, Checkpoint, InboxEvent, OutboxMessage
 from tests.chat.test_chat_emulator import AUTH, TOKEN
+from tests.conftest import emulator_env
 
 START = "/离职 张三 试用期 2025-07-31 绩效未达标 交接人:周八"
 
@@ -33,8 +33,9 @@ async def server(demo_org: Settings) -> AsyncIterator[str]:
     port = _free_port()
     settings = demo_org.model_copy(update={"http_port": port, "outbox_poll_seconds": 0.05,
                                            "public_base_url": f"http://127.0.0.1:{port}",
-                                           "checkpoint_seconds": 0.1, "emulator_token": SecretStr(TOKEN)})
-    app = create_app(settings, with_db=False)
+                                           "checkpoint_seconds": 0.1})
+    with emulator_env(token=TOKEN):
+        app = create_app(settings, with_db=False)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()

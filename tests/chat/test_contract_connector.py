@@ -28,6 +28,9 @@ from tests.signing_flow.conftest import signature_strokes
 START = "/离职 张三 试用期 2025-07-31 绩效未达标 交接人:周八"
 HR, EMPLOYEE, MANAGER, FINANCE, HANDOVER = "E001", "E003", "E002", "E004", "E006"
 
+# The platform's in-app browser on a phone (ContractConnector.presentation.client).
+PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 ContractApp/3.1.4"
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -70,6 +73,13 @@ async def running(request: pytest.FixtureRequest, demo_org: Settings) -> AsyncIt
         if oauth:
             await oauth.close()
     assert not connector.running and connector.stops == 1  # stopped with the app
+
+
+async def _pdf_text(pdf: bytes) -> str:
+    proc = await asyncio.create_subprocess_exec("pdftotext", "-", "-", stdin=asyncio.subprocess.PIPE,
+                                                stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate(pdf)
+    return out.decode()
 
 
 async def _settle() -> None:
@@ -121,7 +131,7 @@ async def test_case_b_through_a_connector_written_against_the_contract(running: 
     assert answer.ok and "已为 张三" in answer.text, answer.text
     case_id = answer.data["case_id"]
     jar = aiohttp.CookieJar(unsafe=True)  # the identity cookie is set for 127.0.0.1
-    async with aiohttp.ClientSession(cookie_jar=jar) as http:
+    async with aiohttp.ClientSession(cookie_jar=jar, headers={"User-Agent": PHONE}) as http:
         await _tap(run, EMPLOYEE, "application", "submit",
                    {"last_working_day": "2025-07-31", "reason": "试用期考核未通过"})
         await _tap(run, MANAGER, "performance_review", "approve", {"result": "完成率 60%，要求 80%"})
@@ -165,6 +175,10 @@ async def test_case_b_through_a_connector_written_against_the_contract(running: 
                                       "rights_notice"} and all(d.status == "sealed" for d in docs)
     sigs = await Signature.filter(document_id__in=[d.id for d in docs]).order_by("id")
     assert len(sigs) == 5
+    # The evidence page names the platform's in-app browser as the connector presents it.
+    letter = next(d for d in docs if d.kind == "guarantee_letter")
+    assert "设备 Device 契约平台 ContractApp 3.1.4 · iPhone iOS 17.4" in " ".join(
+        (await _pdf_text(bytes(letter.pdf_signed))).split())
     if run.oauth:
         assert {s.identity_method for s in sigs} == {f"{NAME}_oauth"}
         assert all(s.platform_identity == f"{NAME}:{s.signer_id}" for s in sigs)
@@ -232,7 +246,10 @@ async def test_someone_else_signed_in_on_the_platform_cannot_sign(with_identity:
         async with http.get(url, allow_redirects=False) as r:
             assert r.status == 302 and r.headers["Location"].startswith(f"{oauth.base_url}/authorize")
         async with http.post(url, json={"token": url.rsplit("/", 1)[1]}) as r:
-            assert r.status == 401 and (await r.json())["code"] == "identity_required"
+            body = await r.json()
+            assert r.status == 401 and body["code"] == "identity_required"
+            # The signer's own platform, as its connector presents itself: no platform name in the core's text.
+            assert body["message"] == "请先通过契约平台确认身份后再签署（请刷新页面）。"
     assert await _state() == before
 
 
@@ -255,7 +272,7 @@ async def test_a_forged_state_or_a_used_code_confirms_nobody(with_identity: Runn
             assert r.status == 302  # the real one works once...
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as other:
             async with other.get(back, allow_redirects=False) as r:  # ...a replayed code confirms nobody
-                assert r.status == 403 and "未能通过平台确认您的身份" in await r.text()
+                assert r.status == 403 and "未能通过平台确认您的身份，请在契约平台内重新打开链接。" in await r.text()
             too_long = re.sub(r"code=[^&]+", "code=" + "x" * 600, back)
             async with other.get(too_long, allow_redirects=False) as r:
                 assert r.status == 403

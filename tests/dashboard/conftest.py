@@ -16,7 +16,6 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from pydantic import SecretStr
 
 from bot.app import create_app
 from cases.service import CaseService
@@ -24,6 +23,7 @@ from chat.appkeys import SERVICE
 from config.settings import Settings
 from handlers.dashboard.deps import DASHBOARD
 from storage.models import Employee
+from tests.conftest import emulator_env
 
 TOKEN = "test-emulator-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -68,9 +68,9 @@ async def serve(base: Settings, *, dashboard: dict[str, object] | None = None,
                 connectors: dict[str, Any] | None = None, **overrides: object) -> AsyncIterator[Dash]:
     port = free_port()
     settings = base.model_copy(update={"http_port": port, "outbox_poll_seconds": 0.05,
-                                       "public_base_url": f"http://127.0.0.1:{port}",
-                                       "emulator_token": SecretStr(TOKEN), **overrides})
-    app = create_app(settings, with_db=False, connectors=connectors)
+                                       "public_base_url": f"http://127.0.0.1:{port}", **overrides})
+    with emulator_env(token=TOKEN):
+        app = create_app(settings, with_db=False, connectors=connectors)
     if dashboard:  # before the app starts (and freezes): e.g. an upload page for the case page to link
         app[DASHBOARD] = dataclasses.replace(app[DASHBOARD], **dashboard)  # type: ignore[arg-type]
     runner = web.AppRunner(app, access_log=None)

@@ -32,6 +32,8 @@ async def _round_trip(d: Dash, http, platforms: FakePlatforms, platform: str, as
     async with http.get(f"{d.base}/dashboard/signin") as r:
         page = await r.text()
     assert f'id="signin-{platform}"' in page and 'id="signin-emulator"' not in page
+    # The button says what the platform's connector presents, worded as it always was.
+    assert {"dingtalk": ">钉钉登录</a>", "wecom": ">企业微信登录</a>"}[platform] in page
     async with http.get(f"{d.base}/dashboard/signin/{platform}", allow_redirects=False) as r:
         assert r.status == 302
         target = urlsplit(r.headers["Location"])
@@ -75,3 +77,17 @@ async def test_no_platform_offering_sign_in_means_sign_in_is_unavailable(demo_or
         assert r.status == 200 and "登录不可用" in page and 'id="signin-' not in page, page
         async with http.get(f"{d.base}/dashboard/signin/dingtalk", allow_redirects=False) as r:
             assert r.status == 404
+
+
+async def test_the_emulators_sign_in_is_labelled_and_comes_back_locally(demo_org: Settings) -> None:
+    """The emulator's identity declares `relative_redirect`: its picker sends the browser back to the address
+    the user opened, not PUBLIC_BASE_URL; its label is its presentation's."""
+    async with serve(demo_org, public_base_url="https://offboard.example.com") as d, d.client() as http:
+        async with http.get(f"{d.base}/dashboard/signin") as r:
+            page = await r.text()
+        assert '>本地模拟器登录（演示）</a>' in page, page
+        async with http.get(f"{d.base}/dashboard/signin/emulator", allow_redirects=False) as r:
+            assert r.status == 302
+            target = urlsplit(r.headers["Location"])
+        assert target.path == "/emulator/signin"
+        assert parse_qs(target.query)["redirect_uri"] == ["/dashboard/oauth/emulator"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from handlers.cardview import CardRenderer
 from handlers.signing_web import sweep_round
+from signing.channel import Channel
 from signing.pipeline import keys_for
 from signing.verify import all_ok, verify_case
 from storage.models import AuditEntry, Case, CaseStep, Document, Employee
@@ -44,10 +45,10 @@ async def test_fallback_on_hrs_word_is_recorded_and_replays(case_a: CaseA) -> No
 
     # Before any card renders, the signing sweep issues the letter (the card then links the same one).
     assert not await Document.filter(case_id=case_id, kind="fallback_notice").exists()
-    swept = await sweep_round(h.chat.settings, h.chat.inbound.service)
+    swept = await sweep_round(h.chat.settings, h.chat.inbound.service, channel=Channel())
     letter = await Document.get(case_id=case_id, kind="fallback_notice")
     assert letter.status == "sealed" and swept[letter.id] == "sealed"
-    assert await sweep_round(h.chat.settings, h.chat.inbound.service) == {}  # once
+    assert await sweep_round(h.chat.settings, h.chat.inbound.service, channel=Channel()) == {}  # once
     await h.chat.deliver(h.now)
     assert await Document.filter(case_id=case_id, kind="fallback_notice").count() == 1
     resp = await h.post(_url(h, case_id), {"intent": "upload"},
@@ -78,7 +79,7 @@ async def test_letter_without_an_address_tells_hr_what_to_fix(case_a: CaseA) -> 
     await emp.save()
     # The next rendering of the card issues it.
     hr = await Employee.get(employee_id=HR)
-    again = await CardRenderer(h.chat.settings, h.chat.inbound.service).card_of(
+    again = await CardRenderer(h.chat.settings, h.chat.inbound.service, channel=Channel()).card_of(
         await Case.get(id=case_id), "step", "registered_mail", hr)
     assert again is not None and any(b.label.startswith("下载") for b in again.buttons)
     assert (await Document.get(case_id=case_id, kind="fallback_notice")).status == "sealed"

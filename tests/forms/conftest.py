@@ -22,8 +22,9 @@ from bot.app import build_service
 from bot.inbound import INBOUND, Inbound, build_router
 from bot.outbox import Relay, RetryPolicy
 from bot.platforms.emulator import EmulatorConnector, Message
+from bot.platforms.wecom import WeComConnector
 from cases.service import CaseService
-from chat import capabilities
+from chat import capabilities, presentation
 from chat.appkeys import CONNECTORS, SERVICE, SETTINGS
 from chat.connector import Answer, Capabilities, CardAction, Connector
 from chat.router import Incoming, Reply
@@ -128,6 +129,7 @@ class FakeWeCom(EmulatorConnector):
 
     name = "wecom"
     capabilities = Capabilities(card_inputs=False, links_need_sign_in=False)
+    presentation = WeComConnector.presentation
     identity = None
 
 
@@ -152,7 +154,8 @@ async def harness(settings: Settings, connectors: dict[str, Connector] | None = 
     inbound = Inbound(build_router(), settings, service)
     wecom = FakeWeCom()
     # As the app factory does: card rendering asks the running connectors what their cards hold.
-    renderer = CardRenderer(settings, service, capabilities.of_connectors({"wecom": wecom}))
+    renderer = CardRenderer(settings, service, capabilities.of_connectors({"wecom": wecom}),
+                            channel=presentation.channel_of({"wecom": wecom}, settings.platforms))
     relay = Relay({"wecom": wecom}, renderer.for_outbox, addresses=service.addresses,
                   retry=RetryPolicy(base=0.01, cap=0.05))
     app = make_app(settings, service, inbound, connectors or {"wecom": wecom})

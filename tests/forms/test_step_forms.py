@@ -3,6 +3,7 @@ submission goes through the router as a tap on their card, the case advances and
 
 from __future__ import annotations
 
+from signing.channel import Channel
 from storage.models import AuditEntry, CaseStep, FormLink, InboxEvent
 from tests.forms.conftest import EMPLOYEE, Forms, link, message_of
 
@@ -68,7 +69,7 @@ async def test_a_card_rendered_again_unchanged_carries_the_same_links(forms: For
 
     case = await forms.case()
     row = await OutboxMessage.get(case_id=case.id, recipient=EMPLOYEE, step_id="application", kind="card")
-    renderer = CardRenderer(forms.settings, forms.service)
+    renderer = CardRenderer(forms.settings, forms.service, channel=Channel())
     first, second = await renderer.for_outbox(row), await renderer.for_outbox(row)
     assert first == second and first is not None
     ask = link(await forms.card(EMPLOYEE, step="application"), "问HR")

@@ -5,6 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.platforms.dingtalk import DingTalkConnector
+from bot.platforms.wecom import WeComConnector
+from chat.presentation import channel_of
 from signing.canonical import sha256_hex
 from signing.completion import completion_page, device_summary
 from signing.documents import SignatureMark, render_document, render_signed
@@ -16,6 +19,8 @@ from signing.templates import DocumentError
 
 from .conftest import pdftotext, signature_payload
 
+CLIENTS = channel_of({"dingtalk": DingTalkConnector, "wecom": WeComConnector},  # type: ignore[dict-item]
+                     ("dingtalk",)).clients
 UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
       "Mobile/15E148 DingTalk/7.6.0")
 
@@ -27,6 +32,7 @@ def _evidence(doc: bytes, **over: object) -> dict[str, object]:
         document_title="离职保证书", document_kind="guarantee_letter", document_sha256=sha256_hex(doc),
         case_id="C-17", signer_name="张三<b>", identity_method="钉钉免登", platform_identity="dingtalk:u7",
         signed_at=datetime(2025, 4, 1, 2, 30, tzinfo=UTC), ip="203.0.113.7", user_agent=UA,
+        device=device_summary(UA, CLIENTS),  # as signing.pipeline.signers_evidence puts it
         strokes_sha256=strokes.sha256(), image_sha256=sha256_hex(png), consent_version="2025-01",
         audit_seq=12, audit_entry_hash="ab" * 32, signature_png=png)
     ev.update(over)
@@ -87,4 +93,13 @@ def test_append_refuses_sealed(keys: KeyMaterial, guarantee_context: dict) -> No
     ("", "unknown"),
 ])
 def test_device_summary(ua: str, expected: str) -> None:
-    assert device_summary(ua) == expected
+    # The in-app browsers of the platforms running (here DingTalk and WeCom), as the app hands them down.
+    assert device_summary(ua, CLIENTS) == expected
+
+
+def test_a_platform_browser_is_named_only_by_its_running_platform() -> None:
+    wecom = "Mozilla/5.0 (Linux; Android 13; PGT-AN10) wxwork/4.1.22 MicroMessenger/7.0.1"
+    assert device_summary(wecom, CLIENTS) == "企业微信 WeCom 4.1.22 · Android 13 (PGT-AN10)"
+    # Without WeCom running, its browser is the WeChat one it is built on; nothing in signing/ knows WeCom.
+    assert device_summary(wecom) == "微信 WeChat 7.0.1 · Android 13 (PGT-AN10)"
+    assert device_summary(UA) == "iPhone iOS 17.4"  # DingTalk's, without DingTalk running

@@ -13,6 +13,7 @@ from cases.service import utcnow
 from config.settings import Settings
 from handlers import signing_service
 from handlers.links import download_url
+from signing.channel import Channel
 from signing.pipeline import ISSUED_KIND, keys_for, sealed_documents
 from signing.verify import all_ok, verify_case
 from storage.models import AuditEntry, Case, Document
@@ -116,8 +117,8 @@ async def test_the_sweep_issues_a_notice_no_card_issued(flow: Flow) -> None:
     sweep issues and seals its notice once, and the case still verifies."""
     await complete_case(flow)
     assert not await Document.filter(case_id=flow.case_id, kind="completion_notice").exists()
-    first = await signing_service.sweep_round(flow.settings, flow.service)
-    again = await signing_service.sweep_round(flow.settings, flow.service)
+    first = await signing_service.sweep_round(flow.settings, flow.service, channel=Channel())
+    again = await signing_service.sweep_round(flow.settings, flow.service, channel=Channel())
     notice = await Document.get(case_id=flow.case_id, kind="completion_notice")
     assert first == {notice.id: "sealed"} and again == {}
     keys = keys_for(flow.settings)

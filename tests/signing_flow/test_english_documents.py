@@ -18,6 +18,7 @@ from config.settings import Settings
 from handlers.settlement import figures_for
 from settlement.compensation import compensation
 from signing import settlefigures as sf
+from signing.channel import Channel
 from signing.pipeline import build_context, ensure_draft, notice_lines
 from storage.models import Case, Employee
 from tests.chat.conftest import build_chat
@@ -56,11 +57,11 @@ async def _assert_english(case: Case, settings: Settings, steps_kinds: list[tupl
         return bool(CJK.search(text))
 
     for step_id, kind in steps_kinds:
-        ctx = await build_context(case, kind, settings, now=now)
+        ctx = await build_context(case, kind, settings, channel=Channel(), now=now)
         for key in BASIS_KEYS:
             values = ctx[key] if isinstance(ctx[key], list) else [ctx[key]]
             assert not [v for v in values if chinese(str(v))], (kind, key, values)
-        doc = await ensure_draft(case, step_id, kind, settings, now=now)
+        doc = await ensure_draft(case, step_id, kind, settings, channel=Channel(), now=now)
         assert doc.lang == "en"
         text = await _text(bytes(doc.pdf_unsigned), tmp, kind)
         assert [line.strip() for line in text.splitlines() if chinese(line)] == [], kind
@@ -77,7 +78,7 @@ async def test_an_english_probation_case_prints_no_chinese_basis_lines(demo_org:
     await act(service, case_id, "hr_check", "complete", HR, {Role.HR},
               {"unpaid_months": "2", "non_compete_months": "6", "non_compete_monthly": "1000"})
     case = await Case.get(id=case_id)
-    ctx = await build_context(case, "rights_notice", settings, now=datetime.now(UTC))
+    ctx = await build_context(case, "rights_notice", settings, channel=Channel(), now=datetime.now(UTC))
     # The facts are all there, only in English: a back-pay with its basis, a non-compete, source notes.
     assert ctx["backpay_amount"] == "1,438.42" and len(ctx["basis_lines"]) > 2  # type: ignore[arg-type]
     assert ctx["non_compete_months"] == 6 and ctx["source_notes"]
@@ -111,7 +112,7 @@ async def test_an_english_mutual_agreement_prints_no_chinese_basis_lines(demo_or
                                                                           tmp_path: Path) -> None:
     settings = demo_org.model_copy(update={"language": "en"})
     case = await _mutual_case(settings)
-    ctx = await build_context(case, "settlement_agreement", settings, now=datetime.now(UTC))
+    ctx = await build_context(case, "settlement_agreement", settings, channel=Channel(), now=datetime.now(UTC))
     lines = [str(x) for x in ctx["compensation_lines"]]  # type: ignore[attr-defined]
     # The agreed figure differs from the Art. 47 standard: both stated, with the standard's basis in English.
     assert "agreed by both parties" in lines[0] and any("120,000.00" in x for x in lines), lines
@@ -138,10 +139,11 @@ async def test_an_english_agreement_the_employee_proposed_says_why_nothing_is_ow
     case = await Case.get(id=out.case_id)
     why = "the mutual termination was proposed by the employee, so under Labour Contract Law Art. 46(2)"
     for kind in ("settlement_agreement", "rights_notice"):
-        doc = await ensure_draft(case, kind, kind, settings, now=datetime.now(UTC))  # the step is named as its document
+        doc = await ensure_draft(case, kind, kind, settings, channel=Channel(), now=datetime.now(UTC))
         text = " ".join((await _text(bytes(doc.pdf_unsigned), tmp_path, kind)).split())
         assert why in text, (kind, text)
-    lines = [text for _, text in await notice_lines(case, "completion_notice", settings, now=datetime.now(UTC))]
+    lines = [text for _, text in await notice_lines(case, "completion_notice", settings, channel=Channel(),
+                                                    now=datetime.now(UTC))]
     assert any(line.startswith("Compensation: " + why) for line in lines), lines
 
 
@@ -154,7 +156,7 @@ async def test_an_older_chinese_only_record_prints_english_only_while_it_recompu
     # The wage changed in the directory since: an English rendering could state other figures than the record,
     # so the record's Chinese lines are printed as HR accepted them, with the recorded amounts.
     await Employee.filter(employee_id="E009").update(monthly_wage=Decimal("13000.00"))
-    ctx = await build_context(case, "settlement_agreement", settings, now=datetime.now(UTC))
+    ctx = await build_context(case, "settlement_agreement", settings, channel=Channel(), now=datetime.now(UTC))
     lines = [str(x) for x in ctx["compensation_lines"]]  # type: ignore[attr-defined]
     assert "agreed by both parties" in lines[0] and "RMB 120,000.00" in lines[1]
     assert "月工资按员工名册登记的月工资 12,000.00 元计。" in lines

@@ -23,7 +23,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 from PIL import Image
-from pydantic import SecretStr
 from tortoise import connections
 
 from bot.app import create_app
@@ -33,7 +32,7 @@ from settlement.compensation import compensation
 from signing.amounts import rmb_upper
 from storage.models import Case, CaseStep, Document, Employee, Signature, Timer
 from tests.chat.test_chat_emulator import AUTH, TOKEN
-from tests.conftest import ROOT
+from tests.conftest import ROOT, emulator_env
 from tests.signing_flow.conftest import signature_strokes
 from workflow.model import StepState
 from workflow.templates import load_templates
@@ -142,9 +141,10 @@ async def sign_on_page(http: aiohttp.ClientSession, url: str) -> None:
 async def server(demo_org: Settings) -> AsyncIterator[tuple[str, Settings]]:
     port = _free_port()
     settings = demo_org.model_copy(update={"http_port": port, "outbox_poll_seconds": 0.05, "timer_poll_seconds": 0.05,
-                                           "public_base_url": f"http://127.0.0.1:{port}", **COMPANY,
-                                           "emulator_token": SecretStr(TOKEN)})
-    runner = web.AppRunner(create_app(settings, with_db=False), access_log=None)
+                                           "public_base_url": f"http://127.0.0.1:{port}", **COMPANY})
+    with emulator_env(token=TOKEN):
+        app = create_app(settings, with_db=False)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:

@@ -23,6 +23,7 @@ from chat.router import Reply
 from config.settings import Settings
 from settlement.basis import money
 from signing.amounts import rmb_upper
+from signing.channel import Channel
 from signing.pipeline import ensure_draft
 from storage.models import AuditEntry, Case, CaseStep, Employee
 from tests.chat.conftest import Chat, build_chat
@@ -74,7 +75,7 @@ async def _agreement_text(chat: Chat, case_id: str, tmp_path: Path) -> str:
     assert (await chat.click(MANAGER, card.card_id, "approve", {})).ok
     case = await Case.get(id=case_id)
     doc = await ensure_draft(case, "settlement_agreement", "settlement_agreement", chat.settings,
-                             now=datetime.now(UTC))
+                             channel=Channel(), now=datetime.now(UTC))
     path = tmp_path / "agreement.pdf"
     path.write_bytes(bytes(doc.pdf_unsigned))
     proc = await asyncio.to_thread(subprocess.run, ["pdftotext", "-layout", str(path), "-"], capture_output=True,

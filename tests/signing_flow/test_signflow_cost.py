@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from handlers import signing_service
 from handlers.cardview import CardRenderer
 from signing import render as render_pool
+from signing.channel import Channel
 from signing.links import read_token
 from signing.pipeline import keys_for
 from signing.strokes import MAX_IMAGE_PIXELS, MAX_PATH_LENGTH, MAX_POINTS, parse_strokes, plan
@@ -197,7 +198,7 @@ async def test_seal_that_keeps_failing_is_given_up_and_signed_again(flow: Flow) 
             assert status == 200 and data["status"] == "pending_tsa", data  # attempt 1, inline
             doc = await Document.get(case_id=flow.case_id, kind="guarantee_letter")
             assert (await CaseStep.get(case_id=flow.case_id, step_id="backpay")).status == "active"
-            results = [await signing_service.sweep_round(settings, flow.service) for _ in range(6)]
+            results = [await signing_service.sweep_round(settings, flow.service, channel=Channel()) for _ in range(6)]
     finally:
         await runner.cleanup()
     # Bounded: three attempts in all, then given up once; later rounds do nothing.
@@ -218,7 +219,7 @@ async def test_seal_that_keeps_failing_is_given_up_and_signed_again(flow: Flow) 
     again = await OutboxMessage.filter(case_id=flow.case_id, recipient=EMPLOYEE, key__contains="reseal")
     assert len(again) == 1 and again[0].payload["purpose"] == "step"
     # Both cards render as the outbox relay renders them; the signer's carries a new signing link.
-    renderer = CardRenderer(flow.settings, flow.service)
+    renderer = CardRenderer(flow.settings, flow.service, channel=Channel())
     hr_card = await renderer.for_outbox(hr[0])
     assert hr_card is not None and "无法盖章" in hr_card.title and "新的签署链接" in hr_card.body
     card = await renderer.for_outbox(again[0])
@@ -268,7 +269,7 @@ async def test_seal_given_up_on_a_finished_case_tells_hr(flow: Flow) -> None:
             await act(flow.service, flow.case_id, "rights_notice", "acknowledge", EMPLOYEE, {Role.EMPLOYEE})
             assert (await Case.get(id=flow.case_id)).status == "completed"
             doc = await Document.get(case_id=flow.case_id, kind="rights_notice")
-            results = [await signing_service.sweep_round(settings, flow.service) for _ in range(3)]
+            results = [await signing_service.sweep_round(settings, flow.service, channel=Channel()) for _ in range(3)]
     finally:
         await runner.cleanup()
     # The completion notice the completed case gets is sealed (and fails) with the same TSA: left out here.

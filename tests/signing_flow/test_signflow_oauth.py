@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.app import build_service
 from bot.platforms import registry
 from chat.connector import Capabilities, Connector
+from chat.presentation import neutral
 from config.settings import Settings
 from handlers.signin import IdentityError, SignIn, oauth_state
 from signing.links import read_token
@@ -209,7 +210,8 @@ async def test_dingtalk_in_app_auth_code(demo_org: Settings, fake: tuple[FakePla
     platforms, base = fake
     platform_env(monkeypatch, base)
     async with built(demo_org.model_copy(update={"platforms": ("dingtalk",)})) as connectors:
-        needed = SignIn("dingtalk", "zhangsan", connectors["dingtalk"].identity)  # type: ignore[arg-type]
+        needed = SignIn("dingtalk", "zhangsan", connectors["dingtalk"].identity,  # type: ignore[arg-type]
+                        connectors["dingtalk"].presentation.name)
         platforms.codes["AUTH"] = "zhangsan"
         who = await needed.confirm({"authCode": "AUTH"})
         assert who.identity == "dingtalk:zhangsan"
@@ -222,6 +224,7 @@ class _NoSignIn:
 
     name = "nosignin"
     capabilities = Capabilities()  # its links are not local: someone must confirm who opens them
+    presentation = neutral("nosignin")
     identity = None
 
 

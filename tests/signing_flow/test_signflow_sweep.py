@@ -8,6 +8,7 @@ from aiohttp import web
 from asn1crypto import tsp
 
 from handlers import signing_web
+from signing.channel import Channel
 from signing.pipeline import keys_for, sweep
 from signing.seal import async_validate_pdf
 from storage.models import Document
@@ -26,10 +27,10 @@ async def test_crash_then_tsa_down_then_sweep_seals_bt(flow: Flow, monkeypatch: 
     assert doc.status == "signed" and doc.pdf_signed is None
 
     down = flow.settings.model_copy(update={"tsa_url": "http://127.0.0.1:9/tsa"})
-    assert await sweep(down) == {doc.id: "pending_tsa"}
+    assert await sweep(down, channel=Channel()) == {doc.id: "pending_tsa"}
     doc = await Document.get(id=doc.id)
     assert doc.status == "pending_tsa" and doc.pdf_signed is None  # not quietly sealed B-B
-    assert await sweep(down) == {doc.id: "pending_tsa"}
+    assert await sweep(down, channel=Channel()) == {doc.id: "pending_tsa"}
 
     stamper, tsa_root = _tsa()
 
@@ -46,10 +47,10 @@ async def test_crash_then_tsa_down_then_sweep_seals_bt(flow: Flow, monkeypatch: 
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
         up = flow.settings.model_copy(update={"tsa_url": f"http://127.0.0.1:{port}/tsa"})
-        assert await sweep(up) == {doc.id: "sealed"}
+        assert await sweep(up, channel=Channel()) == {doc.id: "sealed"}
     finally:
         await runner.cleanup()
     doc = await Document.get(id=doc.id)
     report = await async_validate_pdf(bytes(doc.pdf_signed), [keys_for(flow.settings).root_cert, tsa_root])
     assert report.bottom_line and report.timestamped, report.text
-    assert await sweep(up) == {}  # sealed once: nothing left to do
+    assert await sweep(up, channel=Channel()) == {}  # sealed once: nothing left to do

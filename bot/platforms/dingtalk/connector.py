@@ -57,6 +57,8 @@ from chat.connector import (
     Dispatch,
     Limits,
     PermanentDeliveryError,
+    Presentation,
+    Text,
     TextMessage,
 )
 from storage import usage
@@ -148,6 +150,9 @@ def _delivery_error(err: DingTalkError) -> DeliveryError:
 
 class DingTalkConnector:
     name = NAME
+    presentation = Presentation(name=Text("钉钉", "DingTalk"), notice=Text("钉钉工作通知", "DingTalk work notice"),
+                                sign_in=Text("钉钉登录", "Sign in with DingTalk"),
+                                client="DingTalk", client_name="钉钉 DingTalk")  # "DingTalk/7.6.0" in its browser
 
     def __init__(self, settings: DingTalkSettings, env: ConnectorEnv, *, backoff: Backoff | None = None) -> None:
         self.settings = settings

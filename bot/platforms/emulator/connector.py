@@ -34,6 +34,8 @@ from chat.connector import (
     InboundEvent,
     Limits,
     PermanentDeliveryError,
+    Presentation,
+    Text,
 )
 from storage import cardids
 from storage import emulator as db
@@ -44,8 +46,7 @@ log = logging.getLogger("bot.emulator")
 
 @dataclass(frozen=True)
 class EmulatorConfig:
-    """The settings the emulator reads; attribute names as in the core Settings, so the start-up
-    checks accept either."""
+    """What the emulator reads: the core's few (from `ConnectorEnv`) and its own EMULATOR_* settings."""
 
     http_host: str = "127.0.0.1"
     http_port: int = 8080
@@ -53,15 +54,15 @@ class EmulatorConfig:
     trusted_proxies: tuple[str, ...] = ()
     platforms: tuple[str, ...] = ("emulator",)
     language: str = "zh"
-    emulator_token: SecretStr | None = None
-    emulator_allow_exposed: bool = False
+    token: SecretStr | None = None  # EMULATOR_TOKEN; None: a random one per start
+    allow_exposed: bool = False  # EMULATOR_ALLOW_EXPOSED
 
     @classmethod
     def from_env(cls, env: ConnectorEnv) -> EmulatorConfig:
-        own = settings.load(env.extra, env.env_file)  # EMULATOR_*, read here
+        own = settings.load(env.env_file)  # EMULATOR_*, read here
         return cls(http_host=env.http_host, http_port=env.http_port, public_base_url=env.public_base_url,
                    trusted_proxies=tuple(env.trusted_proxies), platforms=tuple(env.platforms) or ("emulator",),
-                   language=env.language, emulator_token=own.token, emulator_allow_exposed=own.allow_exposed)
+                   language=env.language, token=own.token, allow_exposed=own.allow_exposed)
 
 
 class EmulatorConnector:
@@ -69,11 +70,14 @@ class EmulatorConnector:
     limits = Limits(rate_per_second=200.0, burst=200, concurrency=4)
     capabilities = Capabilities(links_need_sign_in=False)  # opened at this machine, by its user
     directory = None
+    presentation = Presentation(name=Text("本地模拟器", "the local emulator"),
+                                notice=Text("离职助手消息", "offboarding bot message"),
+                                sign_in=Text("本地模拟器登录（演示）", "Local emulator sign-in (demo)"))
 
     def __init__(self, config: EmulatorConfig | None = None, store: EmulatorStore | None = None) -> None:
         self.config = config or EmulatorConfig()
         self.store = store or EmulatorStore()
-        self.token = (self.config.emulator_token.get_secret_value() if self.config.emulator_token is not None
+        self.token = (self.config.token.get_secret_value() if self.config.token is not None
                       else secrets.token_urlsafe(32))
         self._dispatch: Dispatch | None = None
         # The web sign-in (the HR dashboard's): a local picker behind the emulator's guard, its codes

@@ -1,15 +1,10 @@
-"""The emulator's own settings, `EMULATOR_*`, read by this package (environment, then `.env`).
-
-The core Settings still declares `emulator_token` / `emulator_allow_exposed` (the transition, so a
-bad token stops start-up with the other settings' errors); the values it read are handed over in
-`ConnectorEnv.extra` and win where they are set.
-"""
+"""The emulator's own settings, `EMULATOR_*`, read by this package (environment, then `.env`), as
+every platform reads its own: the core Settings know nothing of them. A bad value is a ConfigError
+naming the setting, which stops start-up with that one line (bot.platforms.registry)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
 
 from pydantic import SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,13 +34,10 @@ class EmulatorSettings(BaseSettings):
         return value
 
 
-def load(extra: Mapping[str, Any] | None = None, env_file: str | None = ".env") -> EmulatorSettings:
-    """EMULATOR_* from the environment; the core's `emulator_*` values in `extra` win where set."""
-    given = {k[len("emulator_"):]: v for k, v in (extra or {}).items()
-             if k.startswith("emulator_") and k[len("emulator_"):] in EmulatorSettings.model_fields
-             and v not in (None, "")}
+def load(env_file: str | None = ".env") -> EmulatorSettings:
+    """EMULATOR_* from the environment, then `env_file`."""
     try:
-        return EmulatorSettings(_env_file=env_file, **given)  # type: ignore[call-arg]
+        return EmulatorSettings(_env_file=env_file)  # type: ignore[call-arg]
     except ValidationError as exc:
         err = exc.errors()[0]
         name = "EMULATOR_" + str(err["loc"][0]).upper() if err["loc"] else "EMULATOR_*"

@@ -37,6 +37,9 @@ def _mac(key: bytes, employee_id: str, state: str, exp: int) -> str:
 class EmulatorIdentity:
     """WebIdentity of the emulator: its user ids are employee ids."""
 
+    # Back to whatever loopback address the user opened (the picker is local), not PUBLIC_BASE_URL.
+    relative_redirect = True
+
     def __init__(self, secret: bytes, *, now: float | None = None) -> None:
         self._key = hmac.new(secret, b"offboard-emulator-signin-key", hashlib.sha256).digest()
         self._now = now

@@ -46,15 +46,16 @@ log = logging.getLogger("bot.emulator")
 
 
 class Config(Protocol):
-    """What the start-up checks read (the emulator's config, or the core Settings)."""
+    """What the start-up checks and the guard read (connector.EmulatorConfig)."""
 
     http_host: str
     http_port: int
     public_base_url: str
     trusted_proxies: tuple[str, ...]
     platforms: tuple[str, ...]
-    emulator_token: Any
-    emulator_allow_exposed: bool
+    language: str
+    token: Any  # EMULATOR_TOKEN (a SecretStr) or None
+    allow_exposed: bool  # EMULATOR_ALLOW_EXPOSED
 
 
 class EmulatorConnector(Protocol):
@@ -105,7 +106,7 @@ def check_startup(settings: Config, *, warn: bool = True) -> None:
     if "emulator" not in settings.platforms:
         return
     problem = exposure(settings)
-    if problem and not settings.emulator_allow_exposed:
+    if problem and not settings.allow_exposed:
         raise ConfigError(f"refusing to serve the emulator: {problem}; it acts as whoever a request names. "
                             "Remove emulator from PLATFORMS, or set EMULATOR_ALLOW_EXPOSED=true to serve it anyway")
     if not warn:
@@ -131,7 +132,7 @@ def startup_line(settings: Config, token: str) -> str:
     """The one line that shows the token: the user has to open this address to use the emulator,
     so it is printed for them (on stdout, not through logging). Nothing else ever writes it out.
     A configured token is not repeated: whoever set it knows it."""
-    if settings.emulator_token is not None:
+    if settings.token is not None:
         return f"emulator: open {address(settings)}?token=<EMULATOR_TOKEN>"
     return f"emulator: open {address(settings)}?token={token}"
 
@@ -183,7 +184,7 @@ def _check(emu: EmulatorConnector, request: web.Request) -> web.Response | None:
     hop = next((h for h in PROXY_HEADERS if h in request.headers), None)
     if hop is not None:
         return _refuse(request, 403, "proxied", f"the emulator does not answer through a proxy ({hop} present)")
-    if not settings.emulator_allow_exposed and not _peer_loopback(request):
+    if not settings.allow_exposed and not _peer_loopback(request):
         return _refuse(request, 403, "not_local", "the emulator answers only on the loopback interface")
     host = request.headers.get("Host", "")
     if _host_name(host) not in _allowed_hosts(settings):

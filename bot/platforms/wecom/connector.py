@@ -57,6 +57,8 @@ from chat.connector import (
     InboundEvent,
     Limits,
     PermanentDeliveryError,
+    Presentation,
+    Text,
     TextMessage,
     check_card_id,
 )
@@ -105,6 +107,9 @@ def _shown(body: dict[str, Any]) -> str:
 
 class WeComConnector:
     name = NAME
+    presentation = Presentation(name=Text("企业微信", "WeCom"), notice=Text("企业微信应用消息", "WeCom app message"),
+                                sign_in=Text("企业微信登录", "Sign in with WeCom"),
+                                client="wxwork", client_name="企业微信 WeCom")  # "wxwork/4.1.22" in its browser
 
     def __init__(self, settings: WeComSettings, env: ConnectorEnv, *, clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic,

@@ -18,7 +18,7 @@ from bot.app import build_service
 from bot.inbound import Inbound, build_router
 from bot.outbox import Relay, RetryPolicy
 from bot.platforms.wecom.connector import card_id_of
-from chat import capabilities
+from chat import capabilities, presentation
 from chat.connector import CardAction
 from config.settings import Settings
 from handlers.cardview import CardRenderer
@@ -125,8 +125,10 @@ async def wcase(demo_org: Settings) -> AsyncIterator[WeComCase]:
         await rig.connector.stop()
         await rig.connector.start(inbound.dispatch)  # the bot's dispatch, as the app wires it
         connectors = {"wecom": rig.connector}
-        # As the app factory does: cards are rendered for what the running connector's cards hold.
-        renderer = CardRenderer(settings, service, capabilities.of_connectors(connectors))
+        # As the app factory does: cards are rendered for what the running connector's cards hold, and
+        # documents say what its presentation says.
+        renderer = CardRenderer(settings, service, capabilities.of_connectors(connectors),
+                                channel=presentation.channel_of(connectors, settings.platforms))
         relay = Relay(connectors, renderer.for_outbox, addresses=service.addresses,
                       retry=RetryPolicy(base=0.01, cap=0.05))
         async with TestClient(TestServer(make_app(settings, service, connectors), host="127.0.0.1")) as signing:
