@@ -24,7 +24,10 @@ _ID = re.compile(r"^o(?P<row>[0-9]{1,19})-(?P<digest>[a-z2-7]{16})$")
 
 
 def _digest(key: str) -> str:
-    return base64.b32encode(hashlib.sha256(key.encode()).digest()).decode().lower()[:16]
+    # 16 base32 characters are the first 10 bytes (base32 encodes 5 bytes at a time, each group on
+    # its own): the same id as encoding the whole digest and cutting it, at a third of the cost
+    # (base64's base32 is pure Python, run on every card sent and every tap).
+    return base64.b32encode(hashlib.sha256(key.encode()).digest()[:10]).decode().lower()
 
 
 def encode(row_id: int, key: str) -> str:

@@ -18,9 +18,10 @@ Step columns come from the `case_step` model: whatever is not the step's identit
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from functools import cache
+from operator import attrgetter
 from typing import Any
 
 from tortoise import fields
@@ -76,13 +77,37 @@ def step_state(row: dict[str, Any]) -> StepState:
     return StepState(**{c: (row[c] if read is None else read(row[c])) for c, read in _step_readers()})
 
 
+_Fixes = tuple[tuple[int, Callable[[Any], Any]], ...]  # (column position, how its value is stored)
+
+
+@cache
+def _step_writer(cols: tuple[str, ...]) -> tuple[Callable[[StepState], Any], _Fixes]:
+    """All of a step's fields in one C call, and which of them are stored as another type (by the
+    field's default: a set is stored as a sorted list, a mapping as a plain dict). Every step of
+    every event goes through here: a `getattr` and two `isinstance` per column cost more than the
+    rest of its write."""
+    blank = StepState()
+    kinds: dict[type, Callable[[Any], Any]] = {frozenset: sorted, dict: dict}
+    fixes = tuple((i, kinds[type(getattr(blank, c))]) for i, c in enumerate(cols)
+                  if type(getattr(blank, c)) in kinds)
+    return attrgetter(*cols), fixes
+
+
+def _step_lists(states: Iterable[StepState]) -> list[list[Any]]:
+    """Each step's state as its column values, in `step_columns()` order."""
+    get, fixes = _step_writer(step_columns())
+    out = []
+    for st in states:
+        values = list(get(st))
+        for i, fix in fixes:
+            values[i] = fix(values[i])
+        out.append(values)
+    return out
+
+
 def step_values(st: StepState) -> dict[str, Any]:
     """A step's state as its columns (python values; sets stored sorted)."""
-    out: dict[str, Any] = {}
-    for c in step_columns():
-        v = getattr(st, c)
-        out[c] = sorted(v) if isinstance(v, frozenset) else dict(v) if isinstance(v, dict) else v
-    return out
+    return dict(zip(step_columns(), _step_lists((st,))[0], strict=True))
 
 
 def case_state(case: Case, steps: Sequence[tuple[str, StepState]]) -> CaseState:
@@ -129,8 +154,10 @@ async def insert_case(target: Target, row: dict[str, Any], steps: Sequence[tuple
                       entries: Sequence[audit.NewEntry]) -> None:
     """A new case at its first version, with its steps (id, position, state) and first entries."""
     await insert_rows(target, Case, [row])
+    cols = step_columns()
     await insert_rows(target, CaseStep, [
-        {"case_id": row["id"], "step_id": step_id, "position": pos, **step_values(st)} for step_id, pos, st in steps
+        {"case_id": row["id"], "step_id": step_id, "position": pos, **dict(zip(cols, values, strict=True))}
+        for (step_id, pos, _), values in zip(steps, _step_lists(st for _, _, st in steps), strict=True)
     ])
     await _insert_entries(target, entries)
 
@@ -151,6 +178,12 @@ async def _insert_entries(target: Target, entries: Sequence[audit.NewEntry]) -> 
 def _step_update_sql(cols: tuple[str, ...]) -> str:
     sets = ", ".join(f"{quote(c)} = ?" for c in cols)
     return f'UPDATE "case_step" SET {sets} WHERE "case_id" = ? AND "step_id" = ?'
+
+
+@cache
+def _compare_and_set_sql(names: tuple[str, ...]) -> str:
+    sets = ", ".join(['"version" = ?', *(f"{quote(n)} = ?" for n in names)])
+    return f'UPDATE "case" SET {sets} WHERE "id" = ? AND "version" = ? AND "audit_seq" = ?'
 
 
 class CaseWrite:
@@ -184,19 +217,17 @@ class CaseWrite:
         for k, v in changes.items():
             setattr(self.case, k, v)
         moved = {**changes, "audit_seq": self.case.audit_seq, "audit_head": self.case.audit_head}
-        names = sorted(moved)
-        sets = ", ".join(['"version" = ?', *(f"{quote(n)} = ?" for n in names)])
-        values = [self.version, *(to_db(Case, n, moved[n]) for n in names), self.case.id, self.before.version,
+        names = tuple(sorted(moved))
+        values = [self.version, *[to_db(Case, n, moved[n]) for n in names], self.case.id, self.before.version,
                   self.before.audit_seq]
-        await write(self.batch, f'UPDATE "case" SET {sets} WHERE "id" = ? AND "version" = ? AND "audit_seq" = ?',
-                    [values], exactly_one=True)
+        await write(self.batch, _compare_and_set_sql(names), [values], exactly_one=True)
         await _insert_entries(self.batch, entries)
         if steps:
             cols = step_columns()
             convert = converters(CaseStep, cols)
             await write(self.batch, _step_update_sql(cols), [
-                [*(f(v) for f, v in zip(convert, step_values(st).values(), strict=True)), self.case.id, step_id]
-                for step_id, st in steps.items()
+                [*[f(v) for f, v in zip(convert, values, strict=True)], self.case.id, step_id]
+                for step_id, values in zip(steps, _step_lists(steps.values()), strict=True)
             ])
 
     async def append(self, conn: Any, items: Sequence[AuditItem]) -> list[audit.NewEntry]:

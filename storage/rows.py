@@ -168,13 +168,15 @@ async def update_where(conn: Any, model: type[Model], changes: dict[str, Any], w
     return n
 
 
+@cache
+def _select_sql(model: type[Model], cols: tuple[str, ...], where: tuple[str, ...]) -> str:
+    cond = " AND ".join(f"{quote(c)} = ?" for c in where)
+    return f"SELECT {', '.join(quote(c) for c in cols)} FROM {quote(table(model))} WHERE {cond}"
+
+
 async def select_one(conn: Any, model: type[Model], where: dict[str, Any]) -> Any:
     """The row of `model` matching every `where` column, as a model instance; None when none."""
-    cols = columns(model)
-    cond = " AND ".join(f"{quote(c)} = ?" for c in where)
-    sql = f"SELECT {', '.join(quote(c) for c in cols)} FROM {quote(table(model))} WHERE {cond}"
-    _, rows = await dialect_of(conn).query(conn, sql, list(where.values()))
-    if not rows:
-        return None
-    row = dict(rows[0])
-    return from_row(model, {c: row[c] for c in cols})
+    _, rows = await dialect_of(conn).query(conn, _select_sql(model, columns(model), tuple(where)),
+                                           list(where.values()))
+    # The statement names exactly the model's columns, so the row is the instance's values.
+    return from_row(model, dict(rows[0])) if rows else None

@@ -4,7 +4,9 @@ clicks, card ids in every platform's alphabet, addresses, and the relay's limits
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
+import hashlib
 from datetime import timedelta
 from typing import Any
 
@@ -180,6 +182,10 @@ async def test_card_ids_fit_every_platform_and_find_their_row(chat) -> None:
         card_id = cardids.card_id_of(row)
         assert CARD_ID.fullmatch(card_id) and ":" in row.key  # the key stays readable, the id fits
         assert card_id == cardids.encode(row.id, row.key)  # the same row always gets the same id
+        # The scheme as stated (16 base32 characters of the key's SHA-256): ids already on the
+        # platforms keep naming their rows, however the digest is computed.
+        stated = base64.b32encode(hashlib.sha256(row.key.encode()).digest()).decode().lower()[:16]
+        assert card_id == f"o{row.id}-{stated}"
         assert (await cardids.find(hotpath.default_conn(), card_id)).id == row.id  # type: ignore[union-attr]
     other = rows[1]
     forged = f"o{rows[0].id}-{cardids.encode(other.id, other.key).split('-')[1]}"
