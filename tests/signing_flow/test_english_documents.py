@@ -88,22 +88,24 @@ async def test_an_english_probation_case_prints_no_chinese_basis_lines(demo_org:
                                            ("case_completed", "completion_notice")], tmp_path)
 
 
-async def _mutual_case(settings: Settings, keep: Callable[[dict[str, Any]], dict[str, Any]] = dict) -> Case:
+async def _mutual_case(settings: Settings, keep: Callable[[dict[str, Any]], dict[str, Any]] = dict, *,
+                       by_employee: bool = False) -> Case:
     """A mutual agreement past HR's check as the card tap records it (handlers.settlement): the company
-    proposed, the computed compensation changed to 150,000 with a reason. `keep`: what of the record the
-    step keeps (an older code's record: the Chinese only)."""
+    proposed, the computed compensation changed to 150,000 with a reason (`by_employee`: the employee
+    proposed, nothing changed). `keep`: what of the record the step keeps (an older code's record: the
+    Chinese only)."""
     emp = await Employee.create(employee_id="E009", name="钱十一", department="销售部", position="客户经理",
                                 manager_id=MANAGER, city="beijing", hire_date=date(2016, 3, 1),
                                 contract_start=date(2016, 3, 1), monthly_wage=Decimal("12000.00"))
     service = build_service(settings)
     out = await service.start_case(employee=emp, template_id="mutual", last_day=date(2026, 1, 30), reason="",
                                    created_by=HR, handover_id=HANDOVER)
-    data: dict[str, object] = {"last_working_day": "2026-01-30", "proposed_by": "公司",
-                               "compensation_override": "150000", "override_reason": "双方协商一致",
-                               "non_compete_months": "3", "non_compete_monthly": "5000"}
+    data: dict[str, object] = {"last_working_day": "2026-01-30", "proposed_by": "员工"} if by_employee else {
+        "last_working_day": "2026-01-30", "proposed_by": "公司", "compensation_override": "150000",
+        "override_reason": "双方协商一致", "non_compete_months": "3", "non_compete_monthly": "5000"}
+    agreed, reason = ({}, "") if by_employee else ({"compensation": Decimal("150000")}, "双方协商一致")
     figures, ground, last_day = await figures_for(service, await Case.get(id=out.case_id), data)  # type: ignore[arg-type]
-    data[sf.RECORD_KEY] = keep(sf.record(figures, {"compensation": Decimal("150000")}, "双方协商一致",
-                                         ground=ground, last_day=last_day))
+    data[sf.RECORD_KEY] = keep(sf.record(figures, agreed, reason, ground=ground, last_day=last_day))
     await act(service, out.case_id, "terms", "complete", HR, {Role.HR}, data)
     return await Case.get(id=out.case_id)
 
@@ -126,17 +128,7 @@ async def test_an_english_agreement_the_employee_proposed_says_why_nothing_is_ow
     """Proposed by the employee, a mutual termination owes no compensation (Art. 46(2)): the English
     agreement, notice of rights and completion notice say so and why, as the Chinese ones do."""
     settings = demo_org.model_copy(update={"language": "en"})
-    emp = await Employee.create(employee_id="E009", name="钱十一", department="销售部", position="客户经理",
-                                manager_id=MANAGER, city="beijing", hire_date=date(2016, 3, 1),
-                                contract_start=date(2016, 3, 1), monthly_wage=Decimal("12000.00"))
-    service = build_service(settings)
-    out = await service.start_case(employee=emp, template_id="mutual", last_day=date(2026, 1, 30), reason="",
-                                   created_by=HR, handover_id=HANDOVER)
-    data: dict[str, object] = {"last_working_day": "2026-01-30", "proposed_by": "员工"}
-    figures, ground, last_day = await figures_for(service, await Case.get(id=out.case_id), data)  # type: ignore[arg-type]
-    data[sf.RECORD_KEY] = sf.record(figures, {}, "", ground=ground, last_day=last_day)
-    await act(service, out.case_id, "terms", "complete", HR, {Role.HR}, data)
-    case = await Case.get(id=out.case_id)
+    case = await _mutual_case(settings, by_employee=True)
     why = "the mutual termination was proposed by the employee, so under Labour Contract Law Art. 46(2)"
     for kind in ("settlement_agreement", "rights_notice"):
         doc = await ensure_draft(case, kind, kind, settings, channel=Channel(), now=datetime.now(UTC))
