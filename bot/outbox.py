@@ -391,7 +391,10 @@ class Relay:
                   and (row.case_id, row.step_id, row.recipient) == (  # type: ignore[attr-defined]
                       clicked.case_id, clicked.step_id, clicked.recipient)]  # type: ignore[attr-defined]
         if theirs:
-            await asyncio.wait([asyncio.create_task(ev.wait()) for ev in theirs], timeout=REPLY_WAIT_SECONDS)
+            waiting = [asyncio.create_task(ev.wait()) for ev in theirs]
+            _, late = await asyncio.wait(waiting, timeout=REPLY_WAIT_SECONDS)
+            for task in late:
+                task.cancel()
         for row in rows:
             try:
                 done = await self._update_cards(connector, await self.address(row), row, now)

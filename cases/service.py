@@ -328,18 +328,12 @@ class CaseService:
             # updated in place, whatever moved it: a tap, a signature, a web form, a timer.
             wanted = {*updates, queue.SUMMARY} if summary else set(updates)
             for step_id, recipient, platform in sorted(h for h in holders or () if h[0] in wanted):
-                if step_id == queue.SUMMARY:
-                    outbox.append({
-                        "key": f"{case.id}:summary:update:v{version}:{recipient}", "case_id": case.id,
-                        "platform": platform, "recipient": recipient, "step_id": None, "kind": "update",
-                        "payload": {"case_id": case.id, "step_id": None, "purpose": "summary"},
-                        "next_attempt_at": at, "created_at": at,
-                    })
-                    continue
+                scope, sid, more = ("summary", None, {"purpose": "summary"}) if step_id == queue.SUMMARY \
+                    else (step_id, step_id, {})
                 outbox.append({
-                    "key": f"{case.id}:{step_id}:update:v{version}:{recipient}", "case_id": case.id,
-                    "platform": platform, "recipient": recipient, "step_id": step_id, "kind": "update",
-                    "payload": {"case_id": case.id, "step_id": step_id}, "next_attempt_at": at, "created_at": at,
+                    "key": f"{case.id}:{scope}:update:v{version}:{recipient}", "case_id": case.id,
+                    "platform": platform, "recipient": recipient, "step_id": sid, "kind": "update",
+                    "payload": {"case_id": case.id, "step_id": sid, **more}, "next_attempt_at": at, "created_at": at,
                 })
         # The key is unique: a replayed effect cannot queue a second message.
         await queue.insert_outbox(writes, outbox)

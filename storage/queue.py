@@ -27,7 +27,7 @@ from tortoise.transactions import in_transaction
 
 from storage.dialect import Target, columns, dialect_of, quote, table, write
 from storage.models import OutboxMessage, Timer
-from storage.rows import as_json, converter, from_row, insert_rows, update_statement
+from storage.rows import converter, from_row, insert_rows, update_statement
 
 
 @dataclass(frozen=True)
@@ -127,12 +127,13 @@ SUMMARY = "*summary"  # the step id card_holders gives HR's summary cards (no st
 async def card_holders(conn: Any, case_id: str) -> list[tuple[str, str, str]]:
     """(step_id, recipient, platform) of every step card queued or sent for the case, and of every
     HR summary card under the step id SUMMARY (it shows every step, so it changes with any of them)."""
+    # HR's summary card is the only card row keyed `<case>:summary:<hr>` (handlers.commands); other
+    # cards without a step are keyed `<case>:case:<purpose>:…` (workflow.engine), update rows are no cards.
     _, rows = await dialect_of(conn).query(
-        conn, 'SELECT DISTINCT "step_id", "recipient", "platform", "payload" FROM "outbox" WHERE "case_id" = ? '
+        conn, 'SELECT DISTINCT "step_id", "recipient", "platform" FROM "outbox" WHERE "case_id" = ? '
         'AND "kind" = \'card\' AND ("step_id" IS NOT NULL OR "key" LIKE ?)', [case_id, f"{case_id}:summary:%"],
     )
-    return sorted({(r[0] if r[0] is not None else SUMMARY, r[1], r[2]) for r in rows
-                   if r[0] is not None or (as_json(r[3]) or {}).get("purpose") == "summary"})
+    return sorted((r[0] if r[0] is not None else SUMMARY, r[1], r[2]) for r in rows)
 
 
 # ---- what the platform answered for a delivered card ----------------------------------------
