@@ -16,16 +16,13 @@ from config.settings import Settings
 from signing.archive_check import verify_archive
 from signing.verify import all_ok
 from storage.models import CaseAccess, Employee
+from tests.browser import ARGS, CHROMIUM, phone
 from tests.dashboard.conftest import EMPLOYEE, HR, OTHER, TOKEN, Dash, serve, start
 from tests.signing_flow.conftest import Flow, complete_case, make_app, to_guarantee_step
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run"]
-UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-      "Mobile/15E148 wxwork/4.1.20")
+UA = phone("wxwork/4.1.20")
 
 
 @pytest.fixture

@@ -10,16 +10,13 @@ from urllib.parse import urlsplit
 import pytest
 
 from storage.models import AuditEntry, CaseStep, Upload
+from tests.browser import ARGS, CHROMIUM, phone
 from tests.fallback.conftest import HR, CaseA, real_jpeg
 from tests.fallback.test_uploads import EXE
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run"]
-UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-      "Mobile/15E148 DingTalk/7.6.0")
+UA = phone("DingTalk/7.6.0")
 
 
 async def test_hr_uploads_the_receipt_from_a_phone(case_a: CaseA, tmp_path: Path) -> None:

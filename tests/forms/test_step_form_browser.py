@@ -6,15 +6,12 @@ from __future__ import annotations
 import pytest
 
 from storage.models import AuditEntry, CaseStep
+from tests.browser import ARGS, CHROMIUM, phone
 from tests.forms.conftest import EMPLOYEE, Forms, link
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run"]
-UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-      "Mobile/15E148 wxwork/4.1.22 MicroMessenger/7.0.1")
+UA = phone("wxwork/4.1.22 MicroMessenger/7.0.1")
 EVIL = "<script>window.pwned=1</script><img src=x onerror=\"window.pwned=2\">"
 
 

@@ -13,13 +13,11 @@ from signing.documents import render_document
 from signing.page import CONSENT_VERSION, render_sign_page
 from signing.preview import pdf_to_png_pages
 from signing.strokes import parse_strokes, trivial_reason
+from tests.browser import ARGS, CHROMIUM
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
 STATIC = Path(__file__).resolve().parents[2] / "handlers" / "static"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run"]
 
 
 async def _server(doc_png: bytes, received: list[dict]) -> tuple[web.AppRunner, str]:

@@ -16,13 +16,13 @@ from signing.merge import MergeError, append_pages
 from signing.seal import seal_pdf, validate_pdf
 from signing.strokes import parse_strokes, render_png
 from signing.templates import DocumentError
+from tests.browser import phone
 
 from .conftest import pdftotext, signature_payload
 
 CLIENTS = channel_of({"dingtalk": DingTalkConnector, "wecom": WeComConnector},  # type: ignore[dict-item]
                      ("dingtalk",)).clients
-UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-      "Mobile/15E148 DingTalk/7.6.0")
+UA = phone("DingTalk/7.6.0")
 
 
 def _evidence(doc: bytes, **over: object) -> dict[str, object]:

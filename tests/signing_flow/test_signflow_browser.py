@@ -16,15 +16,12 @@ from signing.strokes import parse_strokes_json, render_png
 from signing.verify import verify_case
 from storage.canonical import sha256_hex
 from storage.models import AuditEntry, CaseStep, Document, Signature, SigningLink
+from tests.browser import ARGS, CHROMIUM, phone
 from tests.signing_flow.conftest import EMPLOYEE, Flow
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run"]
-UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-      "Mobile/15E148 DingTalk/7.6.0")
+UA = phone("DingTalk/7.6.0")
 
 
 async def _draw(page, path: list[tuple[float, float]]) -> None:  # type: ignore[no-untyped-def]
